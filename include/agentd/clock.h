@@ -1,0 +1,16 @@
+/*
+ * clock.h — the only place the I/O shell reads clocks. Pure modules never
+ * call these: they take now_ms as an argument.
+ */
+#ifndef AGENTD_CLOCK_H
+#define AGENTD_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+/* Monotonic milliseconds (CLOCK_MONOTONIC): for deadlines, timers, policies. */
+int64_t clock_now_ms(void);
+/* Wall-clock milliseconds since the epoch: for HTTP dates and log timestamps. */
+int64_t clock_wall_ms(void);
+
+#endif

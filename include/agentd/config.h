@@ -1,0 +1,117 @@
+/*
+ * config.h — agentd's settings: one table of environment variables, each with
+ * a default, a unit, a range and a one-line meaning. config_load() fills a
+ * struct agentd_config from an injectable lookup (getenv in production, a
+ * table in tests); config_print_help() prints the table for `agentd --help`.
+ *
+ * Ownership: strings in struct agentd_config are owned by it; free them with
+ * config_free(). Not thread-safe while loading; read-only afterwards.
+ *
+ * Value rules (shared by every variable of a kind):
+ *  - integers: decimal, whole string, no sign other than '-', no spaces, within
+ *    the row's range; set-but-empty is an error.
+ *  - URLs: http:// or https://, printable ASCII without spaces, trailing '/'
+ *    stripped (so callers append "/v1/messages" etc.).
+ *  - text (model, system prompt, notes dir): valid UTF-8, length in bytes.
+ *  - ANTHROPIC_API_KEY / ANTHROPIC_API_KEY_FILE: set-but-empty counts as unset;
+ *    setting both is an error; a missing key is allowed.
+ */
+#ifndef AGENTD_CONFIG_H
+#define AGENTD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct agentd_config {
+    /* server */
+    char *listen_host;     /* AGENTD_LISTEN host part, e.g. "0.0.0.0" */
+    int listen_port;       /* AGENTD_LISTEN port part, 0..65535 (0 = ephemeral) */
+    int workers;           /* AGENTD_WORKERS, 0 in the table = number of CPUs (resolved
+                              at load, so always 1..256 here) */
+    int max_inflight;      /* AGENTD_MAX_INFLIGHT */
+    size_t max_body_bytes; /* AGENTD_MAX_BODY_BYTES */
+    int io_threads;        /* AGENTD_IO_THREADS: blocking file I/O pool */
+
+    /* LLM */
+    char *api_key;            /* ANTHROPIC_API_KEY or contents of ANTHROPIC_API_KEY_FILE; secret;
+                                 NULL when neither is set */
+    char *api_key_file;       /* ANTHROPIC_API_KEY_FILE path (not secret), NULL when unset */
+    char *anthropic_base_url; /* ANTHROPIC_BASE_URL, no trailing slash */
+    char *model;              /* AGENTD_MODEL */
+    int max_tokens;           /* AGENTD_MAX_TOKENS */
+    double temperature;       /* AGENTD_TEMPERATURE 0..1 */
+    int max_iterations;       /* AGENTD_MAX_ITERATIONS */
+    char *system_prompt;      /* AGENTD_SYSTEM_PROMPT ("" = none) */
+
+    /* timeouts, milliseconds */
+    int64_t llm_timeout_ms;   /* AGENTD_LLM_TIMEOUT_MS */
+    int64_t tool_timeout_ms;  /* AGENTD_TOOL_TIMEOUT_MS */
+    int64_t total_timeout_ms; /* AGENTD_TOTAL_TIMEOUT_MS */
+
+    /* tools */
+    char *notes_dir;             /* AGENTD_NOTES_DIR */
+    char *search_url;            /* AGENTD_SEARCH_URL ("" = web_search unavailable) */
+    char *weather_geocoding_url; /* AGENTD_WEATHER_GEOCODING_URL */
+    char *weather_forecast_url;  /* AGENTD_WEATHER_FORECAST_URL */
+
+    /* conversations */
+    int conversations_max;         /* AGENTD_CONVERSATIONS_MAX */
+    int64_t conversation_ttl_ms;   /* AGENTD_CONVERSATION_TTL_MS */
+    int conversation_max_messages; /* AGENTD_CONVERSATION_MAX_MESSAGES */
+
+    /* resilience (rows added with the resilience layer) */
+    int retry_max;                  /* AGENTD_RETRY_MAX: retries after the first attempt */
+    int64_t retry_initial_ms;       /* AGENTD_RETRY_INITIAL_MS */
+    int64_t retry_max_delay_ms;     /* AGENTD_RETRY_MAX_DELAY_MS */
+    int64_t retry_after_cap_ms;     /* AGENTD_RETRY_AFTER_CAP_MS */
+    double retry_budget_ratio;      /* AGENTD_RETRY_BUDGET_RATIO */
+    int64_t retry_budget_window_ms; /* AGENTD_RETRY_BUDGET_WINDOW_MS */
+    int retry_budget_min;           /* AGENTD_RETRY_BUDGET_MIN: floor of retries per window */
+    int breaker_enabled;            /* AGENTD_BREAKER_ENABLED 0/1 */
+    int breaker_failures;           /* AGENTD_BREAKER_FAILURES */
+    double breaker_failure_rate;    /* AGENTD_BREAKER_FAILURE_RATE */
+    int breaker_window;             /* AGENTD_BREAKER_WINDOW (calls) */
+    int breaker_min_calls;          /* AGENTD_BREAKER_MIN_CALLS */
+    int64_t breaker_open_ms;        /* AGENTD_BREAKER_OPEN_MS */
+    int breaker_half_open_probes;   /* AGENTD_BREAKER_HALF_OPEN_PROBES */
+    double llm_rate;                /* AGENTD_LLM_RATE tokens/s */
+    double llm_burst;               /* AGENTD_LLM_BURST */
+    double tool_rate;               /* AGENTD_TOOL_RATE tokens/s (per HTTP tool) */
+    double tool_burst;              /* AGENTD_TOOL_BURST */
+    char *tool_criticality;         /* AGENTD_TOOL_CRITICALITY */
+
+    /* logging */
+    char *log_format; /* AGENTD_LOG_FORMAT json|text */
+    char *log_level;  /* AGENTD_LOG_LEVEL debug|info|warn|error */
+};
+
+/* Returns the value of environment variable `name`, or NULL when unset. */
+typedef const char *(*config_lookup_fn)(const char *name, void *ctx);
+
+/*
+ * Fills *ret from `lookup` (NULL = getenv). On success returns 0 and *ret owns
+ * its strings. On a bad value returns -EINVAL, writes a message that names the
+ * variable, the accepted range and the value given into err (e.g.
+ * "AGENTD_LLM_TIMEOUT_MS: expected an integer 100..600000 (ms), got 'abc'"), and
+ * leaves *ret untouched. Secrets are never copied into err; echoed values are
+ * cut to 64 bytes with non-printable bytes shown as '?'. err may be NULL.
+ * Returns -ENOMEM (err "out of memory") when an allocation fails. Reads the
+ * key file named by ANTHROPIC_API_KEY_FILE (regular file, at most 4096 bytes).
+ */
+int config_load(struct agentd_config *ret, config_lookup_fn lookup, void *ctx, char *err,
+                size_t errlen);
+
+/* Frees the strings of cfg (cfg itself is caller-owned); NULL is fine. */
+void config_free(struct agentd_config *cfg);
+
+/* Prints the usage lines, then the settings table (variable, default,
+ * range/unit, meaning); every line fits in 100 columns. */
+void config_print_help(FILE *out);
+
+/* Prints the effective configuration, one "NAME=value" line per variable in
+ * table order (secrets shown as "(set)"/"(unset)"; control bytes escaped; text
+ * longer than 256 bytes cut with its length noted). NULL cfg prints nothing. */
+void config_print_effective(const struct agentd_config *cfg, FILE *out);
+
+#endif

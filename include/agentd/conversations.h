@@ -1,0 +1,82 @@
+/*
+ * conversations.h — the in-memory conversation store: message history per
+ * conversation_id, bounded in count (LRU eviction), in length (trimmed on
+ * save) and in time (idle TTL).
+ *
+ * One run at a time per conversation: a second run on a conversation that is
+ * already running gets -EBUSY (the server answers 409 conversation_busy with
+ * Retry-After: 1) and the client retries. This keeps each history linear —
+ * two concurrent runs would each append to the same starting point and one
+ * answer would be lost — without queueing unbounded work in the daemon.
+ *
+ * Thread-safety: every function may be called from any thread; one mutex
+ * guards the table and is held only for pointer work, never while copying
+ * JSON. Time: now_ms is a monotonic millisecond clock supplied by the caller;
+ * the store never reads a clock. All operations are O(1) apart from the JSON
+ * copies (O(history)) and conv_store_sweep (O(expired entries)).
+ *
+ * History format: a JSON array of Messages API messages
+ * ({"role": "user"|"assistant", "content": string | [blocks]}).
+ */
+#ifndef AGENTD_CONVERSATIONS_H
+#define AGENTD_CONVERSATIONS_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct conv_store;
+
+/*
+ * Creates a store holding at most max_conversations conversations (0 = the
+ * feature is disabled: conv_store_acquire() returns -ENOTSUP), each kept
+ * until idle for more than ttl_ms and holding at most max_messages messages.
+ * Returns NULL when max_conversations < 0 or > 1<<20, ttl_ms < 1,
+ * max_messages < 1, or on ENOMEM.
+ */
+struct conv_store *conv_store_new(int max_conversations, int64_t ttl_ms, int max_messages);
+
+/* Frees the store and every history, busy or not; s may be NULL. Returns NULL. */
+struct conv_store *conv_store_free(struct conv_store *s);
+
+/*
+ * Starts a run on conversation `id` (a valid conversation_id, see request.h).
+ * On success marks it busy and returns 0 with *ret_messages = a new JSON array
+ * owned by the caller: a deep copy of the history, empty when the
+ * conversation is new or expired (idle for more than ttl_ms).
+ * Errors (nothing changed, *ret_messages untouched):
+ *   -ENOTSUP  the store was created with max_conversations == 0;
+ *   -EINVAL   s, id or ret_messages is NULL, or id is not 1..128 bytes;
+ *   -EBUSY    another run holds this conversation;
+ *   -ENOSPC   the id is new and every slot holds a busy conversation;
+ *   -ENOMEM   (the conversation may now exist, idle, with its old history).
+ * When the id is new and the store is full, the least recently used idle
+ * conversation is evicted. Every successful acquire must be followed by
+ * exactly one conv_store_release() for the same id.
+ */
+int conv_store_acquire(struct conv_store *s, const char *id, int64_t now_ms, json_t **ret_messages);
+
+/*
+ * Ends the run on `id` that conv_store_acquire() started. messages != NULL
+ * (a JSON array; the store copies it, the caller keeps its reference)
+ * replaces the history, trimmed from the front to at most max_messages so
+ * that it still starts with a user message whose content is plain text (a
+ * string, or an array of only "text" blocks) — never with a dangling
+ * tool_result or an assistant message; when no such start exists the history
+ * becomes empty. messages == NULL, a non-array, or ENOMEM while copying keep
+ * the old history (a failed run adds nothing). Always refreshes the last-use
+ * time to now_ms and clears busy. An unknown id, or one that is not busy,
+ * is a no-op.
+ */
+void conv_store_release(struct conv_store *s, const char *id, const json_t *messages,
+                        int64_t now_ms);
+
+/* Drops idle conversations idle for more than ttl_ms at now_ms; returns how
+ * many. Called periodically by the server; busy conversations are kept. */
+size_t conv_store_sweep(struct conv_store *s, int64_t now_ms);
+
+/* Number of stored conversations, busy ones and not-yet-swept expired ones
+ * included; 0 when s is NULL. */
+size_t conv_store_count(struct conv_store *s);
+
+#endif

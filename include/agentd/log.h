@@ -1,0 +1,63 @@
+/*
+ * log.h — structured logs: one JSON object per line on stderr (or a plain
+ * "key=value" text line), with RFC 3339 UTC timestamps in milliseconds.
+ *
+ * Thread-safe without a global lock: each line is formatted into the calling
+ * thread's stack buffer and written with one write(2), so workers never wait
+ * on each other to log. Lines longer than LOG_LINE_MAX_BYTES are truncated
+ * (string values are cut first). Never pass secrets: callers log ids, counts
+ * and reasons, not keys, tokens or note content.
+ */
+#ifndef AGENTD_LOG_H
+#define AGENTD_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LOG_LINE_MAX_BYTES 4096
+
+enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum log_format { LOG_FORMAT_JSON = 0, LOG_FORMAT_TEXT };
+
+enum log_field_type { LOGF_STR, LOGF_INT, LOGF_DBL, LOGF_BOOL };
+struct log_field {
+    const char *key;
+    enum log_field_type type;
+    union {
+        const char *s;
+        int64_t i;
+        double d;
+    } v;
+};
+
+#define LF_S(k, val) ((struct log_field){.key = (k), .type = LOGF_STR, .v.s = (val)})
+#define LF_I(k, val) ((struct log_field){.key = (k), .type = LOGF_INT, .v.i = (int64_t)(val)})
+#define LF_D(k, val) ((struct log_field){.key = (k), .type = LOGF_DBL, .v.d = (double)(val)})
+#define LF_B(k, val) ((struct log_field){.key = (k), .type = LOGF_BOOL, .v.i = !!(val)})
+
+/* Set once at start-up, before threads exist. */
+void log_setup(enum log_level min_level, enum log_format format, int fd);
+int log_parse_level(const char *s, enum log_level *ret);
+int log_enabled(enum log_level level);
+
+/* Writes one line; a NULL string value is written as null (JSON) / "-" (text). */
+void log_write(enum log_level level, const char *msg, const struct log_field *fields, size_t n);
+
+/* Formats one line into buf (for tests); returns its length, newline included. */
+size_t log_format_line(char *buf, size_t buflen, enum log_format format, int64_t wall_ms,
+                       enum log_level level, const char *msg, const struct log_field *fields,
+                       size_t n);
+
+#define LOG_FIELDS_(...)  ((const struct log_field[]){__VA_ARGS__})
+#define LOG_NFIELDS_(...) (sizeof(LOG_FIELDS_(__VA_ARGS__)) / sizeof(struct log_field))
+#define log_at(lvl, msg, ...)                                                                      \
+    do {                                                                                           \
+        if (log_enabled(lvl))                                                                      \
+            log_write((lvl), (msg), LOG_FIELDS_(__VA_ARGS__), LOG_NFIELDS_(__VA_ARGS__));          \
+    } while (0)
+#define log_debug(msg, ...) log_at(LOG_DEBUG, msg, __VA_ARGS__)
+#define log_info(msg, ...)  log_at(LOG_INFO, msg, __VA_ARGS__)
+#define log_warn(msg, ...)  log_at(LOG_WARN, msg, __VA_ARGS__)
+#define log_error(msg, ...) log_at(LOG_ERROR, msg, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * server.h — the HTTP front: a libmicrohttpd daemon (epoll, internal thread
+ * pool) that routes requests, caps and validates bodies, admits runs,
+ * suspends each agent request while a worker runs it, and resumes it with
+ * the JSON answer.
+ */
+#ifndef AGENTD_SERVER_H
+#define AGENTD_SERVER_H
+
+#include <stddef.h>
+
+struct app;
+struct server;
+
+/* Binds and starts serving. NULL with a message in err on failure. */
+struct server *server_start(struct app *app, char *err, size_t errlen);
+/* The bound TCP port (useful with port 0). */
+int server_port(const struct server *s);
+/* Stops accepting new connections (listening socket closed). */
+void server_quiesce(struct server *s);
+/* Answers every still-suspended request with 503 shutting_down; returns how many. */
+size_t server_abort_suspended(struct server *s);
+/* Number of suspended (running) requests. */
+size_t server_suspended_count(struct server *s);
+/* Stops the daemon and frees it; NULL is fine. Returns NULL. */
+struct server *server_stop(struct server *s);
+
+#endif

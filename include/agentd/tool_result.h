@@ -1,0 +1,34 @@
+/*
+ * tool_result.h — the outcome of one tool call, shared by every tool.
+ *
+ * A tool either succeeds (text for the model), fails because of its *input*
+ * (is_error: the model can read the message and recover, e.g. "division by
+ * zero"), or fails because of the *system* behind it (timeout, HTTP or I/O
+ * error, circuit open): then kind is TOOL_SYSTEM_ERROR and the engine applies
+ * the tool's criticality (degrade an optional tool, fail the run on a
+ * critical one).
+ */
+#ifndef AGENTD_TOOL_RESULT_H
+#define AGENTD_TOOL_RESULT_H
+
+#include <stdbool.h>
+
+enum tool_result_kind {
+    TOOL_OK = 0,       /* text is the result */
+    TOOL_INPUT_ERROR,  /* text explains what was wrong with the input */
+    TOOL_SYSTEM_ERROR, /* text explains what failed (no secrets, no note content) */
+};
+
+struct tool_result {
+    enum tool_result_kind kind;
+    char *text; /* heap, owned by the struct; never NULL after tool_result_set*() */
+};
+
+/* Sets r to kind + a printf-formatted text (replacing any previous text). Returns 0 or -ENOMEM. */
+int tool_result_setf(struct tool_result *r, enum tool_result_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Frees r->text; r may be NULL. */
+void tool_result_clear(struct tool_result *r);
+
+#endif

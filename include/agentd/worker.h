@@ -1,0 +1,40 @@
+/*
+ * worker.h — a worker thread: owns one curl multi handle and one timer heap
+ * and advances many runs at once. Nothing on a worker ever blocks on the
+ * network or sleeps; other threads hand it work with worker_post().
+ */
+#ifndef AGENTD_WORKER_H
+#define AGENTD_WORKER_H
+
+#include <stdint.h>
+
+#include <curl/curl.h>
+
+#include "agentd/timerheap.h"
+
+struct app;
+struct worker;
+
+typedef void (*worker_task_fn)(struct worker *w, void *arg);
+
+struct worker *worker_new(struct app *app, int index);
+int worker_start(struct worker *w);
+/* Asks the thread to stop and joins it. Runs still in flight are not answered. */
+void worker_stop(struct worker *w);
+struct worker *worker_free(struct worker *w);
+
+/* Thread-safe: queues fn(w, arg) to run on the worker's thread and wakes it. 0 or -ENOMEM. */
+int worker_post(struct worker *w, worker_task_fn fn, void *arg);
+
+/* Worker-thread only. */
+struct app *worker_app(struct worker *w);
+int worker_index(struct worker *w);
+CURLM *worker_multi(struct worker *w);
+struct timerheap *worker_timers(struct worker *w);
+uint64_t *worker_rng(struct worker *w);
+/* Monotonic time read at the top of the current loop iteration (refreshed by worker_refresh_now).
+ */
+int64_t worker_now_ms(struct worker *w);
+int64_t worker_refresh_now(struct worker *w);
+
+#endif

@@ -1,0 +1,823 @@
+/*
+ * config.c — agentd's settings. One static table lists every environment
+ * variable with its kind, default (as text), range, unit, meaning and place in
+ * struct agentd_config; loading, validation, `--help` and the effective-config
+ * printout are all driven by it, so a new setting is one row + one field.
+ */
+#include "agentd/config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum config_kind {
+    CONFIG_INT,       /* int field; range min..max */
+    CONFIG_MS,        /* int64_t field, milliseconds; range min..max */
+    CONFIG_BYTES,     /* size_t field; range min..max */
+    CONFIG_DOUBLE,    /* double field; range min..max */
+    CONFIG_TEXT,      /* char * field; UTF-8, length min..max bytes */
+    CONFIG_URL,       /* char * field; http(s) URL up to max bytes; min 0 allows "" */
+    CONFIG_SECRET,    /* char * field; printable ASCII, 1..max bytes, never echoed */
+    CONFIG_KEY_FILE,  /* char * path at offset; the key it holds goes to aux_offset */
+    CONFIG_HOST_PORT, /* char * host at offset, int port (min..max) at aux_offset */
+};
+
+struct config_row {
+    const char *name;
+    enum config_kind kind;
+    const char *default_text; /* parsed like a user value; NULL = unset */
+    /* Every bound in the table is far below 2^53, so a double holds it exactly. */
+    double min;
+    double max;
+    const char *unit;
+    const char *meaning;
+    size_t offset;
+    size_t aux_offset;
+};
+
+#define CONFIG_FIELD(f) offsetof(struct agentd_config, f)
+
+/* Largest hostname DNS allows; the listen host is passed on verbatim. */
+#define CONFIG_HOST_MAX_BYTES 255
+/* Echoed values are cut so one bad variable cannot flood a log line. */
+#define CONFIG_ECHO_MAX_BYTES 64
+/* A key file is tiny; anything bigger is almost certainly the wrong file. */
+#define CONFIG_KEY_FILE_MAX_BYTES 4096
+/* Text longer than this is cut in the effective-config printout. */
+#define CONFIG_PRINT_MAX_BYTES 256
+#define CONFIG_HELP_COLUMNS    100
+#define CONFIG_HELP_INDENT     2
+#define CONFIG_HELP_GAP        2
+#define CONFIG_HELP_MEANING_AT 6
+
+static const struct config_row config_table[] = {
+    {"AGENTD_LISTEN", CONFIG_HOST_PORT, "0.0.0.0:8080", 0, 65535, "host:port",
+     "address to listen on (IPv4 literal or hostname; port 0 = ephemeral)",
+     CONFIG_FIELD(listen_host), CONFIG_FIELD(listen_port)},
+    {"AGENTD_WORKERS", CONFIG_INT, "0", 0, 256, "threads",
+     "worker threads driving runs; 0 = number of online CPUs", CONFIG_FIELD(workers), 0},
+    {"AGENTD_MAX_INFLIGHT", CONFIG_INT, "4096", 1, 1000000, "runs",
+     "admission limit; runs above it are answered 429 overloaded", CONFIG_FIELD(max_inflight), 0},
+    {"AGENTD_MAX_BODY_BYTES", CONFIG_BYTES, "1048576", 1024, 67108864, "bytes",
+     "largest request body accepted; bigger bodies get 413", CONFIG_FIELD(max_body_bytes), 0},
+    {"AGENTD_IO_THREADS", CONFIG_INT, "2", 1, 64, "threads",
+     "threads for blocking file I/O (note writes with fsync)", CONFIG_FIELD(io_threads), 0},
+    {"ANTHROPIC_API_KEY", CONFIG_SECRET, NULL, 1, 512, "secret",
+     "Anthropic API key (printable ASCII, no spaces); unset = send none", CONFIG_FIELD(api_key), 0},
+    {"ANTHROPIC_API_KEY_FILE", CONFIG_KEY_FILE, NULL, 1, 4096, "path",
+     "file holding the API key instead (trailing whitespace stripped)", CONFIG_FIELD(api_key_file),
+     CONFIG_FIELD(api_key)},
+    {"ANTHROPIC_BASE_URL", CONFIG_URL, "https://api.anthropic.com", 1, 2048, "URL",
+     "Anthropic API base URL (trailing '/' stripped)", CONFIG_FIELD(anthropic_base_url), 0},
+    {"AGENTD_MODEL", CONFIG_TEXT, "claude-sonnet-4-20250514", 1, 256, "bytes",
+     "model name sent with every LLM call", CONFIG_FIELD(model), 0},
+    {"AGENTD_MAX_TOKENS", CONFIG_INT, "4096", 1, 128000, "tokens", "max_tokens for each LLM call",
+     CONFIG_FIELD(max_tokens), 0},
+    {"AGENTD_TEMPERATURE", CONFIG_DOUBLE, "1.0", 0.0, 1.0, "", "sampling temperature",
+     CONFIG_FIELD(temperature), 0},
+    {"AGENTD_MAX_ITERATIONS", CONFIG_INT, "10", 1, 100, "iterations",
+     "LLM round trips per run (cap for the request's max_iterations)", CONFIG_FIELD(max_iterations),
+     0},
+    {"AGENTD_SYSTEM_PROMPT", CONFIG_TEXT,
+     "You are a helpful assistant. Use the tools when they help; answer concisely.", 0, 100000,
+     "bytes", "system prompt sent with every LLM call; empty = no system prompt",
+     CONFIG_FIELD(system_prompt), 0},
+    {"AGENTD_LLM_TIMEOUT_MS", CONFIG_MS, "30000", 100, 600000, "ms",
+     "time allowed for one LLM attempt", CONFIG_FIELD(llm_timeout_ms), 0},
+    {"AGENTD_TOOL_TIMEOUT_MS", CONFIG_MS, "10000", 100, 600000, "ms",
+     "time allowed for one tool call", CONFIG_FIELD(tool_timeout_ms), 0},
+    {"AGENTD_TOTAL_TIMEOUT_MS", CONFIG_MS, "120000", 100, 3600000, "ms",
+     "deadline for a whole run (cap for the request's timeout_ms)", CONFIG_FIELD(total_timeout_ms),
+     0},
+    {"AGENTD_NOTES_DIR", CONFIG_TEXT, "/var/lib/agentd/notes", 1, 4096, "bytes",
+     "directory where save_note writes", CONFIG_FIELD(notes_dir), 0},
+    {"AGENTD_SEARCH_URL", CONFIG_URL, "", 0, 2048, "URL",
+     "SearXNG base URL; empty = web_search unavailable (not offered to the model)",
+     CONFIG_FIELD(search_url), 0},
+    {"AGENTD_WEATHER_GEOCODING_URL", CONFIG_URL, "https://geocoding-api.open-meteo.com", 1, 2048,
+     "URL", "Open-Meteo geocoding API base URL", CONFIG_FIELD(weather_geocoding_url), 0},
+    {"AGENTD_WEATHER_FORECAST_URL", CONFIG_URL, "https://api.open-meteo.com", 1, 2048, "URL",
+     "Open-Meteo forecast API base URL", CONFIG_FIELD(weather_forecast_url), 0},
+    {"AGENTD_CONVERSATIONS_MAX", CONFIG_INT, "10000", 0, 1000000, "conversations",
+     "conversations kept in memory, least recently used evicted first; 0 = conversations off",
+     CONFIG_FIELD(conversations_max), 0},
+    {"AGENTD_CONVERSATION_TTL_MS", CONFIG_MS, "3600000", 1000, 604800000, "ms",
+     "idle time after which a conversation is forgotten", CONFIG_FIELD(conversation_ttl_ms), 0},
+    {"AGENTD_CONVERSATION_MAX_MESSAGES", CONFIG_INT, "200", 2, 10000, "messages",
+     "history kept per conversation (oldest turns dropped first)",
+     CONFIG_FIELD(conversation_max_messages), 0},
+    {"AGENTD_RETRY_MAX", CONFIG_INT, "3", 0, 20, "retries",
+     "retries after the first attempt of one outbound call (transient errors only)",
+     CONFIG_FIELD(retry_max), 0},
+    {"AGENTD_RETRY_INITIAL_MS", CONFIG_MS, "1000", 1, 600000, "ms",
+     "base of the full-jitter backoff: delay = random(0, min(max, initial * 2^retry))",
+     CONFIG_FIELD(retry_initial_ms), 0},
+    {"AGENTD_RETRY_MAX_DELAY_MS", CONFIG_MS, "60000", 1, 3600000, "ms",
+     "cap of one backoff delay", CONFIG_FIELD(retry_max_delay_ms), 0},
+    {"AGENTD_RETRY_AFTER_CAP_MS", CONFIG_MS, "60000", 0, 3600000, "ms",
+     "cap on a server's retry-after / retry-after-ms", CONFIG_FIELD(retry_after_cap_ms), 0},
+    {"AGENTD_RETRY_BUDGET_RATIO", CONFIG_DOUBLE, "0.2", 0.0, 10.0, "retries/request",
+     "retries allowed per first attempt over the window, per dependency",
+     CONFIG_FIELD(retry_budget_ratio), 0},
+    {"AGENTD_RETRY_BUDGET_WINDOW_MS", CONFIG_MS, "10000", 1000, 3600000, "ms",
+     "sliding window of the retry budget", CONFIG_FIELD(retry_budget_window_ms), 0},
+    {"AGENTD_RETRY_BUDGET_MIN", CONFIG_INT, "10", 0, 1000000, "retries",
+     "retries always allowed per window (the budget's floor)", CONFIG_FIELD(retry_budget_min), 0},
+    {"AGENTD_BREAKER_ENABLED", CONFIG_INT, "1", 0, 1, "0/1",
+     "circuit breakers on (1) or off (0)", CONFIG_FIELD(breaker_enabled), 0},
+    {"AGENTD_BREAKER_FAILURES", CONFIG_INT, "5", 1, 10000, "failures",
+     "consecutive transient failures that open a dependency's circuit",
+     CONFIG_FIELD(breaker_failures), 0},
+    {"AGENTD_BREAKER_FAILURE_RATE", CONFIG_DOUBLE, "0.5", 0.0, 1.0, "ratio",
+     "failure rate over the window that opens the circuit (0 = rule off)",
+     CONFIG_FIELD(breaker_failure_rate), 0},
+    {"AGENTD_BREAKER_WINDOW", CONFIG_INT, "20", 1, 10000, "calls",
+     "calls considered for the failure rate", CONFIG_FIELD(breaker_window), 0},
+    {"AGENTD_BREAKER_MIN_CALLS", CONFIG_INT, "10", 1, 10000, "calls",
+     "calls in the window before the rate rule applies", CONFIG_FIELD(breaker_min_calls), 0},
+    {"AGENTD_BREAKER_OPEN_MS", CONFIG_MS, "30000", 1, 3600000, "ms",
+     "time a circuit stays open before half-open probes", CONFIG_FIELD(breaker_open_ms), 0},
+    {"AGENTD_BREAKER_HALF_OPEN_PROBES", CONFIG_INT, "1", 1, 1000, "calls",
+     "concurrent probes admitted while half-open", CONFIG_FIELD(breaker_half_open_probes), 0},
+    {"AGENTD_LLM_RATE", CONFIG_DOUBLE, "50", 0.001, 100000, "calls/s",
+     "token-bucket refill rate for LLM attempts", CONFIG_FIELD(llm_rate), 0},
+    {"AGENTD_LLM_BURST", CONFIG_DOUBLE, "100", 1, 1000000, "calls",
+     "token-bucket size for LLM attempts", CONFIG_FIELD(llm_burst), 0},
+    {"AGENTD_TOOL_RATE", CONFIG_DOUBLE, "100", 0.001, 100000, "calls/s",
+     "token-bucket refill rate per HTTP tool (web_search, get_weather)", CONFIG_FIELD(tool_rate),
+     0},
+    {"AGENTD_TOOL_BURST", CONFIG_DOUBLE, "200", 1, 1000000, "calls",
+     "token-bucket size per HTTP tool", CONFIG_FIELD(tool_burst), 0},
+    {"AGENTD_TOOL_CRITICALITY", CONFIG_TEXT,
+     "calculator=critical,save_note=critical,web_search=optional,get_weather=optional", 1, 1024,
+     "tool=level,...",
+     "critical tools fail the run (503); optional ones degrade to an is_error result",
+     CONFIG_FIELD(tool_criticality), 0},
+    {"AGENTD_LOG_FORMAT", CONFIG_TEXT, "json", 1, 16, "json|text", "log line format on stderr",
+     CONFIG_FIELD(log_format), 0},
+    {"AGENTD_LOG_LEVEL", CONFIG_TEXT, "info", 1, 16, "debug|info|warn|error",
+     "least severe level logged", CONFIG_FIELD(log_level), 0},
+};
+
+#define CONFIG_ROWS (sizeof(config_table) / sizeof(config_table[0]))
+
+static void *config_at(struct agentd_config *cfg, size_t offset)
+{
+    return (char *)cfg + offset;
+}
+
+static const void *config_at_const(const struct agentd_config *cfg, size_t offset)
+{
+    return (const char *)cfg + offset;
+}
+
+static char **config_str_at(struct agentd_config *cfg, size_t offset)
+{
+    return config_at(cfg, offset);
+}
+
+static int config_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int config_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err && errlen > 0) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* Copies a user value for an error message: cut, and made safe for a terminal or log. */
+static void config_echo(char out[static CONFIG_ECHO_MAX_BYTES + 4], const char *value)
+{
+    size_t i;
+
+    for (i = 0; value[i] != '\0' && i < CONFIG_ECHO_MAX_BYTES; i++) {
+        unsigned char c = (unsigned char)value[i];
+        out[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    if (value[i] != '\0') {
+        memcpy(out + i, "...", 3);
+        i += 3;
+    }
+    out[i] = '\0';
+}
+
+/* "%g" drops the ".0" of whole numbers; keep it so ranges read "0.0..1.0". */
+static void config_format_double(char *buf, size_t len, double v)
+{
+    snprintf(buf, len, "%g", v);
+    if (!strpbrk(buf, ".eni"))
+        strncat(buf, ".0", len - strlen(buf) - 1);
+}
+
+static bool config_is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Decimal only: strtoll alone would accept leading spaces, '+' and stop at junk. */
+static int config_parse_int64(const char *s, int64_t *ret_value)
+{
+    char *end = NULL;
+    long long v;
+
+    if (!(config_is_digit(s[0]) || (s[0] == '-' && config_is_digit(s[1]))))
+        return -EINVAL;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -EINVAL;
+    *ret_value = v;
+    return 0;
+}
+
+static int config_parse_integer(const struct config_row *row, const char *value,
+                                struct agentd_config *cfg, char *err, size_t errlen)
+{
+    char shown[CONFIG_ECHO_MAX_BYTES + 4];
+    int64_t v;
+
+    if (config_parse_int64(value, &v) < 0 || v < (int64_t)row->min || v > (int64_t)row->max) {
+        config_echo(shown, value);
+        return config_fail(err, errlen, -EINVAL,
+                           "%s: expected an integer %lld..%lld (%s), got '%s'", row->name,
+                           (long long)row->min, (long long)row->max, row->unit, shown);
+    }
+    if (row->kind == CONFIG_INT)
+        *(int *)config_at(cfg, row->offset) = (int)v;
+    else if (row->kind == CONFIG_MS)
+        *(int64_t *)config_at(cfg, row->offset) = v;
+    else
+        *(size_t *)config_at(cfg, row->offset) = (size_t)v;
+    return 0;
+}
+
+static int config_parse_double(const struct config_row *row, const char *value,
+                               struct agentd_config *cfg, char *err, size_t errlen)
+{
+    char shown[CONFIG_ECHO_MAX_BYTES + 4], lo[32], hi[32];
+    char *end = NULL;
+    double v = 0.0;
+    /* Rejecting a non-digit start keeps out spaces, "nan" and "inf" spelled out. */
+    bool ok = config_is_digit(value[0]) || value[0] == '-' || value[0] == '.';
+
+    if (ok) {
+        errno = 0;
+        v = strtod(value, &end);
+        ok = errno == 0 && end != value && *end == '\0' && isfinite(v) && v >= row->min &&
+             v <= row->max;
+    }
+    if (!ok) {
+        config_echo(shown, value);
+        config_format_double(lo, sizeof(lo), row->min);
+        config_format_double(hi, sizeof(hi), row->max);
+        return config_fail(err, errlen, -EINVAL, "%s: expected a number %s..%s, got '%s'",
+                           row->name, lo, hi, shown);
+    }
+    *(double *)config_at(cfg, row->offset) = v;
+    return 0;
+}
+
+/* jansson refuses invalid UTF-8, so a bad prompt would otherwise fail every run. */
+static bool config_utf8_valid(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t n;
+        uint32_t cp;
+
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        /* Lead bytes C0, C1 and F5..FF can only start overlong or out-of-range forms. */
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 1;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 2;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 3;
+        else
+            return false;
+        cp = c & (0x3fu >> n);
+        if (len - i - 1 < n)
+            return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+static int config_store_string(struct agentd_config *cfg, size_t offset, const char *value,
+                               size_t len, char *err, size_t errlen)
+{
+    char *copy = strndup(value, len);
+
+    if (!copy)
+        return config_fail(err, errlen, -ENOMEM, "out of memory");
+    *config_str_at(cfg, offset) = copy;
+    return 0;
+}
+
+static int config_parse_text(const struct config_row *row, const char *value,
+                             struct agentd_config *cfg, char *err, size_t errlen)
+{
+    char shown[CONFIG_ECHO_MAX_BYTES + 4];
+    size_t len = strlen(value);
+
+    config_echo(shown, value);
+    if (len < (size_t)row->min || len > (size_t)row->max)
+        return config_fail(err, errlen, -EINVAL,
+                           "%s: expected %lld..%lld bytes, got %zu bytes '%s'", row->name,
+                           (long long)row->min, (long long)row->max, len, shown);
+    if (!config_utf8_valid((const unsigned char *)value, len))
+        return config_fail(err, errlen, -EINVAL, "%s: expected valid UTF-8 text, got '%s'",
+                           row->name, shown);
+    return config_store_string(cfg, row->offset, value, len, err, errlen);
+}
+
+static bool config_printable_no_space(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+            return false;
+    return true;
+}
+
+static int config_parse_url(const struct config_row *row, const char *value,
+                            struct agentd_config *cfg, char *err, size_t errlen)
+{
+    char shown[CONFIG_ECHO_MAX_BYTES + 4];
+    size_t len = strlen(value), scheme_len = 0;
+
+    if (len == 0 && row->min == 0)
+        return config_store_string(cfg, row->offset, value, 0, err, errlen);
+    if (strncmp(value, "http://", 7) == 0)
+        scheme_len = 7;
+    else if (strncmp(value, "https://", 8) == 0)
+        scheme_len = 8;
+    config_echo(shown, value);
+    if (scheme_len == 0 || len <= scheme_len || value[scheme_len] == '/' ||
+        !config_printable_no_space(value, len))
+        return config_fail(err, errlen, -EINVAL,
+                           "%s: expected an http:// or https:// URL, got '%s'", row->name, shown);
+    if (len > (size_t)row->max)
+        return config_fail(err, errlen, -EINVAL,
+                           "%s: expected an http:// or https:// URL of at most %lld bytes, got %zu "
+                           "bytes '%s'",
+                           row->name, (long long)row->max, len, shown);
+    /* Callers append paths like "/v1/messages"; the host after the scheme stops this. */
+    while (value[len - 1] == '/')
+        len--;
+    return config_store_string(cfg, row->offset, value, len, err, errlen);
+}
+
+/* The key must be a valid header value; the message never includes it. */
+static bool config_key_valid(const struct config_row *row, const char *key, size_t len)
+{
+    return len >= (size_t)row->min && len <= (size_t)row->max &&
+           config_printable_no_space(key, len);
+}
+
+static int config_parse_secret(const struct config_row *row, const char *value,
+                               struct agentd_config *cfg, char *err, size_t errlen)
+{
+    size_t len = strlen(value);
+
+    if (!config_key_valid(row, value, len))
+        return config_fail(err, errlen, -EINVAL,
+                           "%s: expected 1..%lld printable ASCII characters without spaces, got "
+                           "%zu bytes (value not shown)",
+                           row->name, (long long)row->max, len);
+    return config_store_string(cfg, row->offset, value, len, err, errlen);
+}
+
+/* Reads at most cap bytes; callers pass one more than they accept so an oversized file shows. */
+static int config_read_small_file(const char *path, char *buf, size_t cap, size_t *ret_len)
+{
+    struct stat st;
+    size_t len = 0;
+    int fd, r = 0;
+
+    /* O_NONBLOCK: a FIFO must not hang startup before the S_ISREG check. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        r = -EINVAL;
+        goto out;
+    }
+    while (len < cap) {
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            goto out;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    *ret_len = len;
+out:
+    close(fd);
+    return r;
+}
+
+static int config_parse_key_file(const struct config_row *row, const char *value,
+                                 struct agentd_config *cfg, char *err, size_t errlen)
+{
+    const struct config_row *key_row = NULL;
+    char shown[CONFIG_ECHO_MAX_BYTES + 4], errbuf[128];
+    char buf[CONFIG_KEY_FILE_MAX_BYTES + 1];
+    size_t len = 0, path_len = strlen(value);
+    int r;
+
+    for (size_t i = 0; i < CONFIG_ROWS; i++)
+        if (config_table[i].kind == CONFIG_SECRET && config_table[i].offset == row->aux_offset)
+            key_row = &config_table[i];
+    if (*config_str_at(cfg, row->aux_offset) != NULL)
+        return config_fail(err, errlen, -EINVAL, "set only one of %s and %s",
+                           key_row ? key_row->name : "the key", row->name);
+    config_echo(shown, value);
+    if (path_len > (size_t)row->max)
+        return config_fail(err, errlen, -EINVAL,
+                           "%s: expected a path of 1..%lld bytes, got %zu bytes '%s'", row->name,
+                           (long long)row->max, path_len, shown);
+    r = config_read_small_file(value, buf, sizeof(buf), &len);
+    if (r == -EINVAL) {
+        r = config_fail(err, errlen, -EINVAL, "%s: '%s' is not a regular file", row->name, shown);
+        goto out;
+    }
+    if (r < 0) {
+        r = config_fail(err, errlen, -EINVAL, "%s: cannot read '%s': %s", row->name, shown,
+                        strerror_r(-r, errbuf, sizeof(errbuf)));
+        goto out;
+    }
+    if (len > CONFIG_KEY_FILE_MAX_BYTES) {
+        r = config_fail(err, errlen, -EINVAL, "%s: '%s' is larger than %d bytes", row->name, shown,
+                        CONFIG_KEY_FILE_MAX_BYTES);
+        goto out;
+    }
+    /* Editors and `echo` add a newline; secret mounts sometimes add spaces. */
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ' ||
+                       buf[len - 1] == '\t'))
+        len--;
+    if (!key_row || !config_key_valid(key_row, buf, len)) {
+        r = config_fail(err, errlen, -EINVAL,
+                        "%s: the key in '%s' must be 1..%lld printable ASCII characters without "
+                        "spaces, got %zu bytes (value not shown)",
+                        row->name, shown, key_row ? (long long)key_row->max : 0LL, len);
+        goto out;
+    }
+    r = config_store_string(cfg, row->aux_offset, buf, len, err, errlen);
+    if (r < 0)
+        goto out;
+    r = config_store_string(cfg, row->offset, value, path_len, err, errlen);
+out:
+    explicit_bzero(buf, sizeof(buf));
+    return r;
+}
+
+static bool config_host_char_ok(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || config_is_digit(c) || c == '.' ||
+           c == '-' || c == '_';
+}
+
+static int config_parse_host_port(const struct config_row *row, const char *value,
+                                  struct agentd_config *cfg, char *err, size_t errlen)
+{
+    char shown[CONFIG_ECHO_MAX_BYTES + 4];
+    const char *colon = strrchr(value, ':');
+    size_t host_len = colon ? (size_t)(colon - value) : 0;
+    const char *port_text = colon ? colon + 1 : "";
+    size_t port_len = strlen(port_text);
+    bool ok = host_len >= 1 && host_len <= CONFIG_HOST_MAX_BYTES && port_len >= 1 && port_len <= 5;
+    int64_t port = -1;
+    int r;
+
+    for (size_t i = 0; ok && i < host_len; i++)
+        ok = config_host_char_ok(value[i]);
+    for (size_t i = 0; ok && i < port_len; i++)
+        ok = config_is_digit(port_text[i]);
+    if (ok)
+        ok = config_parse_int64(port_text, &port) == 0 && port >= (int64_t)row->min &&
+             port <= (int64_t)row->max;
+    if (!ok) {
+        config_echo(shown, value);
+        return config_fail(err, errlen, -EINVAL,
+                           "%s: expected host:port (host 1..%d chars of [A-Za-z0-9._-], port "
+                           "%lld..%lld), got '%s'",
+                           row->name, CONFIG_HOST_MAX_BYTES, (long long)row->min,
+                           (long long)row->max, shown);
+    }
+    r = config_store_string(cfg, row->offset, value, host_len, err, errlen);
+    if (r < 0)
+        return r;
+    *(int *)config_at(cfg, row->aux_offset) = (int)port;
+    return 0;
+}
+
+static int config_parse_row(const struct config_row *row, const char *value,
+                            struct agentd_config *cfg, char *err, size_t errlen)
+{
+    switch (row->kind) {
+    case CONFIG_INT:
+    case CONFIG_MS:
+    case CONFIG_BYTES:
+        return config_parse_integer(row, value, cfg, err, errlen);
+    case CONFIG_DOUBLE:
+        return config_parse_double(row, value, cfg, err, errlen);
+    case CONFIG_TEXT:
+        return config_parse_text(row, value, cfg, err, errlen);
+    case CONFIG_URL:
+        return config_parse_url(row, value, cfg, err, errlen);
+    case CONFIG_SECRET:
+        return config_parse_secret(row, value, cfg, err, errlen);
+    case CONFIG_KEY_FILE:
+        return config_parse_key_file(row, value, cfg, err, errlen);
+    case CONFIG_HOST_PORT:
+        return config_parse_host_port(row, value, cfg, err, errlen);
+    }
+    return config_fail(err, errlen, -EINVAL, "%s: unknown setting kind", row->name);
+}
+
+static const char *config_getenv(const char *name, void *ctx)
+{
+    (void)ctx;
+    return getenv(name);
+}
+
+static int config_resolve_workers(struct agentd_config *cfg)
+{
+    const struct config_row *row = NULL;
+    long cpus;
+
+    if (cfg->workers != 0)
+        return 0;
+    for (size_t i = 0; i < CONFIG_ROWS; i++)
+        if (config_table[i].offset == CONFIG_FIELD(workers))
+            row = &config_table[i];
+    cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1)
+        cpus = 1;
+    if (row && cpus > (long)row->max)
+        cpus = (long)row->max;
+    cfg->workers = (int)cpus;
+    return 0;
+}
+
+int config_load(struct agentd_config *ret, config_lookup_fn lookup, void *ctx, char *err,
+                size_t errlen)
+{
+    struct agentd_config tmp = {0};
+    int r = 0;
+
+    if (err && errlen > 0)
+        err[0] = '\0';
+    if (!ret)
+        return config_fail(err, errlen, -EINVAL, "no configuration to fill");
+    if (!lookup)
+        lookup = config_getenv;
+    for (size_t i = 0; i < CONFIG_ROWS; i++) {
+        const struct config_row *row = &config_table[i];
+        const char *value = lookup(row->name, ctx);
+
+        /* Templates often expand a missing secret to ""; that means "not set". */
+        bool secret_like = row->kind == CONFIG_SECRET || row->kind == CONFIG_KEY_FILE;
+        if (!value || (secret_like && value[0] == '\0'))
+            value = row->default_text;
+        if (!value)
+            continue;
+        r = config_parse_row(row, value, &tmp, err, errlen);
+        if (r < 0)
+            goto fail;
+    }
+    r = config_resolve_workers(&tmp);
+    if (r < 0)
+        goto fail;
+    *ret = tmp;
+    return 0;
+fail:
+    config_free(&tmp);
+    return r;
+}
+
+void config_free(struct agentd_config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < CONFIG_ROWS; i++) {
+        const struct config_row *row = &config_table[i];
+        char **s;
+
+        if (row->kind == CONFIG_INT || row->kind == CONFIG_MS || row->kind == CONFIG_BYTES ||
+            row->kind == CONFIG_DOUBLE)
+            continue;
+        s = config_str_at(cfg, row->offset);
+        /* Wipe the key so it does not linger in freed heap memory or core dumps. */
+        if (*s && row->kind == CONFIG_SECRET)
+            explicit_bzero(*s, strlen(*s));
+        free(*s);
+        *s = NULL;
+    }
+}
+
+/* Range/unit column of the help table. */
+static void config_format_range(const struct config_row *row, char *buf, size_t len)
+{
+    char lo[32], hi[32];
+
+    switch (row->kind) {
+    case CONFIG_INT:
+    case CONFIG_MS:
+    case CONFIG_BYTES:
+    case CONFIG_TEXT:
+        snprintf(buf, len, "%lld..%lld %s", (long long)row->min, (long long)row->max, row->unit);
+        break;
+    case CONFIG_DOUBLE:
+        config_format_double(lo, sizeof(lo), row->min);
+        config_format_double(hi, sizeof(hi), row->max);
+        snprintf(buf, len, "%s..%s%s%s", lo, hi, row->unit[0] ? " " : "", row->unit);
+        break;
+    case CONFIG_URL:
+        snprintf(buf, len, "%s", row->min == 0 ? "http(s) URL or empty" : "http(s) URL");
+        break;
+    case CONFIG_SECRET:
+    case CONFIG_KEY_FILE:
+    case CONFIG_HOST_PORT:
+        snprintf(buf, len, "%s", row->unit);
+        break;
+    }
+}
+
+static void config_format_default(const struct config_row *row, char *buf, size_t len, size_t width)
+{
+    if (!row->default_text)
+        snprintf(buf, len, "(unset)");
+    else if (row->default_text[0] == '\0')
+        snprintf(buf, len, "\"\"");
+    else if (strlen(row->default_text) > width && width > 3)
+        snprintf(buf, len, "%.*s...", (int)(width - 3), row->default_text);
+    else
+        snprintf(buf, len, "%s", row->default_text);
+}
+
+/* Word-wraps `text` at CONFIG_HELP_COLUMNS, every line indented by `indent`. */
+static void config_print_wrapped(FILE *out, const char *text, size_t indent)
+{
+    size_t width = CONFIG_HELP_COLUMNS - indent, col = 0;
+    const char *p = text;
+
+    while (*p) {
+        size_t word = strcspn(p, " ");
+
+        if (col > 0 && col + 1 + word > width) {
+            fputc('\n', out);
+            col = 0;
+        }
+        if (col == 0) {
+            fprintf(out, "%*s", (int)indent, "");
+        } else {
+            fputc(' ', out);
+            col++;
+        }
+        fprintf(out, "%.*s", (int)word, p);
+        col += word;
+        p += word;
+        while (*p == ' ')
+            p++;
+    }
+    fputc('\n', out);
+}
+
+void config_print_help(FILE *out)
+{
+    size_t name_w = strlen("VARIABLE"), range_w = strlen("RANGE/UNIT"), default_w = 0;
+    char range[128], def[128];
+
+    if (!out)
+        return;
+    for (size_t i = 0; i < CONFIG_ROWS; i++) {
+        size_t n = strlen(config_table[i].name);
+        name_w = n > name_w ? n : name_w;
+        config_format_range(&config_table[i], range, sizeof(range));
+        range_w = strlen(range) > range_w ? strlen(range) : range_w;
+    }
+    default_w = CONFIG_HELP_COLUMNS - CONFIG_HELP_INDENT - name_w - range_w - 2 * CONFIG_HELP_GAP;
+    if (default_w >= sizeof(def))
+        default_w = sizeof(def) - 1;
+
+    fputs("usage: agentd [--help|--version|--check-config]\n"
+          "  --help          print this help and exit\n"
+          "  --version       print the version and exit\n"
+          "  --check-config  validate the settings, print the effective configuration, exit\n"
+          "\n"
+          "Settings are read from the environment:\n\n",
+          out);
+    fprintf(out, "%*s%-*s%*s%-*s%*s%s\n", CONFIG_HELP_INDENT, "", (int)name_w, "VARIABLE",
+            CONFIG_HELP_GAP, "", (int)default_w, "DEFAULT", CONFIG_HELP_GAP, "", "RANGE/UNIT");
+    for (size_t i = 0; i < CONFIG_ROWS; i++) {
+        const struct config_row *row = &config_table[i];
+
+        config_format_range(row, range, sizeof(range));
+        config_format_default(row, def, sizeof(def), default_w);
+        fprintf(out, "%*s%-*s%*s%-*s%*s%s\n", CONFIG_HELP_INDENT, "", (int)name_w, row->name,
+                CONFIG_HELP_GAP, "", (int)default_w, def, CONFIG_HELP_GAP, "", range);
+        config_print_wrapped(out, row->meaning, CONFIG_HELP_MEANING_AT);
+    }
+}
+
+/* Keeps the printout one line per variable whatever the value holds. */
+static void config_print_escaped(FILE *out, const char *s)
+{
+    size_t len = strlen(s), shown = len > CONFIG_PRINT_MAX_BYTES ? CONFIG_PRINT_MAX_BYTES : len;
+
+    for (size_t i = 0; i < shown; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c == '\n')
+            fputs("\\n", out);
+        else if (c == '\t')
+            fputs("\\t", out);
+        else if (c == '\\')
+            fputs("\\\\", out);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(out, "\\x%02x", c);
+        else
+            fputc(c, out);
+    }
+    if (shown < len)
+        fprintf(out, "... (%zu bytes)", len);
+}
+
+void config_print_effective(const struct agentd_config *cfg, FILE *out)
+{
+    char num[32];
+
+    if (!cfg || !out)
+        return;
+    for (size_t i = 0; i < CONFIG_ROWS; i++) {
+        const struct config_row *row = &config_table[i];
+        const void *field = config_at_const(cfg, row->offset);
+        const char *s = NULL;
+
+        fprintf(out, "%s=", row->name);
+        switch (row->kind) {
+        case CONFIG_INT:
+            fprintf(out, "%d", *(const int *)field);
+            break;
+        case CONFIG_MS:
+            fprintf(out, "%lld", (long long)*(const int64_t *)field);
+            break;
+        case CONFIG_BYTES:
+            fprintf(out, "%zu", *(const size_t *)field);
+            break;
+        case CONFIG_DOUBLE:
+            config_format_double(num, sizeof(num), *(const double *)field);
+            fputs(num, out);
+            break;
+        case CONFIG_SECRET:
+            fputs(*(char *const *)field ? "(set)" : "(unset)", out);
+            break;
+        case CONFIG_HOST_PORT:
+            s = *(char *const *)field;
+            config_print_escaped(out, s ? s : "");
+            fprintf(out, ":%d", *(const int *)config_at_const(cfg, row->aux_offset));
+            break;
+        case CONFIG_TEXT:
+        case CONFIG_URL:
+        case CONFIG_KEY_FILE:
+            s = *(char *const *)field;
+            config_print_escaped(out, s ? s : "");
+            break;
+        }
+        fputc('\n', out);
+    }
+}

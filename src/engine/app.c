@@ -1,0 +1,136 @@
+/*
+ * app.c — builds and tears down the shared state (see app.h).
+ */
+#include "agentd/app.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agentd/breaker.h"
+#include "agentd/bucket.h"
+#include "agentd/budget.h"
+#include "agentd/clock.h"
+#include "agentd/conversations.h"
+#include "agentd/io_pool.h"
+#include "agentd/log.h"
+#include "agentd/worker.h"
+
+static const char *const dep_names[DEP__COUNT] = {"anthropic", "web_search", "weather"};
+
+static int init_dependency(struct app *app, enum dep_id id)
+{
+    const struct agentd_config *cfg = &app->cfg;
+    struct dependency *d = &app->deps[id];
+    struct breaker_config bc = {
+        .failure_threshold = cfg->breaker_failures,
+        .failure_rate = cfg->breaker_failure_rate,
+        .window = cfg->breaker_window,
+        .min_calls = cfg->breaker_min_calls,
+        .open_ms = cfg->breaker_open_ms,
+        .half_open_probes = cfg->breaker_half_open_probes,
+        .enabled = cfg->breaker_enabled != 0,
+    };
+    bool llm = id == DEP_ANTHROPIC;
+    d->name = dep_names[id];
+    d->breaker = breaker_new(d->name, &bc);
+    d->bucket = bucket_new(llm ? cfg->llm_rate : cfg->tool_rate,
+                           llm ? cfg->llm_burst : cfg->tool_burst, clock_now_ms());
+    d->budget = retry_budget_new(cfg->retry_budget_ratio, cfg->retry_budget_window_ms,
+                                 cfg->retry_budget_min);
+    return d->breaker && d->bucket && d->budget ? 0 : -ENOMEM;
+}
+
+int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t errlen)
+{
+    memset(app, 0, sizeof(*app));
+    app->cfg = *cfg;
+    atomic_init(&app->next_worker, 0);
+    atomic_init(&app->inflight, 0);
+    atomic_init(&app->run_seq, 1);
+
+    if (tools_parse_criticality(cfg->tool_criticality, app->criticality, err, errlen) < 0) {
+        char detail[256];
+        snprintf(detail, sizeof(detail), "%s", err);
+        snprintf(err, errlen, "AGENTD_TOOL_CRITICALITY: %s", detail);
+        return -EINVAL;
+    }
+    for (int i = 0; i < DEP__COUNT; i++) {
+        if (init_dependency(app, (enum dep_id)i) < 0) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+    }
+    app->tools_json = tools_definitions_json(cfg->search_url && cfg->search_url[0]);
+    if (cfg->conversations_max > 0)
+        app->convs = conv_store_new(cfg->conversations_max, cfg->conversation_ttl_ms,
+                                    cfg->conversation_max_messages);
+    app->n_workers = cfg->workers;
+    app->workers = calloc((size_t)app->n_workers, sizeof(*app->workers));
+    if (!app->tools_json || (cfg->conversations_max > 0 && !app->convs) || !app->workers) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (int i = 0; i < app->n_workers; i++) {
+        app->workers[i] = worker_new(app, i);
+        if (!app->workers[i]) {
+            snprintf(err, errlen, "cannot create worker %d", i);
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+int app_start(struct app *app)
+{
+    app->io = io_pool_new(app->cfg.io_threads);
+    if (!app->io)
+        return -ENOMEM;
+    for (int i = 0; i < app->n_workers; i++) {
+        int r = worker_start(app->workers[i]);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+void app_fini(struct app *app)
+{
+    /* Pool first: its completions go to workers that still run. */
+    app->io = io_pool_free(app->io);
+    for (int i = 0; app->workers && i < app->n_workers; i++)
+        worker_stop(app->workers[i]);
+    for (int i = 0; app->workers && i < app->n_workers; i++)
+        app->workers[i] = worker_free(app->workers[i]);
+    free(app->workers);
+    app->workers = NULL;
+    for (int i = 0; i < DEP__COUNT; i++) {
+        struct dependency *d = &app->deps[i];
+        d->breaker = breaker_free(d->breaker);
+        d->bucket = bucket_free(d->bucket);
+        d->budget = retry_budget_free(d->budget);
+    }
+    app->convs = conv_store_free(app->convs);
+    json_decref(app->tools_json);
+    app->tools_json = NULL;
+}
+
+struct worker *app_pick_worker(struct app *app)
+{
+    unsigned i = atomic_fetch_add(&app->next_worker, 1);
+    return app->workers[i % (unsigned)app->n_workers];
+}
+
+void app_log_breaker_transitions(struct app *app, enum dep_id dep)
+{
+    struct breaker_transition tr[8];
+    size_t n;
+    struct dependency *d = &app->deps[dep];
+    while ((n = breaker_drain_transitions(d->breaker, tr, 8)) > 0) {
+        for (size_t i = 0; i < n; i++)
+            log_warn("circuit breaker transition", LF_S("dependency", d->name),
+                     LF_S("from", breaker_state_name(tr[i].from)),
+                     LF_S("to", breaker_state_name(tr[i].to)), LF_S("reason", tr[i].reason));
+    }
+}

@@ -1,0 +1,174 @@
+/*
+ * main.c — agentd's entry point: command line, configuration, signals, and
+ * the start/stop order of the pieces.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "agentd/app.h"
+#include "agentd/clock.h"
+#include "agentd/config.h"
+#include "agentd/log.h"
+#include "agentd/server.h"
+#include "agentd/worker.h"
+
+#define EXIT_BAD_CONFIG 2
+/* How long in-flight runs may finish after a stop signal. */
+#define SHUTDOWN_GRACE_MS 20000
+
+static void usage(FILE *out)
+{
+    fprintf(out, "agentd %s — LLM agent runs behind an HTTP API\n\n", AGENTD_VERSION);
+    config_print_help(out);
+}
+
+/* Every thread inherits a mask that blocks the stop signals; main waits for them. */
+static void block_stop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* Thousands of concurrent connections need more descriptors than the usual soft limit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int setup_logging(const struct agentd_config *cfg)
+{
+    enum log_level level;
+    enum log_format format;
+    if (log_parse_level(cfg->log_level, &level) < 0) {
+        fprintf(stderr, "AGENTD_LOG_LEVEL: expected one of debug|info|warn|error, got '%.32s'\n",
+                cfg->log_level);
+        return -EINVAL;
+    }
+    if (strcmp(cfg->log_format, "json") == 0) {
+        format = LOG_FORMAT_JSON;
+    } else if (strcmp(cfg->log_format, "text") == 0) {
+        format = LOG_FORMAT_TEXT;
+    } else {
+        fprintf(stderr, "AGENTD_LOG_FORMAT: expected json or text, got '%.32s'\n", cfg->log_format);
+        return -EINVAL;
+    }
+    log_setup(level, format, STDERR_FILENO);
+    return 0;
+}
+
+/* Waits for in-flight runs to end, or for a second signal. */
+static void drain(struct server *srv, const sigset_t *set)
+{
+    int64_t until = clock_now_ms() + SHUTDOWN_GRACE_MS;
+    struct timespec tick = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
+    while (server_suspended_count(srv) > 0 && clock_now_ms() < until) {
+        int sig = sigtimedwait(set, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_warn("second stop signal: exiting now", LF_I("signal", sig));
+            return;
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    bool check_only = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("agentd %s\n", AGENTD_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "--check-config") == 0) {
+            check_only = true;
+        } else {
+            fprintf(stderr, "agentd: unknown argument '%s'\n\n", argv[i]);
+            usage(stderr);
+            return EXIT_BAD_CONFIG;
+        }
+    }
+
+    struct agentd_config cfg;
+    char err[512];
+    if (config_load(&cfg, NULL, NULL, err, sizeof(err)) < 0) {
+        fprintf(stderr, "agentd: invalid configuration: %s\n", err);
+        return EXIT_BAD_CONFIG;
+    }
+    if (setup_logging(&cfg) < 0) {
+        config_free(&cfg);
+        return EXIT_BAD_CONFIG;
+    }
+    struct app app;
+    int r = app_init(&app, &cfg, err, sizeof(err));
+    if (r < 0) {
+        fprintf(stderr, "agentd: %s\n", err);
+        app_fini(&app);
+        config_free(&cfg);
+        return r == -EINVAL ? EXIT_BAD_CONFIG : EXIT_FAILURE;
+    }
+    if (check_only) {
+        config_print_effective(&cfg, stdout);
+        printf("configuration ok\n");
+        app_fini(&app);
+        config_free(&cfg);
+        return 0;
+    }
+
+    sigset_t stop_signals;
+    block_stop_signals(&stop_signals);
+    raise_fd_limit();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    if (app_start(&app) < 0) {
+        log_error("cannot start worker threads", LF_S("reason", strerror(errno)));
+        return EXIT_FAILURE;
+    }
+    struct server *srv = server_start(&app, err, sizeof(err));
+    if (!srv) {
+        log_error("cannot start the HTTP server", LF_S("reason", err));
+        app_fini(&app);
+        config_free(&cfg);
+        return EXIT_FAILURE;
+    }
+    log_info("agentd started", LF_S("version", AGENTD_VERSION), LF_S("host", cfg.listen_host),
+             LF_I("port", server_port(srv)), LF_I("workers", app.n_workers),
+             LF_S("anthropic_base_url", cfg.anthropic_base_url), LF_S("model", cfg.model),
+             LF_B("api_key_set", cfg.api_key != NULL), LF_I("max_inflight", cfg.max_inflight),
+             LF_I("llm_timeout_ms", cfg.llm_timeout_ms),
+             LF_I("total_timeout_ms", cfg.total_timeout_ms), LF_S("notes_dir", cfg.notes_dir),
+             LF_B("web_search", cfg.search_url && cfg.search_url[0]));
+
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    log_info("shutdown: stop accepting", LF_I("signal", sig),
+             LF_I("in_flight", (int64_t)server_suspended_count(srv)));
+    server_quiesce(srv);
+    drain(srv, &stop_signals);
+    app_fini(&app);
+    size_t aborted = server_abort_suspended(srv);
+    if (aborted)
+        log_warn("shutdown: answered unfinished runs", LF_I("count", (int64_t)aborted));
+    /* Give the server threads a moment to write the last answers. */
+    nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 200 * 1000 * 1000}, NULL);
+    server_stop(srv);
+    curl_global_cleanup();
+    config_free(&cfg);
+    log_info("shutdown: done", LF_I("signal", sig));
+    return 0;
+}

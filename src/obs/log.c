@@ -1,0 +1,207 @@
+/*
+ * log.c — structured log lines (see log.h). Formatting happens on the
+ * caller's stack; the only shared state is set once before threads start.
+ */
+#include "agentd/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static enum log_level g_min_level = LOG_INFO;
+static enum log_format g_format = LOG_FORMAT_JSON;
+static int g_fd = 2;
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void log_setup(enum log_level min_level, enum log_format format, int fd)
+{
+    g_min_level = min_level;
+    g_format = format;
+    g_fd = fd;
+}
+
+int log_parse_level(const char *s, enum log_level *ret)
+{
+    for (int i = LOG_DEBUG; i <= LOG_ERROR; i++) {
+        if (strcasecmp(s, level_names[i]) == 0) {
+            *ret = (enum log_level)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+int log_enabled(enum log_level level)
+{
+    return level >= g_min_level;
+}
+
+/* A bounded appender: once full, further output is dropped and `full` set. */
+struct out {
+    char *buf;
+    size_t len, cap;
+    bool full;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->full)
+        return;
+    if (n > o->cap - o->len) {
+        n = o->cap - o->len;
+        o->full = true;
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+}
+
+static void putf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void putf(struct out *o, const char *fmt, ...)
+{
+    char tmp[64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        put(o, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+/* JSON string body: escapes quotes, backslashes and control bytes; other
+   bytes pass through (values come from validated UTF-8 or ASCII sources). */
+static void put_json_str(struct out *o, const char *s)
+{
+    put(o, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            char esc[2] = {'\\', (char)*p};
+            put(o, esc, 2);
+        } else if (*p == '\n') {
+            put(o, "\\n", 2);
+        } else if (*p < 0x20 || *p == 0x7f) {
+            putf(o, "\\u%04x", *p);
+        } else {
+            put(o, (const char *)p, 1);
+        }
+    }
+    put(o, "\"", 1);
+}
+
+/* Text format: values with spaces or quotes are quoted; control bytes become '?'. */
+static void put_text_str(struct out *o, const char *s)
+{
+    bool quote = strpbrk(s, " \"=") != NULL || !*s;
+    if (quote)
+        put(o, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char c = (*p < 0x20 || *p == 0x7f) ? '?' : (char)*p;
+        if (c == '"')
+            put(o, "\\\"", 2);
+        else
+            put(o, &c, 1);
+    }
+    if (quote)
+        put(o, "\"", 1);
+}
+
+static void put_value(struct out *o, enum log_format format, const struct log_field *f)
+{
+    switch (f->type) {
+    case LOGF_STR:
+        if (!f->v.s)
+            put(o, format == LOG_FORMAT_JSON ? "null" : "-", format == LOG_FORMAT_JSON ? 4 : 1);
+        else if (format == LOG_FORMAT_JSON)
+            put_json_str(o, f->v.s);
+        else
+            put_text_str(o, f->v.s);
+        break;
+    case LOGF_INT:
+        putf(o, "%lld", (long long)f->v.i);
+        break;
+    case LOGF_DBL:
+        putf(o, "%.6g", f->v.d);
+        break;
+    case LOGF_BOOL:
+        put(o, f->v.i ? "true" : "false", f->v.i ? 4 : 5);
+        break;
+    }
+}
+
+size_t log_format_line(char *buf, size_t buflen, enum log_format format, int64_t wall_ms,
+                       enum log_level level, const char *msg, const struct log_field *fields,
+                       size_t n)
+{
+    struct out o = {.buf = buf, .len = 0, .cap = buflen > 2 ? buflen - 2 : 0};
+    time_t secs = (time_t)(wall_ms / 1000);
+    struct tm tm;
+    char ts[64];
+    gmtime_r(&secs, &tm);
+    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(wall_ms % 1000));
+
+    if (format == LOG_FORMAT_JSON) {
+        put(&o, "{\"ts\":\"", 7);
+        put(&o, ts, strlen(ts));
+        put(&o, "\",\"level\":\"", 11);
+        put(&o, level_names[level], strlen(level_names[level]));
+        put(&o, "\",\"msg\":", 8);
+        put_json_str(&o, msg);
+        for (size_t i = 0; i < n; i++) {
+            put(&o, ",", 1);
+            put_json_str(&o, fields[i].key);
+            put(&o, ":", 1);
+            put_value(&o, format, &fields[i]);
+        }
+        /* A truncated line must still be one valid JSON object. */
+        if (o.full) {
+            o.full = false;
+            o.len = 0;
+            put(&o, "{\"ts\":\"", 7);
+            put(&o, ts, strlen(ts));
+            put(&o, "\",\"level\":\"", 11);
+            put(&o, level_names[level], strlen(level_names[level]));
+            put(&o, "\",\"msg\":\"log line truncated\",\"truncated\":true", 45);
+        }
+        put(&o, "}", 1);
+    } else {
+        put(&o, ts, strlen(ts));
+        put(&o, " ", 1);
+        put(&o, level_names[level], strlen(level_names[level]));
+        put(&o, " ", 1);
+        put_text_str(&o, msg);
+        for (size_t i = 0; i < n; i++) {
+            put(&o, " ", 1);
+            put(&o, fields[i].key, strlen(fields[i].key));
+            put(&o, "=", 1);
+            put_value(&o, format, &fields[i]);
+        }
+    }
+    buf[o.len++] = '\n';
+    buf[o.len] = '\0';
+    return o.len;
+}
+
+void log_write(enum log_level level, const char *msg, const struct log_field *fields, size_t n)
+{
+    char buf[LOG_LINE_MAX_BYTES];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    size_t len = log_format_line(buf, sizeof(buf), g_format, wall_ms, level, msg, fields, n);
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(g_fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        p += w;
+        len -= (size_t)w;
+    }
+}

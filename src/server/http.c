@@ -1,0 +1,573 @@
+/*
+ * http.c — the libmicrohttpd front (see server.h).
+ *
+ * Per request the access handler is called several times: once with the
+ * headers (route, method, content type, declared size and admission are
+ * checked here, so bad requests are refused before any body is read), then
+ * with body chunks (copied up to AGENTD_MAX_BODY_BYTES, whether the client
+ * sent Content-Length or chunked), then once more with no data: the body is
+ * validated, a run is created, the connection is suspended and the run handed
+ * to a worker. When the run ends, the worker resumes the connection and the
+ * handler is called again to queue the answer.
+ */
+#include "agentd/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "agentd/app.h"
+#include "agentd/clock.h"
+#include "agentd/conversations.h"
+#include "agentd/log.h"
+#include "agentd/request.h"
+#include "agentd/run.h"
+
+#define JSON_CONTENT_TYPE "application/json; charset=utf-8"
+/* Seconds a kept-alive connection may idle between requests. */
+#define SERVER_IDLE_TIMEOUT_S    60
+#define SERVER_EXTRA_CONNECTIONS 1024
+
+enum route { ROUTE_NONE = 0, ROUTE_AGENT, ROUTE_LIVE };
+
+struct route_def {
+    const char *path;
+    enum route route;
+    const char *allow; /* the Allow header */
+};
+
+static const struct route_def routes[] = {
+    {"/v1/agent", ROUTE_AGENT, "POST"},
+    {"/health/live", ROUTE_LIVE, "GET, HEAD"},
+};
+
+struct conn;
+
+struct server {
+    struct app *app;
+    struct MHD_Daemon *mhd;
+    int port;
+    pthread_mutex_t lock; /* protects the suspended list */
+    struct conn *suspended;
+    size_t n_suspended;
+};
+
+struct conn {
+    struct server *srv;
+    struct MHD_Connection *mhd;
+    char request_id[129];
+    enum route route;
+    char method[8];
+    int64_t start_ms;
+    /* body */
+    char *body;
+    size_t len, alloc;
+    bool too_large;
+    bool answered; /* a response has been queued */
+    /* run */
+    struct run *run;
+    bool suspended;
+    bool counted; /* holds one unit of app->inflight */
+    struct conn *prev, *next;
+    /* for the access log */
+    unsigned status;
+    size_t bytes;
+};
+
+/* ---- request ids ---------------------------------------------------------------- */
+
+static uint64_t next_random(void)
+{
+    static _Thread_local uint64_t state;
+    if (state == 0)
+        state =
+            (uint64_t)clock_wall_ms() ^ ((uint64_t)(uintptr_t)&state << 16) ^ 0x9E3779B97F4A7C15ULL;
+    state += 0x9E3779B97F4A7C15ULL;
+    uint64_t z = state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static void set_request_id(struct conn *c)
+{
+    const char *given = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "X-Request-Id");
+    if (given && request_id_valid(given)) {
+        snprintf(c->request_id, sizeof(c->request_id), "%s", given);
+        return;
+    }
+    snprintf(c->request_id, sizeof(c->request_id), "req_%016" PRIx64 "%08" PRIx64, next_random(),
+             (uint64_t)(next_random() & 0xffffffffULL));
+}
+
+/* ---- answers ------------------------------------------------------------------------ */
+
+/* Queues body (owned, freed here) with the common headers. */
+static enum MHD_Result reply(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
+                             const char *allow)
+{
+    if (!body)
+        body = strdup("{\"error\":{\"type\":\"internal_error\",\"message\":\"out of memory\"}}");
+    size_t len = body ? strlen(body) : 0;
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, JSON_CONTENT_TYPE);
+    MHD_add_response_header(r, "X-Request-Id", c->request_id);
+    if (retry_after_ms > 0) {
+        char secs[24];
+        snprintf(secs, sizeof(secs), "%" PRId64, (retry_after_ms + 999) / 1000);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, secs);
+    }
+    if (allow)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    enum MHD_Result ret = MHD_queue_response(c->mhd, status, r);
+    MHD_destroy_response(r);
+    if (ret == MHD_YES) {
+        c->answered = true;
+        c->status = status;
+        c->bytes = len;
+    }
+    return ret;
+}
+
+static enum MHD_Result reply_error(struct conn *c, unsigned status, const char *type,
+                                   int64_t retry_after_ms, const char *allow, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static enum MHD_Result reply_error(struct conn *c, unsigned status, const char *type,
+                                   int64_t retry_after_ms, const char *allow, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return reply(c, status, json_error_body(type, msg, c->request_id, 0), retry_after_ms, allow);
+}
+
+/* ---- suspended requests --------------------------------------------------------------- */
+
+static void track_suspended(struct conn *c)
+{
+    struct server *s = c->srv;
+    pthread_mutex_lock(&s->lock);
+    c->suspended = true;
+    c->prev = NULL;
+    c->next = s->suspended;
+    if (s->suspended)
+        s->suspended->prev = c;
+    s->suspended = c;
+    s->n_suspended++;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Removes c from the list; false if it was not there (someone else resumed it). */
+static bool untrack_suspended(struct conn *c)
+{
+    struct server *s = c->srv;
+    pthread_mutex_lock(&s->lock);
+    bool was = c->suspended;
+    if (was) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            s->suspended = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        c->suspended = false;
+        s->n_suspended--;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return was;
+}
+
+/* Worker thread: the run has its answer; wake the connection. */
+static void on_run_finished(struct run *run, void *arg)
+{
+    struct conn *c = arg;
+    (void)run;
+    if (c->counted) {
+        atomic_fetch_sub(&c->srv->app->inflight, 1);
+        c->counted = false;
+    }
+    if (untrack_suspended(c))
+        MHD_resume_connection(c->mhd);
+}
+
+/* ---- POST /v1/agent --------------------------------------------------------------------- */
+
+static enum MHD_Result agent_headers(struct conn *c)
+{
+    struct app *app = c->srv->app;
+    const char *ct = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Content-Type");
+    if (!content_type_is_json(ct))
+        return reply_error(c, 415, "unsupported_media_type", 0, NULL,
+                           "Content-Type must be application/json, got '%.64s'", ct ? ct : "");
+    const char *cl = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (errno == 0 && *end == '\0' && n > app->cfg.max_body_bytes)
+            return reply_error(c, 413, "payload_too_large", 0, NULL,
+                               "request body of %llu bytes exceeds the limit of %zu bytes "
+                               "(AGENTD_MAX_BODY_BYTES)",
+                               n, app->cfg.max_body_bytes);
+    }
+    if (atomic_load(&app->inflight) >= app->cfg.max_inflight)
+        return reply_error(c, 429, "overloaded", 1000, NULL,
+                           "%d runs in flight (AGENTD_MAX_INFLIGHT); retry later",
+                           app->cfg.max_inflight);
+    return MHD_YES;
+}
+
+static enum MHD_Result agent_body_chunk(struct conn *c, const char *data, size_t size)
+{
+    size_t cap = c->srv->app->cfg.max_body_bytes;
+    if (c->too_large || size > cap - c->len) {
+        c->too_large = true;
+        free(c->body);
+        c->body = NULL;
+        /* Answer at once when MHD allows it; otherwise the rest is discarded
+           without being stored and the 413 goes out at the end. */
+        if (!c->answered)
+            reply_error(c, 413, "payload_too_large", 0, NULL,
+                        "request body exceeds the limit of %zu bytes (AGENTD_MAX_BODY_BYTES)", cap);
+        return MHD_YES;
+    }
+    if (c->len + size + 1 > c->alloc) {
+        /* Grow geometrically up to the cap (+1 for a terminating NUL). */
+        size_t want = c->alloc ? c->alloc : 4096;
+        while (want < c->len + size + 1)
+            want *= 2;
+        if (want > cap + 1)
+            want = cap + 1;
+        char *p = realloc(c->body, want);
+        if (!p)
+            return MHD_NO;
+        c->body = p;
+        c->alloc = want;
+    }
+    memcpy(c->body + c->len, data, size);
+    c->len += size;
+    return MHD_YES;
+}
+
+static enum MHD_Result agent_run(struct conn *c)
+{
+    struct app *app = c->srv->app;
+    if (c->too_large)
+        return reply_error(c, 413, "payload_too_large", 0, NULL,
+                           "request body exceeds the limit of %zu bytes (AGENTD_MAX_BODY_BYTES)",
+                           app->cfg.max_body_bytes);
+    struct agent_request req;
+    char err[256];
+    if (agent_request_parse(c->body ? c->body : "", c->len, app->cfg.max_iterations,
+                            app->cfg.total_timeout_ms, &req, err, sizeof(err)) < 0)
+        return reply_error(c, 400, "invalid_request", 0, NULL, "%s", err);
+
+    if (atomic_fetch_add(&app->inflight, 1) >= app->cfg.max_inflight) {
+        atomic_fetch_sub(&app->inflight, 1);
+        agent_request_clear(&req);
+        return reply_error(c, 429, "overloaded", 1000, NULL,
+                           "%d runs in flight (AGENTD_MAX_INFLIGHT); retry later",
+                           app->cfg.max_inflight);
+    }
+    c->counted = true;
+
+    json_t *history = NULL;
+    if (req.conversation_id) {
+        int r = app->convs
+                    ? conv_store_acquire(app->convs, req.conversation_id, clock_now_ms(), &history)
+                    : -ENOTSUP;
+        enum MHD_Result ret = MHD_YES;
+        if (r == -EBUSY)
+            ret = reply_error(c, 409, "conversation_busy", 1000, NULL,
+                              "conversation '%s' has a run in progress; retry when it ends",
+                              req.conversation_id);
+        else if (r == -ENOTSUP)
+            ret = reply_error(c, 400, "invalid_request", 0, NULL,
+                              "conversation_id: conversations are disabled "
+                              "(AGENTD_CONVERSATIONS_MAX=0)");
+        else if (r < 0)
+            ret = reply_error(c, 429, "overloaded", 1000, NULL,
+                              "conversation store is full of running conversations");
+        if (r < 0) {
+            atomic_fetch_sub(&app->inflight, 1);
+            c->counted = false;
+            agent_request_clear(&req);
+            return ret;
+        }
+    }
+    char *conv_id = req.conversation_id ? strdup(req.conversation_id) : NULL;
+    struct run *run = run_new(app, &req, c->request_id, history, on_run_finished, c);
+    if (!run) {
+        if (conv_id)
+            conv_store_release(app->convs, conv_id, NULL, clock_now_ms());
+        free(conv_id);
+        agent_request_clear(&req);
+        atomic_fetch_sub(&app->inflight, 1);
+        c->counted = false;
+        return reply_error(c, 500, "internal_error", 0, NULL, "out of memory creating the run");
+    }
+    free(conv_id);
+    c->run = run;
+    MHD_suspend_connection(c->mhd);
+    track_suspended(c);
+    if (run_submit(run, app_pick_worker(app)) < 0) {
+        /* Answer as the run would have: it never started. */
+        untrack_suspended(c);
+        MHD_resume_connection(c->mhd);
+        run->http_status = 500;
+        run->body =
+            json_error_body("internal_error", "could not schedule the run", c->request_id, 0);
+        atomic_fetch_sub(&app->inflight, 1);
+        c->counted = false;
+    }
+    return MHD_YES;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------ */
+
+static const struct route_def *find_route(const char *url)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (strcmp(url, routes[i].path) == 0)
+            return &routes[i];
+    return NULL;
+}
+
+static bool method_allowed(const struct route_def *r, const char *method)
+{
+    if (r->route == ROUTE_AGENT)
+        return strcmp(method, "POST") == 0;
+    return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+}
+
+static enum MHD_Result first_call(struct conn *c, const char *url, const char *method)
+{
+    const struct route_def *r = find_route(url);
+    if (!r)
+        return reply_error(c, 404, "not_found", 0, NULL, "no such endpoint: %.128s", url);
+    c->route = r->route;
+    if (!method_allowed(r, method))
+        return reply_error(c, 405, "method_not_allowed", 0, r->allow,
+                           "%s is not allowed on %s; use %s", method, r->path, r->allow);
+    switch (r->route) {
+    case ROUTE_AGENT:
+        return agent_headers(c);
+    case ROUTE_LIVE:
+        return reply(c, 200, strdup("{\"status\":\"ok\"}"), 0, NULL);
+    default:
+        return reply_error(c, 404, "not_found", 0, NULL, "no such endpoint");
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    (void)version;
+    struct server *s = cls;
+    struct conn *c = *con_cls;
+    if (!c) {
+        c = calloc(1, sizeof(*c));
+        if (!c)
+            return MHD_NO;
+        c->srv = s;
+        c->mhd = mc;
+        c->start_ms = clock_now_ms();
+        snprintf(c->method, sizeof(c->method), "%s", method);
+        set_request_id(c);
+        *con_cls = c;
+        return first_call(c, url, method);
+    }
+    if (c->run) {
+        /* Resumed: the run has its answer. */
+        struct run *run = c->run;
+        enum MHD_Result ret =
+            reply(c, (unsigned)run->http_status, run->body, run->retry_after_ms, NULL);
+        run->body = NULL;
+        c->run = NULL;
+        run_release(run);
+        return ret;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (c->answered)
+            return MHD_YES; /* refused already: drop the rest */
+        return agent_body_chunk(c, upload_data, n);
+    }
+    if (c->answered)
+        return MHD_YES;
+    if (c->route == ROUTE_AGENT)
+        return agent_run(c);
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)mc;
+    struct conn *c = *con_cls;
+    if (!c)
+        return;
+    *con_cls = NULL;
+    log_info("http request", LF_S("request_id", c->request_id), LF_S("method", c->method),
+             LF_S("path", c->route == ROUTE_AGENT  ? "/v1/agent"
+                          : c->route == ROUTE_LIVE ? "/health/live"
+                                                   : "other"),
+             LF_I("status", c->status), LF_I("bytes", c->bytes),
+             LF_I("duration_ms", clock_now_ms() - c->start_ms),
+             LF_S("reason",
+                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL : "connection closed early"));
+    if (c->run)
+        run_release(c->run);
+    free(c->body);
+    free(c);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    log_warn("http server", LF_S("reason", msg));
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+static int resolve(const char *host, int port, struct sockaddr_storage *ret, char *err,
+                   size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char portbuf[8];
+    snprintf(portbuf, sizeof(portbuf), "%d", port);
+    int r = getaddrinfo(host, portbuf, &hints, &res);
+    if (r != 0 || !res) {
+        snprintf(err, errlen, "AGENTD_LISTEN: cannot resolve '%s': %s", host, gai_strerror(r));
+        return -EINVAL;
+    }
+    memset(ret, 0, sizeof(*ret));
+    memcpy(ret, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+struct server *server_start(struct app *app, char *err, size_t errlen)
+{
+    struct sockaddr_storage addr;
+    if (resolve(app->cfg.listen_host, app->cfg.listen_port, &addr, err, errlen) < 0)
+        return NULL;
+    struct server *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->app = app;
+    pthread_mutex_init(&s->lock, NULL);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    unsigned pool = app->cfg.workers < 2 ? 1 : 2;
+    s->mhd = MHD_start_daemon(
+        flags, (uint16_t)app->cfg.listen_port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(app->cfg.max_inflight + SERVER_EXTRA_CONNECTIONS), MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)SERVER_IDLE_TIMEOUT_S, MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_END);
+    if (!s->mhd) {
+        snprintf(err, errlen,
+                 "AGENTD_LISTEN: cannot listen on %s:%d (address in use or not "
+                 "permitted?)",
+                 app->cfg.listen_host, app->cfg.listen_port);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : app->cfg.listen_port;
+    return s;
+}
+
+int server_port(const struct server *s)
+{
+    return s->port;
+}
+
+void server_quiesce(struct server *s)
+{
+    MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+size_t server_suspended_count(struct server *s)
+{
+    pthread_mutex_lock(&s->lock);
+    size_t n = s->n_suspended;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+size_t server_abort_suspended(struct server *s)
+{
+    size_t n = 0;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        struct conn *c = s->suspended;
+        if (c) {
+            s->suspended = c->next;
+            if (c->next)
+                c->next->prev = NULL;
+            c->suspended = false;
+            s->n_suspended--;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (!c)
+            return n;
+        /* The worker that owned the run is stopped: answer in its place. */
+        struct run *run = c->run;
+        free(run->body);
+        run->http_status = 503;
+        run->retry_after_ms = 1000;
+        run->body = json_error_body("shutting_down",
+                                    "agentd is shutting down; retry on another "
+                                    "replica",
+                                    c->request_id, 0);
+        MHD_resume_connection(c->mhd);
+        n++;
+    }
+}
+
+struct server *server_stop(struct server *s)
+{
+    if (!s)
+        return NULL;
+    MHD_stop_daemon(s->mhd);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    return NULL;
+}

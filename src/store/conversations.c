@@ -1,0 +1,441 @@
+/*
+ * conversations.c — in-memory conversation store (see conversations.h).
+ *
+ * A chained hash table keyed by id plus an LRU list. Only idle entries are
+ * on the LRU list: busy ones can never be evicted or swept, so keeping them
+ * off the list makes "evict the least recently used idle entry" the list tail,
+ * O(1), and lets sweep stop at the first unexpired entry from the tail.
+ *
+ * Histories are immutable once stored: a release swaps in a fresh copy. That
+ * is what lets acquire copy the history after dropping the mutex — while an
+ * entry is busy only its holder may replace it.
+ */
+#include "agentd/conversations.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define CONV_ID_MAX_BYTES      128
+#define CONV_MAX_CONVERSATIONS (1 << 20)
+#define CONV_MIN_BUCKETS       16
+
+struct conv_entry {
+    char *id;
+    uint64_t hash;
+    json_t *messages; /* owned, never modified in place */
+    int64_t last_used_ms;
+    bool busy;
+    struct conv_entry *chain_next;
+    struct conv_entry *lru_prev, *lru_next; /* linked only while idle */
+};
+
+struct conv_store {
+    pthread_mutex_t lock;
+    struct conv_entry **buckets;
+    size_t bucket_mask;
+    struct conv_entry *lru_head; /* most recently released */
+    struct conv_entry *lru_tail; /* next to evict */
+    size_t count;
+    size_t max_conversations;
+    size_t max_messages;
+    int64_t ttl_ms;
+    uint64_t hash_key[2]; /* random, so clients cannot pick ids that share a chain */
+};
+
+static uint64_t rotl64(uint64_t x, int b)
+{
+    return (x << b) | (x >> (64 - b));
+}
+
+#define SIPROUND(v0, v1, v2, v3)                                                                   \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = rotl64(v1, 13);                                                                       \
+        v1 ^= v0;                                                                                  \
+        v0 = rotl64(v0, 32);                                                                       \
+        v2 += v3;                                                                                  \
+        v3 = rotl64(v3, 16);                                                                       \
+        v3 ^= v2;                                                                                  \
+        v0 += v3;                                                                                  \
+        v3 = rotl64(v3, 21);                                                                       \
+        v3 ^= v0;                                                                                  \
+        v2 += v1;                                                                                  \
+        v1 = rotl64(v1, 17);                                                                       \
+        v1 ^= v2;                                                                                  \
+        v2 = rotl64(v2, 32);                                                                       \
+    } while (0)
+
+/* SipHash-2-4: a keyed hash, so chain lengths stay short even when clients
+ * choose the ids. */
+static uint64_t conv_siphash(const uint64_t key[2], const char *data, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    uint64_t v0 = key[0] ^ 0x736f6d6570736575ULL;
+    uint64_t v1 = key[1] ^ 0x646f72616e646f6dULL;
+    uint64_t v2 = key[0] ^ 0x6c7967656e657261ULL;
+    uint64_t v3 = key[1] ^ 0x7465646279746573ULL;
+    uint64_t m, last = (uint64_t)len << 56;
+    size_t i, full = len - len % 8;
+
+    for (i = 0; i < full; i += 8) {
+        m = 0;
+        for (int b = 0; b < 8; b++)
+            m |= (uint64_t)p[i + b] << (8 * b);
+        v3 ^= m;
+        SIPROUND(v0, v1, v2, v3);
+        SIPROUND(v0, v1, v2, v3);
+        v0 ^= m;
+    }
+    for (int b = 0; i + b < len; b++)
+        last |= (uint64_t)p[i + b] << (8 * b);
+    v3 ^= last;
+    SIPROUND(v0, v1, v2, v3);
+    SIPROUND(v0, v1, v2, v3);
+    v0 ^= last;
+    v2 ^= 0xff;
+    for (int r = 0; r < 4; r++)
+        SIPROUND(v0, v1, v2, v3);
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+struct conv_store *conv_store_new(int max_conversations, int64_t ttl_ms, int max_messages)
+{
+    struct conv_store *s;
+    size_t nbuckets = CONV_MIN_BUCKETS;
+
+    if (max_conversations < 0 || max_conversations > CONV_MAX_CONVERSATIONS || ttl_ms < 1 ||
+        max_messages < 1)
+        return NULL;
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    while (nbuckets < (size_t)max_conversations) /* load factor <= 1 */
+        nbuckets *= 2;
+    s->buckets = calloc(nbuckets, sizeof(*s->buckets));
+    if (!s->buckets || pthread_mutex_init(&s->lock, NULL) != 0) {
+        free(s->buckets);
+        free(s);
+        return NULL;
+    }
+    s->bucket_mask = nbuckets - 1;
+    s->max_conversations = (size_t)max_conversations;
+    s->max_messages = (size_t)max_messages;
+    s->ttl_ms = ttl_ms;
+    if (getrandom(s->hash_key, sizeof(s->hash_key), GRND_NONBLOCK) != sizeof(s->hash_key)) {
+        /* No entropy yet (early boot): still correct, only less collision-resistant. */
+        s->hash_key[0] = (uint64_t)(uintptr_t)s ^ 0x9e3779b97f4a7c15ULL;
+        s->hash_key[1] = (uint64_t)(uintptr_t)s->buckets;
+    }
+    return s;
+}
+
+static void entry_free(struct conv_entry *e)
+{
+    if (!e)
+        return;
+    json_decref(e->messages);
+    free(e->id);
+    free(e);
+}
+
+/* Frees a list of entries linked through chain_next. */
+static void entry_list_free(struct conv_entry *e)
+{
+    while (e) {
+        struct conv_entry *next = e->chain_next;
+        entry_free(e);
+        e = next;
+    }
+}
+
+struct conv_store *conv_store_free(struct conv_store *s)
+{
+    if (!s)
+        return NULL;
+    for (size_t b = 0; b <= s->bucket_mask; b++)
+        entry_list_free(s->buckets[b]);
+    free(s->buckets);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    return NULL;
+}
+
+/* --- table and LRU primitives; callers hold s->lock --- */
+
+static struct conv_entry *table_find(struct conv_store *s, uint64_t hash, const char *id)
+{
+    struct conv_entry *e = s->buckets[hash & s->bucket_mask];
+
+    while (e && (e->hash != hash || strcmp(e->id, id) != 0))
+        e = e->chain_next;
+    return e;
+}
+
+static void table_insert(struct conv_store *s, struct conv_entry *e)
+{
+    struct conv_entry **head = &s->buckets[e->hash & s->bucket_mask];
+
+    e->chain_next = *head;
+    *head = e;
+    s->count++;
+}
+
+static void table_remove(struct conv_store *s, struct conv_entry *e)
+{
+    struct conv_entry **pp = &s->buckets[e->hash & s->bucket_mask];
+
+    while (*pp && *pp != e)
+        pp = &(*pp)->chain_next;
+    if (*pp) {
+        *pp = e->chain_next;
+        e->chain_next = NULL;
+        s->count--;
+    }
+}
+
+static void lru_unlink(struct conv_store *s, struct conv_entry *e)
+{
+    if (e->lru_prev)
+        e->lru_prev->lru_next = e->lru_next;
+    else if (s->lru_head == e)
+        s->lru_head = e->lru_next;
+    if (e->lru_next)
+        e->lru_next->lru_prev = e->lru_prev;
+    else if (s->lru_tail == e)
+        s->lru_tail = e->lru_prev;
+    e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push_head(struct conv_store *s, struct conv_entry *e)
+{
+    e->lru_prev = NULL;
+    e->lru_next = s->lru_head;
+    if (s->lru_head)
+        s->lru_head->lru_prev = e;
+    s->lru_head = e;
+    if (!s->lru_tail)
+        s->lru_tail = e;
+}
+
+static bool entry_expired(const struct conv_store *s, const struct conv_entry *e, int64_t now_ms)
+{
+    return now_ms - e->last_used_ms > s->ttl_ms;
+}
+
+/* Allocated before taking the lock so the critical section does no malloc. */
+static struct conv_entry *entry_new(const char *id, uint64_t hash, int64_t now_ms)
+{
+    struct conv_entry *e = calloc(1, sizeof(*e));
+
+    if (!e)
+        return NULL;
+    e->id = strdup(id);
+    e->messages = json_array();
+    if (!e->id || !e->messages) {
+        entry_free(e);
+        return NULL;
+    }
+    e->hash = hash;
+    e->last_used_ms = now_ms;
+    return e;
+}
+
+/*
+ * Under the lock: marks id busy and returns the entry, or NULL with *ret_err.
+ * Takes from *spare (a fresh empty entry) when it needs a new entry or an
+ * empty history; leaves what must be freed after unlocking in *ret_garbage
+ * (entries linked through chain_next) and *ret_old_messages.
+ */
+static struct conv_entry *acquire_locked(struct conv_store *s, const char *id, uint64_t hash,
+                                         int64_t now_ms, struct conv_entry **spare,
+                                         struct conv_entry **ret_garbage, json_t **ret_old_messages,
+                                         int *ret_err)
+{
+    struct conv_entry *e = table_find(s, hash, id);
+
+    if (e) {
+        if (e->busy) {
+            *ret_err = -EBUSY;
+            return NULL;
+        }
+        if (entry_expired(s, e, now_ms)) {
+            /* Treated as absent: the run starts from an empty history. */
+            *ret_old_messages = e->messages;
+            e->messages = (*spare)->messages;
+            (*spare)->messages = NULL;
+        }
+        lru_unlink(s, e);
+        e->busy = true;
+        return e;
+    }
+    if (s->count >= s->max_conversations) {
+        struct conv_entry *victim = s->lru_tail;
+        if (!victim) {
+            *ret_err = -ENOSPC;
+            return NULL;
+        }
+        lru_unlink(s, victim);
+        table_remove(s, victim);
+        *ret_garbage = victim;
+    }
+    e = *spare;
+    *spare = NULL;
+    e->busy = true;
+    table_insert(s, e);
+    return e;
+}
+
+int conv_store_acquire(struct conv_store *s, const char *id, int64_t now_ms, json_t **ret_messages)
+{
+    struct conv_entry *e, *spare, *garbage = NULL;
+    json_t *old_messages = NULL, *copy;
+    size_t id_len;
+    uint64_t hash;
+    int err = 0;
+
+    if (!s || !id || !ret_messages)
+        return -EINVAL;
+    if (s->max_conversations == 0)
+        return -ENOTSUP;
+    id_len = strnlen(id, CONV_ID_MAX_BYTES + 1);
+    if (id_len == 0 || id_len > CONV_ID_MAX_BYTES)
+        return -EINVAL;
+    hash = conv_siphash(s->hash_key, id, id_len);
+    spare = entry_new(id, hash, now_ms);
+    if (!spare)
+        return -ENOMEM;
+
+    pthread_mutex_lock(&s->lock);
+    e = acquire_locked(s, id, hash, now_ms, &spare, &garbage, &old_messages, &err);
+    pthread_mutex_unlock(&s->lock);
+
+    entry_free(spare);
+    entry_list_free(garbage);
+    json_decref(old_messages);
+    if (!e)
+        return err;
+
+    /* Safe without the lock: nobody replaces a busy entry's history but us. */
+    copy = json_deep_copy(e->messages);
+    if (!copy) {
+        conv_store_release(s, id, NULL, now_ms);
+        return -ENOMEM;
+    }
+    *ret_messages = copy;
+    return 0;
+}
+
+/* A user message whose content is a string or only text blocks: the one kind
+ * of message a history may start with (the API rejects a leading tool_result
+ * whose tool_use was trimmed away, and expects user first). */
+static bool message_is_user_text(const json_t *m)
+{
+    const json_t *role = json_object_get(m, "role");
+    const json_t *content = json_object_get(m, "content");
+    const json_t *block;
+    size_t i;
+
+    if (!json_is_string(role) || strcmp(json_string_value(role), "user") != 0)
+        return false;
+    if (json_is_string(content))
+        return true;
+    if (!json_is_array(content) || json_array_size(content) == 0)
+        return false;
+    json_array_foreach(content, i, block)
+    {
+        const json_t *type = json_object_get(block, "type");
+        if (!json_is_string(type) || strcmp(json_string_value(type), "text") != 0)
+            return false;
+    }
+    return true;
+}
+
+/* Deep copy of the last <= max_messages messages, starting at a user text
+ * message (possibly empty). NULL on ENOMEM. */
+static json_t *history_trimmed_copy(const json_t *messages, size_t max_messages)
+{
+    size_t n = json_array_size(messages);
+    size_t start = n > max_messages ? n - max_messages : 0;
+    json_t *out = json_array();
+
+    if (!out)
+        return NULL;
+    while (start < n && !message_is_user_text(json_array_get(messages, start)))
+        start++;
+    for (size_t i = start; i < n; i++) {
+        if (json_array_append_new(out, json_deep_copy(json_array_get(messages, i))) < 0) {
+            json_decref(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+void conv_store_release(struct conv_store *s, const char *id, const json_t *messages,
+                        int64_t now_ms)
+{
+    struct conv_entry *e;
+    json_t *fresh = NULL, *old = NULL;
+
+    if (!s || !id || s->max_conversations == 0)
+        return;
+    if (json_is_array(messages))
+        fresh = history_trimmed_copy(messages, s->max_messages);
+
+    pthread_mutex_lock(&s->lock);
+    e = table_find(s, conv_siphash(s->hash_key, id, strnlen(id, CONV_ID_MAX_BYTES + 1)), id);
+    if (e && e->busy) {
+        if (fresh) {
+            old = e->messages;
+            e->messages = fresh;
+            fresh = NULL;
+        }
+        e->busy = false;
+        e->last_used_ms = now_ms;
+        lru_push_head(s, e);
+    }
+    pthread_mutex_unlock(&s->lock);
+
+    json_decref(old);
+    json_decref(fresh);
+}
+
+size_t conv_store_sweep(struct conv_store *s, int64_t now_ms)
+{
+    struct conv_entry *garbage = NULL;
+    size_t n = 0;
+
+    if (!s)
+        return 0;
+    pthread_mutex_lock(&s->lock);
+    /* The list is in release order, so the expired entries are a tail run
+     * (exactly so while callers pass a monotonic now_ms). */
+    while (s->lru_tail && entry_expired(s, s->lru_tail, now_ms)) {
+        struct conv_entry *e = s->lru_tail;
+        lru_unlink(s, e);
+        table_remove(s, e);
+        e->chain_next = garbage;
+        garbage = e;
+        n++;
+    }
+    pthread_mutex_unlock(&s->lock);
+
+    entry_list_free(garbage);
+    return n;
+}
+
+size_t conv_store_count(struct conv_store *s)
+{
+    size_t n;
+
+    if (!s)
+        return 0;
+    pthread_mutex_lock(&s->lock);
+    n = s->count;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}

@@ -1,0 +1,389 @@
+/*
+ * notes.c — the `save_note` tool (see notes.h): filename policy, default
+ * names from a content hash, and the atomic, no-overwrite, idempotent write
+ * (temp file + fsync + no-replace rename + directory fsync).
+ *
+ * Everything is relative to a directory fd opened once per save, so the
+ * model-chosen name is only ever resolved inside that directory, and
+ * O_NOFOLLOW keeps a planted symlink from redirecting a write.
+ */
+#include "agentd/notes.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#define NOTES_ERR_BYTES       256
+#define NOTES_TMP_NAME_BYTES  64
+#define NOTES_TMP_ATTEMPTS    16   /* O_EXCL collisions tolerated before giving up */
+#define NOTES_CMP_CHUNK_BYTES 8192 /* stack buffer for comparing an existing note */
+#define NOTES_HASH_HEX_CHARS  12
+
+/* Makes temp names unique between threads of this process; the pid and
+ * random part make them unique against leftovers of earlier processes
+ * (in a container every run may be pid 1). */
+static atomic_ulong notes_tmp_counter;
+
+__attribute__((format(printf, 4, 5))) static int notes_fail(char *err, size_t errlen, int code,
+                                                            const char *fmt, ...)
+{
+    if (err && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* code is a negative errno; the message is "<operation>: <strerror>". */
+static int notes_fail_errno(char *err, size_t errlen, int code, const char *operation)
+{
+    char buf[128];
+    const char *text = strerror_r(-code, buf, sizeof(buf));
+    return notes_fail(err, errlen, code, "%s: %s", operation, text);
+}
+
+static bool notes_is_alnum(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+static void notes_describe_byte(char c, char *buf, size_t buflen)
+{
+    unsigned char u = (unsigned char)c;
+    if (u > 0x20 && u < 0x7f)
+        snprintf(buf, buflen, "'%c'", u);
+    else
+        snprintf(buf, buflen, "byte 0x%02x", u);
+}
+
+int notes_validate_filename(const char *name, char *err, size_t errlen)
+{
+    if (!name)
+        return notes_fail(err, errlen, -EINVAL, "filename is missing");
+    size_t len = strnlen(name, NOTES_MAX_NAME_BYTES + 1);
+    if (len == 0)
+        return notes_fail(err, errlen, -EINVAL, "filename must not be empty");
+    if (len > NOTES_MAX_NAME_BYTES)
+        return notes_fail(err, errlen, -EINVAL, "filename too long: more than %d characters",
+                          NOTES_MAX_NAME_BYTES);
+
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (notes_is_alnum(c) || (i > 0 && (c == '.' || c == '_' || c == '-')))
+            continue;
+        char what[16];
+        notes_describe_byte(c, what, sizeof(what));
+        if (i == 0)
+            return notes_fail(err, errlen, -EINVAL,
+                              "filename must start with a letter or digit, not %s", what);
+        return notes_fail(err, errlen, -EINVAL,
+                          "filename has %s at position %zu; only letters, digits, '.', '_' and "
+                          "'-' are allowed",
+                          what, i + 1);
+    }
+    if (strstr(name, ".."))
+        return notes_fail(err, errlen, -EINVAL, "filename must not contain \"..\"");
+    return 0;
+}
+
+void notes_default_name(const char *content, size_t len, time_t now_s, char *buf, size_t buflen)
+{
+    if (!buf || buflen == 0)
+        return;
+    if (!content)
+        len = 0;
+
+    static const char hexdigits[] = "0123456789abcdef";
+    char hex[NOTES_HASH_HEX_CHARS + 1] = "000000000000";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    if (EVP_Digest(content ? content : "", len, md, &md_len, EVP_sha256(), NULL) == 1 &&
+        md_len * 2 >= NOTES_HASH_HEX_CHARS) {
+        for (size_t i = 0; i < NOTES_HASH_HEX_CHARS / 2; i++) {
+            hex[2 * i] = hexdigits[md[i] >> 4];
+            hex[2 * i + 1] = hexdigits[md[i] & 0x0f];
+        }
+    }
+
+    /* Sized for any int so the compiler can prove no truncation; years
+     * outside 0..9999 fall back to zeros to keep the name's fixed shape. */
+    char date[40] = "00000000";
+    struct tm tm;
+    if (gmtime_r(&now_s, &tm) && tm.tm_year >= -1900 && tm.tm_year <= 9999 - 1900)
+        snprintf(date, sizeof(date), "%04d%02d%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+
+    snprintf(buf, buflen, "note_%s_%s.txt", date, hex);
+}
+
+/*
+ * Returns 1 when dir/name is a regular file holding exactly content, 0 when
+ * something else occupies the name, or a negative errno (-ENOENT: nothing
+ * there). The type is checked before opening so a FIFO or device planted
+ * under that name is never opened.
+ */
+static int notes_compare_existing(int dfd, const char *name, const char *content, size_t len)
+{
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != len)
+        return 0;
+
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ELOOP ? 0 : -errno;
+
+    char chunk[NOTES_CMP_CHUNK_BYTES];
+    size_t off = 0;
+    int r = 1;
+    /* Read one byte past len so a file that grew after fstatat() differs. */
+    while (off <= len) {
+        size_t want = len - off < sizeof(chunk) ? len - off + 1 : sizeof(chunk);
+        ssize_t n = read(fd, chunk, want);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            break;
+        }
+        if (n == 0) {
+            r = off == len ? 1 : 0;
+            break;
+        }
+        if ((size_t)n > len - off || memcmp(chunk, content + off, (size_t)n) != 0) {
+            r = 0;
+            break;
+        }
+        off += (size_t)n;
+    }
+    close(fd);
+    return r;
+}
+
+static int notes_open_temp(int dfd, char *name_buf, size_t name_buf_len)
+{
+    for (int attempt = 0; attempt < NOTES_TMP_ATTEMPTS; attempt++) {
+        unsigned long long rnd = 0;
+        /* Best effort: pid + counter alone are unique within this process. */
+        if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+            rnd = 0;
+        unsigned long seq = atomic_fetch_add(&notes_tmp_counter, 1);
+        snprintf(name_buf, name_buf_len, ".tmp-%ld-%lu-%016llx", (long)getpid(), seq, rnd);
+        int fd = openat(dfd, name_buf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+        if (fd >= 0)
+            return fd;
+        if (errno != EEXIST)
+            return -errno;
+    }
+    /* Not -EEXIST: that would read as "the note exists" to callers. */
+    return -EAGAIN;
+}
+
+static int notes_write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EIO;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Publishes tmp as name without ever replacing an existing name. On success
+ * tmp no longer exists (best effort in the link fallback, where the note is
+ * already complete and a stray extra link is harmless). -EEXIST: name taken. */
+static int notes_publish(int dfd, const char *tmp, const char *name)
+{
+    if (renameat2(dfd, tmp, dfd, name, RENAME_NOREPLACE) == 0)
+        return 0;
+    /* Filesystems without RENAME_NOREPLACE say EINVAL; old kernels ENOSYS.
+     * link() also refuses to replace, which gives the same guarantee. */
+    if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+        return -errno;
+    if (linkat(dfd, tmp, dfd, name, 0) < 0)
+        return -errno;
+    (void)unlinkat(dfd, tmp, 0);
+    return 0;
+}
+
+/* Turns the result of notes_compare_existing() for an occupied name into
+ * the save's result: same bytes is success, anything else is never touched. */
+static int notes_decide_existing(int cmp, const char *name, enum notes_outcome *outcome, char *err,
+                                 size_t errlen)
+{
+    if (cmp == 1) {
+        *outcome = NOTES_ALREADY_SAVED;
+        return 0;
+    }
+    if (cmp == 0)
+        return notes_fail(err, errlen, -EEXIST,
+                          "a different note named '%s' already exists; choose another filename",
+                          name);
+    return notes_fail_errno(err, errlen, cmp, "read existing note");
+}
+
+int notes_save(const char *dir, const char *name, const char *content, size_t len,
+               enum notes_outcome *ret_outcome, char *err, size_t errlen)
+{
+    enum notes_outcome outcome = NOTES_CREATED;
+    char tmp[NOTES_TMP_NAME_BYTES];
+    bool tmp_exists = false;
+    int tfd = -1;
+    int r;
+
+    if (!dir || !*dir)
+        return notes_fail(err, errlen, -EINVAL, "notes directory is not configured");
+    r = notes_validate_filename(name, err, errlen);
+    if (r < 0)
+        return r;
+    if (!content && len > 0)
+        return notes_fail(err, errlen, -EINVAL, "note content is missing");
+    if (len > NOTES_MAX_CONTENT_BYTES)
+        return notes_fail(err, errlen, -E2BIG, "note too large: %zu bytes (at most %d)", len,
+                          NOTES_MAX_CONTENT_BYTES);
+
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return notes_fail_errno(err, errlen, -errno, "open notes directory");
+
+    /* Checked first so a retry of a saved note costs no write at all. */
+    r = notes_compare_existing(dfd, name, content, len);
+    if (r != -ENOENT) {
+        r = notes_decide_existing(r, name, &outcome, err, errlen);
+        goto out;
+    }
+
+    tfd = notes_open_temp(dfd, tmp, sizeof(tmp));
+    if (tfd < 0) {
+        r = notes_fail_errno(err, errlen, tfd, "create temporary file");
+        goto out;
+    }
+    tmp_exists = true;
+
+    r = notes_write_all(tfd, content, len);
+    if (r < 0) {
+        r = notes_fail_errno(err, errlen, r, "write temporary file");
+        goto out;
+    }
+    if (fsync(tfd) < 0) {
+        r = notes_fail_errno(err, errlen, -errno, "sync temporary file");
+        goto out;
+    }
+    /* close() can report a deferred write error (e.g. on NFS); never retried. */
+    r = close(tfd);
+    tfd = -1;
+    if (r < 0) {
+        r = notes_fail_errno(err, errlen, -errno, "close temporary file");
+        goto out;
+    }
+
+    r = notes_publish(dfd, tmp, name);
+    if (r == -EEXIST) {
+        /* Someone published the same name while we were writing. */
+        r = notes_compare_existing(dfd, name, content, len);
+        if (r == -ENOENT) /* and removed it again: the name is being changed */
+            r = notes_fail(err, errlen, -EAGAIN, "note '%s' changed while saving; try again", name);
+        else
+            r = notes_decide_existing(r, name, &outcome, err, errlen);
+        goto out;
+    }
+    if (r < 0) {
+        r = notes_fail_errno(err, errlen, r, "publish note");
+        goto out;
+    }
+    tmp_exists = false;
+
+    /* Makes the new directory entry durable, not just the file's bytes. */
+    if (fsync(dfd) < 0) {
+        r = notes_fail_errno(err, errlen, -errno, "sync notes directory");
+        goto out;
+    }
+    r = 0;
+
+out:
+    if (tfd >= 0)
+        close(tfd);
+    if (tmp_exists)
+        (void)unlinkat(dfd, tmp, 0);
+    close(dfd);
+    if (r == 0 && ret_outcome)
+        *ret_outcome = outcome;
+    return r;
+}
+
+int notes_tool_run(const json_t *input, const char *dir, time_t now_s, struct tool_result *ret)
+{
+    if (!json_is_object(input))
+        return tool_result_setf(ret, TOOL_INPUT_ERROR,
+                                "input must be an object with a string field \"content\"");
+
+    const json_t *jcontent = json_object_get(input, "content");
+    if (!jcontent)
+        return tool_result_setf(ret, TOOL_INPUT_ERROR, "missing required field \"content\"");
+    if (!json_is_string(jcontent))
+        return tool_result_setf(ret, TOOL_INPUT_ERROR, "field \"content\" must be a string");
+    const char *content = json_string_value(jcontent);
+    size_t len = json_string_length(jcontent);
+    if (len == 0)
+        return tool_result_setf(ret, TOOL_INPUT_ERROR, "field \"content\" must not be empty");
+    if (len > NOTES_MAX_CONTENT_BYTES)
+        return tool_result_setf(ret, TOOL_INPUT_ERROR,
+                                "field \"content\" is too large: %zu bytes (at most %d)", len,
+                                NOTES_MAX_CONTENT_BYTES);
+
+    char err[NOTES_ERR_BYTES];
+    char default_name[NOTES_DEFAULT_NAME_BYTES];
+    const char *name;
+    const json_t *jname = json_object_get(input, "filename");
+    if (jname && !json_is_null(jname)) {
+        if (!json_is_string(jname))
+            return tool_result_setf(ret, TOOL_INPUT_ERROR, "field \"filename\" must be a string");
+        name = json_string_value(jname);
+        /* An embedded NUL would make the checked name differ from the JSON one. */
+        if (strlen(name) != json_string_length(jname))
+            return tool_result_setf(ret, TOOL_INPUT_ERROR,
+                                    "field \"filename\" must not contain NUL characters");
+        if (notes_validate_filename(name, err, sizeof(err)) < 0)
+            return tool_result_setf(ret, TOOL_INPUT_ERROR, "invalid \"filename\": %s", err);
+    } else {
+        notes_default_name(content, len, now_s, default_name, sizeof(default_name));
+        name = default_name;
+    }
+
+    if (!dir || !*dir)
+        return tool_result_setf(ret, TOOL_SYSTEM_ERROR,
+                                "cannot save note: notes directory is not configured");
+
+    enum notes_outcome outcome;
+    int r = notes_save(dir, name, content, len, &outcome, err, sizeof(err));
+    if (r == 0 && outcome == NOTES_ALREADY_SAVED)
+        return tool_result_setf(ret, TOOL_OK, "note %s already saved (%zu bytes, same content)",
+                                name, len);
+    if (r == 0)
+        return tool_result_setf(ret, TOOL_OK, "saved note %s (%zu bytes)", name, len);
+    /* Name and size were checked above, so only a taken name is the model's
+     * to fix; anything else (even an EINVAL from fsync on an odd filesystem)
+     * is the system's fault. */
+    if (r == -EEXIST)
+        return tool_result_setf(ret, TOOL_INPUT_ERROR, "%s", err);
+    return tool_result_setf(ret, TOOL_SYSTEM_ERROR, "cannot save note: %s", err);
+}

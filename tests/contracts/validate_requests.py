@@ -1,0 +1,335 @@
+#!/usr/bin/python3
+"""validate_requests.py — the request contract test: checks Messages API
+request bodies against the official OpenAPI description.
+
+Each body is validated against #/components/schemas/CreateMessageParams,
+resolved inside the OpenAPI document, with a JSON Schema Draft 2020-12
+validator (OpenAPI 3.1's dialect). Only the document's own "#/..." $refs are
+followed — every one of them must resolve, and nothing is fetched.
+
+Usage:
+  validate_requests.py OPENAPI_JSON [BODIES_FILE ...]
+      Reads request bodies, one JSON document per line, from the files or from
+      stdin; blank lines are skipped. Prints "ok" or "FAIL: line N: <path>:
+      <message>" per body, then "N passed, M failed". Exits 0 only when every
+      body passed and at least one was read.
+  validate_requests.py --self-test OPENAPI_JSON
+      Shows the validator has teeth: a known-good body must pass and each
+      deliberately broken body must be rejected for the expected reason.
+
+Exit status: 0 success, 1 a body failed (or none was read, or a self-test
+case misbehaved), 2 usage error or an unusable OpenAPI document.
+
+Needs python3-jsonschema >= 4.0 (Debian bookworm ships 4.10).
+"""
+
+import copy
+import json
+import sys
+
+from jsonschema import Draft202012Validator, RefResolver
+from jsonschema.exceptions import RefResolutionError, SchemaError, best_match
+
+SCHEMA_NAME = "CreateMessageParams"
+SCHEMA_POINTER = "#/components/schemas/" + SCHEMA_NAME
+
+
+class DocumentError(Exception):
+    """The OpenAPI document cannot be used for validation."""
+
+
+def strict_json(text):
+    """json.loads without the extensions Python accepts but JSON forbids."""
+
+    def no_duplicates(pairs):
+        obj = {}
+        for key, value in pairs:
+            if key in obj:
+                raise ValueError("duplicate key %r" % key)
+            obj[key] = value
+        return obj
+
+    def no_constant(name):
+        raise ValueError("%s is not JSON" % name)
+
+    return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant)
+
+
+def walk(node, path="#"):
+    """Yields (json-pointer, dict) for every object in the document."""
+    if isinstance(node, dict):
+        yield path, node
+        for key, value in node.items():
+            yield from walk(value, path + "/" + str(key).replace("~", "~0").replace("/", "~1"))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from walk(value, "%s/%d" % (path, index))
+
+
+def repair_null_types(doc):
+    """The published document has `"type": null` (components.schemas.Model).
+    That is not JSON Schema — "type" must be a string or an array — and makes
+    the validator crash; the generator meant "no type constraint" (the anyOf
+    beside it constrains the value). Dropping the keyword is the faithful
+    reading; every change is reported and the result is checked against the
+    metaschema afterwards, so nothing else can slip through this way."""
+    repaired = []
+    for path, node in walk(doc):
+        if "type" in node and node["type"] is None:
+            del node["type"]
+            repaired.append(path)
+    return repaired
+
+
+def check_refs(doc, resolver):
+    """Every $ref must be local ("#/...") and resolve inside the document."""
+    for path, node in walk(doc):
+        ref = node.get("$ref")
+        if ref is None or not isinstance(ref, str):
+            continue
+        if not ref.startswith("#"):
+            raise DocumentError("%s: $ref %r points outside the document" % (path, ref))
+        try:
+            resolver.resolve_fragment(doc, ref[1:])
+        except RefResolutionError as exc:
+            raise DocumentError("%s: $ref %r does not resolve: %s" % (path, ref, exc)) from None
+
+
+def refuse_remote(uri):
+    raise RefResolutionError("refusing to fetch %s: only local $refs are allowed" % uri)
+
+
+def load_validator(openapi_path):
+    try:
+        with open(openapi_path, "rb") as f:
+            doc = strict_json(f.read().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DocumentError("%s: %s" % (openapi_path, exc)) from None
+    if not isinstance(doc, dict) or not str(doc.get("openapi", "")).startswith("3.1"):
+        raise DocumentError("%s: not an OpenAPI 3.1 document" % openapi_path)
+    dialect = doc.get("jsonSchemaDialect")
+    if dialect not in (None, "https://json-schema.org/draft/2020-12/schema",
+                       "https://spec.openapis.org/oas/3.1/dialect/base"):
+        raise DocumentError("%s: unsupported jsonSchemaDialect %r" % (openapi_path, dialect))
+
+    for path in repair_null_types(doc):
+        print("note: %s: dropped invalid \"type\": null (no type constraint)" % path,
+              file=sys.stderr)
+
+    schemas = doc.get("components", {}).get("schemas", {})
+    if SCHEMA_NAME not in schemas:
+        raise DocumentError("%s: %s not found" % (openapi_path, SCHEMA_POINTER))
+    for name, schema in schemas.items():
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            raise DocumentError("components.schemas.%s is not a valid 2020-12 schema: %s"
+                                % (name, exc.message)) from None
+
+    handlers = {scheme: refuse_remote for scheme in ("http", "https", "file", "ftp")}
+    resolver = RefResolver(base_uri="", referrer=doc, handlers=handlers)
+    check_refs(doc, resolver)
+    return Draft202012Validator(schemas[SCHEMA_NAME], resolver=resolver)
+
+
+def error_path(err):
+    path = "$"
+    for part in err.absolute_path:
+        path += "[%d]" % part if isinstance(part, int) else "." + str(part)
+    return path
+
+
+def plausible_branch(errors):
+    """False when a branch of an anyOf/oneOf failed only because it is for
+    another JSON type or another block "type" (its discriminator)."""
+    for err in errors:
+        rel = list(err.relative_path)
+        if not rel and err.validator == "type":
+            return False
+        if rel == ["type"] and err.validator in ("const", "enum"):
+            return False
+    return True
+
+
+def explain(err):
+    """"is not valid under any of the given schemas" names no culprit: step
+    into the one branch the instance was evidently meant for, if there is
+    exactly one, and report what is wrong there."""
+    while err.validator in ("anyOf", "oneOf") and err.context:
+        branches = {}
+        for sub in err.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        candidates = [errs for errs in branches.values() if plausible_branch(errs)]
+        if len(candidates) != 1:
+            break
+        err = best_match(iter(candidates[0]))
+    return err
+
+
+def first_error(validator, body):
+    """None when body is valid, else the most relevant error."""
+    err = best_match(validator.iter_errors(body))
+    return None if err is None else explain(err)
+
+
+def all_errors(validator, body):
+    """Every error, including those nested inside anyOf/oneOf branches."""
+    pending = list(validator.iter_errors(body))
+    while pending:
+        err = pending.pop()
+        yield err
+        pending.extend(err.context or ())
+
+
+def read_lines(paths):
+    """Yields (label, raw bytes) per non-blank line."""
+    sources = paths or ["-"]
+    for source in sources:
+        stream = sys.stdin.buffer if source == "-" else open(source, "rb")
+        try:
+            for number, raw in enumerate(stream, 1):
+                if raw.strip():
+                    label = "line %d" % number if len(sources) == 1 else "%s:%d" % (source, number)
+                    yield label, raw
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+
+
+def validate_stream(validator, paths):
+    passed = failed = 0
+    for label, raw in read_lines(paths):
+        try:
+            body = strict_json(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            print("FAIL: %s: not JSON: %s" % (label, exc))
+            failed += 1
+            continue
+        err = first_error(validator, body)
+        if err is None:
+            print("ok")
+            passed += 1
+        else:
+            print("FAIL: %s: %s: %s" % (label, error_path(err), err.message))
+            failed += 1
+    print("%d passed, %d failed" % (passed, failed))
+    return 0 if failed == 0 and passed > 0 else 1
+
+
+GOOD_BODY = {
+    "model": "claude-sonnet-4-5",
+    "max_tokens": 1024,
+    "system": "Be brief.",
+    "temperature": 0.5,
+    "tools": [{"name": "calculator", "description": "Evaluates arithmetic.",
+               "input_schema": {"type": "object",
+                                "properties": {"expression": {"type": "string"}},
+                                "required": ["expression"]}}],
+    "messages": [
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "Let me compute."},
+            {"type": "tool_use", "id": "toolu_1", "name": "calculator",
+             "input": {"expression": "2+2"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "4"}]},
+    ],
+}
+
+
+def broken(mutate):
+    body = copy.deepcopy(GOOD_BODY)
+    mutate(body)
+    return body
+
+
+def _set(path, value):
+    def mutate(body):
+        node = body
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return mutate
+
+
+def _delete(path):
+    def mutate(body):
+        node = body
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+    return mutate
+
+
+# (what, mutation, expected error location, expected failing keyword)
+SELF_TEST_CASES = [
+    ("missing model", _delete(["model"]), [], "required"),
+    ("model as a number", _set(["model"], 42), ["model"], "type"),
+    ("max_tokens as a string", _set(["max_tokens"], "1024"), ["max_tokens"], "type"),
+    ("max_tokens of 0", _set(["max_tokens"], 0), ["max_tokens"], "minimum"),
+    ("message with role system", _set(["messages", 0, "role"], "system"),
+     ["messages", 0, "role"], "enum"),
+    ("tool without input_schema", _delete(["tools", 0, "input_schema"]), ["tools", 0],
+     "required"),
+    ("temperature above 1", _set(["temperature"], 1.5), ["temperature"], "maximum"),
+    ("unknown top-level field", _set(["stream_mode"], True), [], "additionalProperties"),
+    ("empty assistant text block", _set(["messages", 1, "content", 0, "text"], ""),
+     ["messages", 1, "content", 0, "text"], "minLength"),
+    ("tool_result with is_error as a string",
+     _set(["messages", 2, "content", 0, "is_error"], "yes"),
+     ["messages", 2, "content", 0, "is_error"], "type"),
+]
+
+
+def self_test(validator):
+    failures = 0
+    err = first_error(validator, GOOD_BODY)
+    if err is None:
+        print("ok: baseline body accepted")
+    else:
+        print("FAIL: baseline body rejected: %s: %s" % (error_path(err), err.message))
+        failures += 1
+
+    for what, mutate, where, keyword in SELF_TEST_CASES:
+        body = broken(mutate)
+        errors = list(all_errors(validator, body))
+        hit = [e for e in errors if list(e.absolute_path) == where and e.validator == keyword]
+        if hit:
+            print("ok: rejected %s (%s: %s)" % (what, error_path(hit[0]), hit[0].message))
+        elif errors:
+            err = best_match(iter(errors))
+            print("FAIL: %s rejected for another reason: %s: %s"
+                  % (what, error_path(err), err.message))
+            failures += 1
+        else:
+            print("FAIL: %s was accepted" % what)
+            failures += 1
+    total = len(SELF_TEST_CASES) + 1
+    print("%d passed, %d failed" % (total - failures, failures))
+    return 0 if failures == 0 else 1
+
+
+def main(argv):
+    args = argv[1:]
+    selftest = "--self-test" in args
+    if selftest:
+        args.remove("--self-test")
+    if not args or (selftest and len(args) != 1) or any(a.startswith("--") for a in args):
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    try:
+        validator = load_validator(args[0])
+    except DocumentError as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return 2
+    if selftest:
+        return self_test(validator)
+    try:
+        return validate_stream(validator, args[1:])
+    except OSError as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,752 @@
+/*
+ * test_config.c — unit tests for config.c: defaults, parsing of every kind of
+ * value, range boundaries, garbage, exact error messages, the API key file,
+ * secrets never leaking, and the --help / effective-config printouts. The
+ * environment is a static table handed to config_load, never the real one.
+ */
+#include "agentd/config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct env_pair {
+    const char *name;
+    const char *value;
+};
+
+static const char *env_lookup(const char *name, void *ctx)
+{
+    for (const struct env_pair *p = ctx; p->name; p++)
+        if (strcmp(p->name, name) == 0)
+            return p->value;
+    return NULL;
+}
+
+static const struct env_pair env_empty[] = {{NULL, NULL}};
+
+/* Loads with a single variable set; the usual shape of a validation test. */
+static int load_one(const char *name, const char *value, struct agentd_config *cfg, char *err,
+                    size_t errlen)
+{
+    struct env_pair env[] = {{name, value}, {NULL, NULL}};
+    return config_load(cfg, env_lookup, env, err, errlen);
+}
+
+static char *capture_effective(const struct agentd_config *cfg)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    ck_assert_ptr_nonnull(f);
+    config_print_effective(cfg, f);
+    fclose(f);
+    return buf;
+}
+
+static char *capture_help(void)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    ck_assert_ptr_nonnull(f);
+    config_print_help(f);
+    fclose(f);
+    return buf;
+}
+
+/* Writes `content` to a fresh temporary file; the caller unlinks `path`. */
+static void write_temp_file(char *path, const char *content)
+{
+    int fd = mkstemp(path);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+    close(fd);
+}
+
+static const char *all_names[] = {
+    "AGENTD_LISTEN",
+    "AGENTD_WORKERS",
+    "AGENTD_MAX_INFLIGHT",
+    "AGENTD_MAX_BODY_BYTES",
+    "AGENTD_IO_THREADS",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_API_KEY_FILE",
+    "ANTHROPIC_BASE_URL",
+    "AGENTD_MODEL",
+    "AGENTD_MAX_TOKENS",
+    "AGENTD_TEMPERATURE",
+    "AGENTD_MAX_ITERATIONS",
+    "AGENTD_SYSTEM_PROMPT",
+    "AGENTD_LLM_TIMEOUT_MS",
+    "AGENTD_TOOL_TIMEOUT_MS",
+    "AGENTD_TOTAL_TIMEOUT_MS",
+    "AGENTD_NOTES_DIR",
+    "AGENTD_SEARCH_URL",
+    "AGENTD_WEATHER_GEOCODING_URL",
+    "AGENTD_WEATHER_FORECAST_URL",
+    "AGENTD_CONVERSATIONS_MAX",
+    "AGENTD_CONVERSATION_TTL_MS",
+    "AGENTD_CONVERSATION_MAX_MESSAGES",
+    "AGENTD_RETRY_MAX",
+    "AGENTD_RETRY_INITIAL_MS",
+    "AGENTD_RETRY_MAX_DELAY_MS",
+    "AGENTD_RETRY_AFTER_CAP_MS",
+    "AGENTD_RETRY_BUDGET_RATIO",
+    "AGENTD_RETRY_BUDGET_WINDOW_MS",
+    "AGENTD_RETRY_BUDGET_MIN",
+    "AGENTD_BREAKER_ENABLED",
+    "AGENTD_BREAKER_FAILURES",
+    "AGENTD_BREAKER_FAILURE_RATE",
+    "AGENTD_BREAKER_WINDOW",
+    "AGENTD_BREAKER_MIN_CALLS",
+    "AGENTD_BREAKER_OPEN_MS",
+    "AGENTD_BREAKER_HALF_OPEN_PROBES",
+    "AGENTD_LLM_RATE",
+    "AGENTD_LLM_BURST",
+    "AGENTD_TOOL_RATE",
+    "AGENTD_TOOL_BURST",
+    "AGENTD_TOOL_CRITICALITY",
+    "AGENTD_LOG_FORMAT",
+    "AGENTD_LOG_LEVEL",
+};
+
+#define ALL_NAMES (sizeof(all_names) / sizeof(all_names[0]))
+
+START_TEST(test_config_defaults_apply_when_nothing_is_set)
+{
+    struct agentd_config cfg;
+    char err[256];
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    ck_assert_int_eq(config_load(&cfg, env_lookup, (void *)env_empty, err, sizeof(err)), 0);
+    ck_assert_str_eq(cfg.listen_host, "0.0.0.0");
+    ck_assert_int_eq(cfg.listen_port, 8080);
+    ck_assert_int_eq(cfg.workers, cpus < 1 ? 1 : (cpus > 256 ? 256 : cpus));
+    ck_assert_int_eq(cfg.max_inflight, 4096);
+    ck_assert_uint_eq(cfg.max_body_bytes, 1048576);
+    ck_assert_int_eq(cfg.io_threads, 2);
+    ck_assert_ptr_null(cfg.api_key);
+    ck_assert_ptr_null(cfg.api_key_file);
+    ck_assert_str_eq(cfg.anthropic_base_url, "https://api.anthropic.com");
+    ck_assert_str_eq(cfg.model, "claude-sonnet-4-20250514");
+    ck_assert_int_eq(cfg.max_tokens, 4096);
+    ck_assert_double_eq(cfg.temperature, 1.0);
+    ck_assert_int_eq(cfg.max_iterations, 10);
+    ck_assert_str_eq(
+        cfg.system_prompt,
+        "You are a helpful assistant. Use the tools when they help; answer concisely.");
+    ck_assert_int_eq(cfg.llm_timeout_ms, 30000);
+    ck_assert_int_eq(cfg.tool_timeout_ms, 10000);
+    ck_assert_int_eq(cfg.total_timeout_ms, 120000);
+    ck_assert_str_eq(cfg.notes_dir, "/var/lib/agentd/notes");
+    ck_assert_str_eq(cfg.search_url, "");
+    ck_assert_str_eq(cfg.weather_geocoding_url, "https://geocoding-api.open-meteo.com");
+    ck_assert_str_eq(cfg.weather_forecast_url, "https://api.open-meteo.com");
+    ck_assert_int_eq(cfg.conversations_max, 10000);
+    ck_assert_int_eq(cfg.conversation_ttl_ms, 3600000);
+    ck_assert_int_eq(cfg.conversation_max_messages, 200);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_config_parses_a_value_of_every_kind)
+{
+    static const struct env_pair env[] = {
+        {"AGENTD_LISTEN", "127.0.0.1:9000"},
+        {"AGENTD_WORKERS", "3"},
+        {"AGENTD_MAX_INFLIGHT", "12"},
+        {"AGENTD_MAX_BODY_BYTES", "2048"},
+        {"AGENTD_IO_THREADS", "4"},
+        {"ANTHROPIC_API_KEY", "sk-ant-test-key"},
+        {"ANTHROPIC_BASE_URL", "http://127.0.0.1:7000/"},
+        {"AGENTD_MODEL", "claude-test"},
+        {"AGENTD_MAX_TOKENS", "128000"},
+        {"AGENTD_TEMPERATURE", "0.25"},
+        {"AGENTD_MAX_ITERATIONS", "3"},
+        {"AGENTD_SYSTEM_PROMPT", ""},
+        {"AGENTD_LLM_TIMEOUT_MS", "1500"},
+        {"AGENTD_TOOL_TIMEOUT_MS", "250"},
+        {"AGENTD_TOTAL_TIMEOUT_MS", "3600000"},
+        {"AGENTD_NOTES_DIR", "/tmp/notes"},
+        {"AGENTD_SEARCH_URL", "http://searx:8888"},
+        {"AGENTD_WEATHER_GEOCODING_URL", "http://fake:1/geo//"},
+        {"AGENTD_WEATHER_FORECAST_URL", "https://fake:2"},
+        {"AGENTD_CONVERSATIONS_MAX", "0"},
+        {"AGENTD_CONVERSATION_TTL_MS", "1000"},
+        {"AGENTD_CONVERSATION_MAX_MESSAGES", "2"},
+        {NULL, NULL},
+    };
+    struct agentd_config cfg;
+    char err[256] = "";
+
+    ck_assert_msg(config_load(&cfg, env_lookup, (void *)env, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(cfg.listen_host, "127.0.0.1");
+    ck_assert_int_eq(cfg.listen_port, 9000);
+    ck_assert_int_eq(cfg.workers, 3);
+    ck_assert_int_eq(cfg.max_inflight, 12);
+    ck_assert_uint_eq(cfg.max_body_bytes, 2048);
+    ck_assert_int_eq(cfg.io_threads, 4);
+    ck_assert_str_eq(cfg.api_key, "sk-ant-test-key");
+    ck_assert_str_eq(cfg.anthropic_base_url, "http://127.0.0.1:7000");
+    ck_assert_str_eq(cfg.model, "claude-test");
+    ck_assert_int_eq(cfg.max_tokens, 128000);
+    ck_assert_double_eq(cfg.temperature, 0.25);
+    ck_assert_int_eq(cfg.max_iterations, 3);
+    ck_assert_str_eq(cfg.system_prompt, "");
+    ck_assert_int_eq(cfg.llm_timeout_ms, 1500);
+    ck_assert_int_eq(cfg.tool_timeout_ms, 250);
+    ck_assert_int_eq(cfg.total_timeout_ms, 3600000);
+    ck_assert_str_eq(cfg.notes_dir, "/tmp/notes");
+    ck_assert_str_eq(cfg.search_url, "http://searx:8888");
+    ck_assert_str_eq(cfg.weather_geocoding_url, "http://fake:1/geo");
+    ck_assert_str_eq(cfg.weather_forecast_url, "https://fake:2");
+    ck_assert_int_eq(cfg.conversations_max, 0);
+    ck_assert_int_eq(cfg.conversation_ttl_ms, 1000);
+    ck_assert_int_eq(cfg.conversation_max_messages, 2);
+    config_free(&cfg);
+}
+END_TEST
+
+static const struct {
+    const char *name;
+    const char *value;
+    int ok;
+} boundary_cases[] = {
+    {"AGENTD_LLM_TIMEOUT_MS", "100", 1},
+    {"AGENTD_LLM_TIMEOUT_MS", "600000", 1},
+    {"AGENTD_LLM_TIMEOUT_MS", "99", 0},
+    {"AGENTD_LLM_TIMEOUT_MS", "600001", 0},
+    {"AGENTD_MAX_BODY_BYTES", "1024", 1},
+    {"AGENTD_MAX_BODY_BYTES", "67108864", 1},
+    {"AGENTD_MAX_BODY_BYTES", "1023", 0},
+    {"AGENTD_MAX_BODY_BYTES", "67108865", 0},
+    {"AGENTD_WORKERS", "0", 1},
+    {"AGENTD_WORKERS", "256", 1},
+    {"AGENTD_WORKERS", "-1", 0},
+    {"AGENTD_WORKERS", "257", 0},
+    {"AGENTD_CONVERSATIONS_MAX", "0", 1},
+    {"AGENTD_CONVERSATIONS_MAX", "1000000", 1},
+    {"AGENTD_CONVERSATIONS_MAX", "-1", 0},
+    {"AGENTD_CONVERSATIONS_MAX", "1000001", 0},
+    {"AGENTD_CONVERSATION_MAX_MESSAGES", "2", 1},
+    {"AGENTD_CONVERSATION_MAX_MESSAGES", "10000", 1},
+    {"AGENTD_CONVERSATION_MAX_MESSAGES", "1", 0},
+    {"AGENTD_CONVERSATION_MAX_MESSAGES", "10001", 0},
+    {"AGENTD_CONVERSATION_TTL_MS", "1000", 1},
+    {"AGENTD_CONVERSATION_TTL_MS", "604800000", 1},
+    {"AGENTD_CONVERSATION_TTL_MS", "999", 0},
+    {"AGENTD_CONVERSATION_TTL_MS", "604800001", 0},
+    {"AGENTD_TEMPERATURE", "0.0", 1},
+    {"AGENTD_TEMPERATURE", "1.0", 1},
+    {"AGENTD_TEMPERATURE", "1", 1},
+    {"AGENTD_TEMPERATURE", "-0.01", 0},
+    {"AGENTD_TEMPERATURE", "1.01", 0},
+    {"AGENTD_MAX_ITERATIONS", "1", 1},
+    {"AGENTD_MAX_ITERATIONS", "100", 1},
+    {"AGENTD_MAX_ITERATIONS", "0", 0},
+    {"AGENTD_MAX_ITERATIONS", "101", 0},
+};
+
+START_TEST(test_config_accepts_range_ends_and_rejects_one_past_them)
+{
+    struct agentd_config cfg;
+    char err[256] = "";
+    int r = load_one(boundary_cases[_i].name, boundary_cases[_i].value, &cfg, err, sizeof(err));
+
+    if (boundary_cases[_i].ok) {
+        ck_assert_msg(r == 0, "%s=%s: %s", boundary_cases[_i].name, boundary_cases[_i].value, err);
+        config_free(&cfg);
+    } else {
+        ck_assert_msg(r == -EINVAL, "%s=%s accepted", boundary_cases[_i].name,
+                      boundary_cases[_i].value);
+        ck_assert_ptr_nonnull(strstr(err, boundary_cases[_i].name));
+    }
+}
+END_TEST
+
+static const char *integer_garbage[] = {
+    "abc", "12abc", "", " 5", "5 ", "+5", "0x10", "1e3", "99999999999999999999", "-", "1.5",
+};
+
+START_TEST(test_config_rejects_garbage_integers)
+{
+    static const char *names[] = {"AGENTD_LLM_TIMEOUT_MS", "AGENTD_MAX_BODY_BYTES",
+                                  "AGENTD_WORKERS"};
+    struct agentd_config cfg;
+
+    for (size_t n = 0; n < sizeof(names) / sizeof(names[0]); n++) {
+        char err[256] = "";
+        ck_assert_msg(load_one(names[n], integer_garbage[_i], &cfg, err, sizeof(err)) == -EINVAL,
+                      "%s='%s' accepted", names[n], integer_garbage[_i]);
+        ck_assert_ptr_nonnull(strstr(err, names[n]));
+        ck_assert_ptr_nonnull(strstr(err, "expected an integer"));
+    }
+}
+END_TEST
+
+static const char *double_garbage[] = {
+    "abc", "", " 0.5", "0.5 ", "0.5x", "nan", "inf", "-inf", "1e999", ".", "--1",
+};
+
+START_TEST(test_config_rejects_garbage_numbers)
+{
+    struct agentd_config cfg;
+    char err[256] = "";
+
+    ck_assert_msg(load_one("AGENTD_TEMPERATURE", double_garbage[_i], &cfg, err, sizeof(err)) ==
+                      -EINVAL,
+                  "'%s' accepted", double_garbage[_i]);
+    ck_assert_ptr_nonnull(strstr(err, "AGENTD_TEMPERATURE: expected a number 0.0..1.0"));
+}
+END_TEST
+
+START_TEST(test_config_error_messages_have_the_documented_form)
+{
+    struct agentd_config cfg;
+    char err[256];
+
+    ck_assert_int_eq(load_one("AGENTD_LLM_TIMEOUT_MS", "abc", &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "AGENTD_LLM_TIMEOUT_MS: expected an integer 100..600000 (ms), got 'abc'");
+    ck_assert_int_eq(load_one("AGENTD_TEMPERATURE", "2", &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "AGENTD_TEMPERATURE: expected a number 0.0..1.0, got '2'");
+    ck_assert_int_eq(load_one("ANTHROPIC_BASE_URL", "ftp://x", &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "ANTHROPIC_BASE_URL: expected an http:// or https:// URL, got 'ftp://x'");
+    ck_assert_int_eq(load_one("AGENTD_MAX_BODY_BYTES", "", &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err,
+                     "AGENTD_MAX_BODY_BYTES: expected an integer 1024..67108864 (bytes), got ''");
+}
+END_TEST
+
+START_TEST(test_config_error_cuts_long_values_and_masks_control_bytes)
+{
+    struct agentd_config cfg;
+    char value[201], err[512];
+    char expect64[65];
+
+    memset(value, '7', 200);
+    value[200] = '\0';
+    memset(expect64, '7', 64);
+    expect64[64] = '\0';
+    ck_assert_int_eq(load_one("AGENTD_WORKERS", value, &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, expect64));
+    ck_assert_ptr_null(strstr(err, value + 135)); /* 65 sevens */
+    ck_assert_ptr_nonnull(strstr(err, "...'"));
+
+    ck_assert_int_eq(load_one("AGENTD_WORKERS", "1\n\x1b[2J", &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_null(strchr(err, '\n'));
+    ck_assert_ptr_null(strchr(err, '\x1b'));
+}
+END_TEST
+
+START_TEST(test_config_error_fits_a_small_buffer_and_tolerates_null)
+{
+    struct agentd_config cfg;
+    char err[8];
+
+    ck_assert_int_eq(load_one("AGENTD_WORKERS", "x", &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "AGENTD_");
+    ck_assert_int_eq(load_one("AGENTD_WORKERS", "x", &cfg, NULL, 0), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_config_failure_leaves_the_output_untouched)
+{
+    static const struct env_pair env[] = {
+        {"AGENTD_LISTEN", "127.0.0.1:1"}, /* parsed and allocated before the bad row */
+        {"AGENTD_MODEL", "m"},
+        {"AGENTD_CONVERSATION_MAX_MESSAGES", "1"},
+        {NULL, NULL},
+    };
+    struct agentd_config cfg, before;
+    char err[256];
+
+    memset(&cfg, 0x5a, sizeof(cfg));
+    memcpy(&before, &cfg, sizeof(cfg));
+    ck_assert_int_eq(config_load(&cfg, env_lookup, (void *)env, err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(memcmp(&cfg, &before, sizeof(cfg)), 0);
+    ck_assert_ptr_nonnull(strstr(err, "AGENTD_CONVERSATION_MAX_MESSAGES"));
+}
+END_TEST
+
+static const struct {
+    const char *value;
+    const char *host;
+    int port;
+} listen_cases[] = {
+    {"0.0.0.0:8080", "0.0.0.0", 8080},
+    {"localhost:0", "localhost", 0},
+    {"agentd-1.svc.cluster.local:65535", "agentd-1.svc.cluster.local", 65535},
+    {"8080", NULL, 0},
+    {":8080", NULL, 0},
+    {"host:", NULL, 0},
+    {"host:99999", NULL, 0},
+    {"host:65536", NULL, 0},
+    {"host:abc", NULL, 0},
+    {"host:-1", NULL, 0},
+    {"host:+80", NULL, 0},
+    {"host: 80", NULL, 0},
+    {"a b:80", NULL, 0},
+    {"", NULL, 0},
+};
+
+START_TEST(test_config_listen_splits_host_and_port)
+{
+    struct agentd_config cfg;
+    char err[256] = "";
+    int r = load_one("AGENTD_LISTEN", listen_cases[_i].value, &cfg, err, sizeof(err));
+
+    if (listen_cases[_i].host) {
+        ck_assert_msg(r == 0, "'%s': %s", listen_cases[_i].value, err);
+        ck_assert_str_eq(cfg.listen_host, listen_cases[_i].host);
+        ck_assert_int_eq(cfg.listen_port, listen_cases[_i].port);
+        config_free(&cfg);
+    } else {
+        ck_assert_msg(r == -EINVAL, "'%s' accepted", listen_cases[_i].value);
+        ck_assert_ptr_nonnull(strstr(err, "AGENTD_LISTEN: expected host:port"));
+    }
+}
+END_TEST
+
+START_TEST(test_config_listen_host_length_is_bounded)
+{
+    struct agentd_config cfg;
+    char value[300], err[256];
+
+    memset(value, 'h', 255);
+    strcpy(value + 255, ":80");
+    ck_assert_int_eq(load_one("AGENTD_LISTEN", value, &cfg, err, sizeof(err)), 0);
+    ck_assert_uint_eq(strlen(cfg.listen_host), 255);
+    config_free(&cfg);
+    memset(value, 'h', 256);
+    strcpy(value + 256, ":80");
+    ck_assert_int_eq(load_one("AGENTD_LISTEN", value, &cfg, err, sizeof(err)), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_config_urls_need_a_scheme_and_a_host)
+{
+    static const char *bad[] = {"api.anthropic.com", "https://", "http:///x",  "HTTPS://x",
+                                "https://a b",       "",         "https://x\n"};
+    struct agentd_config cfg;
+    char err[256], longurl[2100];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(load_one("ANTHROPIC_BASE_URL", bad[i], &cfg, err, sizeof(err)) == -EINVAL,
+                      "'%s' accepted", bad[i]);
+        ck_assert_ptr_nonnull(strstr(err, "ANTHROPIC_BASE_URL: expected an http:// or https://"));
+    }
+    strcpy(longurl, "https://");
+    memset(longurl + 8, 'a', 2040);
+    longurl[2048] = '\0';
+    ck_assert_int_eq(load_one("ANTHROPIC_BASE_URL", longurl, &cfg, err, sizeof(err)), 0);
+    config_free(&cfg);
+    strcat(longurl, "a");
+    ck_assert_int_eq(load_one("ANTHROPIC_BASE_URL", longurl, &cfg, err, sizeof(err)), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_config_search_url_may_be_empty_but_others_may_not)
+{
+    struct agentd_config cfg;
+    char err[256];
+
+    ck_assert_int_eq(load_one("AGENTD_SEARCH_URL", "", &cfg, err, sizeof(err)), 0);
+    ck_assert_str_eq(cfg.search_url, "");
+    config_free(&cfg);
+    ck_assert_int_eq(load_one("AGENTD_SEARCH_URL", "searx", &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(load_one("AGENTD_WEATHER_FORECAST_URL", "", &cfg, err, sizeof(err)), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_config_text_checks_length_and_utf8)
+{
+    struct agentd_config cfg;
+    char err[256], model[258];
+
+    memset(model, 'm', 256);
+    model[256] = '\0';
+    ck_assert_int_eq(load_one("AGENTD_MODEL", model, &cfg, err, sizeof(err)), 0);
+    config_free(&cfg);
+    model[256] = 'm';
+    model[257] = '\0';
+    ck_assert_int_eq(load_one("AGENTD_MODEL", model, &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "AGENTD_MODEL: expected 1..256 bytes, got 257 bytes"));
+    ck_assert_int_eq(load_one("AGENTD_MODEL", "", &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(load_one("AGENTD_NOTES_DIR", "", &cfg, err, sizeof(err)), -EINVAL);
+
+    ck_assert_int_eq(
+        load_one("AGENTD_SYSTEM_PROMPT", "Réponds en français. 日本", &cfg, err, sizeof(err)), 0);
+    ck_assert_str_eq(cfg.system_prompt, "Réponds en français. 日本");
+    config_free(&cfg);
+    ck_assert_int_eq(load_one("AGENTD_SYSTEM_PROMPT", "bad \xff byte", &cfg, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "AGENTD_SYSTEM_PROMPT: expected valid UTF-8"));
+    /* overlong '/' and a UTF-16 surrogate are not UTF-8 either */
+    ck_assert_int_eq(load_one("AGENTD_SYSTEM_PROMPT", "\xc0\xaf", &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(load_one("AGENTD_SYSTEM_PROMPT", "\xed\xa0\x80", &cfg, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_int_eq(load_one("AGENTD_SYSTEM_PROMPT", "cut \xe6\x97", &cfg, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_int_eq(load_one("AGENTD_SYSTEM_PROMPT", "\xf0\x82\x82\xac", &cfg, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_int_eq(load_one("AGENTD_SYSTEM_PROMPT", "\xf4\x90\x80\x80", &cfg, err, sizeof(err)),
+                     -EINVAL);
+}
+END_TEST
+
+START_TEST(test_config_key_file_content_is_read_and_stripped)
+{
+    char path[] = "/tmp/agentd_test_keyXXXXXX";
+    struct agentd_config cfg;
+    char err[256] = "";
+
+    write_temp_file(path, "sk-ant-from-file \n\r\n");
+    struct env_pair env[] = {{"ANTHROPIC_API_KEY_FILE", path}, {NULL, NULL}};
+    int r = config_load(&cfg, env_lookup, env, err, sizeof(err));
+    unlink(path);
+    ck_assert_msg(r == 0, "%s", err);
+    ck_assert_str_eq(cfg.api_key, "sk-ant-from-file");
+    ck_assert_str_eq(cfg.api_key_file, path);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_config_missing_key_file_names_the_variable_and_reason)
+{
+    struct agentd_config cfg;
+    char err[256];
+
+    ck_assert_int_eq(
+        load_one("ANTHROPIC_API_KEY_FILE", "/nonexistent/agentd/key", &cfg, err, sizeof(err)),
+        -EINVAL);
+    ck_assert_str_eq(err, "ANTHROPIC_API_KEY_FILE: cannot read '/nonexistent/agentd/key': No such "
+                          "file or directory");
+    ck_assert_int_eq(load_one("ANTHROPIC_API_KEY_FILE", "/tmp", &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "ANTHROPIC_API_KEY_FILE: '/tmp' is not a regular file");
+}
+END_TEST
+
+START_TEST(test_config_oversized_key_file_is_rejected)
+{
+    char path[] = "/tmp/agentd_test_keyXXXXXX";
+    char content[5000];
+    struct agentd_config cfg;
+    char err[256];
+
+    memset(content, 'k', sizeof(content) - 1);
+    content[sizeof(content) - 1] = '\0';
+    write_temp_file(path, content);
+    int r = load_one("ANTHROPIC_API_KEY_FILE", path, &cfg, err, sizeof(err));
+    unlink(path);
+    ck_assert_int_eq(r, -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "is larger than 4096 bytes"));
+    ck_assert_ptr_null(strstr(err, "kkkk"));
+}
+END_TEST
+
+START_TEST(test_config_key_and_key_file_together_are_rejected)
+{
+    static const struct env_pair env[] = {
+        {"ANTHROPIC_API_KEY", "sk-ant-env"},
+        {"ANTHROPIC_API_KEY_FILE", "/nonexistent/agentd/key"},
+        {NULL, NULL},
+    };
+    struct agentd_config cfg;
+    char err[256];
+
+    ck_assert_int_eq(config_load(&cfg, env_lookup, (void *)env, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "set only one of ANTHROPIC_API_KEY and ANTHROPIC_API_KEY_FILE");
+}
+END_TEST
+
+START_TEST(test_config_empty_key_counts_as_unset)
+{
+    static const struct env_pair env[] = {
+        {"ANTHROPIC_API_KEY", ""},
+        {"ANTHROPIC_API_KEY_FILE", ""},
+        {NULL, NULL},
+    };
+    struct agentd_config cfg;
+    char err[256] = "";
+
+    ck_assert_msg(config_load(&cfg, env_lookup, (void *)env, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_ptr_null(cfg.api_key);
+    ck_assert_ptr_null(cfg.api_key_file);
+    config_free(&cfg);
+}
+END_TEST
+
+#define SECRET "sk-ant-TOPSECRET-4242"
+
+START_TEST(test_config_secret_never_appears_in_errors)
+{
+    static const struct env_pair valid_key_other_error[] = {
+        {"ANTHROPIC_API_KEY", SECRET},
+        {"AGENTD_MAX_TOKENS", "0"},
+        {NULL, NULL},
+    };
+    char path[] = "/tmp/agentd_test_keyXXXXXX";
+    struct agentd_config cfg;
+    char err[512];
+    char big_key[600];
+
+    ck_assert_int_eq(config_load(&cfg, env_lookup, (void *)valid_key_other_error, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_ptr_null(strstr(err, "TOPSECRET"));
+
+    ck_assert_int_eq(load_one("ANTHROPIC_API_KEY", SECRET " x", &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "ANTHROPIC_API_KEY:"));
+    ck_assert_ptr_null(strstr(err, "TOPSECRET"));
+
+    memset(big_key, 'K', 513);
+    big_key[513] = '\0';
+    ck_assert_int_eq(load_one("ANTHROPIC_API_KEY", big_key, &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_null(strstr(err, "KKKK"));
+
+    write_temp_file(path, SECRET " with space\n");
+    int r = load_one("ANTHROPIC_API_KEY_FILE", path, &cfg, err, sizeof(err));
+    unlink(path);
+    ck_assert_int_eq(r, -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "ANTHROPIC_API_KEY_FILE"));
+    ck_assert_ptr_null(strstr(err, "TOPSECRET"));
+}
+END_TEST
+
+START_TEST(test_config_effective_output_hides_the_key)
+{
+    struct agentd_config cfg;
+    char err[256];
+    char *out;
+
+    ck_assert_int_eq(load_one("ANTHROPIC_API_KEY", SECRET, &cfg, err, sizeof(err)), 0);
+    out = capture_effective(&cfg);
+    ck_assert_ptr_null(strstr(out, "TOPSECRET"));
+    ck_assert_ptr_nonnull(strstr(out, "\nANTHROPIC_API_KEY=(set)\n"));
+    free(out);
+    config_free(&cfg);
+
+    ck_assert_int_eq(config_load(&cfg, env_lookup, (void *)env_empty, err, sizeof(err)), 0);
+    out = capture_effective(&cfg);
+    ck_assert_ptr_nonnull(strstr(out, "\nANTHROPIC_API_KEY=(unset)\n"));
+    free(out);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_config_effective_output_is_one_line_per_variable)
+{
+    static const struct env_pair env[] = {
+        {"AGENTD_SYSTEM_PROMPT", "line one\nline two\ttab"},
+        {"AGENTD_TEMPERATURE", "0.5"},
+        {NULL, NULL},
+    };
+    struct agentd_config cfg;
+    char err[256];
+    char *out, *line, *save = NULL;
+    size_t lines = 0;
+
+    ck_assert_int_eq(config_load(&cfg, env_lookup, (void *)env, err, sizeof(err)), 0);
+    out = capture_effective(&cfg);
+    ck_assert_ptr_nonnull(strstr(out, "AGENTD_LISTEN=0.0.0.0:8080\n"));
+    ck_assert_ptr_nonnull(strstr(out, "AGENTD_SYSTEM_PROMPT=line one\\nline two\\ttab\n"));
+    ck_assert_ptr_nonnull(strstr(out, "AGENTD_TEMPERATURE=0.5\n"));
+    ck_assert_ptr_nonnull(strstr(out, "AGENTD_LLM_TIMEOUT_MS=30000\n"));
+    ck_assert_ptr_nonnull(strstr(out, "AGENTD_SEARCH_URL=\n"));
+    for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        ck_assert_msg(strncmp(line, all_names[lines], strlen(all_names[lines])) == 0 &&
+                          line[strlen(all_names[lines])] == '=',
+                      "line %zu: %s", lines, line);
+        lines++;
+    }
+    ck_assert_uint_eq(lines, ALL_NAMES);
+    free(out);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_config_help_lists_every_variable_within_100_columns)
+{
+    char *help = capture_help();
+    char *line, *save = NULL;
+
+    ck_assert_ptr_nonnull(strstr(help, "agentd [--help|--version|--check-config]"));
+    ck_assert_ptr_nonnull(strstr(help, "--check-config "));
+    for (size_t i = 0; i < ALL_NAMES; i++) {
+        char needle[64];
+        snprintf(needle, sizeof(needle), "  %s ", all_names[i]);
+        ck_assert_msg(strstr(help, needle), "%s missing from help", all_names[i]);
+    }
+    ck_assert_ptr_nonnull(strstr(help, "100..600000 ms"));
+    ck_assert_ptr_nonnull(strstr(help, "0.0..1.0"));
+    for (line = strtok_r(help, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        ck_assert_msg(strlen(line) <= 100, "too wide: %s", line);
+    free(help);
+}
+END_TEST
+
+START_TEST(test_config_free_accepts_null_and_repeats)
+{
+    struct agentd_config cfg;
+    char err[256];
+
+    config_free(NULL);
+    ck_assert_int_eq(config_load(&cfg, env_lookup, (void *)env_empty, err, sizeof(err)), 0);
+    config_free(&cfg);
+    ck_assert_ptr_null(cfg.model);
+    config_free(&cfg);
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_test(tc, test_config_defaults_apply_when_nothing_is_set);
+    tcase_add_test(tc, test_config_parses_a_value_of_every_kind);
+    tcase_add_loop_test(tc, test_config_accepts_range_ends_and_rejects_one_past_them, 0,
+                        sizeof(boundary_cases) / sizeof(boundary_cases[0]));
+    tcase_add_loop_test(tc, test_config_rejects_garbage_integers, 0,
+                        sizeof(integer_garbage) / sizeof(integer_garbage[0]));
+    tcase_add_loop_test(tc, test_config_rejects_garbage_numbers, 0,
+                        sizeof(double_garbage) / sizeof(double_garbage[0]));
+    tcase_add_test(tc, test_config_error_messages_have_the_documented_form);
+    tcase_add_test(tc, test_config_error_cuts_long_values_and_masks_control_bytes);
+    tcase_add_test(tc, test_config_error_fits_a_small_buffer_and_tolerates_null);
+    tcase_add_test(tc, test_config_failure_leaves_the_output_untouched);
+    tcase_add_loop_test(tc, test_config_listen_splits_host_and_port, 0,
+                        sizeof(listen_cases) / sizeof(listen_cases[0]));
+    tcase_add_test(tc, test_config_listen_host_length_is_bounded);
+    tcase_add_test(tc, test_config_urls_need_a_scheme_and_a_host);
+    tcase_add_test(tc, test_config_search_url_may_be_empty_but_others_may_not);
+    tcase_add_test(tc, test_config_text_checks_length_and_utf8);
+    tcase_add_test(tc, test_config_key_file_content_is_read_and_stripped);
+    tcase_add_test(tc, test_config_missing_key_file_names_the_variable_and_reason);
+    tcase_add_test(tc, test_config_oversized_key_file_is_rejected);
+    tcase_add_test(tc, test_config_key_and_key_file_together_are_rejected);
+    tcase_add_test(tc, test_config_empty_key_counts_as_unset);
+    tcase_add_test(tc, test_config_secret_never_appears_in_errors);
+    tcase_add_test(tc, test_config_effective_output_hides_the_key);
+    tcase_add_test(tc, test_config_effective_output_is_one_line_per_variable);
+    tcase_add_test(tc, test_config_help_lists_every_variable_within_100_columns);
+    tcase_add_test(tc, test_config_free_accepts_null_and_repeats);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,458 @@
+/*
+ * test_conversations.c — unit tests for the in-memory conversation store:
+ * history round trip, one run per conversation, TTL with a fake clock, LRU
+ * eviction that never touches busy conversations, trimming, sweep, and a
+ * small multi-threaded run on shared ids.
+ */
+#include "agentd/conversations.h"
+
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TTL_MS 1000
+
+static json_t *user_text(const char *text)
+{
+    return json_pack("{s:s, s:s}", "role", "user", "content", text);
+}
+
+static json_t *assistant_text(const char *text)
+{
+    return json_pack("{s:s, s:[{s:s, s:s}]}", "role", "assistant", "content", "type", "text",
+                     "text", text);
+}
+
+static json_t *assistant_tool_use(const char *id)
+{
+    return json_pack("{s:s, s:[{s:s, s:s, s:s, s:{}}]}", "role", "assistant", "content", "type",
+                     "tool_use", "id", id, "name", "calculator", "input");
+}
+
+static json_t *user_tool_result(const char *id)
+{
+    return json_pack("{s:s, s:[{s:s, s:s, s:s}]}", "role", "user", "content", "type", "tool_result",
+                     "tool_use_id", id, "content", "4");
+}
+
+/* A user turn written as text blocks rather than a string. */
+static json_t *user_text_blocks(const char *text)
+{
+    return json_pack("{s:s, s:[{s:s, s:s}]}", "role", "user", "content", "type", "text", "text",
+                     text);
+}
+
+/* Builds an array from NULL-terminated, stolen message references. */
+static json_t *history(json_t *first, ...)
+{
+    json_t *a = json_array();
+    va_list ap;
+
+    ck_assert_ptr_nonnull(a);
+    va_start(ap, first);
+    for (json_t *m = first; m; m = va_arg(ap, json_t *))
+        ck_assert_int_eq(json_array_append_new(a, m), 0);
+    va_end(ap);
+    return a;
+}
+
+/* Acquires id, expects success, returns the history size, releases nothing. */
+static size_t acquire_size(struct conv_store *s, const char *id, int64_t now_ms)
+{
+    json_t *msgs = NULL;
+
+    ck_assert_int_eq(conv_store_acquire(s, id, now_ms, &msgs), 0);
+    ck_assert(json_is_array(msgs));
+    size_t n = json_array_size(msgs);
+    json_decref(msgs);
+    return n;
+}
+
+/* Stores a one-turn history under id (acquire + release). */
+static void store_turn(struct conv_store *s, const char *id, const char *text, int64_t now_ms)
+{
+    json_t *msgs = NULL;
+
+    ck_assert_int_eq(conv_store_acquire(s, id, now_ms, &msgs), 0);
+    json_decref(msgs);
+    msgs = history(user_text(text), assistant_text("ok"), NULL);
+    conv_store_release(s, id, msgs, now_ms);
+    json_decref(msgs);
+}
+
+START_TEST(test_conv_new_conversation_has_empty_history)
+{
+    struct conv_store *s = conv_store_new(4, TTL_MS, 10);
+
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_eq(acquire_size(s, "c1", 0), 0);
+    ck_assert_uint_eq(conv_store_count(s), 1);
+    conv_store_release(s, "c1", NULL, 0);
+    conv_store_free(s);
+}
+END_TEST
+
+START_TEST(test_conv_release_then_acquire_returns_stored_history)
+{
+    struct conv_store *s = conv_store_new(4, TTL_MS, 10);
+    json_t *got = NULL;
+    json_t *want = history(user_text("2+2?"), assistant_tool_use("t1"), user_tool_result("t1"),
+                           assistant_text("4"), NULL);
+
+    ck_assert_int_eq(conv_store_acquire(s, "c1", 0, &got), 0);
+    json_decref(got);
+    conv_store_release(s, "c1", want, 10);
+    /* The store keeps its own copy: changing ours must not change it. */
+    json_array_append_new(want, user_text("later"));
+
+    ck_assert_int_eq(conv_store_acquire(s, "c1", 20, &got), 0);
+    ck_assert_uint_eq(json_array_size(got), 4);
+    json_array_remove(want, 4);
+    ck_assert(json_equal(got, want));
+    /* And what acquire hands out is ours to change. */
+    json_array_clear(got);
+    json_decref(got);
+    conv_store_release(s, "c1", NULL, 30);
+    ck_assert_uint_eq(acquire_size(s, "c1", 40), 4);
+    json_decref(want);
+    conv_store_free(s);
+}
+END_TEST
+
+START_TEST(test_conv_second_run_on_busy_conversation_gets_ebusy)
+{
+    struct conv_store *s = conv_store_new(4, TTL_MS, 10);
+    json_t *msgs = NULL;
+
+    ck_assert_uint_eq(acquire_size(s, "c1", 0), 0);
+    msgs = (json_t *)0x1; /* must stay untouched on failure */
+    ck_assert_int_eq(conv_store_acquire(s, "c1", 1, &msgs), -EBUSY);
+    ck_assert_ptr_eq(msgs, (json_t *)0x1);
+    ck_assert_uint_eq(acquire_size(s, "c2", 1), 0); /* other ids are unaffected */
+    conv_store_release(s, "c1", NULL, 2);
+    ck_assert_uint_eq(acquire_size(s, "c1", 3), 0); /* free again after release */
+    conv_store_free(s);                             /* frees busy entries too */
+}
+END_TEST
+
+START_TEST(test_conv_failed_run_keeps_old_history)
+{
+    struct conv_store *s = conv_store_new(4, TTL_MS, 10);
+
+    store_turn(s, "c1", "hello", 0);
+    ck_assert_uint_eq(acquire_size(s, "c1", 10), 2);
+    conv_store_release(s, "c1", NULL, 20);
+    ck_assert_uint_eq(acquire_size(s, "c1", 30), 2);
+    conv_store_free(s);
+}
+END_TEST
+
+START_TEST(test_conv_history_expires_after_ttl_idle)
+{
+    struct conv_store *s = conv_store_new(4, TTL_MS, 10);
+
+    store_turn(s, "c1", "hello", 1000);
+    /* Idle exactly ttl: still there; acquiring refreshes nothing until release. */
+    ck_assert_uint_eq(acquire_size(s, "c1", 1000 + TTL_MS), 2);
+    conv_store_release(s, "c1", NULL, 5000);
+    /* Release refreshed last use to 5000: idle ttl + 1 → treated as absent. */
+    ck_assert_uint_eq(acquire_size(s, "c1", 5000 + TTL_MS + 1), 0);
+    conv_store_free(s);
+}
+END_TEST
+
+START_TEST(test_conv_full_store_evicts_least_recently_used_idle)
+{
+    struct conv_store *s = conv_store_new(2, TTL_MS, 10);
+
+    store_turn(s, "a", "a", 0);
+    store_turn(s, "b", "b", 10);
+    store_turn(s, "a", "a again", 20); /* a is now the most recently used */
+    ck_assert_uint_eq(conv_store_count(s), 2);
+
+    ck_assert_uint_eq(acquire_size(s, "c", 30), 0); /* evicts b */
+    conv_store_release(s, "c", NULL, 30);
+    ck_assert_uint_eq(conv_store_count(s), 2);
+
+    ck_assert_uint_eq(acquire_size(s, "a", 40), 2); /* a survived */
+    conv_store_release(s, "a", NULL, 40);
+    ck_assert_uint_eq(acquire_size(s, "b", 50), 0); /* b was evicted (evicts c now) */
+    conv_store_release(s, "b", NULL, 50);
+    ck_assert_uint_eq(acquire_size(s, "a", 60), 2);
+    conv_store_release(s, "a", NULL, 60);
+    conv_store_free(s);
+}
+END_TEST
+
+START_TEST(test_conv_busy_conversations_are_never_evicted)
+{
+    struct conv_store *s = conv_store_new(2, TTL_MS, 10);
+    json_t *msgs = (json_t *)0x1;
+
+    store_turn(s, "a", "a", 0);
+    ck_assert_uint_eq(acquire_size(s, "a", 1), 2);
+    ck_assert_uint_eq(acquire_size(s, "b", 2), 0);
+    /* Both busy, even though "a" is long expired by now. */
+    ck_assert_int_eq(conv_store_acquire(s, "c", 100000, &msgs), -ENOSPC);
+    ck_assert_ptr_eq(msgs, (json_t *)0x1);
+    ck_assert_uint_eq(conv_store_count(s), 2);
+    ck_assert_uint_eq(conv_store_sweep(s, 100000), 0);
+
+    conv_store_release(s, "a", NULL, 100001);
+    ck_assert_uint_eq(acquire_size(s, "c", 100002), 0); /* evicts the now idle "a" */
+    ck_assert_int_eq(conv_store_acquire(s, "b", 100003, &msgs), -EBUSY);
+    ck_assert_uint_eq(conv_store_count(s), 2);
+    conv_store_free(s);
+}
+END_TEST
+
+START_TEST(test_conv_trim_drops_front_to_a_user_text_start)
+{
+    struct conv_store *s = conv_store_new(4, TTL_MS, 4);
+    json_t *got = NULL;
+    json_t *full = history(user_text("q1"), assistant_tool_use("t1"), user_tool_result("t1"),
+                           assistant_text("a1"), user_text("q2"), assistant_tool_use("t2"),
+                           user_tool_result("t2"), assistant_text("a2"), NULL);
+
+    ck_assert_uint_eq(acquire_size(s, "c", 0), 0);
+    /* The last 4 are [q2, tool_use, tool_result, a2]: already a user-text start. */
+    conv_store_release(s, "c", full, 1);
+    ck_assert_int_eq(conv_store_acquire(s, "c", 2, &got), 0);
+    ck_assert_uint_eq(json_array_size(got), 4);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(got, 0), "content")), "q2");
+    json_decref(got);
+
+    /* One more message: the last 4 are [tool_use, tool_result, a2, tail] — no
+     * user text message to start from, so the history becomes empty. */
+    json_array_append_new(full, assistant_text("tail"));
+    conv_store_release(s, "c", full, 3);
+    ck_assert_uint_eq(acquire_size(s, "c", 4), 0);
+    conv_store_release(s, "c", NULL, 4);
+    json_decref(full);
+    conv_store_free(s);
+}
+END_TEST
+
+START_TEST(test_conv_trim_skips_tool_result_and_assistant_starts)
+{
+    struct conv_store *s = conv_store_new(4, TTL_MS, 5);
+    json_t *got = NULL;
+    json_t *full =
+        history(user_text("q1"), assistant_tool_use("t1"), user_tool_result("t1"),
+                assistant_text("a1"), user_text_blocks("q2"), assistant_text("a2"), NULL);
+
+    ck_assert_uint_eq(acquire_size(s, "c", 0), 0);
+    /* Last 5 = [tool_use, tool_result, a1, q2-blocks, a2] → starts at q2 (text blocks). */
+    conv_store_release(s, "c", full, 1);
+    ck_assert_int_eq(conv_store_acquire(s, "c", 2, &got), 0);
+    ck_assert_uint_eq(json_array_size(got), 2);
+    ck_assert(json_equal(json_array_get(got, 0), json_array_get(full, 4)));
+    json_decref(got);
+    conv_store_release(s, "c", NULL, 3);
+    json_decref(full);
+    conv_store_free(s);
+}
+END_TEST
+
+START_TEST(test_conv_short_history_is_not_trimmed)
+{
+    struct conv_store *s = conv_store_new(4, TTL_MS, 5);
+    json_t *full = history(user_text("q1"), assistant_tool_use("t1"), user_tool_result("t1"),
+                           assistant_text("a1"), NULL);
+
+    ck_assert_uint_eq(acquire_size(s, "c", 0), 0);
+    conv_store_release(s, "c", full, 1);
+    ck_assert_uint_eq(acquire_size(s, "c", 2), 4);
+    conv_store_release(s, "c", NULL, 3);
+    json_decref(full);
+    conv_store_free(s);
+}
+END_TEST
+
+START_TEST(test_conv_sweep_drops_only_expired_idle_entries)
+{
+    struct conv_store *s = conv_store_new(8, 150, 10);
+
+    store_turn(s, "t0", "x", 0);
+    store_turn(s, "t100", "x", 100);
+    store_turn(s, "t200", "x", 200);
+    ck_assert_uint_eq(acquire_size(s, "busy", 0), 0); /* held, never released */
+
+    ck_assert_uint_eq(conv_store_sweep(s, 150), 0); /* t0 idle exactly ttl: kept */
+    ck_assert_uint_eq(conv_store_count(s), 4);
+    ck_assert_uint_eq(conv_store_sweep(s, 251), 2); /* t0 (idle 251), t100 (idle 151) */
+    ck_assert_uint_eq(conv_store_count(s), 2);
+    ck_assert_uint_eq(acquire_size(s, "t200", 251), 2);
+    conv_store_release(s, "t200", NULL, 300);
+    ck_assert_uint_eq(conv_store_sweep(s, 100000), 1); /* t200; "busy" stays */
+    ck_assert_uint_eq(conv_store_count(s), 1);
+    conv_store_free(s);
+}
+END_TEST
+
+START_TEST(test_conv_release_of_unknown_or_idle_id_is_a_noop)
+{
+    struct conv_store *s = conv_store_new(4, TTL_MS, 10);
+    json_t *other = history(user_text("intruder"), NULL);
+
+    conv_store_release(s, "nobody", other, 0);
+    ck_assert_uint_eq(conv_store_count(s), 0);
+    store_turn(s, "c", "hello", 0);
+    conv_store_release(s, "c", other, 1); /* not busy: must not replace history */
+    ck_assert_uint_eq(acquire_size(s, "c", 2), 2);
+    conv_store_release(s, "c", NULL, 3);
+    json_decref(other);
+    conv_store_free(s);
+}
+END_TEST
+
+START_TEST(test_conv_disabled_store_returns_enotsup)
+{
+    struct conv_store *s = conv_store_new(0, TTL_MS, 10);
+    json_t *msgs = NULL;
+
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(conv_store_acquire(s, "c", 0, &msgs), -ENOTSUP);
+    ck_assert_ptr_null(msgs);
+    conv_store_release(s, "c", NULL, 0);
+    ck_assert_uint_eq(conv_store_sweep(s, 0), 0);
+    ck_assert_ptr_null(conv_store_free(s));
+}
+END_TEST
+
+START_TEST(test_conv_rejects_bad_arguments)
+{
+    struct conv_store *s = conv_store_new(4, TTL_MS, 10);
+    json_t *msgs = NULL;
+    char long_id[200];
+
+    memset(long_id, 'x', 129);
+    long_id[129] = '\0';
+    ck_assert_ptr_null(conv_store_new(-1, TTL_MS, 10));
+    ck_assert_ptr_null(conv_store_new(4, 0, 10));
+    ck_assert_ptr_null(conv_store_new(4, TTL_MS, 0));
+    ck_assert_int_eq(conv_store_acquire(s, NULL, 0, &msgs), -EINVAL);
+    ck_assert_int_eq(conv_store_acquire(s, "", 0, &msgs), -EINVAL);
+    ck_assert_int_eq(conv_store_acquire(s, long_id, 0, &msgs), -EINVAL);
+    ck_assert_int_eq(conv_store_acquire(s, "c", 0, NULL), -EINVAL);
+    ck_assert_ptr_null(msgs);
+    ck_assert_uint_eq(conv_store_count(s), 0);
+    ck_assert_ptr_null(conv_store_free(NULL));
+    ck_assert_uint_eq(conv_store_count(NULL), 0);
+    conv_store_free(s);
+}
+END_TEST
+
+/* --- threads --- */
+
+#define THREADS    4
+#define ROUNDS     400
+#define SHARED_IDS 3
+
+static const char *const shared_ids[SHARED_IDS] = {"alpha", "beta", "gamma"};
+
+struct shared {
+    struct conv_store *store;
+    atomic_int holders[SHARED_IDS];   /* runs currently inside acquire..release */
+    atomic_int overlaps;              /* times two runs held one id at once */
+    atomic_int completed[SHARED_IDS]; /* successful runs per id */
+    atomic_int unexpected;            /* errors other than -EBUSY */
+    int thread_no[THREADS];
+};
+
+static struct shared g;
+
+static void *worker(void *arg)
+{
+    int t = *(int *)arg;
+
+    for (int i = 0; i < ROUNDS; i++) {
+        int k = (t + i) % SHARED_IDS;
+        json_t *msgs = NULL;
+        int r = conv_store_acquire(g.store, shared_ids[k], i, &msgs);
+        if (r == -EBUSY)
+            continue;
+        if (r != 0) {
+            atomic_fetch_add(&g.unexpected, 1);
+            continue;
+        }
+        if (atomic_fetch_add(&g.holders[k], 1) != 0)
+            atomic_fetch_add(&g.overlaps, 1);
+        /* Each run appends one user turn: a lost update shows as a short history. */
+        json_array_append_new(msgs, user_text("turn"));
+        atomic_fetch_sub(&g.holders[k], 1);
+        atomic_fetch_add(&g.completed[k], 1);
+        conv_store_release(g.store, shared_ids[k], msgs, i);
+        json_decref(msgs);
+    }
+    return NULL;
+}
+
+START_TEST(test_conv_concurrent_runs_on_shared_ids_lose_no_turn)
+{
+    pthread_t th[THREADS];
+
+    memset(&g, 0, sizeof(g));
+    g.store = conv_store_new(SHARED_IDS, 1000000, THREADS * ROUNDS);
+    ck_assert_ptr_nonnull(g.store);
+    for (int t = 0; t < THREADS; t++) {
+        g.thread_no[t] = t;
+        ck_assert_int_eq(pthread_create(&th[t], NULL, worker, &g.thread_no[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++)
+        pthread_join(th[t], NULL);
+
+    ck_assert_int_eq(atomic_load(&g.unexpected), 0);
+    ck_assert_int_eq(atomic_load(&g.overlaps), 0);
+    for (int k = 0; k < SHARED_IDS; k++) {
+        ck_assert_int_gt(atomic_load(&g.completed[k]), 0);
+        ck_assert_uint_eq(acquire_size(g.store, shared_ids[k], ROUNDS),
+                          (size_t)atomic_load(&g.completed[k]));
+    }
+    ck_assert_uint_eq(conv_store_count(g.store), SHARED_IDS);
+    g.store = conv_store_free(g.store);
+}
+END_TEST
+
+static Suite *conversations_suite(void)
+{
+    Suite *s = suite_create("conversations");
+    TCase *tc = tcase_create("store");
+    TCase *mt = tcase_create("threads");
+
+    tcase_add_test(tc, test_conv_new_conversation_has_empty_history);
+    tcase_add_test(tc, test_conv_release_then_acquire_returns_stored_history);
+    tcase_add_test(tc, test_conv_second_run_on_busy_conversation_gets_ebusy);
+    tcase_add_test(tc, test_conv_failed_run_keeps_old_history);
+    tcase_add_test(tc, test_conv_history_expires_after_ttl_idle);
+    tcase_add_test(tc, test_conv_full_store_evicts_least_recently_used_idle);
+    tcase_add_test(tc, test_conv_busy_conversations_are_never_evicted);
+    tcase_add_test(tc, test_conv_trim_drops_front_to_a_user_text_start);
+    tcase_add_test(tc, test_conv_trim_skips_tool_result_and_assistant_starts);
+    tcase_add_test(tc, test_conv_short_history_is_not_trimmed);
+    tcase_add_test(tc, test_conv_sweep_drops_only_expired_idle_entries);
+    tcase_add_test(tc, test_conv_release_of_unknown_or_idle_id_is_a_noop);
+    tcase_add_test(tc, test_conv_disabled_store_returns_enotsup);
+    tcase_add_test(tc, test_conv_rejects_bad_arguments);
+    suite_add_tcase(s, tc);
+
+    tcase_add_test(mt, test_conv_concurrent_runs_on_shared_ids_lose_no_turn);
+    tcase_set_timeout(mt, 60);
+    suite_add_tcase(s, mt);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(conversations_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

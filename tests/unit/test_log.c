@@ -1,0 +1,107 @@
+/*
+ * test_log.c — log lines: valid JSON with the fixed fields, escaping,
+ * truncation that still yields one JSON object, and the text format.
+ */
+#include <check.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agentd/log.h"
+
+/* 2026-11-27T12:34:56.789Z */
+#define WALL_MS 1795782896789LL
+
+static json_t *parse_line(const char *line)
+{
+    json_error_t e;
+    return json_loads(line, JSON_REJECT_DUPLICATES, &e);
+}
+
+START_TEST(test_log_json_line_has_ts_level_msg_and_fields)
+{
+    char buf[LOG_LINE_MAX_BYTES];
+    struct log_field f[] = {LF_S("request_id", "req_1"), LF_I("status", 429), LF_B("ok", 0),
+                            LF_S("reason", NULL)};
+    size_t n = log_format_line(buf, sizeof(buf), LOG_FORMAT_JSON, WALL_MS, LOG_WARN, "retry", f, 4);
+    ck_assert_uint_eq(n, strlen(buf));
+    ck_assert_int_eq(buf[n - 1], '\n');
+    json_t *o = parse_line(buf);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "ts")), "2026-11-27T12:34:56.789Z");
+    ck_assert_str_eq(json_string_value(json_object_get(o, "level")), "warn");
+    ck_assert_str_eq(json_string_value(json_object_get(o, "msg")), "retry");
+    ck_assert_str_eq(json_string_value(json_object_get(o, "request_id")), "req_1");
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "status")), 429);
+    ck_assert(json_is_false(json_object_get(o, "ok")));
+    ck_assert(json_is_null(json_object_get(o, "reason")));
+    json_decref(o);
+}
+END_TEST
+
+START_TEST(test_log_json_escapes_quotes_and_control_bytes)
+{
+    char buf[LOG_LINE_MAX_BYTES];
+    struct log_field f[] = {LF_S("reason", "say \"hi\"\\\n\x01 end")};
+    log_format_line(buf, sizeof(buf), LOG_FORMAT_JSON, WALL_MS, LOG_INFO, "m", f, 1);
+    ck_assert_ptr_null(strchr(buf, '\n') == buf + strlen(buf) - 1 ? NULL : buf);
+    json_t *o = parse_line(buf);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "reason")), "say \"hi\"\\\n\x01 end");
+    json_decref(o);
+}
+END_TEST
+
+START_TEST(test_log_overlong_line_is_still_one_json_object)
+{
+    char buf[256];
+    char big[1000];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    struct log_field f[] = {LF_S("reason", big)};
+    size_t n = log_format_line(buf, sizeof(buf), LOG_FORMAT_JSON, WALL_MS, LOG_INFO, "m", f, 1);
+    ck_assert_uint_lt(n, sizeof(buf));
+    json_t *o = parse_line(buf);
+    ck_assert_ptr_nonnull(o);
+    ck_assert(json_is_true(json_object_get(o, "truncated")));
+    json_decref(o);
+}
+END_TEST
+
+START_TEST(test_log_text_format_quotes_values_with_spaces)
+{
+    char buf[LOG_LINE_MAX_BYTES];
+    struct log_field f[] = {LF_S("reason", "two words"), LF_I("status", 503)};
+    log_format_line(buf, sizeof(buf), LOG_FORMAT_TEXT, WALL_MS, LOG_ERROR, "failed", f, 2);
+    ck_assert_str_eq(buf,
+                     "2026-11-27T12:34:56.789Z error failed reason=\"two words\" status=503\n");
+}
+END_TEST
+
+START_TEST(test_log_parse_level_accepts_names_only)
+{
+    enum log_level l;
+    ck_assert_int_eq(log_parse_level("debug", &l), 0);
+    ck_assert_int_eq(l, LOG_DEBUG);
+    ck_assert_int_eq(log_parse_level("WARN", &l), 0);
+    ck_assert_int_eq(l, LOG_WARN);
+    ck_assert_int_lt(log_parse_level("verbose", &l), 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("log");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_log_json_line_has_ts_level_msg_and_fields);
+    tcase_add_test(tc, test_log_json_escapes_quotes_and_control_bytes);
+    tcase_add_test(tc, test_log_overlong_line_is_still_one_json_object);
+    tcase_add_test(tc, test_log_text_format_quotes_values_with_spaces);
+    tcase_add_test(tc, test_log_parse_level_accepts_names_only);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

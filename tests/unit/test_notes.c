@@ -1,0 +1,632 @@
+/*
+ * test_notes.c — unit tests for the save_note tool: default names (known
+ * SHA-256), the filename policy, atomic create / idempotent re-save /
+ * never-overwrite, temp-file cleanup on every outcome, I/O error mapping and
+ * the JSON tool glue. Each test works in a fresh mkdtemp directory under
+ * /tmp that the fixture removes again.
+ */
+#include "agentd/notes.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+/* 2024-01-02T00:00:00Z */
+#define JAN_2_2024_S ((time_t)1704153600)
+
+static char g_dir[64];
+
+static void remove_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno == EISDIR) {
+            char sub[512];
+            snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+            remove_tree(sub);
+        }
+    }
+    closedir(d);
+    rmdir(path);
+}
+
+static void setup(void)
+{
+    snprintf(g_dir, sizeof(g_dir), "/tmp/agentd-test-notes-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(g_dir));
+    umask(022);
+}
+
+static void teardown(void)
+{
+    chmod(g_dir, 0700);
+    remove_tree(g_dir);
+}
+
+/* Counts directory entries whose name starts with prefix ("" = all). */
+static int count_entries(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void assert_no_temp_files(void)
+{
+    ck_assert_int_eq(count_entries(g_dir, ".tmp-"), 0);
+}
+
+/* Reads g_dir/name fully; returns a NUL-terminated heap buffer. */
+static char *read_note(const char *name, size_t *ret_len)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", g_dir, name);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    long size = ftell(f);
+    ck_assert_int_ge(size, 0);
+    rewind(f);
+    char *buf = malloc((size_t)size + 1);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)size, f), (size_t)size);
+    buf[size] = '\0';
+    fclose(f);
+    *ret_len = (size_t)size;
+    return buf;
+}
+
+static void write_file(const char *name, const char *content)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", g_dir, name);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fputs(content, f) >= 0, 1);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* --- default names --- */
+
+START_TEST(test_notes_default_name_uses_utc_date_and_sha256_prefix)
+{
+    char buf[NOTES_DEFAULT_NAME_BYTES];
+    notes_default_name("hello", 5, JAN_2_2024_S, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "note_20240102_2cf24dba5fb0.txt");
+
+    /* One second earlier is still the previous UTC day. */
+    notes_default_name("hello", 5, JAN_2_2024_S - 1, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "note_20240101_2cf24dba5fb0.txt");
+
+    /* SHA-256 of the empty string starts e3b0c44298fc. */
+    notes_default_name(NULL, 0, 0, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "note_19700101_e3b0c44298fc.txt");
+}
+END_TEST
+
+START_TEST(test_notes_default_name_depends_on_all_content_bytes)
+{
+    char a[NOTES_DEFAULT_NAME_BYTES];
+    char b[NOTES_DEFAULT_NAME_BYTES];
+    notes_default_name("hello\0a", 7, JAN_2_2024_S, a, sizeof(a));
+    notes_default_name("hello\0b", 7, JAN_2_2024_S, b, sizeof(b));
+    ck_assert_str_ne(a, b);
+}
+END_TEST
+
+START_TEST(test_notes_default_name_is_a_valid_filename)
+{
+    char buf[NOTES_DEFAULT_NAME_BYTES];
+    notes_default_name("x", 1, JAN_2_2024_S, buf, sizeof(buf));
+    ck_assert_int_eq(notes_validate_filename(buf, NULL, 0), 0);
+}
+END_TEST
+
+/* --- filename policy --- */
+
+START_TEST(test_notes_validate_filename_accepts_safe_names)
+{
+    static const char *const ok[] = {"a", "0", "note.txt", "A-b_c.1", "report.2024-01-02.md", "x."};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        ck_assert_msg(notes_validate_filename(ok[i], NULL, 0) == 0, "rejected '%s'", ok[i]);
+
+    char longest[NOTES_MAX_NAME_BYTES + 1];
+    memset(longest, 'a', NOTES_MAX_NAME_BYTES);
+    longest[NOTES_MAX_NAME_BYTES] = '\0';
+    ck_assert_int_eq(notes_validate_filename(longest, NULL, 0), 0);
+}
+END_TEST
+
+START_TEST(test_notes_validate_filename_rejects_unsafe_names)
+{
+    static const struct {
+        const char *name;
+        const char *message_part;
+    } bad[] = {
+        {"", "must not be empty"},
+        {"../x", "must start with a letter or digit, not '.'"},
+        {"a/b", "has '/' at position 2"},
+        {".hidden", "must start with a letter or digit"},
+        {"a..b", "must not contain \"..\""},
+        {"x..", "must not contain \"..\""},
+        {"-rf", "must start with a letter or digit, not '-'"},
+        {"_x", "must start with a letter or digit"},
+        {"a b", "has byte 0x20 at position 2"},
+        {"a\\b", "has '\\' at position 2"},
+        {"caf\xc3\xa9", "has byte 0xc3 at position 4"},
+        {"a\nb", "has byte 0x0a at position 2"},
+        {".tmp-1", "must start with a letter or digit"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char err[256] = "";
+        ck_assert_msg(notes_validate_filename(bad[i].name, err, sizeof(err)) == -EINVAL,
+                      "accepted '%s'", bad[i].name);
+        ck_assert_msg(strstr(err, bad[i].message_part) != NULL, "'%s': message '%s' lacks '%s'",
+                      bad[i].name, err, bad[i].message_part);
+    }
+}
+END_TEST
+
+START_TEST(test_notes_validate_filename_rejects_129_characters_and_null)
+{
+    char name[NOTES_MAX_NAME_BYTES + 2];
+    memset(name, 'a', NOTES_MAX_NAME_BYTES + 1);
+    name[NOTES_MAX_NAME_BYTES + 1] = '\0';
+    char err[256] = "";
+    ck_assert_int_eq(notes_validate_filename(name, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "too long"));
+    ck_assert_int_eq(notes_validate_filename(NULL, err, sizeof(err)), -EINVAL);
+}
+END_TEST
+
+/* --- notes_save --- */
+
+START_TEST(test_notes_save_creates_note_with_exact_bytes)
+{
+    enum notes_outcome outcome = NOTES_ALREADY_SAVED;
+    char err[256] = "";
+    ck_assert_int_eq(notes_save(g_dir, "a.txt", "hello\0world", 11, &outcome, err, sizeof(err)), 0);
+    ck_assert_int_eq(outcome, NOTES_CREATED);
+
+    size_t len;
+    char *got = read_note("a.txt", &len);
+    ck_assert_uint_eq(len, 11);
+    ck_assert_mem_eq(got, "hello\0world", 11);
+    free(got);
+
+    char path[256];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/a.txt", g_dir);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0640);
+    ck_assert_int_eq(count_entries(g_dir, ""), 1);
+}
+END_TEST
+
+START_TEST(test_notes_save_same_content_again_is_already_saved)
+{
+    enum notes_outcome outcome;
+    ck_assert_int_eq(notes_save(g_dir, "a.txt", "hello", 5, &outcome, NULL, 0), 0);
+    ck_assert_int_eq(outcome, NOTES_CREATED);
+    ck_assert_int_eq(notes_save(g_dir, "a.txt", "hello", 5, &outcome, NULL, 0), 0);
+    ck_assert_int_eq(outcome, NOTES_ALREADY_SAVED);
+    ck_assert_int_eq(count_entries(g_dir, ""), 1);
+}
+END_TEST
+
+START_TEST(test_notes_save_never_overwrites_different_content)
+{
+    enum notes_outcome outcome = NOTES_CREATED;
+    char err[256] = "";
+    ck_assert_int_eq(notes_save(g_dir, "a.txt", "original", 8, &outcome, NULL, 0), 0);
+
+    outcome = NOTES_CREATED;
+    /* Same length, a prefix, and a longer extension all differ. */
+    ck_assert_int_eq(notes_save(g_dir, "a.txt", "replaced", 8, &outcome, err, sizeof(err)),
+                     -EEXIST);
+    ck_assert_ptr_nonnull(strstr(err, "a different note named 'a.txt' already exists"));
+    ck_assert_int_eq(notes_save(g_dir, "a.txt", "orig", 4, &outcome, NULL, 0), -EEXIST);
+    ck_assert_int_eq(notes_save(g_dir, "a.txt", "original+", 9, &outcome, NULL, 0), -EEXIST);
+    ck_assert_int_eq(outcome, NOTES_CREATED); /* untouched on failure */
+
+    size_t len;
+    char *got = read_note("a.txt", &len);
+    ck_assert_uint_eq(len, 8);
+    ck_assert_mem_eq(got, "original", 8);
+    free(got);
+    ck_assert_int_eq(count_entries(g_dir, ""), 1);
+    assert_no_temp_files();
+}
+END_TEST
+
+START_TEST(test_notes_save_leaves_no_temp_file_after_any_outcome)
+{
+    enum notes_outcome outcome;
+    ck_assert_int_eq(notes_save(g_dir, "a.txt", "one", 3, &outcome, NULL, 0), 0);
+    assert_no_temp_files();
+    ck_assert_int_eq(notes_save(g_dir, "a.txt", "one", 3, &outcome, NULL, 0), 0);
+    assert_no_temp_files();
+    ck_assert_int_eq(notes_save(g_dir, "a.txt", "two", 3, &outcome, NULL, 0), -EEXIST);
+    assert_no_temp_files();
+    ck_assert_int_eq(notes_save(g_dir, "../a.txt", "one", 3, &outcome, NULL, 0), -EINVAL);
+    assert_no_temp_files();
+    ck_assert_int_eq(count_entries(g_dir, ""), 1);
+}
+END_TEST
+
+START_TEST(test_notes_save_removes_temp_file_when_write_fails)
+{
+    /* A file size limit makes write() fail with EFBIG after the temp file
+     * exists, the one failure that needs cleanup of a half-written file. */
+    struct rlimit old_limit;
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+    struct rlimit small = old_limit;
+    small.rlim_cur = 4;
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+
+    enum notes_outcome outcome = NOTES_ALREADY_SAVED;
+    char err[256] = "";
+    int r = notes_save(g_dir, "big.txt", "more than four bytes", 20, &outcome, err, sizeof(err));
+
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old_limit), 0);
+    signal(SIGXFSZ, old_handler);
+
+    ck_assert_int_eq(r, -EFBIG);
+    ck_assert_ptr_nonnull(strstr(err, "write temporary file: "));
+    ck_assert_int_eq(outcome, NOTES_ALREADY_SAVED);
+    ck_assert_int_eq(count_entries(g_dir, ""), 0);
+}
+END_TEST
+
+START_TEST(test_notes_save_reports_missing_directory)
+{
+    char missing[128];
+    snprintf(missing, sizeof(missing), "%s/does-not-exist", g_dir);
+    enum notes_outcome outcome;
+    char err[256] = "";
+    ck_assert_int_eq(notes_save(missing, "a.txt", "hello", 5, &outcome, err, sizeof(err)), -ENOENT);
+    ck_assert_str_eq(err, "open notes directory: No such file or directory");
+}
+END_TEST
+
+START_TEST(test_notes_save_rejects_directory_that_is_a_file_or_symlink)
+{
+    enum notes_outcome outcome;
+    char path[128];
+    write_file("plain", "x");
+    snprintf(path, sizeof(path), "%s/plain", g_dir);
+    ck_assert_int_eq(notes_save(path, "a.txt", "hello", 5, &outcome, NULL, 0), -ENOTDIR);
+
+    char sub[128];
+    snprintf(sub, sizeof(sub), "%s/real", g_dir);
+    ck_assert_int_eq(mkdir(sub, 0700), 0);
+    snprintf(path, sizeof(path), "%s/link", g_dir);
+    ck_assert_int_eq(symlink(sub, path), 0);
+    /* O_NOFOLLOW|O_DIRECTORY: the link itself is not a directory. */
+    ck_assert_int_eq(notes_save(path, "a.txt", "hello", 5, &outcome, NULL, 0), -ENOTDIR);
+    ck_assert_int_eq(count_entries(sub, ""), 0);
+}
+END_TEST
+
+START_TEST(test_notes_save_does_not_follow_symlink_at_target_name)
+{
+    write_file("victim", "hello");
+    char target[128];
+    snprintf(target, sizeof(target), "%s/victim", g_dir);
+    char link[128];
+    snprintf(link, sizeof(link), "%s/a.txt", g_dir);
+    ck_assert_int_eq(symlink(target, link), 0);
+
+    /* Even identical bytes behind the link do not count as "already saved". */
+    enum notes_outcome outcome;
+    ck_assert_int_eq(notes_save(g_dir, "a.txt", "hello", 5, &outcome, NULL, 0), -EEXIST);
+    ck_assert_int_eq(notes_save(g_dir, "a.txt", "other", 5, &outcome, NULL, 0), -EEXIST);
+    size_t len;
+    char *got = read_note("victim", &len);
+    ck_assert_str_eq(got, "hello");
+    free(got);
+    assert_no_temp_files();
+}
+END_TEST
+
+START_TEST(test_notes_save_treats_directory_at_target_name_as_taken)
+{
+    char sub[128];
+    snprintf(sub, sizeof(sub), "%s/a.txt", g_dir);
+    ck_assert_int_eq(mkdir(sub, 0700), 0);
+    enum notes_outcome outcome;
+    ck_assert_int_eq(notes_save(g_dir, "a.txt", "hello", 5, &outcome, NULL, 0), -EEXIST);
+    assert_no_temp_files();
+}
+END_TEST
+
+START_TEST(test_notes_save_reports_read_only_directory)
+{
+    ck_assert_int_eq(chmod(g_dir, 0500), 0);
+    enum notes_outcome outcome;
+    char err[256] = "";
+    int r = notes_save(g_dir, "a.txt", "hello", 5, &outcome, err, sizeof(err));
+    ck_assert_int_eq(chmod(g_dir, 0700), 0);
+
+    if (geteuid() == 0)
+        return; /* root bypasses directory permissions; nothing to observe */
+    ck_assert_int_eq(r, -EACCES);
+    ck_assert_str_eq(err, "create temporary file: Permission denied");
+    ck_assert_int_eq(count_entries(g_dir, ""), 0);
+}
+END_TEST
+
+START_TEST(test_notes_save_rejects_bad_arguments)
+{
+    enum notes_outcome outcome;
+    char err[256] = "";
+    ck_assert_int_eq(notes_save(g_dir, "a/b", "x", 1, &outcome, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "'/'"));
+    ck_assert_int_eq(notes_save(NULL, "a", "x", 1, &outcome, NULL, 0), -EINVAL);
+    ck_assert_int_eq(notes_save("", "a", "x", 1, &outcome, NULL, 0), -EINVAL);
+    ck_assert_int_eq(notes_save(g_dir, "a", NULL, 1, &outcome, NULL, 0), -EINVAL);
+    ck_assert_int_eq(count_entries(g_dir, ""), 0);
+}
+END_TEST
+
+START_TEST(test_notes_save_enforces_content_size_limit)
+{
+    char *big = malloc(NOTES_MAX_CONTENT_BYTES + 1);
+    ck_assert_ptr_nonnull(big);
+    memset(big, 'n', NOTES_MAX_CONTENT_BYTES + 1);
+
+    enum notes_outcome outcome;
+    char err[256] = "";
+    ck_assert_int_eq(
+        notes_save(g_dir, "big", big, NOTES_MAX_CONTENT_BYTES + 1, &outcome, err, sizeof(err)),
+        -E2BIG);
+    ck_assert_ptr_nonnull(strstr(err, "too large"));
+    ck_assert_int_eq(count_entries(g_dir, ""), 0);
+
+    ck_assert_int_eq(notes_save(g_dir, "big", big, NOTES_MAX_CONTENT_BYTES, &outcome, NULL, 0), 0);
+    ck_assert_int_eq(outcome, NOTES_CREATED);
+    /* The comparison path reads the whole megabyte in chunks. */
+    ck_assert_int_eq(notes_save(g_dir, "big", big, NOTES_MAX_CONTENT_BYTES, &outcome, NULL, 0), 0);
+    ck_assert_int_eq(outcome, NOTES_ALREADY_SAVED);
+    big[NOTES_MAX_CONTENT_BYTES - 1] = 'x';
+    ck_assert_int_eq(notes_save(g_dir, "big", big, NOTES_MAX_CONTENT_BYTES, &outcome, NULL, 0),
+                     -EEXIST);
+    free(big);
+}
+END_TEST
+
+struct race_arg {
+    int result;
+    enum notes_outcome outcome;
+};
+
+static void *race_save(void *p)
+{
+    struct race_arg *arg = p;
+    arg->result = notes_save(g_dir, "race.txt", "same bytes", 10, &arg->outcome, NULL, 0);
+    return NULL;
+}
+
+START_TEST(test_notes_save_concurrent_same_note_creates_exactly_once)
+{
+    enum { THREADS = 8 };
+    pthread_t threads[THREADS];
+    struct race_arg args[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        ck_assert_int_eq(pthread_create(&threads[i], NULL, race_save, &args[i]), 0);
+    int created = 0;
+    for (int i = 0; i < THREADS; i++) {
+        ck_assert_int_eq(pthread_join(threads[i], NULL), 0);
+        ck_assert_int_eq(args[i].result, 0);
+        created += args[i].outcome == NOTES_CREATED;
+    }
+    ck_assert_int_eq(created, 1);
+    ck_assert_int_eq(count_entries(g_dir, ""), 1);
+}
+END_TEST
+
+/* --- tool glue --- */
+
+static struct tool_result run_tool(const char *json_text, const char *dir)
+{
+    json_error_t jerr;
+    json_t *input = json_loads(json_text, JSON_ALLOW_NUL, &jerr);
+    ck_assert_msg(input != NULL, "bad test JSON: %s", jerr.text);
+    struct tool_result res = {0};
+    ck_assert_int_eq(notes_tool_run(input, dir, JAN_2_2024_S, &res), 0);
+    ck_assert_ptr_nonnull(res.text);
+    json_decref(input);
+    return res;
+}
+
+START_TEST(test_notes_tool_saves_then_reports_already_saved)
+{
+    struct tool_result res = run_tool("{\"content\":\"hello\",\"filename\":\"a.txt\"}", g_dir);
+    ck_assert_int_eq(res.kind, TOOL_OK);
+    ck_assert_str_eq(res.text, "saved note a.txt (5 bytes)");
+    tool_result_clear(&res);
+
+    res = run_tool("{\"content\":\"hello\",\"filename\":\"a.txt\"}", g_dir);
+    ck_assert_int_eq(res.kind, TOOL_OK);
+    ck_assert_str_eq(res.text, "note a.txt already saved (5 bytes, same content)");
+    tool_result_clear(&res);
+
+    res = run_tool("{\"content\":\"other\",\"filename\":\"a.txt\"}", g_dir);
+    ck_assert_int_eq(res.kind, TOOL_INPUT_ERROR);
+    ck_assert_ptr_nonnull(strstr(res.text, "choose another filename"));
+    tool_result_clear(&res);
+    ck_assert_int_eq(count_entries(g_dir, ""), 1);
+}
+END_TEST
+
+START_TEST(test_notes_tool_uses_default_name_without_filename)
+{
+    struct tool_result res = run_tool("{\"content\":\"hello\"}", g_dir);
+    ck_assert_int_eq(res.kind, TOOL_OK);
+    ck_assert_str_eq(res.text, "saved note note_20240102_2cf24dba5fb0.txt (5 bytes)");
+    tool_result_clear(&res);
+
+    res = run_tool("{\"content\":\"hello\",\"filename\":null}", g_dir);
+    ck_assert_int_eq(res.kind, TOOL_OK);
+    ck_assert_str_eq(res.text,
+                     "note note_20240102_2cf24dba5fb0.txt already saved (5 bytes, same content)");
+    tool_result_clear(&res);
+
+    size_t len;
+    char *got = read_note("note_20240102_2cf24dba5fb0.txt", &len);
+    ck_assert_str_eq(got, "hello");
+    free(got);
+}
+END_TEST
+
+START_TEST(test_notes_tool_rejects_bad_fields_as_input_errors)
+{
+    static const struct {
+        const char *json;
+        const char *message_part;
+    } bad[] = {
+        {"{}", "missing required field \"content\""},
+        {"{\"content\":42}", "\"content\" must be a string"},
+        {"{\"content\":\"\"}", "\"content\" must not be empty"},
+        {"{\"content\":\"x\",\"filename\":7}", "\"filename\" must be a string"},
+        {"{\"content\":\"x\",\"filename\":\"../x\"}", "invalid \"filename\": filename must start"},
+        {"{\"content\":\"x\",\"filename\":\"a/b\"}", "invalid \"filename\""},
+        {"{\"content\":\"x\",\"filename\":\"a\\u0000b\"}", "must not contain NUL"},
+        {"[\"x\"]", "must be an object"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct tool_result res = run_tool(bad[i].json, g_dir);
+        ck_assert_msg(res.kind == TOOL_INPUT_ERROR, "%s: kind %d", bad[i].json, res.kind);
+        ck_assert_msg(strstr(res.text, bad[i].message_part) != NULL, "%s: '%s' lacks '%s'",
+                      bad[i].json, res.text, bad[i].message_part);
+        tool_result_clear(&res);
+    }
+    ck_assert_int_eq(count_entries(g_dir, ""), 0);
+}
+END_TEST
+
+START_TEST(test_notes_tool_rejects_oversized_content_as_input_error)
+{
+    char *big = malloc(NOTES_MAX_CONTENT_BYTES + 1);
+    ck_assert_ptr_nonnull(big);
+    memset(big, 'n', NOTES_MAX_CONTENT_BYTES + 1);
+    json_t *input = json_pack("{s:s%}", "content", big, (size_t)NOTES_MAX_CONTENT_BYTES + 1);
+    ck_assert_ptr_nonnull(input);
+    struct tool_result res = {0};
+    ck_assert_int_eq(notes_tool_run(input, g_dir, JAN_2_2024_S, &res), 0);
+    ck_assert_int_eq(res.kind, TOOL_INPUT_ERROR);
+    ck_assert_ptr_nonnull(strstr(res.text, "too large"));
+    tool_result_clear(&res);
+    json_decref(input);
+    free(big);
+    ck_assert_int_eq(count_entries(g_dir, ""), 0);
+}
+END_TEST
+
+START_TEST(test_notes_tool_reports_io_failure_as_system_error_without_content)
+{
+    char missing[128];
+    snprintf(missing, sizeof(missing), "%s/does-not-exist", g_dir);
+    struct tool_result res = run_tool("{\"content\":\"SECRET-CONTENT\"}", missing);
+    ck_assert_int_eq(res.kind, TOOL_SYSTEM_ERROR);
+    ck_assert_str_eq(res.text, "cannot save note: open notes directory: No such file or directory");
+    tool_result_clear(&res);
+
+    res = run_tool("{\"content\":\"x\"}", NULL);
+    ck_assert_int_eq(res.kind, TOOL_SYSTEM_ERROR);
+    ck_assert_ptr_nonnull(strstr(res.text, "not configured"));
+    tool_result_clear(&res);
+}
+END_TEST
+
+START_TEST(test_notes_tool_reports_read_only_directory_as_system_error)
+{
+    ck_assert_int_eq(chmod(g_dir, 0500), 0);
+    struct tool_result res = run_tool("{\"content\":\"hello\"}", g_dir);
+    ck_assert_int_eq(chmod(g_dir, 0700), 0);
+
+    if (geteuid() != 0) { /* root bypasses directory permissions */
+        ck_assert_int_eq(res.kind, TOOL_SYSTEM_ERROR);
+        ck_assert_ptr_nonnull(strstr(res.text, "Permission denied"));
+    }
+    tool_result_clear(&res);
+}
+END_TEST
+
+static Suite *notes_suite(void)
+{
+    Suite *s = suite_create("notes");
+
+    TCase *names = tcase_create("names");
+    tcase_add_test(names, test_notes_default_name_uses_utc_date_and_sha256_prefix);
+    tcase_add_test(names, test_notes_default_name_depends_on_all_content_bytes);
+    tcase_add_test(names, test_notes_default_name_is_a_valid_filename);
+    tcase_add_test(names, test_notes_validate_filename_accepts_safe_names);
+    tcase_add_test(names, test_notes_validate_filename_rejects_unsafe_names);
+    tcase_add_test(names, test_notes_validate_filename_rejects_129_characters_and_null);
+    suite_add_tcase(s, names);
+
+    TCase *save = tcase_create("save");
+    tcase_add_checked_fixture(save, setup, teardown);
+    tcase_add_test(save, test_notes_save_creates_note_with_exact_bytes);
+    tcase_add_test(save, test_notes_save_same_content_again_is_already_saved);
+    tcase_add_test(save, test_notes_save_never_overwrites_different_content);
+    tcase_add_test(save, test_notes_save_leaves_no_temp_file_after_any_outcome);
+    tcase_add_test(save, test_notes_save_removes_temp_file_when_write_fails);
+    tcase_add_test(save, test_notes_save_reports_missing_directory);
+    tcase_add_test(save, test_notes_save_rejects_directory_that_is_a_file_or_symlink);
+    tcase_add_test(save, test_notes_save_does_not_follow_symlink_at_target_name);
+    tcase_add_test(save, test_notes_save_treats_directory_at_target_name_as_taken);
+    tcase_add_test(save, test_notes_save_reports_read_only_directory);
+    tcase_add_test(save, test_notes_save_rejects_bad_arguments);
+    tcase_add_test(save, test_notes_save_enforces_content_size_limit);
+    tcase_add_test(save, test_notes_save_concurrent_same_note_creates_exactly_once);
+    suite_add_tcase(s, save);
+
+    TCase *tool = tcase_create("tool");
+    tcase_add_checked_fixture(tool, setup, teardown);
+    tcase_add_test(tool, test_notes_tool_saves_then_reports_already_saved);
+    tcase_add_test(tool, test_notes_tool_uses_default_name_without_filename);
+    tcase_add_test(tool, test_notes_tool_rejects_bad_fields_as_input_errors);
+    tcase_add_test(tool, test_notes_tool_rejects_oversized_content_as_input_error);
+    tcase_add_test(tool, test_notes_tool_reports_io_failure_as_system_error_without_content);
+    tcase_add_test(tool, test_notes_tool_reports_read_only_directory_as_system_error);
+    suite_add_tcase(s, tool);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(notes_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
