@@ -45,8 +45,7 @@ int64_t backoff_full_jitter_ms(int retry_index, int64_t initial_ms, int64_t max_
 /* splitmix64: advances *rng_state and returns the next 64 random bits. Any seed works (even 0). */
 uint64_t backoff_rng_next(uint64_t *rng_state);
 
-/* Largest delay retry_after_ms() returns (about 34 years): keeps now_ms + delay free of overflow.
- */
+/* Largest delay retry_after_ms() returns (~34 years), so now_ms + delay cannot overflow. */
 #define RETRY_AFTER_MAX_MS ((int64_t)1 << 40)
 
 /* Header values longer than this are rejected as garbage (a valid one is at most 29 bytes). */

@@ -69,6 +69,7 @@ struct run {
     struct run_tool *tools;
     size_t n_tools, n_tools_done;
     struct timer deadline_timer;
+    struct timer finish_timer; /* hands the result over from the loop, after the current step */
     atomic_int refs; /* 1 for the owner + 1 per outstanding io job */
     bool finished;
 

@@ -131,6 +131,15 @@ static void finish(struct run *run, int status, char *body, int64_t retry_after_
     log_info("run end", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
              LF_I("status", status), LF_S("reason", outcome), LF_I("iterations", run->iterations),
              LF_I("llm_attempts", run->llm_attempts), LF_I("duration_ms", now - run->started_ms));
+    /* The owner may free the run as soon as it has the result, and code up the
+       stack may still look at it: deliver from the loop instead. */
+    timerheap_arm(worker_timers(run->w), &run->finish_timer, now);
+}
+
+static void on_finish_timer(struct timer *t, void *arg)
+{
+    (void)t;
+    struct run *run = arg;
     run->finish(run, run->finish_arg);
 }
 
@@ -424,6 +433,7 @@ static void run_begin(struct worker *w, void *arg)
     struct run *run = arg;
     run->w = w;
     timer_init(&run->deadline_timer, on_deadline, run);
+    timer_init(&run->finish_timer, on_finish_timer, run);
     timerheap_arm(worker_timers(w), &run->deadline_timer, run->deadline_ms);
     log_info("run start", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
              LF_I("max_iterations", run->max_iterations),

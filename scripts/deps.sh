@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages agentd needs to build, test and benchmark,
+# skipping what is already there. Safe to run repeatedly.
+set -euo pipefail
+pkgs=(meson ninja-build pkg-config gcc libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
+      libssl-dev check curl python3 python3-jsonschema)
+[ "${1:-}" = "--test" ] && pkgs+=(redis-server wrk)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

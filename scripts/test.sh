@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds agentd and runs every test suite (unit, contract, integration), then
+# the same suites once more under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Installs missing Debian packages first. Usage: scripts/test.sh [--no-asan]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh --test
+meson setup build-test --buildtype=debugoptimized --wipe >/dev/null 2>&1 \
+  || meson setup build-test --buildtype=debugoptimized >/dev/null
+meson test -C build-test --print-errorlogs --num-processes 2
+if [ "${1:-}" != "--no-asan" ]; then
+  meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug \
+    --wipe >/dev/null 2>&1 \
+    || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug >/dev/null
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    meson test -C build-asan --print-errorlogs --num-processes 2 --timeout-multiplier 3
+fi
+echo "all suites passed"

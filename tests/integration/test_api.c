@@ -1,0 +1,448 @@
+/*
+ * test_api.c — the HTTP contract end to end: the real agentd against the
+ * fake upstream on loopback. Covers the agent loop (tools, several intents,
+ * idempotent notes, conversations, stop reasons), every 4xx of API.md, the
+ * run deadline, and 64 concurrent runs.
+ */
+#include <check.h>
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static struct harness H;
+
+static void setup(void)
+{
+    static const char *env[] = {"AGENTD_MAX_ITERATIONS=5", NULL};
+    harness_start(&H, env);
+}
+
+static void teardown(void)
+{
+    /* Exit status 0 also proves a sanitizer build found nothing (leaks included). */
+    ck_assert_int_eq(harness_stop(&H), 0);
+}
+
+static const char *output_of(json_t *o)
+{
+    const char *s = json_string_value(json_object_get(o, "output"));
+    return s ? s : "";
+}
+
+static const char *error_type(json_t *o)
+{
+    const char *s = json_string_value(json_object_get(json_object_get(o, "error"), "type"));
+    return s ? s : "";
+}
+
+START_TEST(test_agent_answers_arithmetic_with_calculator)
+{
+    json_t *o = NULL;
+    ck_assert_int_eq(agent_ask(&H, "What's 15 * 23?", &o), 200);
+    ck_assert_ptr_nonnull(strstr(output_of(o), "345"));
+    ck_assert_str_eq(json_string_value(json_object_get(o, "stop_reason")), "end_turn");
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "iterations")), 2);
+    json_t *calls = json_object_get(o, "tool_calls");
+    ck_assert_uint_eq(json_array_size(calls), 1);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(calls, 0), "name")),
+                     "calculator");
+    ck_assert(json_is_true(json_object_get(json_array_get(calls, 0), "ok")));
+    json_t *usage = json_object_get(o, "usage");
+    ck_assert_int_eq(json_integer_value(json_object_get(usage, "llm_calls")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(usage, "llm_attempts")), 2);
+    ck_assert_int_gt(json_integer_value(json_object_get(usage, "input_tokens")), 0);
+    ck_assert_int_gt(json_integer_value(json_object_get(usage, "output_tokens")), 0);
+    ck_assert(json_is_string(json_object_get(o, "id")));
+    ck_assert(json_is_array(json_object_get(o, "degraded")));
+    json_decref(o);
+}
+END_TEST
+
+START_TEST(test_agent_runs_weather_and_arithmetic_from_one_message)
+{
+    json_t *o = NULL;
+    ck_assert_int_eq(agent_ask(&H, "What is the weather in Paris and what is 2 + 3?", &o), 200);
+    const char *out = output_of(o);
+    ck_assert_msg(strstr(out, "Paris") != NULL, "output: %s", out);
+    ck_assert_msg(strstr(out, "= 5") != NULL, "output: %s", out);
+    ck_assert_uint_eq(json_array_size(json_object_get(o, "tool_calls")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "iterations")), 2);
+    json_decref(o);
+
+    /* The second LLM call carried both tool_results first, ids matching. */
+    json_t *log = fake_requests(&H);
+    json_t *last = NULL;
+    size_t i;
+    json_t *e;
+    json_array_foreach(log, i, e)
+    {
+        if (strcmp(json_string_value(json_object_get(e, "route")), "messages") == 0)
+            last = e;
+    }
+    ck_assert_ptr_nonnull(last);
+    json_t *msgs = json_object_get(json_object_get(last, "body"), "messages");
+    json_t *user = json_array_get(msgs, json_array_size(msgs) - 1);
+    json_t *asst = json_array_get(msgs, json_array_size(msgs) - 2);
+    ck_assert_str_eq(json_string_value(json_object_get(asst, "role")), "assistant");
+    json_t *results = json_object_get(user, "content");
+    ck_assert_uint_eq(json_array_size(results), 2);
+    for (size_t k = 0; k < 2; k++)
+        ck_assert_str_eq(
+            json_string_value(json_object_get(json_array_get(results, k), "type")),
+            "tool_result");
+    json_decref(log);
+}
+END_TEST
+
+START_TEST(test_agent_same_note_twice_writes_one_file)
+{
+    json_t *o = NULL;
+    ck_assert_int_eq(agent_ask(&H, "save note: buy milk and eggs", &o), 200);
+    ck_assert_ptr_nonnull(strstr(output_of(o), "saved note"));
+    json_decref(o);
+    ck_assert_int_eq(agent_ask(&H, "save note: buy milk and eggs", &o), 200);
+    ck_assert_ptr_nonnull(strstr(output_of(o), "already saved"));
+    json_decref(o);
+    ck_assert_uint_eq(harness_count_notes(&H), 1);
+}
+END_TEST
+
+START_TEST(test_agent_web_search_returns_results)
+{
+    json_t *o = NULL;
+    ck_assert_int_eq(agent_ask(&H, "search for circuit breakers", &o), 200);
+    ck_assert_msg(strstr(output_of(o), "circuit breakers") != NULL, "output: %s", output_of(o));
+    ck_assert_uint_eq(json_array_size(json_object_get(o, "degraded")), 0);
+    json_decref(o);
+}
+END_TEST
+
+START_TEST(test_agent_conversation_continues_with_history)
+{
+    json_t *o = NULL;
+    ck_assert_int_eq(agent_post(&H, "{\"input\":\"hello there\",\"conversation_id\":\"conv-1\"}", &o),
+                     200);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "conversation_id")), "conv-1");
+    json_decref(o);
+    ck_assert_int_eq(agent_post(&H, "{\"input\":\"and again\",\"conversation_id\":\"conv-1\"}", &o),
+                     200);
+    ck_assert_msg(strstr(output_of(o), "(turn 2)") != NULL, "output: %s", output_of(o));
+    json_decref(o);
+    /* A different conversation starts fresh. */
+    ck_assert_int_eq(agent_post(&H, "{\"input\":\"hi\",\"conversation_id\":\"conv-2\"}", &o), 200);
+    ck_assert_ptr_null(strstr(output_of(o), "(turn"));
+    json_decref(o);
+}
+END_TEST
+
+START_TEST(test_agent_conversation_after_tools_stays_valid)
+{
+    json_t *o = NULL;
+    ck_assert_int_eq(agent_post(&H, "{\"input\":\"what is 6*7\",\"conversation_id\":\"t\"}", &o), 200);
+    json_decref(o);
+    /* The stored history ends with an assistant text, so the next turn is accepted. */
+    ck_assert_int_eq(agent_post(&H, "{\"input\":\"what is 2*4\",\"conversation_id\":\"t\"}", &o), 200);
+    ck_assert_msg(strstr(output_of(o), "8") != NULL, "output: %s", output_of(o));
+    json_decref(o);
+}
+END_TEST
+
+START_TEST(test_agent_stop_reasons_are_reported)
+{
+    json_t *o = NULL;
+    ck_assert_int_eq(agent_ask(&H, "[refuse] do something", &o), 200);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "stop_reason")), "refusal");
+    json_decref(o);
+    ck_assert_int_eq(agent_ask(&H, "[max_tokens] write a lot", &o), 200);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "stop_reason")), "max_tokens");
+    json_decref(o);
+    ck_assert_int_eq(agent_ask(&H, "[pause] think", &o), 200);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "stop_reason")), "end_turn");
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "iterations")), 2);
+    json_decref(o);
+    ck_assert_int_eq(agent_ask(&H, "[unknown_block] hi", &o), 200);
+    ck_assert_ptr_nonnull(strstr(output_of(o), "You said"));
+    json_decref(o);
+    ck_assert_int_eq(agent_ask(&H, "[unknown_stop] hi", &o), 200);
+    json_decref(o);
+}
+END_TEST
+
+START_TEST(test_agent_iteration_cap_ends_the_loop)
+{
+    json_t *o = NULL;
+    ck_assert_int_eq(agent_post(&H, "{\"input\":\"[loop] 1+1\",\"max_iterations\":3}", &o), 200);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "stop_reason")), "max_iterations");
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "iterations")), 3);
+    json_decref(o);
+}
+END_TEST
+
+START_TEST(test_agent_deadline_answers_504_in_time)
+{
+    fake_add_fault(&H, "{\"route\":\"messages\",\"delay_ms\":5000,\"count\":1}");
+    json_t *o = NULL;
+    int64_t t0 = harness_now_ms();
+    ck_assert_int_eq(agent_post(&H, "{\"input\":\"hello\",\"timeout_ms\":300}", &o), 504);
+    int64_t took = harness_now_ms() - t0;
+    ck_assert_str_eq(error_type(o), "deadline_exceeded");
+    ck_assert_msg(took < 3000, "504 took %lld ms", (long long)took);
+    json_decref(o);
+}
+END_TEST
+
+START_TEST(test_agent_request_id_is_echoed_or_generated)
+{
+    char url[128], rid[160];
+    snprintf(url, sizeof(url), "%s/v1/agent", H.agentd_url);
+    const char *hdrs[] = {"Content-Type: application/json", "X-Request-Id: my-req.42", NULL};
+    struct http_resp r;
+    ck_assert_int_eq(http_do("POST", url, hdrs, "{\"input\":\"hi\"}", 14, false, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(http_header(&r, "X-Request-Id", rid, sizeof(rid)));
+    ck_assert_str_eq(rid, "my-req.42");
+    ck_assert_ptr_nonnull(strstr(r.body, "\"request_id\":\"my-req.42\""));
+    http_resp_free(&r);
+    const char *bad[] = {"Content-Type: application/json", "X-Request-Id: bad id!", NULL};
+    ck_assert_int_eq(http_do("POST", url, bad, "{\"input\":\"hi\"}", 14, false, &r), 0);
+    ck_assert(http_header(&r, "X-Request-Id", rid, sizeof(rid)));
+    ck_assert_str_ne(rid, "bad id!");
+    ck_assert_int_gt(strlen(rid), 0);
+    http_resp_free(&r);
+}
+END_TEST
+
+/* ---- 4xx ----------------------------------------------------------------------- */
+
+static long post_raw(const char *ctype, const char *body, size_t len, bool chunked,
+                     json_t **ret)
+{
+    char url[128], ct[128];
+    snprintf(url, sizeof(url), "%s/v1/agent", H.agentd_url);
+    snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
+    const char *hdrs[] = {ct, NULL};
+    struct http_resp r;
+    ck_assert_int_eq(http_do("POST", url, hdrs, body, len, chunked, &r), 0);
+    *ret = r.body ? json_loads(r.body, 0, NULL) : NULL;
+    ck_assert_msg(*ret != NULL, "error body is not JSON: %s", r.body ? r.body : "(none)");
+    char rid[160];
+    ck_assert(http_header(&r, "X-Request-Id", rid, sizeof(rid)));
+    long st = r.status;
+    http_resp_free(&r);
+    return st;
+}
+
+START_TEST(test_api_400_for_bad_bodies)
+{
+    static const char *bodies[] = {
+        "{not json",
+        "[1,2]",
+        "{}",
+        "{\"input\":\"\"}",
+        "{\"input\":42}",
+        "{\"input\":\"hi\",\"extra\":1}",
+        "{\"input\":\"hi\",\"input\":\"again\"}",
+        "{\"input\":\"hi\",\"max_iterations\":0}",
+        "{\"input\":\"hi\",\"max_iterations\":6}",
+        "{\"input\":\"hi\",\"timeout_ms\":99}",
+        "{\"input\":\"hi\",\"priority\":\"urgent\"}",
+        "{\"input\":\"hi\",\"conversation_id\":\"bad id\"}",
+        "{\"input\":\"\xc3\x28\"}",
+    };
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        json_t *o;
+        long st = post_raw("application/json", bodies[i], strlen(bodies[i]), false, &o);
+        ck_assert_msg(st == 400, "body %zu: status %ld", i, st);
+        ck_assert_str_eq(error_type(o), "invalid_request");
+        ck_assert(json_is_string(json_object_get(json_object_get(o, "error"), "message")));
+        ck_assert(json_is_string(json_object_get(o, "request_id")));
+        json_decref(o);
+    }
+}
+END_TEST
+
+START_TEST(test_api_404_and_405_with_allow)
+{
+    char url[128], allow[64];
+    struct http_resp r;
+    snprintf(url, sizeof(url), "%s/v1/nothing", H.agentd_url);
+    ck_assert_int_eq(http_do("GET", url, NULL, NULL, 0, false, &r), 0);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"not_found\""));
+    http_resp_free(&r);
+    snprintf(url, sizeof(url), "%s/v1/agent", H.agentd_url);
+    ck_assert_int_eq(http_do("GET", url, NULL, NULL, 0, false, &r), 0);
+    ck_assert_int_eq(r.status, 405);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"method_not_allowed\""));
+    ck_assert(http_header(&r, "Allow", allow, sizeof(allow)));
+    ck_assert_str_eq(allow, "POST");
+    http_resp_free(&r);
+    snprintf(url, sizeof(url), "%s/health/live", H.agentd_url);
+    ck_assert_int_eq(http_do("DELETE", url, NULL, NULL, 0, false, &r), 0);
+    ck_assert_int_eq(r.status, 405);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_do("GET", url, NULL, NULL, 0, false, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+    http_resp_free(&r);
+}
+END_TEST
+
+START_TEST(test_api_413_for_content_length_and_chunked)
+{
+    size_t n = 2 * 1024 * 1024;
+    char *big = malloc(n + 32);
+    memcpy(big, "{\"input\":\"", 10);
+    memset(big + 10, 'a', n);
+    memcpy(big + 10 + n, "\"}", 3);
+    json_t *o;
+    ck_assert_int_eq(post_raw("application/json", big, n + 12, false, &o), 413);
+    ck_assert_str_eq(error_type(o), "payload_too_large");
+    json_decref(o);
+    ck_assert_int_eq(post_raw("application/json", big, n + 12, true, &o), 413);
+    ck_assert_str_eq(error_type(o), "payload_too_large");
+    json_decref(o);
+    free(big);
+    /* A small chunked body is fine. */
+    ck_assert_int_eq(post_raw("application/json", "{\"input\":\"hi\"}", 14, true, &o), 200);
+    json_decref(o);
+}
+END_TEST
+
+START_TEST(test_api_415_for_non_json)
+{
+    json_t *o;
+    ck_assert_int_eq(post_raw("text/plain", "{\"input\":\"hi\"}", 14, false, &o), 415);
+    ck_assert_str_eq(error_type(o), "unsupported_media_type");
+    json_decref(o);
+}
+END_TEST
+
+START_TEST(test_api_502_when_llm_refuses_permanently)
+{
+    fake_add_fault(&H, "{\"route\":\"messages\",\"status\":401,\"count\":1}");
+    fake_clear_requests(&H);
+    json_t *o = NULL;
+    ck_assert_int_eq(agent_ask(&H, "hello", &o), 502);
+    ck_assert_str_eq(error_type(o), "upstream_error");
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "upstream_status")), 401);
+    ck_assert_uint_eq(fake_count(&H, "messages"), 1);
+    json_decref(o);
+}
+END_TEST
+
+/* ---- concurrency ------------------------------------------------------------------ */
+
+struct worker_arg {
+    int n;
+    int ok;
+};
+
+static void *concurrent_one(void *p)
+{
+    struct worker_arg *a = p;
+    char input[64], want[32];
+    snprintf(input, sizeof(input), "What is %d * 7?", a->n);
+    snprintf(want, sizeof(want), "%d", a->n * 7);
+    json_t *o = NULL;
+    long st = agent_ask(&H, input, &o);
+    a->ok = st == 200 && strstr(output_of(o), want) != NULL;
+    json_decref(o);
+    return NULL;
+}
+
+START_TEST(test_agent_64_concurrent_requests_all_correct)
+{
+    enum { N = 64 };
+    pthread_t th[N];
+    struct worker_arg args[N];
+    for (int i = 0; i < N; i++) {
+        args[i] = (struct worker_arg){.n = 100 + i};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, concurrent_one, &args[i]), 0);
+    }
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        ok += args[i].ok;
+    }
+    ck_assert_int_eq(ok, N);
+}
+END_TEST
+
+START_TEST(test_api_429_overloaded_above_max_inflight)
+{
+    /* Restart agentd with room for one run, then hold that run with a slow answer. */
+    harness_stop(&H);
+    static const char *env[] = {"AGENTD_MAX_INFLIGHT=1", NULL};
+    harness_start(&H, env);
+    fake_add_fault(&H, "{\"route\":\"messages\",\"delay_ms\":1500,\"count\":1}");
+    pthread_t th;
+    struct worker_arg a = {.n = 3};
+    pthread_create(&th, NULL, concurrent_one, &a);
+    /* Wait until the slow run is admitted (the fake has seen its call). */
+    int64_t until = harness_now_ms() + 5000;
+    while (fake_count(&H, "messages") < 1 && harness_now_ms() < until)
+        ;
+    json_t *o;
+    char ra[16];
+    char url[128];
+    snprintf(url, sizeof(url), "%s/v1/agent", H.agentd_url);
+    const char *hdrs[] = {"Content-Type: application/json", NULL};
+    struct http_resp r;
+    ck_assert_int_eq(http_do("POST", url, hdrs, "{\"input\":\"hi\"}", 14, false, &r), 0);
+    ck_assert_int_eq(r.status, 429);
+    ck_assert(http_header(&r, "Retry-After", ra, sizeof(ra)));
+    o = json_loads(r.body, 0, NULL);
+    ck_assert_str_eq(error_type(o), "overloaded");
+    json_decref(o);
+    http_resp_free(&r);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(a.ok, 1);
+}
+END_TEST
+
+START_TEST(test_agentd_exits_zero_on_sigterm)
+{
+    ck_assert_int_eq(harness_stop(&H), 0);
+    memset(&H, 0, sizeof(H));
+    harness_start(&H, NULL);
+}
+END_TEST
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    Suite *s = suite_create("api");
+    TCase *tc = tcase_create("api");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_agent_answers_arithmetic_with_calculator);
+    tcase_add_test(tc, test_agent_runs_weather_and_arithmetic_from_one_message);
+    tcase_add_test(tc, test_agent_same_note_twice_writes_one_file);
+    tcase_add_test(tc, test_agent_web_search_returns_results);
+    tcase_add_test(tc, test_agent_conversation_continues_with_history);
+    tcase_add_test(tc, test_agent_conversation_after_tools_stays_valid);
+    tcase_add_test(tc, test_agent_stop_reasons_are_reported);
+    tcase_add_test(tc, test_agent_iteration_cap_ends_the_loop);
+    tcase_add_test(tc, test_agent_deadline_answers_504_in_time);
+    tcase_add_test(tc, test_agent_request_id_is_echoed_or_generated);
+    tcase_add_test(tc, test_api_400_for_bad_bodies);
+    tcase_add_test(tc, test_api_404_and_405_with_allow);
+    tcase_add_test(tc, test_api_413_for_content_length_and_chunked);
+    tcase_add_test(tc, test_api_415_for_non_json);
+    tcase_add_test(tc, test_api_502_when_llm_refuses_permanently);
+    tcase_add_test(tc, test_agent_64_concurrent_requests_all_correct);
+    tcase_add_test(tc, test_api_429_overloaded_above_max_inflight);
+    tcase_add_test(tc, test_agentd_exits_zero_on_sigterm);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    curl_global_cleanup();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
