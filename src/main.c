@@ -16,13 +16,18 @@
 #include "agentd/app.h"
 #include "agentd/clock.h"
 #include "agentd/config.h"
+#include "agentd/conversations.h"
+#include "agentd/health.h"
 #include "agentd/log.h"
+#include "agentd/probe.h"
 #include "agentd/server.h"
 #include "agentd/worker.h"
 
 #define EXIT_BAD_CONFIG 2
-/* How long in-flight runs may finish after a stop signal. */
-#define SHUTDOWN_GRACE_MS 20000
+/* Housekeeping period of the main thread (conversation expiry). */
+#define MAIN_TICK_MS 1000
+/* Time the server threads get to write the last answers before the daemon stops. */
+#define FINAL_FLUSH_MS 200
 
 static void usage(FILE *out)
 {
@@ -71,23 +76,60 @@ static int setup_logging(const struct agentd_config *cfg)
     return 0;
 }
 
-/* Waits for in-flight runs to end, or for a second signal. */
-static void drain(struct server *srv, const sigset_t *set)
+/* Waits up to ms for a stop signal; returns it, or 0 on timeout. */
+static int wait_signal(const sigset_t *set, int64_t ms)
 {
-    int64_t until = clock_now_ms() + SHUTDOWN_GRACE_MS;
-    struct timespec tick = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
-    while (server_suspended_count(srv) > 0 && clock_now_ms() < until) {
-        int sig = sigtimedwait(set, NULL, &tick);
-        if (sig == SIGTERM || sig == SIGINT) {
-            log_warn("second stop signal: exiting now", LF_I("signal", sig));
-            return;
-        }
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    int sig = sigtimedwait(set, NULL, &ts);
+    return sig == SIGTERM || sig == SIGINT ? sig : 0;
+}
+
+/* Serves until a stop signal, expiring idle conversations on the way. */
+static int serve(struct app *app, const sigset_t *set)
+{
+    for (;;) {
+        int sig = wait_signal(set, MAIN_TICK_MS);
+        if (sig)
+            return sig;
+        if (app->convs)
+            conv_store_sweep(app->convs, clock_now_ms());
     }
+}
+
+/* The Kubernetes-friendly stop: not ready at once, keep serving while endpoints are removed, stop
+   accepting, let runs finish, answer the rest. Returns false when a second signal asked to stop
+   now. */
+static bool shut_down(struct app *app, struct server *srv, const sigset_t *set)
+{
+    health_set_shutdown(app->health);
+    log_info("shutdown: not ready, still serving", LF_S("reason", "stop signal"),
+             LF_I("delay_ms", app->cfg.shutdown_delay_ms));
+    if (wait_signal(set, app->cfg.shutdown_delay_ms))
+        return false;
+    server_quiesce(srv);
+    atomic_store(&app->draining, true);
+    log_info("shutdown: stopped accepting, draining",
+             LF_I("in_flight", (int64_t)server_suspended_count(srv)),
+             LF_I("grace_ms", app->cfg.shutdown_grace_ms));
+    int64_t until = clock_now_ms() + app->cfg.shutdown_grace_ms;
+    while (server_suspended_count(srv) > 0 && clock_now_ms() < until)
+        if (wait_signal(set, 50))
+            return false;
+    return true;
+}
+
+static void on_ready_change(const struct health_transition *t, void *arg)
+{
+    (void)arg;
+    log_at(t->ready ? LOG_INFO : LOG_WARN, "readiness changed", LF_B("ready", t->ready),
+           LF_S("reason", t->reason));
 }
 
 int main(int argc, char **argv)
 {
     bool check_only = false;
+    if (argc > 1 && strcmp(argv[1], "probe") == 0)
+        return probe_main(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
@@ -139,9 +181,21 @@ int main(int argc, char **argv)
         log_error("cannot start worker threads", LF_S("reason", strerror(errno)));
         return EXIT_FAILURE;
     }
-    struct server *srv = server_start(&app, err, sizeof(err));
+    struct health_config hc = {
+        .base_url = cfg.anthropic_base_url,
+        .api_key = cfg.api_key,
+        .notes_dir = cfg.notes_dir,
+        .min_free_bytes = cfg.notes_min_free_bytes,
+        .interval_ms = cfg.ready_interval_ms,
+        .probe_timeout_ms = cfg.ready_timeout_ms,
+        .failure_threshold = cfg.ready_failure_threshold,
+        .on_transition = on_ready_change,
+    };
+    app.health = health_start(&hc);
+    struct server *srv = app.health ? server_start(&app, err, sizeof(err)) : NULL;
     if (!srv) {
-        log_error("cannot start the HTTP server", LF_S("reason", err));
+        log_error("cannot start the HTTP server", LF_S("reason", app.health ? err : "readiness"));
+        app.health = health_stop(app.health);
         app_fini(&app);
         config_free(&cfg);
         return EXIT_FAILURE;
@@ -154,19 +208,23 @@ int main(int argc, char **argv)
              LF_I("total_timeout_ms", cfg.total_timeout_ms), LF_S("notes_dir", cfg.notes_dir),
              LF_B("web_search", cfg.search_url && cfg.search_url[0]));
 
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
-    log_info("shutdown: stop accepting", LF_I("signal", sig),
+    int sig = serve(&app, &stop_signals);
+    log_info("shutdown: stop signal", LF_I("signal", sig),
              LF_I("in_flight", (int64_t)server_suspended_count(srv)));
-    server_quiesce(srv);
-    drain(srv, &stop_signals);
-    app_fini(&app);
+    if (!shut_down(&app, srv, &stop_signals)) {
+        log_warn("shutdown: second stop signal, exiting now", LF_I("signal", sig));
+        server_quiesce(srv);
+        atomic_store(&app.draining, true);
+    }
+    app_stop_threads(&app); /* nothing else touches the suspended requests now */
     size_t aborted = server_abort_suspended(srv);
     if (aborted)
-        log_warn("shutdown: answered unfinished runs", LF_I("count", (int64_t)aborted));
-    /* Give the server threads a moment to write the last answers. */
-    nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 200 * 1000 * 1000}, NULL);
+        log_warn("shutdown: answered unfinished runs", LF_I("count", (int64_t)aborted),
+                 LF_S("reason", "shutting_down"));
+    nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = FINAL_FLUSH_MS * 1000000L}, NULL);
     server_stop(srv);
+    app_fini(&app);
+    app.health = health_stop(app.health);
     curl_global_cleanup();
     config_free(&cfg);
     log_info("shutdown: done", LF_I("signal", sig));

@@ -28,6 +28,7 @@ struct dependency {
 struct worker;
 struct io_pool;
 struct conv_store;
+struct health;
 
 struct app {
     struct agentd_config cfg;
@@ -35,11 +36,13 @@ struct app {
     enum tool_criticality criticality[TOOL__COUNT];
     json_t *tools_json; /* the `tools` array sent to the model */
     struct conv_store *convs;
+    struct health *health; /* readiness checker; NULL until started */
     struct io_pool *io;
     struct worker **workers;
     int n_workers;
     atomic_uint next_worker;
-    atomic_int inflight; /* admitted runs not yet answered */
+    atomic_int inflight;  /* admitted runs not yet answered */
+    atomic_bool draining; /* shutting down: new runs are refused with 503 shutting_down */
     atomic_uint_fast64_t run_seq;
 };
 
@@ -47,7 +50,10 @@ struct app {
 int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t errlen);
 /* Starts the workers and the I/O pool. */
 int app_start(struct app *app);
-/* Stops threads (in-flight runs are abandoned) and frees everything. */
+/* Stops the I/O pool and the worker threads; runs still in flight stay allocated (their requests
+   can then be answered by the server) until app_fini. */
+void app_stop_threads(struct app *app);
+/* Stops threads if still running and frees everything. */
 void app_fini(struct app *app);
 /* Round-robin worker choice. */
 struct worker *app_pick_worker(struct app *app);

@@ -81,6 +81,14 @@ struct agentd_config {
     double tool_burst;              /* AGENTD_TOOL_BURST */
     char *tool_criticality;         /* AGENTD_TOOL_CRITICALITY */
 
+    /* health and shutdown */
+    int64_t ready_interval_ms;   /* AGENTD_READY_INTERVAL_MS */
+    int64_t ready_timeout_ms;    /* AGENTD_READY_TIMEOUT_MS */
+    int ready_failure_threshold; /* AGENTD_READY_FAILURE_THRESHOLD */
+    size_t notes_min_free_bytes; /* AGENTD_NOTES_MIN_FREE_BYTES */
+    int64_t shutdown_delay_ms;   /* AGENTD_SHUTDOWN_DELAY_MS */
+    int64_t shutdown_grace_ms;   /* AGENTD_SHUTDOWN_GRACE_MS */
+
     /* logging */
     char *log_format; /* AGENTD_LOG_FORMAT json|text */
     char *log_level;  /* AGENTD_LOG_LEVEL debug|info|warn|error */

@@ -70,7 +70,7 @@ struct run {
     size_t n_tools, n_tools_done;
     struct timer deadline_timer;
     struct timer finish_timer; /* hands the result over from the loop, after the current step */
-    atomic_int refs; /* 1 for the owner + 1 per outstanding io job */
+    atomic_int refs;           /* 1 for the owner + 1 per outstanding io job */
     bool finished;
 
     /* result */
@@ -91,6 +91,10 @@ struct run *run_new(struct app *app, struct agent_request *req, const char *requ
 int run_submit(struct run *run, struct worker *w);
 /* The owner is done with the result; frees the run once no job refers to it. Any thread. */
 void run_release(struct run *run);
+
+/* Ends a run whose worker is stopped (shutdown): cancels its timers and transfers, releases its
+   conversation, and sets the given answer (body owned). The finish callback is not called. */
+void run_abort(struct run *run, int status, char *body, int64_t retry_after_ms);
 
 /* Used by tools_exec.c (worker thread). */
 void run_tool_finished(struct run_tool *t);

@@ -23,6 +23,9 @@ int worker_start(struct worker *w);
 void worker_stop(struct worker *w);
 struct worker *worker_free(struct worker *w);
 
+/* After worker_stop: runs the tasks still queued, on the calling thread. */
+void worker_run_pending(struct worker *w);
+
 /* Thread-safe: queues fn(w, arg) to run on the worker's thread and wakes it. 0 or -ENOMEM. */
 int worker_post(struct worker *w, worker_task_fn fn, void *arg);
 

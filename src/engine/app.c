@@ -48,6 +48,7 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
     app->cfg = *cfg;
     atomic_init(&app->next_worker, 0);
     atomic_init(&app->inflight, 0);
+    atomic_init(&app->draining, false);
     atomic_init(&app->run_seq, 1);
 
     if (tools_parse_criticality(cfg->tool_criticality, app->criticality, err, errlen) < 0) {
@@ -95,12 +96,21 @@ int app_start(struct app *app)
     return 0;
 }
 
-void app_fini(struct app *app)
+void app_stop_threads(struct app *app)
 {
     /* Pool first: its completions go to workers that still run. */
     app->io = io_pool_free(app->io);
     for (int i = 0; app->workers && i < app->n_workers; i++)
         worker_stop(app->workers[i]);
+    /* Completions that arrived too late still release what they hold. */
+    for (int i = 0; app->workers && i < app->n_workers; i++)
+        if (app->workers[i])
+            worker_run_pending(app->workers[i]);
+}
+
+void app_fini(struct app *app)
+{
+    app_stop_threads(app);
     for (int i = 0; app->workers && i < app->n_workers; i++)
         app->workers[i] = worker_free(app->workers[i]);
     free(app->workers);

@@ -102,17 +102,12 @@ static void history_close(json_t *messages, const char *text)
     }
 }
 
-/* Common end of every run: stop everything, publish the result, hand back. */
-static void finish(struct run *run, int status, char *body, int64_t retry_after_ms,
-                   const char *outcome)
+/* Stops timers and transfers and releases the conversation (history kept only on success). */
+static void stop_everything(struct run *run, int status, int64_t now)
 {
-    if (run->finished) {
-        free(body);
-        return;
-    }
     run->finished = true;
-    int64_t now = worker_refresh_now(run->w);
     timerheap_cancel(worker_timers(run->w), &run->deadline_timer);
+    timerheap_cancel(worker_timers(run->w), &run->finish_timer);
     call_cancel(&run->llm);
     for (size_t i = 0; i < run->n_tools; i++) {
         call_cancel(&run->tools[i].call);
@@ -124,6 +119,18 @@ static void finish(struct run *run, int status, char *body, int64_t retry_after_
         conv_store_release(run->app->convs, run->req.conversation_id,
                            status == 200 ? run->messages : NULL, now);
     }
+}
+
+/* Common end of every run: stop everything, publish the result, hand back. */
+static void finish(struct run *run, int status, char *body, int64_t retry_after_ms,
+                   const char *outcome)
+{
+    if (run->finished) {
+        free(body);
+        return;
+    }
+    int64_t now = worker_refresh_now(run->w);
+    stop_everything(run, status, now);
     run->http_status = status;
     run->body = body;
     run->retry_after_ms = retry_after_ms;
@@ -134,6 +141,18 @@ static void finish(struct run *run, int status, char *body, int64_t retry_after_
     /* The owner may free the run as soon as it has the result, and code up the
        stack may still look at it: deliver from the loop instead. */
     timerheap_arm(worker_timers(run->w), &run->finish_timer, now);
+}
+
+void run_abort(struct run *run, int status, char *body, int64_t retry_after_ms)
+{
+    if (run->w && !run->finished)
+        stop_everything(run, status, clock_now_ms());
+    run->finished = true;
+    free(run->body);
+    run->http_status = status;
+    run->body = body;
+    run->retry_after_ms = retry_after_ms;
+    run->outcome = "aborted";
 }
 
 static void on_finish_timer(struct timer *t, void *arg)

@@ -161,6 +161,12 @@ struct worker *worker_free(struct worker *w)
     return NULL;
 }
 
+void worker_run_pending(struct worker *w)
+{
+    worker_refresh_now(w);
+    run_tasks(w);
+}
+
 int worker_post(struct worker *w, worker_task_fn fn, void *arg)
 {
     struct task *t = malloc(sizeof(*t));

@@ -29,6 +29,7 @@
 #include "agentd/app.h"
 #include "agentd/clock.h"
 #include "agentd/conversations.h"
+#include "agentd/health.h"
 #include "agentd/log.h"
 #include "agentd/request.h"
 #include "agentd/run.h"
@@ -38,7 +39,7 @@
 #define SERVER_IDLE_TIMEOUT_S    60
 #define SERVER_EXTRA_CONNECTIONS 1024
 
-enum route { ROUTE_NONE = 0, ROUTE_AGENT, ROUTE_LIVE };
+enum route { ROUTE_NONE = 0, ROUTE_AGENT, ROUTE_LIVE, ROUTE_READY };
 
 struct route_def {
     const char *path;
@@ -49,6 +50,7 @@ struct route_def {
 static const struct route_def routes[] = {
     {"/v1/agent", ROUTE_AGENT, "POST"},
     {"/health/live", ROUTE_LIVE, "GET, HEAD"},
+    {"/health/ready", ROUTE_READY, "GET, HEAD"},
 };
 
 struct conn;
@@ -211,6 +213,9 @@ static void on_run_finished(struct run *run, void *arg)
 static enum MHD_Result agent_headers(struct conn *c)
 {
     struct app *app = c->srv->app;
+    if (atomic_load(&app->draining))
+        return reply_error(c, 503, "shutting_down", 1000, NULL,
+                           "agentd is shutting down; retry on another replica");
     const char *ct = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Content-Type");
     if (!content_type_is_json(ct))
         return reply_error(c, 415, "unsupported_media_type", 0, NULL,
@@ -349,6 +354,14 @@ static const struct route_def *find_route(const char *url)
     return NULL;
 }
 
+static const char *route_path(enum route r)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (routes[i].route == r)
+            return routes[i].path;
+    return "other";
+}
+
 static bool method_allowed(const struct route_def *r, const char *method)
 {
     if (r->route == ROUTE_AGENT)
@@ -370,6 +383,11 @@ static enum MHD_Result first_call(struct conn *c, const char *url, const char *m
         return agent_headers(c);
     case ROUTE_LIVE:
         return reply(c, 200, strdup("{\"status\":\"ok\"}"), 0, NULL);
+    case ROUTE_READY: {
+        char *body = NULL;
+        int status = health_render(c->srv->app->health, &body);
+        return reply(c, (unsigned)status, body, 0, NULL);
+    }
     default:
         return reply_error(c, 404, "not_found", 0, NULL, "no such endpoint");
     }
@@ -428,10 +446,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
         return;
     *con_cls = NULL;
     log_info("http request", LF_S("request_id", c->request_id), LF_S("method", c->method),
-             LF_S("path", c->route == ROUTE_AGENT  ? "/v1/agent"
-                          : c->route == ROUTE_LIVE ? "/health/live"
-                                                   : "other"),
-             LF_I("status", c->status), LF_I("bytes", c->bytes),
+             LF_S("path", route_path(c->route)), LF_I("status", c->status), LF_I("bytes", c->bytes),
              LF_I("duration_ms", clock_now_ms() - c->start_ms),
              LF_S("reason",
                   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL : "connection closed early"));
@@ -549,14 +564,11 @@ size_t server_abort_suspended(struct server *s)
         if (!c)
             return n;
         /* The worker that owned the run is stopped: answer in its place. */
-        struct run *run = c->run;
-        free(run->body);
-        run->http_status = 503;
-        run->retry_after_ms = 1000;
-        run->body = json_error_body("shutting_down",
-                                    "agentd is shutting down; retry on another "
-                                    "replica",
-                                    c->request_id, 0);
+        run_abort(c->run, 503,
+                  json_error_body("shutting_down",
+                                  "agentd is shutting down; retry on another replica",
+                                  c->request_id, 0),
+                  1000);
         MHD_resume_connection(c->mhd);
         n++;
     }

@@ -120,6 +120,7 @@ void harness_start_fake(struct harness *h)
 
 void harness_start_agentd(struct harness *h, const char *const *extra_env)
 {
+    h->agentd_exit = -1;
     h->agentd_port = free_port();
     snprintf(h->agentd_url, sizeof(h->agentd_url), "http://127.0.0.1:%d", h->agentd_port);
     char *envp[96];
@@ -135,8 +136,22 @@ void harness_start_agentd(struct harness *h, const char *const *extra_env)
     snprintf(vars[7], sizeof(vars[7]), "AGENTD_WORKERS=2");
     snprintf(vars[8], sizeof(vars[8]), "AGENTD_RETRY_INITIAL_MS=20");
     snprintf(vars[9], sizeof(vars[9]), "AGENTD_RETRY_MAX_DELAY_MS=200");
-    for (size_t i = 0; i < 10; i++)
-        envp[n++] = vars[i];
+    /* Tests stop agentd often: no drain delay unless a test asks; readiness must not depend on
+       this machine's free disk space. */
+    snprintf(vars[10], sizeof(vars[10]), "AGENTD_SHUTDOWN_DELAY_MS=0");
+    snprintf(vars[11], sizeof(vars[11]), "AGENTD_NOTES_MIN_FREE_BYTES=1");
+    snprintf(vars[12], sizeof(vars[12]), "AGENTD_READY_INTERVAL_MS=200");
+    snprintf(vars[13], sizeof(vars[13]), "AGENTD_READY_TIMEOUT_MS=500");
+    /* extra_env wins: a default is left out when the test sets the same variable. */
+    for (size_t i = 0; i < 14; i++) {
+        size_t name_len = strcspn(vars[i], "=");
+        bool overridden = false;
+        for (size_t k = 0; extra_env && extra_env[k]; k++)
+            if (strncmp(extra_env[k], vars[i], name_len + 1) == 0)
+                overridden = true;
+        if (!overridden)
+            envp[n++] = vars[i];
+    }
     /* Sanitizer settings pass through so the daemon runs instrumented too. */
     static const char *pass[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "PATH", NULL};
     static char passbuf[4][1024];
@@ -154,8 +169,7 @@ void harness_start_agentd(struct harness *h, const char *const *extra_env)
     h->agentd_pid = spawn(bin("AGENTD_BIN"), argv, envp, h->log_path);
     char url[128];
     snprintf(url, sizeof(url), "%s/health/live", h->agentd_url);
-    ck_assert_msg(wait_http_ok(url, h->agentd_pid), "agentd did not start; log in %s",
-                  h->log_path);
+    ck_assert_msg(wait_http_ok(url, h->agentd_pid), "agentd did not start; log in %s", h->log_path);
 }
 
 void harness_start(struct harness *h, const char *const *extra_env)
@@ -173,7 +187,8 @@ int harness_wait_agentd(struct harness *h, int timeout_ms)
         pid_t r = waitpid(h->agentd_pid, &st, WNOHANG);
         if (r == h->agentd_pid) {
             h->agentd_pid = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            h->agentd_exit = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            return h->agentd_exit;
         }
         sleep_ms(10);
     }
@@ -203,7 +218,7 @@ static void rm_tree(const char *path)
 
 int harness_stop(struct harness *h)
 {
-    int status = -1;
+    int status = h->agentd_exit;
     if (h->agentd_pid > 0) {
         kill(h->agentd_pid, SIGTERM);
         status = harness_wait_agentd(h, 30000);

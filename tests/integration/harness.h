@@ -14,8 +14,9 @@
 
 struct harness {
     pid_t fake_pid, agentd_pid;
+    int agentd_exit; /* exit status once reaped by harness_wait_agentd, else -1 */
     int fake_port, agentd_port;
-    char dir[256];       /* temp dir: notes/, agentd.log, fake.log */
+    char dir[256]; /* temp dir: notes/, agentd.log, fake.log */
     char notes_dir[300];
     char log_path[300];
     char fake_url[64];

@@ -91,9 +91,8 @@ START_TEST(test_agent_runs_weather_and_arithmetic_from_one_message)
     json_t *results = json_object_get(user, "content");
     ck_assert_uint_eq(json_array_size(results), 2);
     for (size_t k = 0; k < 2; k++)
-        ck_assert_str_eq(
-            json_string_value(json_object_get(json_array_get(results, k), "type")),
-            "tool_result");
+        ck_assert_str_eq(json_string_value(json_object_get(json_array_get(results, k), "type")),
+                         "tool_result");
     json_decref(log);
 }
 END_TEST
@@ -124,8 +123,8 @@ END_TEST
 START_TEST(test_agent_conversation_continues_with_history)
 {
     json_t *o = NULL;
-    ck_assert_int_eq(agent_post(&H, "{\"input\":\"hello there\",\"conversation_id\":\"conv-1\"}", &o),
-                     200);
+    ck_assert_int_eq(
+        agent_post(&H, "{\"input\":\"hello there\",\"conversation_id\":\"conv-1\"}", &o), 200);
     ck_assert_str_eq(json_string_value(json_object_get(o, "conversation_id")), "conv-1");
     json_decref(o);
     ck_assert_int_eq(agent_post(&H, "{\"input\":\"and again\",\"conversation_id\":\"conv-1\"}", &o),
@@ -142,10 +141,12 @@ END_TEST
 START_TEST(test_agent_conversation_after_tools_stays_valid)
 {
     json_t *o = NULL;
-    ck_assert_int_eq(agent_post(&H, "{\"input\":\"what is 6*7\",\"conversation_id\":\"t\"}", &o), 200);
+    ck_assert_int_eq(agent_post(&H, "{\"input\":\"what is 6*7\",\"conversation_id\":\"t\"}", &o),
+                     200);
     json_decref(o);
     /* The stored history ends with an assistant text, so the next turn is accepted. */
-    ck_assert_int_eq(agent_post(&H, "{\"input\":\"what is 2*4\",\"conversation_id\":\"t\"}", &o), 200);
+    ck_assert_int_eq(agent_post(&H, "{\"input\":\"what is 2*4\",\"conversation_id\":\"t\"}", &o),
+                     200);
     ck_assert_msg(strstr(output_of(o), "8") != NULL, "output: %s", output_of(o));
     json_decref(o);
 }
@@ -218,8 +219,7 @@ END_TEST
 
 /* ---- 4xx ----------------------------------------------------------------------- */
 
-static long post_raw(const char *ctype, const char *body, size_t len, bool chunked,
-                     json_t **ret)
+static long post_raw(const char *ctype, const char *body, size_t len, bool chunked, json_t **ret)
 {
     char url[128], ct[128];
     snprintf(url, sizeof(url), "%s/v1/agent", H.agentd_url);

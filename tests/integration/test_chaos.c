@@ -384,7 +384,10 @@ END_TEST
 
 START_TEST(test_hanging_upstream_times_out_and_retries_then_504_at_deadline)
 {
-    static const char *env[] = {"AGENTD_LLM_TIMEOUT_MS=300", NULL};
+    /* Near-zero backoff puts attempt ends at ~300, ~600, ~900 ms, so a 750 ms deadline
+       always falls inside the third attempt, far from any retry decision. */
+    static const char *env[] = {"AGENTD_LLM_TIMEOUT_MS=300", "AGENTD_RETRY_INITIAL_MS=1",
+                                "AGENTD_RETRY_MAX_DELAY_MS=1", NULL};
     struct reply r;
     start(env);
 
@@ -398,10 +401,12 @@ START_TEST(test_hanging_upstream_times_out_and_retries_then_504_at_deadline)
 
     /* Hanging for good: the run's own deadline ends it with 504. */
     fake_add_fault(&H, "{\"route\":\"messages\",\"hang\":true}");
-    ck_assert_msg(ask("{\"input\":\"hello\",\"timeout_ms\":1000}", &r) == 504, "%ld %s", r.status,
+    ck_assert_msg(ask("{\"input\":\"hello\",\"timeout_ms\":750}", &r) == 504, "%ld %s", r.status,
                   error_message(&r));
     ck_assert_str_eq(error_type(&r), "deadline_exceeded");
     ck_assert_msg(r.ms < 4000, "504 took %lld ms", (long long)r.ms);
+    /* The per-attempt timeout still cut the hangs inside the run (0, 300, 600 ms). */
+    ck_assert_uint_ge(fake_count(&H, "messages"), 2 + 2);
     reply_clear(&r);
 }
 END_TEST
