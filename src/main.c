@@ -19,6 +19,7 @@
 #include "agentd/conversations.h"
 #include "agentd/health.h"
 #include "agentd/log.h"
+#include "agentd/metrics.h"
 #include "agentd/probe.h"
 #include "agentd/server.h"
 #include "agentd/worker.h"
@@ -121,6 +122,7 @@ static bool shut_down(struct app *app, struct server *srv, const sigset_t *set)
 static void on_ready_change(const struct health_transition *t, void *arg)
 {
     (void)arg;
+    metrics_set_ready(t->ready);
     log_at(t->ready ? LOG_INFO : LOG_WARN, "readiness changed", LF_B("ready", t->ready),
            LF_S("reason", t->reason));
 }
@@ -148,6 +150,7 @@ int main(int argc, char **argv)
 
     struct agentd_config cfg;
     char err[512];
+    metrics_init(AGENTD_VERSION);
     if (config_load(&cfg, NULL, NULL, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentd: invalid configuration: %s\n", err);
         return EXIT_BAD_CONFIG;

@@ -29,6 +29,7 @@ struct worker;
 struct io_pool;
 struct conv_store;
 struct health;
+struct spend;
 
 struct app {
     struct agentd_config cfg;
@@ -37,6 +38,7 @@ struct app {
     json_t *tools_json; /* the `tools` array sent to the model */
     struct conv_store *convs;
     struct health *health; /* readiness checker; NULL until started */
+    struct spend *spend;   /* token/cost budget over a sliding hour */
     struct io_pool *io;
     struct worker **workers;
     int n_workers;
@@ -57,7 +59,9 @@ void app_stop_threads(struct app *app);
 void app_fini(struct app *app);
 /* Round-robin worker choice. */
 struct worker *app_pick_worker(struct app *app);
-/* Drains and logs breaker transitions of every dependency (called from workers). */
+/* Drains breaker transitions of one dependency into logs and metrics (called from workers). */
 void app_log_breaker_transitions(struct app *app, enum dep_id dep);
+/* Same for budget transitions (spent <-> ok). */
+void app_log_spend_transitions(struct app *app);
 
 #endif

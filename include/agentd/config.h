@@ -89,6 +89,13 @@ struct agentd_config {
     int64_t shutdown_delay_ms;   /* AGENTD_SHUTDOWN_DELAY_MS */
     int64_t shutdown_grace_ms;   /* AGENTD_SHUTDOWN_GRACE_MS */
 
+    /* cost guard */
+    double price_input_per_mtok;    /* AGENTD_PRICE_INPUT_PER_MTOK, USD */
+    double price_output_per_mtok;   /* AGENTD_PRICE_OUTPUT_PER_MTOK, USD */
+    double budget_usd_per_hour;     /* AGENTD_BUDGET_USD_PER_HOUR, 0 = off */
+    int64_t budget_tokens_per_hour; /* AGENTD_BUDGET_TOKENS_PER_HOUR, 0 = off */
+    int64_t max_run_tokens;         /* AGENTD_MAX_RUN_TOKENS, 0 = off */
+
     /* logging */
     char *log_format; /* AGENTD_LOG_FORMAT json|text */
     char *log_level;  /* AGENTD_LOG_LEVEL debug|info|warn|error */

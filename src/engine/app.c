@@ -15,6 +15,8 @@
 #include "agentd/conversations.h"
 #include "agentd/io_pool.h"
 #include "agentd/log.h"
+#include "agentd/metrics.h"
+#include "agentd/spend.h"
 #include "agentd/worker.h"
 
 static const char *const dep_names[DEP__COUNT] = {"anthropic", "web_search", "weather"};
@@ -63,13 +65,16 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
             return -ENOMEM;
         }
     }
+    app->spend = spend_new(cfg->price_input_per_mtok, cfg->price_output_per_mtok,
+                           cfg->budget_usd_per_hour, cfg->budget_tokens_per_hour);
     app->tools_json = tools_definitions_json(cfg->search_url && cfg->search_url[0]);
     if (cfg->conversations_max > 0)
         app->convs = conv_store_new(cfg->conversations_max, cfg->conversation_ttl_ms,
                                     cfg->conversation_max_messages);
     app->n_workers = cfg->workers;
     app->workers = calloc((size_t)app->n_workers, sizeof(*app->workers));
-    if (!app->tools_json || (cfg->conversations_max > 0 && !app->convs) || !app->workers) {
+    if (!app->spend || !app->tools_json || (cfg->conversations_max > 0 && !app->convs) ||
+        !app->workers) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
@@ -122,6 +127,7 @@ void app_fini(struct app *app)
         d->budget = retry_budget_free(d->budget);
     }
     app->convs = conv_store_free(app->convs);
+    app->spend = spend_free(app->spend);
     json_decref(app->tools_json);
     app->tools_json = NULL;
 }
@@ -138,9 +144,26 @@ void app_log_breaker_transitions(struct app *app, enum dep_id dep)
     size_t n;
     struct dependency *d = &app->deps[dep];
     while ((n = breaker_drain_transitions(d->breaker, tr, 8)) > 0) {
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+            metrics_breaker_transition(dep, tr[i].to);
+            metrics_breaker_state(dep, tr[i].to);
             log_warn("circuit breaker transition", LF_S("dependency", d->name),
                      LF_S("from", breaker_state_name(tr[i].from)),
                      LF_S("to", breaker_state_name(tr[i].to)), LF_S("reason", tr[i].reason));
+        }
+    }
+}
+
+void app_log_spend_transitions(struct app *app)
+{
+    struct spend_transition tr[SPEND_TRANSITION_RING];
+    size_t n = spend_drain_transitions(app->spend, tr, SPEND_TRANSITION_RING);
+    for (size_t i = 0; i < n; i++) {
+        metrics_budget_transition((enum metrics_budget_kind)tr[i].kind, tr[i].exhausted);
+        log_warn(tr[i].exhausted ? "budget exhausted: refusing LLM calls"
+                                 : "budget available again",
+                 LF_S("dependency", "anthropic"),
+                 LF_S("reason", tr[i].kind == SPEND_USD ? "usd per hour" : "tokens per hour"),
+                 LF_D("used", tr[i].used));
     }
 }

@@ -21,6 +21,7 @@
 #include "agentd/budget.h"
 #include "agentd/clock.h"
 #include "agentd/log.h"
+#include "agentd/metrics.h"
 #include "agentd/worker.h"
 
 enum call_state { ST_IDLE = 0, ST_TOKEN_WAIT, ST_IN_FLIGHT, ST_BACKOFF, ST_FINISHING };
@@ -222,7 +223,9 @@ static void gate(struct call *c)
         finish(c, CALL_DEADLINE);
         return;
     }
-    if (!breaker_allow(d->breaker, now, &retry_after)) {
+    bool allowed = breaker_allow(d->breaker, now, &retry_after);
+    app_log_breaker_transitions(worker_app(c->w), c->dep); /* open -> half-open happens here */
+    if (!allowed) {
         c->retry_after_ms = retry_after;
         snprintf(c->error, sizeof(c->error), "circuit open for %s", d->name);
         finish(c, CALL_BREAKER_OPEN);
@@ -237,11 +240,13 @@ static void gate(struct call *c)
         snprintf(c->error, sizeof(c->error), "%s rate limit: no token %s", d->name,
                  c->low_priority ? "available now (low priority never waits)"
                                  : "before the deadline");
+        metrics_limiter_refusal(c->dep, c->low_priority ? AGENT_PRIORITY_LOW : AGENT_PRIORITY_HIGH);
         log_info("limiter refused", LF_S("request_id", c->request_id), LF_S("dependency", d->name),
                  LF_S("priority", c->low_priority ? "low" : "high"));
         finish(c, CALL_RATE_LIMITED);
         return;
     }
+    metrics_limiter_wait(c->dep, (double)wait / 1000.0);
     if (wait > 0) {
         log_debug("limiter wait", LF_S("request_id", c->request_id), LF_S("dependency", d->name),
                   LF_I("delay_ms", wait));
@@ -293,12 +298,18 @@ static void retry_or_give_up(struct call *c, int64_t server_delay_ms, const char
         return;
     }
     if (!retry_budget_try_spend(d->budget, now)) {
+        metrics_retry_budget_exhausted(c->dep);
         c->retry_after_ms = delay > 0 ? delay : CALL_DEFAULT_RETRY_AFTER_MS;
         log_warn("retry budget exhausted", LF_S("request_id", c->request_id),
                  LF_S("dependency", d->name), LF_S("reason", reason));
         finish(c, CALL_EXHAUSTED);
         return;
     }
+    metrics_retry(c->dep, c->status == 429                      ? METRICS_RETRY_HTTP_429
+                          : c->status >= 200 && c->status < 300 ? METRICS_RETRY_MALFORMED
+                          : c->status > 0                       ? METRICS_RETRY_HTTP_5XX
+                          : strcmp(reason, "timeout") == 0      ? METRICS_RETRY_TIMEOUT
+                                                                : METRICS_RETRY_CONNECTION_ERROR);
     log_info("retry scheduled", LF_S("request_id", c->request_id), LF_S("dependency", d->name),
              LF_I("attempt", c->attempts), LF_I("delay_ms", delay), LF_S("reason", reason));
     c->state = ST_BACKOFF;
@@ -334,6 +345,11 @@ void call_on_transfer_done(CURL *easy, CURLcode result)
                  LF_S("dependency", d->name), LF_I("attempt", c->attempts),
                  LF_I("duration_ms", duration), LF_S("reason", c->error));
         c->status = 0;
+        if (c->dep == DEP_ANTHROPIC)
+            metrics_llm_attempt(result == CURLE_OPERATION_TIMEDOUT
+                                    ? METRICS_ATTEMPT_TIMEOUT
+                                    : METRICS_ATTEMPT_CONNECTION_ERROR,
+                                0);
         breaker_record(d->breaker, now, BREAKER_FAILURE);
         app_log_breaker_transitions(worker_app(c->w), c->dep);
         retry_or_give_up(c, -1, reason);
@@ -343,6 +359,10 @@ void call_on_transfer_done(CURL *easy, CURLcode result)
            LF_S("request_id", c->request_id), LF_S("dependency", d->name),
            LF_I("attempt", c->attempts), LF_I("status", status), LF_I("duration_ms", duration),
            LF_S("upstream_request_id", c->upstream_request_id[0] ? c->upstream_request_id : NULL));
+    if (c->dep == DEP_ANTHROPIC)
+        metrics_llm_attempt(status >= 200 && status < 300 ? METRICS_ATTEMPT_SUCCESS
+                                                          : METRICS_ATTEMPT_HTTP_ERROR,
+                            (int)status);
     if (status >= 200 && status < 300) {
         breaker_record(d->breaker, now, BREAKER_SUCCESS);
         app_log_breaker_transitions(worker_app(c->w), c->dep);

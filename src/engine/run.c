@@ -22,6 +22,8 @@
 #include "agentd/clock.h"
 #include "agentd/conversations.h"
 #include "agentd/log.h"
+#include "agentd/metrics.h"
+#include "agentd/spend.h"
 #include "agentd/tools_exec.h"
 #include "agentd/worker.h"
 
@@ -135,6 +137,7 @@ static void finish(struct run *run, int status, char *body, int64_t retry_after_
     run->body = body;
     run->retry_after_ms = retry_after_ms;
     run->outcome = outcome;
+    metrics_run_finished(metrics_run_outcome_from_type(outcome));
     log_info("run end", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
              LF_I("status", status), LF_S("reason", outcome), LF_I("iterations", run->iterations),
              LF_I("llm_attempts", run->llm_attempts), LF_I("duration_ms", now - run->started_ms));
@@ -289,6 +292,11 @@ static void on_llm_done(struct call *c, void *arg)
         run->llm_calls++;
         run->input_tokens += resp.input_tokens;
         run->output_tokens += resp.output_tokens;
+        spend_record(run->app->spend, worker_now_ms(run->w), resp.input_tokens, resp.output_tokens);
+        app_log_spend_transitions(run->app);
+        metrics_llm_tokens(resp.input_tokens, resp.output_tokens);
+        metrics_llm_cost_usd(
+            spend_cost_usd(run->app->spend, resp.input_tokens, resp.output_tokens));
         free(run->last_text);
         run->last_text = strdup(resp.text);
         append_assistant(run, resp.content);
@@ -350,6 +358,20 @@ static void llm_step(struct run *run)
         finish_ok(run, "max_iterations");
         return;
     }
+    /* The run's own token allowance: end it with what it has. */
+    if (spend_run_over_limit(run->input_tokens + run->output_tokens, cfg->max_run_tokens)) {
+        log_warn("run token limit reached", LF_S("request_id", run->request_id),
+                 LF_I("tokens", run->input_tokens + run->output_tokens));
+        finish_ok(run, "max_tokens");
+        return;
+    }
+    int64_t budget_wait_ms = 0;
+    if (!spend_allow(run->app->spend, worker_now_ms(run->w), &budget_wait_ms)) {
+        app_log_spend_transitions(run->app);
+        finish_error(run, 429, "budget_exceeded", 0, budget_wait_ms,
+                     "the hourly LLM budget is spent; retry in %lld ms", (long long)budget_wait_ms);
+        return;
+    }
     struct llm_params p = {
         .model = cfg->model,
         .max_tokens = cfg->max_tokens,
@@ -392,6 +414,8 @@ void run_tool_finished(struct run_tool *t)
     t->done = true;
     t->duration_ms = worker_refresh_now(run->w) - t->started_ms;
     bool ok = t->result.kind == TOOL_OK;
+    if (t->known)
+        metrics_tool_call(t->tool, t->result.kind, (double)t->duration_ms / 1000.0);
     json_array_append_new(run->tool_calls,
                           json_pack("{s:s, s:s, s:b, s:I}", "id", t->id, "name", t->name, "ok", ok,
                                     "duration_ms", (json_int_t)t->duration_ms));
@@ -409,6 +433,7 @@ void run_tool_finished(struct run_tool *t)
         }
         log_warn("tool degraded", LF_S("request_id", run->request_id), LF_S("tool", t->name),
                  LF_S("reason", t->result.text));
+        metrics_degraded_tool_result(t->tool);
         json_array_append_new(run->degraded,
                               json_pack("{s:s, s:s}", "tool", t->name, "reason", t->result.text));
         char *why = strdup(t->result.text);

@@ -31,6 +31,8 @@
 #include "agentd/conversations.h"
 #include "agentd/health.h"
 #include "agentd/log.h"
+#include "agentd/metrics.h"
+#include "agentd/spend.h"
 #include "agentd/request.h"
 #include "agentd/run.h"
 
@@ -39,7 +41,7 @@
 #define SERVER_IDLE_TIMEOUT_S    60
 #define SERVER_EXTRA_CONNECTIONS 1024
 
-enum route { ROUTE_NONE = 0, ROUTE_AGENT, ROUTE_LIVE, ROUTE_READY };
+enum route { ROUTE_NONE = 0, ROUTE_AGENT, ROUTE_LIVE, ROUTE_READY, ROUTE_METRICS };
 
 struct route_def {
     const char *path;
@@ -51,6 +53,7 @@ static const struct route_def routes[] = {
     {"/v1/agent", ROUTE_AGENT, "POST"},
     {"/health/live", ROUTE_LIVE, "GET, HEAD"},
     {"/health/ready", ROUTE_READY, "GET, HEAD"},
+    {"/metrics", ROUTE_METRICS, "GET, HEAD"},
 };
 
 struct conn;
@@ -115,8 +118,8 @@ static void set_request_id(struct conn *c)
 /* ---- answers ------------------------------------------------------------------------ */
 
 /* Queues body (owned, freed here) with the common headers. */
-static enum MHD_Result reply(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
-                             const char *allow)
+static enum MHD_Result reply_as(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
+                                const char *allow, const char *content_type)
 {
     if (!body)
         body = strdup("{\"error\":{\"type\":\"internal_error\",\"message\":\"out of memory\"}}");
@@ -126,7 +129,7 @@ static enum MHD_Result reply(struct conn *c, unsigned status, char *body, int64_
         free(body);
         return MHD_NO;
     }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, JSON_CONTENT_TYPE);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(r, "X-Request-Id", c->request_id);
     if (retry_after_ms > 0) {
         char secs[24];
@@ -143,6 +146,12 @@ static enum MHD_Result reply(struct conn *c, unsigned status, char *body, int64_
         c->bytes = len;
     }
     return ret;
+}
+
+static enum MHD_Result reply(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
+                             const char *allow)
+{
+    return reply_as(c, status, body, retry_after_ms, allow, JSON_CONTENT_TYPE);
 }
 
 static enum MHD_Result reply_error(struct conn *c, unsigned status, const char *type,
@@ -235,6 +244,14 @@ static enum MHD_Result agent_headers(struct conn *c)
         return reply_error(c, 429, "overloaded", 1000, NULL,
                            "%d runs in flight (AGENTD_MAX_INFLIGHT); retry later",
                            app->cfg.max_inflight);
+    int64_t budget_wait_ms = 0;
+    if (!spend_allow(app->spend, clock_now_ms(), &budget_wait_ms)) {
+        app_log_spend_transitions(app);
+        return reply_error(c, 429, "budget_exceeded", budget_wait_ms, NULL,
+                           "the hourly LLM budget (AGENTD_BUDGET_USD_PER_HOUR / "
+                           "AGENTD_BUDGET_TOKENS_PER_HOUR) is spent; retry in %lld ms",
+                           (long long)budget_wait_ms);
+    }
     return MHD_YES;
 }
 
@@ -329,6 +346,7 @@ static enum MHD_Result agent_run(struct conn *c)
     }
     free(conv_id);
     c->run = run;
+    metrics_run_started();
     MHD_suspend_connection(c->mhd);
     track_suspended(c);
     if (run_submit(run, app_pick_worker(app)) < 0) {
@@ -383,9 +401,14 @@ static enum MHD_Result first_call(struct conn *c, const char *url, const char *m
         return agent_headers(c);
     case ROUTE_LIVE:
         return reply(c, 200, strdup("{\"status\":\"ok\"}"), 0, NULL);
+    case ROUTE_METRICS:
+        return reply_as(c, 200, metrics_render(), 0, NULL,
+                        "text/plain; version=0.0.4; charset=utf-8");
     case ROUTE_READY: {
         char *body = NULL;
         int status = health_render(c->srv->app->health, &body);
+        if (status < 0)
+            return reply_error(c, 500, "internal_error", 0, NULL, "cannot render readiness");
         return reply(c, (unsigned)status, body, 0, NULL);
     }
     default:
@@ -445,9 +468,13 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     if (!c)
         return;
     *con_cls = NULL;
+    int64_t duration_ms = clock_now_ms() - c->start_ms;
+    metrics_http_request(metrics_route_from_path(route_path(c->route)),
+                         metrics_method_from_string(c->method), (int)c->status,
+                         (double)duration_ms / 1000.0);
     log_info("http request", LF_S("request_id", c->request_id), LF_S("method", c->method),
              LF_S("path", route_path(c->route)), LF_I("status", c->status), LF_I("bytes", c->bytes),
-             LF_I("duration_ms", clock_now_ms() - c->start_ms),
+             LF_I("duration_ms", duration_ms),
              LF_S("reason",
                   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL : "connection closed early"));
     if (c->run)

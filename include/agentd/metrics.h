@@ -1,0 +1,168 @@
+/*
+ * metrics.h — the daemon's Prometheus metrics (text exposition format 0.0.4,
+ * served by GET /metrics).
+ *
+ * Label cardinality is bounded by construction: every label value comes from
+ * a fixed enum (route, method, status from a fixed list, dependency, tool,
+ * outcome...), never from a request. Out-of-range enum values are folded into
+ * the family's "other" value, or dropped when the family has none.
+ *
+ * Thread-safety: one process-wide registry of fixed arrays of atomics. Every
+ * update is a relaxed atomic add or store: no lock, no allocation, safe from
+ * any thread, cheap enough for the request path. metrics_render() only reads
+ * the atomics, so a scrape never blocks an update; a scrape racing updates may
+ * see a histogram's _sum a little behind its _count, never a bucket above
+ * +Inf (_count is the sum of the buckets read).
+ *
+ * Series of small fixed label sets are always exported, zeros included, so
+ * rate() works from the first scrape. The two cross-product families
+ * (agentd_http_requests_total, agentd_llm_attempts_total) export only the
+ * label combinations seen at least once.
+ *
+ * Process metrics (resident memory, open fds) are read from /proc at render
+ * time.
+ */
+#ifndef AGENTD_METRICS_H
+#define AGENTD_METRICS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agentd/app.h"         /* enum dep_id: anthropic, web_search, weather */
+#include "agentd/breaker.h"     /* enum breaker_state: the state gauge's values */
+#include "agentd/request.h"     /* enum agent_priority: high, low */
+#include "agentd/tool_result.h" /* enum tool_result_kind: ok, input_error, system_error */
+#include "agentd/tools.h"       /* enum tool_id */
+
+/* Route label of the HTTP families. */
+enum metrics_route {
+    METRICS_ROUTE_AGENT,        /* "agent": POST /v1/agent */
+    METRICS_ROUTE_HEALTH_LIVE,  /* "health_live" */
+    METRICS_ROUTE_HEALTH_READY, /* "health_ready" */
+    METRICS_ROUTE_METRICS,      /* "metrics" */
+    METRICS_ROUTE_OTHER,        /* "other": unknown paths (404s) */
+    METRICS_ROUTE__COUNT,
+};
+
+enum metrics_method {
+    METRICS_METHOD_GET,
+    METRICS_METHOD_POST,
+    METRICS_METHOD_HEAD,
+    METRICS_METHOD_OTHER,
+    METRICS_METHOD__COUNT,
+};
+
+/* Outcome label of agentd_runs_total: "ok" or the error.type of API.md. */
+enum metrics_run_outcome {
+    METRICS_RUN_OK,
+    METRICS_RUN_UPSTREAM_ERROR,
+    METRICS_RUN_UPSTREAM_UNAVAILABLE,
+    METRICS_RUN_TOOL_UNAVAILABLE,
+    METRICS_RUN_RATE_LIMITED,
+    METRICS_RUN_BUDGET_EXCEEDED,
+    METRICS_RUN_DEADLINE_EXCEEDED,
+    METRICS_RUN_SHUTTING_DOWN,
+    METRICS_RUN_INTERNAL_ERROR,
+    METRICS_RUN__COUNT,
+};
+
+/* Outcome label of agentd_llm_attempts_total. */
+enum metrics_attempt_outcome {
+    METRICS_ATTEMPT_SUCCESS,          /* "success": a 2xx answer */
+    METRICS_ATTEMPT_HTTP_ERROR,       /* "http_error": any other HTTP status */
+    METRICS_ATTEMPT_TIMEOUT,          /* "timeout": the attempt timeout fired */
+    METRICS_ATTEMPT_CONNECTION_ERROR, /* "connection_error": DNS, connect, TLS, reset */
+    METRICS_ATTEMPT__COUNT,
+};
+
+/* Reason label of agentd_retries_total: why a retry was scheduled. */
+enum metrics_retry_reason {
+    METRICS_RETRY_HTTP_429,
+    METRICS_RETRY_HTTP_5XX,
+    METRICS_RETRY_TIMEOUT,
+    METRICS_RETRY_CONNECTION_ERROR,
+    METRICS_RETRY_MALFORMED, /* a 2xx answer that could not be parsed */
+    METRICS_RETRY__COUNT,
+};
+
+/* Kind label of the cost/token budget families. */
+enum metrics_budget_kind {
+    METRICS_BUDGET_USD,
+    METRICS_BUDGET_TOKENS,
+    METRICS_BUDGET__COUNT,
+};
+
+/* Upper bounds (seconds) of every duration histogram; +Inf is added on top. */
+#define METRICS_DURATION_BUCKETS                                                                   \
+    "0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30",  \
+        "60", "120"
+#define METRICS_N_BUCKETS 15
+
+/*
+ * Resets every metric to zero and records the version (build_info label,
+ * copied, cut to 63 bytes; NULL = "unknown") and the start time (wall clock
+ * now: main() calls this first). Call before any other thread uses the
+ * registry; tests call it again to start from zero.
+ */
+void metrics_init(const char *version);
+
+/* Label helpers for the server: exact, case-sensitive matches; anything else maps to OTHER. */
+enum metrics_route metrics_route_from_path(const char *path);
+enum metrics_method metrics_method_from_string(const char *method);
+/* "ok" or an API.md error.type -> outcome; NULL or unknown -> METRICS_RUN_INTERNAL_ERROR. */
+enum metrics_run_outcome metrics_run_outcome_from_type(const char *type);
+
+/*
+ * The code label of both HTTP families: the exact status when it is one of
+ * 200 400 401 403 404 405 408 409 413 415 422 429 500 502 503 504 529,
+ * otherwise its class "1xx".."5xx", otherwise "other" (so code=~"5.." still
+ * selects every server error). status 0 gives "none" (no HTTP answer: only
+ * meaningful for LLM attempts). Static string.
+ */
+const char *metrics_status_label(int status);
+
+/* One answered HTTP request: agentd_http_requests_total and ..._duration_seconds. */
+void metrics_http_request(enum metrics_route route, enum metrics_method method, int status,
+                          double seconds);
+
+/* agentd_runs_in_flight +1. */
+void metrics_run_started(void);
+/* agentd_runs_in_flight -1 and agentd_runs_total{outcome} +1. */
+void metrics_run_finished(enum metrics_run_outcome outcome);
+
+/* One LLM attempt; http_status 0 when there was no HTTP answer (code="none"). */
+void metrics_llm_attempt(enum metrics_attempt_outcome outcome, int http_status);
+void metrics_retry(enum dep_id dep, enum metrics_retry_reason reason);
+void metrics_retry_budget_exhausted(enum dep_id dep);
+
+/* Sets agentd_breaker_state{dependency} (e.g. at start, or from a periodic sweep). */
+void metrics_breaker_state(enum dep_id dep, enum breaker_state state);
+/* A drained breaker transition: counts it and sets the state gauge to `to`. */
+void metrics_breaker_transition(enum dep_id dep, enum breaker_state to);
+
+/* Time a call waited for a rate-limiter token (0 when one was there). */
+void metrics_limiter_wait(enum dep_id dep, double seconds);
+void metrics_limiter_refusal(enum dep_id dep, enum agent_priority priority);
+
+/* One finished tool call: agentd_tool_calls_total and agentd_tool_duration_seconds. */
+void metrics_tool_call(enum tool_id tool, enum tool_result_kind outcome, double seconds);
+/* An optional tool's system failure handed to the model as "unavailable". */
+void metrics_degraded_tool_result(enum tool_id tool);
+
+/* Usage reported by one LLM answer; negative values are ignored. */
+void metrics_llm_tokens(int64_t input_tokens, int64_t output_tokens);
+/* Adds to agentd_llm_cost_usd_total (kept in nano-USD; negative/NaN ignored). */
+void metrics_llm_cost_usd(double usd);
+/* A drained budget transition: sets agentd_budget_exhausted{kind} and counts it. */
+void metrics_budget_transition(enum metrics_budget_kind kind, bool exhausted);
+
+/* agentd_ready 0/1, set by the readiness checker. */
+void metrics_set_ready(bool ready);
+
+/*
+ * The whole exposition, NUL-terminated, malloc'd (caller frees); NULL on
+ * ENOMEM. Serve it with Content-Type "text/plain; version=0.0.4; charset=utf-8".
+ */
+char *metrics_render(void);
+
+#endif

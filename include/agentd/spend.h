@@ -1,0 +1,93 @@
+/*
+ * spend.h — cost and token budget guard: stops new LLM work once the daemon
+ * has spent its hourly allowance of US dollars or tokens, so a runaway
+ * client or agent loop cannot run up an unbounded bill.
+ *
+ * Usage is recorded per LLM answer (input and output tokens, priced per
+ * million tokens) into a sliding hour of SPEND_SLOTS sub-windows of
+ * SPEND_SLOT_MS each: a spend leaves the budget between 59 and 60 minutes
+ * after it was recorded, and memory is constant. A budget is "spent" while
+ * the window's total has reached its limit (>=); each budget set to 0 is off.
+ *
+ * Pure policy: the caller passes now_ms (monotonic clock, ms); a now_ms older
+ * than one already seen counts as the newest one seen. Nothing here logs:
+ * changes between spent and available are queued and handed out once each by
+ * spend_drain_transitions(), for one warning log line and one metric update
+ * per change.
+ *
+ * Thread-safety: one struct spend is shared by all workers; every function
+ * takes its own mutex for a few arithmetic operations.
+ */
+#ifndef AGENTD_SPEND_H
+#define AGENTD_SPEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SPEND_SLOTS     60
+#define SPEND_SLOT_MS   60000
+#define SPEND_WINDOW_MS ((int64_t)SPEND_SLOTS * SPEND_SLOT_MS)
+
+/* Defaults of AGENTD_PRICE_INPUT_PER_MTOK / AGENTD_PRICE_OUTPUT_PER_MTOK (USD per 1e6 tokens). */
+#define SPEND_DEFAULT_PRICE_INPUT  3.0
+#define SPEND_DEFAULT_PRICE_OUTPUT 15.0
+
+/* Transitions kept for spend_drain_transitions(); older ones are dropped. */
+#define SPEND_TRANSITION_RING 8
+
+enum spend_kind { SPEND_USD = 0, SPEND_TOKENS = 1 }; /* same order as enum metrics_budget_kind */
+
+struct spend_transition {
+    enum spend_kind kind;
+    bool exhausted; /* true: ok -> spent; false: spent -> ok */
+    int64_t at_ms;  /* now_ms of the call that noticed it */
+    double used;    /* window total when noticed (USD or tokens) */
+    double limit;   /* the budget (USD or tokens per hour) */
+};
+
+/*
+ * price_in_per_mtok, price_out_per_mtok: USD per million input / output
+ * tokens (negative or NaN -> 0). usd_per_hour, tokens_per_hour: budgets over
+ * the sliding hour, 0 (or negative, NaN) = that budget off. Returns NULL on
+ * ENOMEM.
+ */
+struct spend *spend_new(double price_in_per_mtok, double price_out_per_mtok, double usd_per_hour,
+                        int64_t tokens_per_hour);
+
+/* Frees s (NULL is fine); returns NULL. No other thread may still use s. */
+struct spend *spend_free(struct spend *s);
+
+/* Cost in USD of this usage at s's prices (negative counts are taken as 0). */
+double spend_cost_usd(const struct spend *s, int64_t in_tokens, int64_t out_tokens);
+
+/* Adds the usage of one LLM answer at now_ms (negative counts are taken as 0). */
+void spend_record(struct spend *s, int64_t now_ms, int64_t in_tokens, int64_t out_tokens);
+
+/*
+ * May new LLM work start at now_ms? false when a budget is spent; then
+ * *ret_retry_after_ms (may be NULL; written only when false is returned) is
+ * the time until enough old usage leaves the window for every spent budget
+ * to be under its limit again (>= 1, at most SPEND_WINDOW_MS).
+ */
+bool spend_allow(struct spend *s, int64_t now_ms, int64_t *ret_retry_after_ms);
+
+/* The window's totals at now_ms (either pointer may be NULL). */
+void spend_window(struct spend *s, int64_t now_ms, double *ret_usd, int64_t *ret_tokens);
+
+/*
+ * Moves up to cap queued transitions, oldest first, into out and returns how
+ * many were copied; each is handed out exactly once. Transitions are noticed
+ * by spend_record() and spend_allow(), so a budget that frees up while no
+ * call comes in is reported by the next call.
+ */
+size_t spend_drain_transitions(struct spend *s, struct spend_transition *out, size_t cap);
+
+/*
+ * AGENTD_MAX_RUN_TOKENS: true when max > 0 and the run has used max tokens
+ * or more (input + output over all its LLM calls), i.e. it must not start
+ * another LLM call. max <= 0 = no per-run limit.
+ */
+bool spend_run_over_limit(int64_t run_tokens, int64_t max);
+
+#endif

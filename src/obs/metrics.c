@@ -1,0 +1,631 @@
+/*
+ * metrics.c — the process-wide Prometheus registry (see metrics.h).
+ *
+ * Every series is a slot in a fixed array indexed by enum values, so an
+ * update is one relaxed atomic operation and the set of series can never
+ * grow. Durations and money are accumulated as integers (nanoseconds,
+ * nano-USD): integer fetch_add is lock-free everywhere and exact, where a
+ * floating-point sum would need a compare-and-swap loop under contention.
+ * They are printed as exact decimals.
+ */
+#include "agentd/metrics.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NS_PER_S 1000000000ULL
+
+/* ---- label value tables (index = enum value) ---- */
+
+static const char *const route_names[METRICS_ROUTE__COUNT] = {
+    "agent", "health_live", "health_ready", "metrics", "other",
+};
+static const char *const route_paths[METRICS_ROUTE__COUNT - 1] = {
+    "/v1/agent",
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+};
+static const char *const method_names[METRICS_METHOD__COUNT] = {"GET", "POST", "HEAD", "other"};
+static const char *const run_outcome_names[METRICS_RUN__COUNT] = {
+    "ok",
+    "upstream_error",
+    "upstream_unavailable",
+    "tool_unavailable",
+    "rate_limited",
+    "budget_exceeded",
+    "deadline_exceeded",
+    "shutting_down",
+    "internal_error",
+};
+static const char *const attempt_names[METRICS_ATTEMPT__COUNT] = {"success", "http_error",
+                                                                  "timeout", "connection_error"};
+static const char *const retry_reason_names[METRICS_RETRY__COUNT] = {
+    "http_429", "http_5xx", "timeout", "connection_error", "malformed"};
+static const char *const dep_names[DEP__COUNT] = {"anthropic", "web_search", "weather"};
+static const char *const tool_names[TOOL__COUNT] = {"calculator", "save_note", "web_search",
+                                                    "get_weather"};
+static const char *const tool_outcome_names[] = {"ok", "input_error", "system_error"};
+#define N_TOOL_OUTCOMES 3
+static const char *const priority_names[] = {"high", "low"};
+#define N_PRIORITIES 2
+static const char *const breaker_names[] = {"closed", "half_open", "open"};
+#define N_BREAKER_STATES 3
+static const char *const budget_kind_names[METRICS_BUDGET__COUNT] = {"usd", "tokens"};
+static const char *const direction_names[] = {"input", "output"};
+
+/* Status codes with a label of their own; the rest fold into a class. */
+static const int exact_codes[] = {200, 400, 401, 403, 404, 405, 408, 409, 413,
+                                  415, 422, 429, 500, 502, 503, 504, 529};
+#define N_EXACT   (sizeof(exact_codes) / sizeof(exact_codes[0]))
+#define N_CODES   (N_EXACT + 5 + 2) /* exact, 1xx..5xx, "other", "none" */
+#define CODE_NONE (N_CODES - 1)
+#define CODE_ANY  (N_CODES - 2)
+
+static const char *const exact_code_names[N_EXACT] = {"200", "400", "401", "403", "404", "405",
+                                                      "408", "409", "413", "415", "422", "429",
+                                                      "500", "502", "503", "504", "529"};
+static const char *const class_names[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+
+static const char *const bucket_le[METRICS_N_BUCKETS] = {METRICS_DURATION_BUCKETS};
+static const uint64_t bucket_ns[METRICS_N_BUCKETS] = {
+    1000000,      5000000,       10000000,      25000000,      50000000,
+    100000000,    250000000,     500000000,     1 * NS_PER_S,  2500000000ULL,
+    5 * NS_PER_S, 10 * NS_PER_S, 30 * NS_PER_S, 60 * NS_PER_S, 120 * NS_PER_S,
+};
+
+_Static_assert(TOOL_OK == 0 && TOOL_INPUT_ERROR == 1 && TOOL_SYSTEM_ERROR == 2,
+               "tool_outcome_names follows enum tool_result_kind");
+_Static_assert(AGENT_PRIORITY_HIGH == 0 && AGENT_PRIORITY_LOW == 1,
+               "priority_names follows enum agent_priority");
+_Static_assert(BREAKER_CLOSED == 0 && BREAKER_HALF_OPEN == 1 && BREAKER_OPEN == 2,
+               "breaker_names follows enum breaker_state");
+_Static_assert(sizeof(bucket_le) / sizeof(bucket_le[0]) == METRICS_N_BUCKETS,
+               "METRICS_DURATION_BUCKETS has METRICS_N_BUCKETS entries");
+
+/* ---- the registry ---- */
+
+typedef atomic_uint_fast64_t counter_t;
+
+/* Non-cumulative: each observation lands in one slot (the last one is +Inf only). */
+struct histogram {
+    counter_t slot[METRICS_N_BUCKETS + 1];
+    counter_t sum_ns;
+};
+
+static struct registry {
+    counter_t http_requests[METRICS_ROUTE__COUNT][METRICS_METHOD__COUNT][N_CODES];
+    struct histogram http_duration[METRICS_ROUTE__COUNT];
+    atomic_int_fast64_t runs_in_flight;
+    counter_t runs[METRICS_RUN__COUNT];
+    counter_t llm_attempts[METRICS_ATTEMPT__COUNT][N_CODES];
+    counter_t retries[DEP__COUNT][METRICS_RETRY__COUNT];
+    counter_t retry_budget_exhausted[DEP__COUNT];
+    atomic_int breaker_state[DEP__COUNT];
+    counter_t breaker_transitions[DEP__COUNT][N_BREAKER_STATES];
+    struct histogram limiter_wait[DEP__COUNT];
+    counter_t limiter_refusals[DEP__COUNT][N_PRIORITIES];
+    counter_t tool_calls[TOOL__COUNT][N_TOOL_OUTCOMES];
+    struct histogram tool_duration[TOOL__COUNT];
+    counter_t degraded_tool_results[TOOL__COUNT];
+    counter_t llm_tokens[2];
+    counter_t llm_cost_nano_usd;
+    atomic_int budget_exhausted[METRICS_BUDGET__COUNT];
+    counter_t budget_transitions[METRICS_BUDGET__COUNT];
+    atomic_int ready;
+    /* written by metrics_init() only, before other threads exist */
+    uint64_t start_time_ns;
+    char version[64];
+} reg;
+
+#define INC(c)    atomic_fetch_add_explicit(&(c), 1, memory_order_relaxed)
+#define ADD(c, n) atomic_fetch_add_explicit(&(c), (n), memory_order_relaxed)
+#define GET(c)    atomic_load_explicit(&(c), memory_order_relaxed)
+#define SET(c, v) atomic_store_explicit(&(c), (v), memory_order_relaxed)
+
+void metrics_init(const char *version)
+{
+    struct timespec ts;
+
+    /* The registry is plain atomics: zero bytes are a valid zero state. */
+    memset(&reg, 0, sizeof(reg));
+    snprintf(reg.version, sizeof(reg.version), "%s", version ? version : "unknown");
+    clock_gettime(CLOCK_REALTIME, &ts);
+    reg.start_time_ns = (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- label helpers ---- */
+
+enum metrics_route metrics_route_from_path(const char *path)
+{
+    for (int i = 0; path && i < METRICS_ROUTE_OTHER; i++)
+        if (strcmp(path, route_paths[i]) == 0)
+            return (enum metrics_route)i;
+    return METRICS_ROUTE_OTHER;
+}
+
+enum metrics_method metrics_method_from_string(const char *method)
+{
+    for (int i = 0; method && i < METRICS_METHOD_OTHER; i++)
+        if (strcmp(method, method_names[i]) == 0)
+            return (enum metrics_method)i;
+    return METRICS_METHOD_OTHER;
+}
+
+enum metrics_run_outcome metrics_run_outcome_from_type(const char *type)
+{
+    for (int i = 0; type && i < METRICS_RUN__COUNT; i++)
+        if (strcmp(type, run_outcome_names[i]) == 0)
+            return (enum metrics_run_outcome)i;
+    return METRICS_RUN_INTERNAL_ERROR;
+}
+
+static size_t code_index(int status)
+{
+    if (status == 0)
+        return CODE_NONE;
+    for (size_t i = 0; i < N_EXACT; i++)
+        if (exact_codes[i] == status)
+            return i;
+    if (status >= 100 && status <= 599)
+        return N_EXACT + (size_t)(status / 100 - 1);
+    return CODE_ANY;
+}
+
+static const char *code_name(size_t index)
+{
+    if (index < N_EXACT)
+        return exact_code_names[index];
+    if (index < N_EXACT + 5)
+        return class_names[index - N_EXACT];
+    return index == CODE_NONE ? "none" : "other";
+}
+
+const char *metrics_status_label(int status)
+{
+    return code_name(code_index(status));
+}
+
+/* Enum arguments come from callers' switch statements; a stray value must not write out of
+ * bounds, so each family clamps (to its "other" value) or drops it. */
+static bool in_range(int v, int n)
+{
+    return v >= 0 && v < n;
+}
+
+/* ---- updates ---- */
+
+static uint64_t seconds_to_ns(double seconds)
+{
+    if (!(seconds > 0)) /* also NaN */
+        return 0;
+    if (seconds > 1e9) /* ~31 years: keeps the conversion defined */
+        seconds = 1e9;
+    return (uint64_t)llround(seconds * (double)NS_PER_S);
+}
+
+static void observe(struct histogram *h, double seconds)
+{
+    uint64_t ns = seconds_to_ns(seconds);
+    size_t i = 0;
+
+    while (i < METRICS_N_BUCKETS && ns > bucket_ns[i])
+        i++;
+    INC(h->slot[i]);
+    ADD(h->sum_ns, ns);
+}
+
+void metrics_http_request(enum metrics_route route, enum metrics_method method, int status,
+                          double seconds)
+{
+    if (!in_range((int)route, METRICS_ROUTE__COUNT))
+        route = METRICS_ROUTE_OTHER;
+    if (!in_range((int)method, METRICS_METHOD__COUNT))
+        method = METRICS_METHOD_OTHER;
+    INC(reg.http_requests[route][method][code_index(status)]);
+    observe(&reg.http_duration[route], seconds);
+}
+
+void metrics_run_started(void)
+{
+    INC(reg.runs_in_flight);
+}
+
+void metrics_run_finished(enum metrics_run_outcome outcome)
+{
+    atomic_fetch_sub_explicit(&reg.runs_in_flight, 1, memory_order_relaxed);
+    if (!in_range((int)outcome, METRICS_RUN__COUNT))
+        outcome = METRICS_RUN_INTERNAL_ERROR;
+    INC(reg.runs[outcome]);
+}
+
+void metrics_llm_attempt(enum metrics_attempt_outcome outcome, int http_status)
+{
+    if (in_range((int)outcome, METRICS_ATTEMPT__COUNT))
+        INC(reg.llm_attempts[outcome][code_index(http_status)]);
+}
+
+void metrics_retry(enum dep_id dep, enum metrics_retry_reason reason)
+{
+    if (in_range((int)dep, DEP__COUNT) && in_range((int)reason, METRICS_RETRY__COUNT))
+        INC(reg.retries[dep][reason]);
+}
+
+void metrics_retry_budget_exhausted(enum dep_id dep)
+{
+    if (in_range((int)dep, DEP__COUNT))
+        INC(reg.retry_budget_exhausted[dep]);
+}
+
+void metrics_breaker_state(enum dep_id dep, enum breaker_state state)
+{
+    if (in_range((int)dep, DEP__COUNT) && in_range((int)state, N_BREAKER_STATES))
+        SET(reg.breaker_state[dep], (int)state);
+}
+
+void metrics_breaker_transition(enum dep_id dep, enum breaker_state to)
+{
+    if (!in_range((int)dep, DEP__COUNT) || !in_range((int)to, N_BREAKER_STATES))
+        return;
+    INC(reg.breaker_transitions[dep][to]);
+    SET(reg.breaker_state[dep], (int)to);
+}
+
+void metrics_limiter_wait(enum dep_id dep, double seconds)
+{
+    if (in_range((int)dep, DEP__COUNT))
+        observe(&reg.limiter_wait[dep], seconds);
+}
+
+void metrics_limiter_refusal(enum dep_id dep, enum agent_priority priority)
+{
+    if (in_range((int)dep, DEP__COUNT) && in_range((int)priority, N_PRIORITIES))
+        INC(reg.limiter_refusals[dep][priority]);
+}
+
+void metrics_tool_call(enum tool_id tool, enum tool_result_kind outcome, double seconds)
+{
+    if (!in_range((int)tool, TOOL__COUNT) || !in_range((int)outcome, N_TOOL_OUTCOMES))
+        return;
+    INC(reg.tool_calls[tool][outcome]);
+    observe(&reg.tool_duration[tool], seconds);
+}
+
+void metrics_degraded_tool_result(enum tool_id tool)
+{
+    if (in_range((int)tool, TOOL__COUNT))
+        INC(reg.degraded_tool_results[tool]);
+}
+
+void metrics_llm_tokens(int64_t input_tokens, int64_t output_tokens)
+{
+    if (input_tokens > 0)
+        ADD(reg.llm_tokens[0], (uint64_t)input_tokens);
+    if (output_tokens > 0)
+        ADD(reg.llm_tokens[1], (uint64_t)output_tokens);
+}
+
+void metrics_llm_cost_usd(double usd)
+{
+    if (usd > 0 && usd < 1e9) /* also rejects NaN; 1e9 USD keeps the nano count in range */
+        ADD(reg.llm_cost_nano_usd, (uint64_t)llround(usd * 1e9));
+}
+
+void metrics_budget_transition(enum metrics_budget_kind kind, bool exhausted)
+{
+    if (!in_range((int)kind, METRICS_BUDGET__COUNT))
+        return;
+    SET(reg.budget_exhausted[kind], exhausted ? 1 : 0);
+    INC(reg.budget_transitions[kind]);
+}
+
+void metrics_set_ready(bool ready)
+{
+    SET(reg.ready, ready ? 1 : 0);
+}
+
+/* ---- rendering ---- */
+
+struct label {
+    const char *name, *value;
+};
+
+/* Label value escaping of the text format: backslash, double quote and newline. */
+static void put_label_value(FILE *f, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\')
+            fputs("\\\\", f);
+        else if (*v == '"')
+            fputs("\\\"", f);
+        else if (*v == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*v, f);
+    }
+}
+
+static void put_series(FILE *f, const char *name, const char *suffix, const struct label *l,
+                       size_t n, const struct label *extra)
+{
+    fputs(name, f);
+    fputs(suffix, f);
+    if (n == 0 && !extra)
+        return;
+    fputc('{', f);
+    for (size_t i = 0; i < n + (extra ? 1 : 0); i++) {
+        const struct label *li = i < n ? &l[i] : extra;
+        fprintf(f, "%s%s=\"", i ? "," : "", li->name);
+        put_label_value(f, li->value);
+        fputc('"', f);
+    }
+    fputc('}', f);
+}
+
+/* An exact decimal of v / 1e9 without trailing zeros: 1500000000 -> "1.5". */
+static void put_nanos(FILE *f, uint64_t v)
+{
+    char frac[16];
+    int len = snprintf(frac, sizeof(frac), "%09llu", (unsigned long long)(v % NS_PER_S));
+
+    while (len > 0 && frac[len - 1] == '0')
+        frac[--len] = '\0';
+    fprintf(f, "%llu%s%s", (unsigned long long)(v / NS_PER_S), len ? "." : "", frac);
+}
+
+static void put_u64(FILE *f, const char *name, const struct label *l, size_t n, uint64_t v)
+{
+    put_series(f, name, "", l, n, NULL);
+    fprintf(f, " %llu\n", (unsigned long long)v);
+}
+
+static void put_i64(FILE *f, const char *name, const struct label *l, size_t n, int64_t v)
+{
+    put_series(f, name, "", l, n, NULL);
+    fprintf(f, " %lld\n", (long long)v);
+}
+
+static void put_header(FILE *f, const char *name, const char *type, const char *help)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void put_histogram(FILE *f, const char *name, const struct label *l, size_t n,
+                          struct histogram *h)
+{
+    uint64_t cumulative = 0;
+
+    for (size_t i = 0; i <= METRICS_N_BUCKETS; i++) {
+        struct label le = {"le", i < METRICS_N_BUCKETS ? bucket_le[i] : "+Inf"};
+        cumulative += GET(h->slot[i]);
+        put_series(f, name, "_bucket", l, n, &le);
+        fprintf(f, " %llu\n", (unsigned long long)cumulative);
+    }
+    put_series(f, name, "_sum", l, n, NULL);
+    fputc(' ', f);
+    put_nanos(f, GET(h->sum_ns));
+    fputc('\n', f);
+    put_series(f, name, "_count", l, n, NULL);
+    fprintf(f, " %llu\n", (unsigned long long)cumulative);
+}
+
+static void render_http(FILE *f)
+{
+    const char *name = "agentd_http_requests_total";
+
+    put_header(f, name, "counter", "HTTP requests answered, by route, method and status code.");
+    for (int r = 0; r < METRICS_ROUTE__COUNT; r++)
+        for (int m = 0; m < METRICS_METHOD__COUNT; m++)
+            for (size_t c = 0; c < N_CODES; c++) {
+                uint64_t v = GET(reg.http_requests[r][m][c]);
+                struct label l[] = {
+                    {"route", route_names[r]}, {"method", method_names[m]}, {"code", code_name(c)}};
+                if (v)
+                    put_u64(f, name, l, 3, v);
+            }
+    name = "agentd_http_request_duration_seconds";
+    put_header(f, name, "histogram", "Time from request start to response queued, by route.");
+    for (int r = 0; r < METRICS_ROUTE__COUNT; r++)
+        put_histogram(f, name, &(struct label){"route", route_names[r]}, 1, &reg.http_duration[r]);
+}
+
+static void render_runs(FILE *f)
+{
+    const char *name = "agentd_runs_in_flight";
+
+    put_header(f, name, "gauge", "Agent runs admitted and not yet answered.");
+    put_i64(f, name, NULL, 0, GET(reg.runs_in_flight));
+    name = "agentd_runs_total";
+    put_header(f, name, "counter", "Agent runs finished, by outcome (ok or the API error type).");
+    for (int o = 0; o < METRICS_RUN__COUNT; o++)
+        put_u64(f, name, &(struct label){"outcome", run_outcome_names[o]}, 1, GET(reg.runs[o]));
+}
+
+static void render_llm_calls(FILE *f)
+{
+    const char *name = "agentd_llm_attempts_total";
+
+    put_header(f, name, "counter", "LLM API attempts, by outcome and HTTP status code.");
+    for (int o = 0; o < METRICS_ATTEMPT__COUNT; o++)
+        for (size_t c = 0; c < N_CODES; c++) {
+            uint64_t v = GET(reg.llm_attempts[o][c]);
+            struct label l[] = {{"outcome", attempt_names[o]}, {"code", code_name(c)}};
+            if (v)
+                put_u64(f, name, l, 2, v);
+        }
+    name = "agentd_retries_total";
+    put_header(f, name, "counter",
+               "Retries scheduled for outbound calls, by dependency and reason.");
+    for (int d = 0; d < DEP__COUNT; d++)
+        for (int r = 0; r < METRICS_RETRY__COUNT; r++) {
+            struct label l[] = {{"dependency", dep_names[d]}, {"reason", retry_reason_names[r]}};
+            put_u64(f, name, l, 2, GET(reg.retries[d][r]));
+        }
+    name = "agentd_retry_budget_exhausted_total";
+    put_header(f, name, "counter",
+               "Retries refused because the dependency's retry budget was spent.");
+    for (int d = 0; d < DEP__COUNT; d++)
+        put_u64(f, name, &(struct label){"dependency", dep_names[d]}, 1,
+                GET(reg.retry_budget_exhausted[d]));
+}
+
+static void render_breakers_limiters(FILE *f)
+{
+    const char *name = "agentd_breaker_state";
+
+    put_header(f, name, "gauge", "Circuit breaker state: 0 closed, 1 half-open, 2 open.");
+    for (int d = 0; d < DEP__COUNT; d++)
+        put_i64(f, name, &(struct label){"dependency", dep_names[d]}, 1, GET(reg.breaker_state[d]));
+    name = "agentd_breaker_transitions_total";
+    put_header(f, name, "counter", "Circuit breaker state changes, by dependency and new state.");
+    for (int d = 0; d < DEP__COUNT; d++)
+        for (int s = 0; s < N_BREAKER_STATES; s++) {
+            struct label l[] = {{"dependency", dep_names[d]}, {"to", breaker_names[s]}};
+            put_u64(f, name, l, 2, GET(reg.breaker_transitions[d][s]));
+        }
+    name = "agentd_limiter_wait_seconds";
+    put_header(f, name, "histogram", "Time outbound calls waited for a rate-limiter token.");
+    for (int d = 0; d < DEP__COUNT; d++)
+        put_histogram(f, name, &(struct label){"dependency", dep_names[d]}, 1,
+                      &reg.limiter_wait[d]);
+    name = "agentd_limiter_refusals_total";
+    put_header(f, name, "counter",
+               "Calls refused by a rate limiter (no token in time), by dependency and priority.");
+    for (int d = 0; d < DEP__COUNT; d++)
+        for (int p = 0; p < N_PRIORITIES; p++) {
+            struct label l[] = {{"dependency", dep_names[d]}, {"priority", priority_names[p]}};
+            put_u64(f, name, l, 2, GET(reg.limiter_refusals[d][p]));
+        }
+}
+
+static void render_tools(FILE *f)
+{
+    const char *name = "agentd_tool_calls_total";
+
+    put_header(f, name, "counter", "Tool calls finished, by tool and outcome.");
+    for (int t = 0; t < TOOL__COUNT; t++)
+        for (int o = 0; o < N_TOOL_OUTCOMES; o++) {
+            struct label l[] = {{"tool", tool_names[t]}, {"outcome", tool_outcome_names[o]}};
+            put_u64(f, name, l, 2, GET(reg.tool_calls[t][o]));
+        }
+    name = "agentd_tool_duration_seconds";
+    put_header(f, name, "histogram", "Tool call duration, by tool.");
+    for (int t = 0; t < TOOL__COUNT; t++)
+        put_histogram(f, name, &(struct label){"tool", tool_names[t]}, 1, &reg.tool_duration[t]);
+    name = "agentd_degraded_tool_results_total";
+    put_header(f, name, "counter",
+               "System failures of optional tools reported to the model as unavailable.");
+    for (int t = 0; t < TOOL__COUNT; t++)
+        put_u64(f, name, &(struct label){"tool", tool_names[t]}, 1,
+                GET(reg.degraded_tool_results[t]));
+}
+
+static void render_spend(FILE *f)
+{
+    const char *name = "agentd_llm_tokens_total";
+
+    put_header(f, name, "counter", "Tokens reported by the LLM API, by direction.");
+    for (int d = 0; d < 2; d++)
+        put_u64(f, name, &(struct label){"direction", direction_names[d]}, 1,
+                GET(reg.llm_tokens[d]));
+    name = "agentd_llm_cost_usd_total";
+    put_header(f, name, "counter", "Estimated LLM spend in US dollars at the configured prices.");
+    fprintf(f, "%s ", name);
+    put_nanos(f, GET(reg.llm_cost_nano_usd));
+    fputc('\n', f);
+    name = "agentd_budget_exhausted";
+    put_header(f, name, "gauge", "1 while the hourly budget of this kind is spent, else 0.");
+    for (int k = 0; k < METRICS_BUDGET__COUNT; k++)
+        put_i64(f, name, &(struct label){"kind", budget_kind_names[k]}, 1,
+                GET(reg.budget_exhausted[k]));
+    name = "agentd_budget_transitions_total";
+    put_header(f, name, "counter", "Hourly budget changes between spent and available, by kind.");
+    for (int k = 0; k < METRICS_BUDGET__COUNT; k++)
+        put_u64(f, name, &(struct label){"kind", budget_kind_names[k]}, 1,
+                GET(reg.budget_transitions[k]));
+}
+
+/* Resident set size from /proc/self/statm (second field, in pages); -1 when unreadable. */
+static int64_t resident_bytes(void)
+{
+    FILE *statm = fopen("/proc/self/statm", "re");
+    unsigned long long size, resident;
+    int n;
+
+    if (!statm)
+        return -1;
+    n = fscanf(statm, "%llu %llu", &size, &resident);
+    fclose(statm);
+    return n == 2 ? (int64_t)resident * sysconf(_SC_PAGESIZE) : -1;
+}
+
+/* Entries of /proc/self/fd, minus the descriptor the listing itself holds; -1 when unreadable. */
+static int64_t open_fds(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    int64_t n = 0;
+    struct dirent *e;
+
+    if (!dir)
+        return -1;
+    while ((e = readdir(dir)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(dir);
+    return n > 0 ? n - 1 : 0;
+}
+
+static void render_process(FILE *f)
+{
+    const char *name = "agentd_ready";
+    int64_t rss = resident_bytes(), fds = open_fds();
+
+    put_header(f, name, "gauge", "1 when the readiness checks pass, else 0.");
+    put_i64(f, name, NULL, 0, GET(reg.ready));
+    name = "agentd_process_resident_memory_bytes";
+    put_header(f, name, "gauge", "Resident memory size in bytes.");
+    if (rss >= 0)
+        put_i64(f, name, NULL, 0, rss);
+    name = "agentd_process_open_fds";
+    put_header(f, name, "gauge", "Open file descriptors.");
+    if (fds >= 0)
+        put_i64(f, name, NULL, 0, fds);
+    name = "agentd_process_start_time_seconds";
+    put_header(f, name, "gauge", "Start time of the process since the Unix epoch in seconds.");
+    fprintf(f, "%s ", name);
+    put_nanos(f, reg.start_time_ns);
+    fputc('\n', f);
+    name = "agentd_build_info";
+    put_header(f, name, "gauge", "Always 1; the version label names the running build.");
+    put_u64(f, name, &(struct label){"version", reg.version}, 1, 1);
+}
+
+char *metrics_render(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    bool failed;
+
+    if (!f)
+        return NULL;
+    render_http(f);
+    render_runs(f);
+    render_llm_calls(f);
+    render_breakers_limiters(f);
+    render_tools(f);
+    render_spend(f);
+    render_process(f);
+    failed = ferror(f) != 0;
+    if (fclose(f) != 0 || failed) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}

@@ -1,0 +1,317 @@
+/*
+ * test_spend.c — unit tests for the cost/token budget guard (spend.h), driven
+ * by a fake clock: now_ms is a plain number the test chooses.
+ */
+#include "agentd/spend.h"
+
+#include <check.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#define MINUTE_MS 60000
+#define HOUR_MS   (60 * MINUTE_MS)
+
+START_TEST(test_spend_cost_uses_prices_per_million_tokens)
+{
+    struct spend *s = spend_new(3, 15, 0, 0);
+
+    ck_assert_double_eq_tol(spend_cost_usd(s, 1000000, 0), 3.0, 1e-12);
+    ck_assert_double_eq_tol(spend_cost_usd(s, 0, 1000000), 15.0, 1e-12);
+    ck_assert_double_eq_tol(spend_cost_usd(s, 1000, 200), 0.006, 1e-12);
+    ck_assert_double_eq(spend_cost_usd(s, -5, -5), 0);
+    spend_free(s);
+    ck_assert_ptr_null(spend_free(NULL));
+
+    s = spend_new(0.25, NAN, 0, 0); /* fractional price; NaN = free */
+    ck_assert_double_eq_tol(spend_cost_usd(s, 4000000, 1000000), 1.0, 1e-12);
+    spend_free(s);
+}
+END_TEST
+
+START_TEST(test_spend_budgets_off_when_zero)
+{
+    struct spend *s = spend_new(3, 15, 0, 0);
+    int64_t retry = -7;
+
+    spend_record(s, 0, 1000000000, 1000000000);
+    ck_assert(spend_allow(s, 0, &retry));
+    ck_assert_int_eq(retry, -7); /* written only on refusal */
+    ck_assert_uint_eq(spend_drain_transitions(s, (struct spend_transition[1]){{0}}, 1), 0);
+    spend_free(s);
+
+    s = spend_new(3, 15, -1, -1); /* negative counts as off too */
+    spend_record(s, 0, 1000000000, 0);
+    ck_assert(spend_allow(s, 0, NULL));
+    spend_free(s);
+}
+END_TEST
+
+START_TEST(test_spend_usd_budget_trips_exactly_at_the_limit)
+{
+    /* 0.03 USD at 3 USD per million input tokens = 10000 input tokens. */
+    struct spend *s = spend_new(3, 15, 0.03, 0);
+    int64_t retry = 0;
+
+    spend_record(s, 1000, 9999, 0);
+    ck_assert(spend_allow(s, 1000, &retry));
+    spend_record(s, 1000, 1, 0);
+    ck_assert(!spend_allow(s, 1000, &retry));
+    ck_assert(!spend_allow(s, 1000, NULL));
+    spend_free(s);
+}
+END_TEST
+
+START_TEST(test_spend_token_budget_counts_input_and_output)
+{
+    struct spend *s = spend_new(3, 15, 0, 1000);
+
+    spend_record(s, 0, 600, 399);
+    ck_assert(spend_allow(s, 0, NULL));
+    spend_record(s, 0, 0, 1);
+    ck_assert(!spend_allow(s, 0, NULL));
+
+    double usd = 0;
+    int64_t tokens = 0;
+    spend_window(s, 0, &usd, &tokens);
+    ck_assert_int_eq(tokens, 1000);
+    ck_assert_double_eq_tol(usd, (600 * 3.0 + 400 * 15.0) / 1e6, 1e-12);
+    spend_free(s);
+}
+END_TEST
+
+START_TEST(test_spend_recovers_when_the_window_slides)
+{
+    struct spend *s = spend_new(3, 15, 0, 100);
+    int64_t t0 = 5 * HOUR_MS + 30 * 1000; /* 30 s into a minute */
+    int64_t retry = 0;
+
+    spend_record(s, t0, 100, 0);
+    ck_assert(!spend_allow(s, t0, &retry));
+    /* The minute of t0 leaves the window when the minute 60 minutes later begins. */
+    int64_t frees_at = 5 * HOUR_MS + HOUR_MS;
+    ck_assert_int_eq(retry, frees_at - t0);
+    ck_assert(!spend_allow(s, frees_at - 1, &retry));
+    ck_assert_int_eq(retry, 1);
+    ck_assert(spend_allow(s, frees_at, &retry));
+
+    int64_t tokens = -1;
+    spend_window(s, frees_at, NULL, &tokens);
+    ck_assert_int_eq(tokens, 0);
+    spend_free(s);
+}
+END_TEST
+
+START_TEST(test_spend_retry_after_waits_only_for_enough_usage_to_leave)
+{
+    struct spend *s = spend_new(3, 15, 0, 100);
+    int64_t retry = 0;
+
+    spend_record(s, 0 * MINUTE_MS, 30, 0);  /* minute 0 */
+    spend_record(s, 10 * MINUTE_MS, 30, 0); /* minute 10 */
+    spend_record(s, 20 * MINUTE_MS, 50, 0); /* minute 20: total 110 */
+    int64_t now = 25 * MINUTE_MS + 500;
+    ck_assert(!spend_allow(s, now, &retry));
+    /* Minute 0 leaving takes the total to 80 < 100: free when minute 60 begins. */
+    ck_assert_int_eq(retry, HOUR_MS - now);
+    ck_assert(spend_allow(s, HOUR_MS, NULL));
+
+    /* Now 80 in the window; push to 130: minute 10 (30) leaving is not enough (100),
+     * minute 20 (50) has to leave too. */
+    spend_record(s, HOUR_MS, 50, 0);
+    ck_assert(!spend_allow(s, HOUR_MS, &retry));
+    ck_assert_int_eq(retry, 80 * MINUTE_MS - HOUR_MS);
+    ck_assert(!spend_allow(s, 70 * MINUTE_MS, NULL));
+    ck_assert(spend_allow(s, 80 * MINUTE_MS, NULL));
+    spend_free(s);
+}
+END_TEST
+
+START_TEST(test_spend_retry_after_is_the_longest_of_both_budgets)
+{
+    /* usd: 0.003 = 1000 input tokens; tokens: 1500. */
+    struct spend *s = spend_new(3, 15, 0.003, 1500);
+    int64_t retry = 0;
+
+    spend_record(s, 0, 1000, 0);             /* usd spent by minute 0, 1000 tokens */
+    spend_record(s, 30 * MINUTE_MS, 0, 600); /* 1600 tokens: spent until minute 60 ... */
+    ck_assert(!spend_allow(s, 30 * MINUTE_MS, &retry));
+    /* ... and the usd budget too: minute 30 alone costs 0.009 > 0.003, so it must wait
+     * until minute 30 leaves at minute 90. */
+    ck_assert_int_eq(retry, 60 * MINUTE_MS);
+    ck_assert(!spend_allow(s, 60 * MINUTE_MS, &retry)); /* tokens ok (600), usd still spent */
+    ck_assert_int_eq(retry, 30 * MINUTE_MS);
+    ck_assert(spend_allow(s, 90 * MINUTE_MS, NULL));
+    spend_free(s);
+}
+END_TEST
+
+START_TEST(test_spend_transitions_are_drained_once_each)
+{
+    struct spend *s = spend_new(3, 15, 0, 100);
+    struct spend_transition t[4];
+
+    spend_record(s, 0, 50, 0);
+    ck_assert(spend_allow(s, 0, NULL));
+    ck_assert_uint_eq(spend_drain_transitions(s, t, 4), 0);
+
+    spend_record(s, 0, 50, 0); /* noticed by the record itself */
+    ck_assert(!spend_allow(s, 1, NULL));
+    ck_assert(!spend_allow(s, 2, NULL));
+    ck_assert_uint_eq(spend_drain_transitions(s, t, 4), 1);
+    ck_assert_int_eq(t[0].kind, SPEND_TOKENS);
+    ck_assert(t[0].exhausted);
+    ck_assert_int_eq(t[0].at_ms, 0);
+    ck_assert_double_eq(t[0].used, 100);
+    ck_assert_double_eq(t[0].limit, 100);
+    ck_assert_uint_eq(spend_drain_transitions(s, t, 4), 0);
+
+    ck_assert(spend_allow(s, HOUR_MS, NULL));
+    ck_assert(spend_allow(s, HOUR_MS + 1, NULL));
+    ck_assert_uint_eq(spend_drain_transitions(s, t, 4), 1);
+    ck_assert_int_eq(t[0].kind, SPEND_TOKENS);
+    ck_assert(!t[0].exhausted);
+    ck_assert_int_eq(t[0].at_ms, HOUR_MS);
+    ck_assert_double_eq(t[0].used, 0);
+    spend_free(s);
+}
+END_TEST
+
+START_TEST(test_spend_transition_ring_keeps_the_newest)
+{
+    struct spend *s = spend_new(1000000, 0, 1.0, 0); /* 1 USD per input token, 1 USD/h */
+    struct spend_transition t[SPEND_TRANSITION_RING + 4];
+    int64_t now = 0;
+
+    /* Each lap: spend, then let the hour pass: two transitions per lap. */
+    for (int lap = 0; lap < SPEND_TRANSITION_RING; lap++) {
+        spend_record(s, now, 1, 0);
+        now += HOUR_MS;
+        ck_assert(spend_allow(s, now, NULL));
+    }
+    size_t n = spend_drain_transitions(s, t, SPEND_TRANSITION_RING + 4);
+    ck_assert_uint_eq(n, SPEND_TRANSITION_RING);
+    ck_assert_int_eq(t[0].kind, SPEND_USD);
+    ck_assert(t[0].exhausted); /* oldest kept: lap RING/2's spend */
+    ck_assert_int_eq(t[0].at_ms, (int64_t)(SPEND_TRANSITION_RING / 2) * HOUR_MS);
+    ck_assert(!t[n - 1].exhausted);
+    ck_assert_int_eq(t[n - 1].at_ms, now);
+    for (size_t i = 1; i < n; i++)
+        ck_assert(t[i].exhausted != t[i - 1].exhausted);
+    spend_free(s);
+}
+END_TEST
+
+START_TEST(test_spend_older_now_counts_as_newest)
+{
+    struct spend *s = spend_new(3, 15, 0, 10);
+    int64_t retry = 0;
+
+    spend_record(s, 10 * MINUTE_MS, 10, 0);
+    /* A clock reading from before is treated as 10 min: still a full hour to wait. */
+    ck_assert(!spend_allow(s, 0, &retry));
+    ck_assert_int_eq(retry, HOUR_MS);
+    spend_record(s, 5 * MINUTE_MS, 1, 0); /* lands in minute 10, not minute 5 */
+    ck_assert(!spend_allow(s, 69 * MINUTE_MS, NULL));
+    ck_assert(spend_allow(s, 70 * MINUTE_MS, NULL));
+    spend_free(s);
+}
+END_TEST
+
+START_TEST(test_spend_old_slots_do_not_count_after_a_long_idle)
+{
+    struct spend *s = spend_new(3, 15, 0, 100);
+
+    spend_record(s, 0, 60, 0);
+    /* Exactly one lap later the same ring slot is reused for a new minute. */
+    spend_record(s, HOUR_MS, 60, 0);
+    ck_assert(spend_allow(s, HOUR_MS, NULL));
+    /* Many laps later, without any call in between. */
+    spend_record(s, 50 * HOUR_MS + 17, 99, 0);
+    ck_assert(spend_allow(s, 50 * HOUR_MS + 17, NULL));
+    int64_t tokens = 0;
+    spend_window(s, 50 * HOUR_MS + 17, NULL, &tokens);
+    ck_assert_int_eq(tokens, 99);
+    spend_free(s);
+}
+END_TEST
+
+START_TEST(test_spend_run_over_limit)
+{
+    ck_assert(!spend_run_over_limit(1000000, 0)); /* 0 = no limit */
+    ck_assert(!spend_run_over_limit(1000000, -1));
+    ck_assert(!spend_run_over_limit(0, 1));
+    ck_assert(!spend_run_over_limit(999, 1000));
+    ck_assert(spend_run_over_limit(1000, 1000));
+    ck_assert(spend_run_over_limit(1001, 1000));
+}
+END_TEST
+
+#define THREADS 4
+#define RECORDS 5000
+
+static void *record_thread(void *arg)
+{
+    struct spend *s = arg;
+    for (int i = 0; i < RECORDS; i++) {
+        spend_record(s, i, 1, 1);
+        spend_allow(s, i, NULL);
+    }
+    return NULL;
+}
+
+START_TEST(test_spend_concurrent_records_all_count)
+{
+    struct spend *s = spend_new(3, 15, 0, 2 * THREADS * RECORDS);
+    pthread_t th[THREADS];
+    struct spend_transition t[4];
+
+    for (int i = 0; i < THREADS; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, record_thread, s), 0);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+
+    int64_t tokens = 0;
+    double usd = 0;
+    spend_window(s, RECORDS, &usd, &tokens);
+    ck_assert_int_eq(tokens, 2 * THREADS * RECORDS);
+    ck_assert_double_eq_tol(usd, THREADS * RECORDS * 18.0 / 1e6, 1e-9);
+    ck_assert(!spend_allow(s, RECORDS, NULL));
+    /* The limit was reached once, by whichever record came last. */
+    ck_assert_uint_eq(spend_drain_transitions(s, t, 4), 1);
+    ck_assert(t[0].exhausted);
+    spend_free(s);
+}
+END_TEST
+
+static Suite *spend_suite(void)
+{
+    Suite *s = suite_create("spend");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_test(tc, test_spend_cost_uses_prices_per_million_tokens);
+    tcase_add_test(tc, test_spend_budgets_off_when_zero);
+    tcase_add_test(tc, test_spend_usd_budget_trips_exactly_at_the_limit);
+    tcase_add_test(tc, test_spend_token_budget_counts_input_and_output);
+    tcase_add_test(tc, test_spend_recovers_when_the_window_slides);
+    tcase_add_test(tc, test_spend_retry_after_waits_only_for_enough_usage_to_leave);
+    tcase_add_test(tc, test_spend_retry_after_is_the_longest_of_both_budgets);
+    tcase_add_test(tc, test_spend_transitions_are_drained_once_each);
+    tcase_add_test(tc, test_spend_transition_ring_keeps_the_newest);
+    tcase_add_test(tc, test_spend_older_now_counts_as_newest);
+    tcase_add_test(tc, test_spend_old_slots_do_not_count_after_a_long_idle);
+    tcase_add_test(tc, test_spend_run_over_limit);
+    tcase_add_test(tc, test_spend_concurrent_records_all_count);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(spend_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
