@@ -33,6 +33,8 @@ struct agentd_config {
     size_t max_body_bytes; /* AGENTD_MAX_BODY_BYTES */
     int io_threads;        /* AGENTD_IO_THREADS: blocking file I/O pool */
 
+    char *auth_tokens;       /* AGENTD_AUTH_TOKENS: comma-separated bearer tokens; secret; NULL = off */
+
     /* LLM */
     char *api_key;            /* ANTHROPIC_API_KEY or contents of ANTHROPIC_API_KEY_FILE; secret;
                                  NULL when neither is set */

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -119,7 +120,8 @@ static void set_request_id(struct conn *c)
 
 /* Queues body (owned, freed here) with the common headers. */
 static enum MHD_Result reply_as(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
-                                const char *allow, const char *content_type)
+                                const char *hdr_name, const char *hdr_value,
+                                const char *content_type)
 {
     if (!body)
         body = strdup("{\"error\":{\"type\":\"internal_error\",\"message\":\"out of memory\"}}");
@@ -136,8 +138,8 @@ static enum MHD_Result reply_as(struct conn *c, unsigned status, char *body, int
         snprintf(secs, sizeof(secs), "%" PRId64, (retry_after_ms + 999) / 1000);
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, secs);
     }
-    if (allow)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    if (hdr_name)
+        MHD_add_response_header(r, hdr_name, hdr_value);
     enum MHD_Result ret = MHD_queue_response(c->mhd, status, r);
     MHD_destroy_response(r);
     if (ret == MHD_YES) {
@@ -151,7 +153,8 @@ static enum MHD_Result reply_as(struct conn *c, unsigned status, char *body, int
 static enum MHD_Result reply(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
                              const char *allow)
 {
-    return reply_as(c, status, body, retry_after_ms, allow, JSON_CONTENT_TYPE);
+    return reply_as(c, status, body, retry_after_ms, allow ? MHD_HTTP_HEADER_ALLOW : NULL, allow,
+                    JSON_CONTENT_TYPE);
 }
 
 static enum MHD_Result reply_error(struct conn *c, unsigned status, const char *type,
@@ -219,9 +222,47 @@ static void on_run_finished(struct run *run, void *arg)
 
 /* ---- POST /v1/agent --------------------------------------------------------------------- */
 
+/* Constant time in the token's length, so a wrong guess says nothing about how close it was. */
+static bool token_equal(const char *given, size_t given_len, const char *want, size_t want_len)
+{
+    unsigned char diff = given_len != want_len;
+    for (size_t i = 0; i < want_len; i++)
+        diff |= (unsigned char)(want[i] ^ (i < given_len ? given[i] : 0));
+    return diff == 0;
+}
+
+/* With AGENTD_AUTH_TOKENS set, a request needs "Authorization: Bearer <one of them>". */
+static bool authorized(struct conn *c)
+{
+    const char *tokens = c->srv->app->cfg.auth_tokens;
+    if (!tokens || !*tokens)
+        return true;
+    const char *h = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    const char *given = h + 7;
+    size_t given_len = strlen(given);
+    bool ok = false;
+    for (const char *p = tokens; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len > 0 && token_equal(given, given_len, p, len))
+            ok = true;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return ok;
+}
+
 static enum MHD_Result agent_headers(struct conn *c)
 {
     struct app *app = c->srv->app;
+    if (!authorized(c))
+        return reply_as(c, 401,
+                        json_error_body("unauthorized",
+                                        "missing or wrong bearer token (Authorization: Bearer ...)",
+                                        c->request_id, 0),
+                        0, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer", JSON_CONTENT_TYPE);
     if (atomic_load(&app->draining))
         return reply_error(c, 503, "shutting_down", 1000, NULL,
                            "agentd is shutting down; retry on another replica");
@@ -402,7 +443,7 @@ static enum MHD_Result first_call(struct conn *c, const char *url, const char *m
     case ROUTE_LIVE:
         return reply(c, 200, strdup("{\"status\":\"ok\"}"), 0, NULL);
     case ROUTE_METRICS:
-        return reply_as(c, 200, metrics_render(), 0, NULL,
+        return reply_as(c, 200, metrics_render(), 0, NULL, NULL,
                         "text/plain; version=0.0.4; charset=utf-8");
     case ROUTE_READY: {
         char *body = NULL;

@@ -74,6 +74,7 @@ static const char *all_names[] = {
     "AGENTD_WORKERS",
     "AGENTD_MAX_INFLIGHT",
     "AGENTD_MAX_BODY_BYTES",
+    "AGENTD_AUTH_TOKENS",
     "AGENTD_IO_THREADS",
     "ANTHROPIC_API_KEY",
     "ANTHROPIC_API_KEY_FILE",
