@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds agentd and runs every test suite (unit, contract, integration), then
-# the same suites once more under AddressSanitizer + UndefinedBehaviorSanitizer.
+# the same suites once more under AddressSanitizer + UndefinedBehaviorSanitizer, and validates
+# the Kubernetes manifests.
 # Installs missing Debian packages first. Usage: scripts/test.sh [--no-asan]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,8 @@ scripts/deps.sh --test
 meson setup build-test --buildtype=debugoptimized --wipe >/dev/null 2>&1 \
   || meson setup build-test --buildtype=debugoptimized >/dev/null
 meson test -C build-test --print-errorlogs --num-processes 2
+# Kubernetes manifests against the Kubernetes schemas, and the rendered kustomization.
+scripts/validate-manifests.sh
 if [ "${1:-}" != "--no-asan" ]; then
   meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug \
     --wipe >/dev/null 2>&1 \
