@@ -355,7 +355,7 @@ void call_on_transfer_done(CURL *easy, CURLcode result)
         retry_or_give_up(c, -1, reason);
         return;
     }
-    log_at(status >= 200 && status < 300 ? LOG_DEBUG : LOG_WARN, "upstream attempt",
+    log_at(status >= 200 && status < 300 ? LOG_INFO : LOG_WARN, "upstream attempt",
            LF_S("request_id", c->request_id), LF_S("dependency", d->name),
            LF_I("attempt", c->attempts), LF_I("status", status), LF_I("duration_ms", duration),
            LF_S("upstream_request_id", c->upstream_request_id[0] ? c->upstream_request_id : NULL));

@@ -483,8 +483,18 @@ static void run_begin(struct worker *w, void *arg)
              LF_I("max_iterations", run->max_iterations),
              LF_I("timeout_ms", run->deadline_ms - run->started_ms),
              LF_S("conversation_id", run->req.conversation_id));
-    log_debug("run input", LF_S("request_id", run->request_id),
-              LF_I("bytes", strlen(run->req.input)));
+    if (log_enabled(LOG_DEBUG)) {
+        /* Input only at debug level, and cut on a character boundary: it may hold anything. */
+        const char *in = run->req.input;
+        size_t len = strlen(in), n = len < 200 ? len : 200;
+        while (n > 0 && n < len && ((unsigned char)in[n] & 0xC0) == 0x80)
+            n--;
+        char head[201];
+        memcpy(head, in, n);
+        head[n] = '\0';
+        log_debug("run input", LF_S("request_id", run->request_id), LF_I("bytes", len),
+                  LF_S("input", head));
+    }
     llm_step(run);
 }
 

