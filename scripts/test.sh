@@ -9,6 +9,7 @@ scripts/deps.sh --test
 meson setup build-test --buildtype=debugoptimized --wipe >/dev/null 2>&1 \
   || meson setup build-test --buildtype=debugoptimized >/dev/null
 meson test -C build-test --print-errorlogs --num-processes 2
+runs=(build-test)
 # Kubernetes manifests against the Kubernetes schemas, and the rendered kustomization.
 scripts/validate-manifests.sh
 if [ "${1:-}" != "--no-asan" ]; then
@@ -17,9 +18,10 @@ if [ "${1:-}" != "--no-asan" ]; then
     || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug >/dev/null
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     meson test -C build-asan --print-errorlogs --num-processes 2 --timeout-multiplier 3
+  runs+=(build-asan)
 fi
 # One closing line over every meson test run above.
-python3 - build-test build-asan <<'PY'
+python3 - "${runs[@]}" <<'PY'
 import json, os, sys
 passed = failed = skipped = 0
 for d in sys.argv[1:]:

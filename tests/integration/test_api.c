@@ -217,6 +217,55 @@ START_TEST(test_agent_request_id_is_echoed_or_generated)
 }
 END_TEST
 
+START_TEST(test_every_request_body_sent_validates_against_openapi)
+{
+    /* A spread of turns: tools, several tool_use blocks, an is_error result, a continuation
+       after pause_turn, a conversation's second turn. */
+    static const char *inputs[] = {
+        "What's 15 * 23?",
+        "What is the weather in Paris and what is 2 + 3?",
+        "what is 1/0",
+        "[pause] think",
+        "save note: contract test",
+        "weather in Atlantis",
+    };
+    json_t *o = NULL;
+    for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+        ck_assert_int_eq(agent_ask(&H, inputs[i], &o), 200);
+        json_decref(o);
+    }
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(agent_post(&H, "{\"input\":\"6*7\",\"conversation_id\":\"k\"}", &o), 200);
+        json_decref(o);
+    }
+    json_t *log = fake_requests(&H);
+    char path[320];
+    snprintf(path, sizeof(path), "%s/bodies.jsonl", H.dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    size_t i, n = 0;
+    json_t *e;
+    json_array_foreach(log, i, e)
+    {
+        const char *route = json_string_value(json_object_get(e, "route"));
+        if (route && strcmp(route, "messages") == 0) {
+            char *body = json_dumps(json_object_get(e, "body"), JSON_COMPACT);
+            fprintf(f, "%s\n", body);
+            free(body);
+            n++;
+        }
+    }
+    fclose(f);
+    json_decref(log);
+    ck_assert_uint_ge(n, 14);
+    const char *py = getenv("VALIDATE_REQUESTS_PY"), *spec = getenv("OPENAPI_JSON");
+    ck_assert_msg(py && spec, "VALIDATE_REQUESTS_PY / OPENAPI_JSON not set");
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s %s %s", py, spec, path);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 /* ---- 4xx ----------------------------------------------------------------------- */
 
 static long post_raw(const char *ctype, const char *body, size_t len, bool chunked, json_t **ret)
@@ -430,6 +479,7 @@ int main(void)
     tcase_add_test(tc, test_agent_iteration_cap_ends_the_loop);
     tcase_add_test(tc, test_agent_deadline_answers_504_in_time);
     tcase_add_test(tc, test_agent_request_id_is_echoed_or_generated);
+    tcase_add_test(tc, test_every_request_body_sent_validates_against_openapi);
     tcase_add_test(tc, test_api_400_for_bad_bodies);
     tcase_add_test(tc, test_api_404_and_405_with_allow);
     tcase_add_test(tc, test_api_413_for_content_length_and_chunked);
