@@ -30,6 +30,7 @@ struct io_pool;
 struct conv_store;
 struct health;
 struct spend;
+struct idem_store;
 
 struct app {
     struct agentd_config cfg;
@@ -39,6 +40,7 @@ struct app {
     struct conv_store *convs;
     struct health *health; /* readiness checker; NULL until started */
     struct spend *spend;   /* token/cost budget over a sliding hour */
+    struct idem_store *idem; /* Idempotency-Key answers; NULL = keys ignored */
     struct io_pool *io;
     struct worker **workers;
     int n_workers;

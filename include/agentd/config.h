@@ -62,6 +62,10 @@ struct agentd_config {
     int64_t conversation_ttl_ms;   /* AGENTD_CONVERSATION_TTL_MS */
     int conversation_max_messages; /* AGENTD_CONVERSATION_MAX_MESSAGES */
 
+    /* idempotency keys */
+    int idempotency_max;            /* AGENTD_IDEMPOTENCY_MAX, 0 = off */
+    int64_t idempotency_ttl_ms;     /* AGENTD_IDEMPOTENCY_TTL_MS */
+
     /* resilience (rows added with the resilience layer) */
     int retry_max;                  /* AGENTD_RETRY_MAX: retries after the first attempt */
     int64_t retry_initial_ms;       /* AGENTD_RETRY_INITIAL_MS */

@@ -13,6 +13,7 @@
 #include "agentd/budget.h"
 #include "agentd/clock.h"
 #include "agentd/conversations.h"
+#include "agentd/idempotency.h"
 #include "agentd/io_pool.h"
 #include "agentd/log.h"
 #include "agentd/metrics.h"
@@ -67,14 +68,16 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
     }
     app->spend = spend_new(cfg->price_input_per_mtok, cfg->price_output_per_mtok,
                            cfg->budget_usd_per_hour, cfg->budget_tokens_per_hour);
+    if (cfg->idempotency_max > 0)
+        app->idem = idem_store_new((size_t)cfg->idempotency_max, cfg->idempotency_ttl_ms);
     app->tools_json = tools_definitions_json(cfg->search_url && cfg->search_url[0]);
     if (cfg->conversations_max > 0)
         app->convs = conv_store_new(cfg->conversations_max, cfg->conversation_ttl_ms,
                                     cfg->conversation_max_messages);
     app->n_workers = cfg->workers;
     app->workers = calloc((size_t)app->n_workers, sizeof(*app->workers));
-    if (!app->spend || !app->tools_json || (cfg->conversations_max > 0 && !app->convs) ||
-        !app->workers) {
+    if (!app->spend || (cfg->idempotency_max > 0 && !app->idem) || !app->tools_json ||
+        (cfg->conversations_max > 0 && !app->convs) || !app->workers) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
@@ -128,6 +131,7 @@ void app_fini(struct app *app)
     }
     app->convs = conv_store_free(app->convs);
     app->spend = spend_free(app->spend);
+    app->idem = idem_store_free(app->idem);
     json_decref(app->tools_json);
     app->tools_json = NULL;
 }

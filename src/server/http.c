@@ -31,6 +31,7 @@
 #include "agentd/clock.h"
 #include "agentd/conversations.h"
 #include "agentd/health.h"
+#include "agentd/idempotency.h"
 #include "agentd/log.h"
 #include "agentd/metrics.h"
 #include "agentd/spend.h"
@@ -82,6 +83,7 @@ struct conn {
     bool answered; /* a response has been queued */
     /* run */
     struct run *run;
+    char *idem_key; /* Idempotency-Key whose answer this request will store */
     bool suspended;
     bool counted; /* holds one unit of app->inflight */
     struct conn *prev, *next;
@@ -211,7 +213,11 @@ static bool untrack_suspended(struct conn *c)
 static void on_run_finished(struct run *run, void *arg)
 {
     struct conn *c = arg;
-    (void)run;
+    if (c->idem_key) {
+        idem_complete(c->srv->app->idem, c->idem_key, run->http_status, run->body);
+        free(c->idem_key);
+        c->idem_key = NULL;
+    }
     if (c->counted) {
         atomic_fetch_sub(&c->srv->app->inflight, 1);
         c->counted = false;
@@ -328,6 +334,85 @@ static enum MHD_Result agent_body_chunk(struct conn *c, const char *data, size_t
     return MHD_YES;
 }
 
+/* Gives back what admission took when the run does not start. */
+static void unadmit(struct conn *c)
+{
+    struct app *app = c->srv->app;
+    if (c->counted) {
+        atomic_fetch_sub(&app->inflight, 1);
+        c->counted = false;
+    }
+    if (c->idem_key) {
+        idem_abandon(app->idem, c->idem_key);
+        free(c->idem_key);
+        c->idem_key = NULL;
+    }
+}
+
+/* Idempotency-Key: answers a replay, a duplicate in progress or a reused key here (*ret_answered),
+   otherwise remembers the key so the run's answer is stored when it ends. */
+static enum MHD_Result agent_idempotency(struct conn *c, bool *ret_answered)
+{
+    struct app *app = c->srv->app;
+    const char *key = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Idempotency-Key");
+    *ret_answered = true;
+    if (!key || !app->idem) {
+        *ret_answered = false;
+        return MHD_YES;
+    }
+    if (!idempotency_key_valid(key))
+        return reply_error(c, 400, "invalid_request", 0, NULL,
+                           "Idempotency-Key: expected 1..255 printable ASCII characters");
+    unsigned char fp[IDEM_FINGERPRINT_BYTES];
+    int status = 0;
+    char *body = NULL;
+    idem_fingerprint(c->body ? c->body : "", c->len, fp);
+    switch (idem_begin(app->idem, key, fp, clock_now_ms(), &status, &body)) {
+    case IDEM_IN_PROGRESS:
+        return reply_error(c, 409, "idempotency_in_progress", 1000, NULL,
+                           "a request with this Idempotency-Key is still running");
+    case IDEM_MISMATCH:
+        return reply_error(c, 422, "idempotency_key_reused", 0, NULL,
+                           "this Idempotency-Key was used with a different request body");
+    case IDEM_FULL:
+        return reply_error(c, 429, "overloaded", 1000, NULL,
+                           "too many idempotent requests in progress; retry later");
+    case IDEM_REPLAY:
+        return reply_as(c, (unsigned)status, body, 0, "Idempotent-Replayed", "true",
+                        JSON_CONTENT_TYPE);
+    case IDEM_NEW:
+    default:
+        c->idem_key = strdup(key);
+        if (!c->idem_key) {
+            idem_abandon(app->idem, key);
+            return reply_error(c, 500, "internal_error", 0, NULL, "out of memory");
+        }
+        *ret_answered = false;
+        return MHD_YES;
+    }
+}
+
+/* Takes the run's conversation; answers and returns false when it cannot. */
+static bool agent_conversation(struct conn *c, const char *id, json_t **ret_history,
+                               enum MHD_Result *ret)
+{
+    struct app *app = c->srv->app;
+    int r = app->convs ? conv_store_acquire(app->convs, id, clock_now_ms(), ret_history) : -ENOTSUP;
+    if (r == 0)
+        return true;
+    if (r == -EBUSY)
+        *ret = reply_error(c, 409, "conversation_busy", 1000, NULL,
+                           "conversation '%s' has a run in progress; retry when it ends", id);
+    else if (r == -ENOTSUP)
+        *ret = reply_error(c, 400, "invalid_request", 0, NULL,
+                           "conversation_id: conversations are disabled "
+                           "(AGENTD_CONVERSATIONS_MAX=0)");
+    else
+        *ret = reply_error(c, 429, "overloaded", 1000, NULL,
+                           "conversation store is full of running conversations");
+    return false;
+}
+
 static enum MHD_Result agent_run(struct conn *c)
 {
     struct app *app = c->srv->app;
@@ -340,39 +425,25 @@ static enum MHD_Result agent_run(struct conn *c)
     if (agent_request_parse(c->body ? c->body : "", c->len, app->cfg.max_iterations,
                             app->cfg.total_timeout_ms, &req, err, sizeof(err)) < 0)
         return reply_error(c, 400, "invalid_request", 0, NULL, "%s", err);
-
+    bool answered;
+    enum MHD_Result ret = agent_idempotency(c, &answered);
+    if (answered) {
+        agent_request_clear(&req);
+        return ret;
+    }
+    c->counted = true;
     if (atomic_fetch_add(&app->inflight, 1) >= app->cfg.max_inflight) {
-        atomic_fetch_sub(&app->inflight, 1);
+        unadmit(c);
         agent_request_clear(&req);
         return reply_error(c, 429, "overloaded", 1000, NULL,
                            "%d runs in flight (AGENTD_MAX_INFLIGHT); retry later",
                            app->cfg.max_inflight);
     }
-    c->counted = true;
-
     json_t *history = NULL;
-    if (req.conversation_id) {
-        int r = app->convs
-                    ? conv_store_acquire(app->convs, req.conversation_id, clock_now_ms(), &history)
-                    : -ENOTSUP;
-        enum MHD_Result ret = MHD_YES;
-        if (r == -EBUSY)
-            ret = reply_error(c, 409, "conversation_busy", 1000, NULL,
-                              "conversation '%s' has a run in progress; retry when it ends",
-                              req.conversation_id);
-        else if (r == -ENOTSUP)
-            ret = reply_error(c, 400, "invalid_request", 0, NULL,
-                              "conversation_id: conversations are disabled "
-                              "(AGENTD_CONVERSATIONS_MAX=0)");
-        else if (r < 0)
-            ret = reply_error(c, 429, "overloaded", 1000, NULL,
-                              "conversation store is full of running conversations");
-        if (r < 0) {
-            atomic_fetch_sub(&app->inflight, 1);
-            c->counted = false;
-            agent_request_clear(&req);
-            return ret;
-        }
+    if (req.conversation_id && !agent_conversation(c, req.conversation_id, &history, &ret)) {
+        unadmit(c);
+        agent_request_clear(&req);
+        return ret;
     }
     char *conv_id = req.conversation_id ? strdup(req.conversation_id) : NULL;
     struct run *run = run_new(app, &req, c->request_id, history, on_run_finished, c);
@@ -381,8 +452,7 @@ static enum MHD_Result agent_run(struct conn *c)
             conv_store_release(app->convs, conv_id, NULL, clock_now_ms());
         free(conv_id);
         agent_request_clear(&req);
-        atomic_fetch_sub(&app->inflight, 1);
-        c->counted = false;
+        unadmit(c);
         return reply_error(c, 500, "internal_error", 0, NULL, "out of memory creating the run");
     }
     free(conv_id);
@@ -393,12 +463,11 @@ static enum MHD_Result agent_run(struct conn *c)
     if (run_submit(run, app_pick_worker(app)) < 0) {
         /* Answer as the run would have: it never started. */
         untrack_suspended(c);
-        MHD_resume_connection(c->mhd);
+        unadmit(c);
         run->http_status = 500;
         run->body =
             json_error_body("internal_error", "could not schedule the run", c->request_id, 0);
-        atomic_fetch_sub(&app->inflight, 1);
-        c->counted = false;
+        MHD_resume_connection(c->mhd);
     }
     return MHD_YES;
 }
@@ -520,6 +589,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
                   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL : "connection closed early"));
     if (c->run)
         run_release(c->run);
+    unadmit(c);
     free(c->body);
     free(c);
 }

@@ -384,6 +384,73 @@ START_TEST(test_api_502_when_llm_refuses_permanently)
 }
 END_TEST
 
+static long post_with_key(const char *key, const char *body, struct http_resp *r)
+{
+    char url[128], hk[300];
+    snprintf(url, sizeof(url), "%s/v1/agent", H.agentd_url);
+    snprintf(hk, sizeof(hk), "Idempotency-Key: %s", key);
+    const char *hdrs[] = {"Content-Type: application/json", hk, NULL};
+    ck_assert_int_eq(http_do("POST", url, hdrs, body, strlen(body), false, r), 0);
+    return r->status;
+}
+
+START_TEST(test_idempotency_key_replays_byte_identical_answer)
+{
+    struct http_resp a, b;
+    char replayed[16];
+    ck_assert_int_eq(post_with_key("order-17", "{\"input\":\"What is 4 * 4?\"}", &a), 200);
+    ck_assert(!http_header(&a, "Idempotent-Replayed", replayed, sizeof(replayed)));
+    size_t calls = fake_count(&H, "messages");
+    ck_assert_int_eq(post_with_key("order-17", "{\"input\":\"What is 4 * 4?\"}", &b), 200);
+    ck_assert(http_header(&b, "Idempotent-Replayed", replayed, sizeof(replayed)));
+    ck_assert_str_eq(replayed, "true");
+    ck_assert_uint_eq(a.len, b.len);
+    ck_assert_int_eq(memcmp(a.body, b.body, a.len), 0);
+    ck_assert_uint_eq(fake_count(&H, "messages"), calls); /* nothing ran again */
+    http_resp_free(&b);
+    /* Same key, another body. */
+    ck_assert_int_eq(post_with_key("order-17", "{\"input\":\"What is 5 * 5?\"}", &b), 422);
+    ck_assert_ptr_nonnull(strstr(b.body, "idempotency_key_reused"));
+    http_resp_free(&b);
+    ck_assert_int_eq(post_with_key("bad key \x01", "{\"input\":\"x\"}", &b), 400);
+    http_resp_free(&b);
+    http_resp_free(&a);
+}
+END_TEST
+
+struct keyed {
+    long status;
+};
+
+static void *keyed_slow(void *p)
+{
+    struct keyed *k = p;
+    struct http_resp r;
+    k->status = post_with_key("slow-1", "{\"input\":\"hello\"}", &r);
+    http_resp_free(&r);
+    return NULL;
+}
+
+START_TEST(test_idempotency_key_in_progress_is_409)
+{
+    fake_add_fault(&H, "{\"route\":\"messages\",\"delay_ms\":1500,\"count\":1}");
+    pthread_t th;
+    struct keyed k = {0};
+    pthread_create(&th, NULL, keyed_slow, &k);
+    int64_t until = harness_now_ms() + 5000;
+    while (fake_count(&H, "messages") < 1 && harness_now_ms() < until)
+        ;
+    struct http_resp r;
+    ck_assert_int_eq(post_with_key("slow-1", "{\"input\":\"hello\"}", &r), 409);
+    ck_assert_ptr_nonnull(strstr(r.body, "idempotency_in_progress"));
+    char ra[16];
+    ck_assert(http_header(&r, "Retry-After", ra, sizeof(ra)));
+    http_resp_free(&r);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(k.status, 200);
+}
+END_TEST
+
 /* ---- concurrency ------------------------------------------------------------------ */
 
 struct worker_arg {
@@ -480,6 +547,8 @@ int main(void)
     tcase_add_test(tc, test_agent_deadline_answers_504_in_time);
     tcase_add_test(tc, test_agent_request_id_is_echoed_or_generated);
     tcase_add_test(tc, test_every_request_body_sent_validates_against_openapi);
+    tcase_add_test(tc, test_idempotency_key_replays_byte_identical_answer);
+    tcase_add_test(tc, test_idempotency_key_in_progress_is_409);
     tcase_add_test(tc, test_api_400_for_bad_bodies);
     tcase_add_test(tc, test_api_404_and_405_with_allow);
     tcase_add_test(tc, test_api_413_for_content_length_and_chunked);

@@ -1,0 +1,51 @@
+/*
+ * idempotency.h — Idempotency-Key support: the first request with a key runs,
+ * a concurrent one with the same key gets 409 idempotency_in_progress, a later
+ * one replays the stored answer byte for byte, and the same key with another
+ * body gets 422 idempotency_key_reused.
+ *
+ * In memory, bounded by count and age (first use + ttl_ms), one mutex with
+ * short critical sections; thread-safe. Keys are hashed with a per-store
+ * random secret so clients cannot aim many keys at one bucket. Answers that
+ * a retry could change (429, 5xx but 502, 409) are not stored: the entry is
+ * dropped and the next request with that key runs again.
+ */
+#ifndef AGENTD_IDEMPOTENCY_H
+#define AGENTD_IDEMPOTENCY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define IDEM_FINGERPRINT_BYTES 32
+
+struct idem_store;
+
+enum idem_begin_result {
+    IDEM_NEW = 0,     /* caller runs the request, then calls idem_complete or idem_abandon */
+    IDEM_IN_PROGRESS, /* same key and body still running → 409 */
+    IDEM_MISMATCH,    /* same key, different body → 422 */
+    IDEM_REPLAY,      /* finished before: *ret_status / *ret_body hold the stored answer */
+    IDEM_FULL,        /* store full of running requests → 429 overloaded */
+};
+
+struct idem_store *idem_store_new(size_t max_entries, int64_t ttl_ms);
+struct idem_store *idem_store_free(struct idem_store *s);
+
+/* SHA-256 of the request body: what "same request" means. */
+void idem_fingerprint(const void *body, size_t len, unsigned char ret[IDEM_FINGERPRINT_BYTES]);
+
+/* Looks key up at now_ms. On IDEM_REPLAY, *ret_body is a malloc'd copy of the stored body
+   (NULL on ENOMEM) and *ret_status its status. */
+enum idem_begin_result idem_begin(struct idem_store *s, const char *key,
+                                  const unsigned char fp[IDEM_FINGERPRINT_BYTES], int64_t now_ms,
+                                  int *ret_status, char **ret_body);
+/* Stores the answer of a request that got IDEM_NEW (body copied), or drops the entry when the
+   answer should not be replayed (see above). */
+void idem_complete(struct idem_store *s, const char *key, int status, const char *body);
+/* Drops the entry of a request that got IDEM_NEW and was not run (e.g. refused at admission). */
+void idem_abandon(struct idem_store *s, const char *key);
+/* True when an answer with this status is stored for replay. */
+int idem_status_replayable(int status);
+size_t idem_store_count(struct idem_store *s);
+
+#endif
