@@ -24,6 +24,7 @@
 #include "agentd/log.h"
 #include "agentd/metrics.h"
 #include "agentd/spend.h"
+#include "agentd/tool_input.h"
 #include "agentd/tools_exec.h"
 #include "agentd/worker.h"
 
@@ -486,9 +487,7 @@ static void run_begin(struct worker *w, void *arg)
     if (log_enabled(LOG_DEBUG)) {
         /* Input only at debug level, and cut on a character boundary: it may hold anything. */
         const char *in = run->req.input;
-        size_t len = strlen(in), n = len < 200 ? len : 200;
-        while (n > 0 && n < len && ((unsigned char)in[n] & 0xC0) == 0x80)
-            n--;
+        size_t len = strlen(in), n = text_utf8_prefix_len(in, len, 200);
         char head[201];
         memcpy(head, in, n);
         head[n] = '\0';

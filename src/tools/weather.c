@@ -18,11 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agentd/tool_input.h"
 #include "agentd/urlenc.h"
 
 #define WEATHER_FIELD "location"
-/* Enough of an unexpected key to recognise it in an error message. */
-#define WEATHER_KEY_SHOWN_BYTES 64
 /* Unit strings are short ("°C", "km/h", "mp/h"); anything longer is not a unit. */
 #define WEATHER_MAX_UNIT_BYTES 16
 /* ISO 8601 local time as Open-Meteo sends it, "2026-11-27T12:00", with room to spare. */
@@ -32,42 +31,17 @@
 #define WEATHER_GEOCODING_MALFORMED "weather backend returned a malformed geocoding response"
 #define WEATHER_FORECAST_MALFORMED  "weather backend returned a malformed forecast response"
 
-/* Longest prefix of s[0..len) that is at most max bytes and does not split a UTF-8
- * character (s is valid UTF-8: jansson guarantees it for decoded strings). */
-static size_t utf8_prefix_len(const char *s, size_t len, size_t max)
-{
-    if (len <= max)
-        return len;
-    size_t cut = max;
-    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
-        cut--;
-    return cut;
-}
-
-static bool is_space_or_control(unsigned char c)
-{
-    return c < 0x20 || c == ' ' || c == 0x7F;
-}
-
-static bool all_blank(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (!is_space_or_control((unsigned char)s[i]))
-            return false;
-    return true;
-}
-
 /* Copies s[0..len) into dst (dst_size >= 1 bytes, always NUL-terminated), cut on a UTF-8
  * boundary, with runs of whitespace/control characters folded into one space and trimmed. */
 static void copy_clean(char *dst, size_t dst_size, const char *s, size_t len)
 {
-    size_t cut = utf8_prefix_len(s, len, dst_size - 1);
+    size_t cut = text_utf8_prefix_len(s, len, dst_size - 1);
     size_t w = 0;
     bool pending_space = false;
 
     for (size_t i = 0; i < cut; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (is_space_or_control(c)) {
+        if (text_is_space_or_control(c)) {
             pending_space = w > 0;
             continue;
         }
@@ -98,55 +72,10 @@ static int set_error(struct tool_result *ret, enum tool_result_kind kind, const 
     return r < 0 ? r : err;
 }
 
-/* The first member of obj whose key is not WEATHER_FIELD, or NULL. */
-static const char *unknown_key(const json_t *obj)
-{
-    /* jansson's iterator API takes a non-const pointer but does not modify the object. */
-    for (void *it = json_object_iter((json_t *)obj); it;
-         it = json_object_iter_next((json_t *)obj, it)) {
-        const char *key = json_object_iter_key(it);
-        if (strcmp(key, WEATHER_FIELD) != 0)
-            return key;
-    }
-    return NULL;
-}
-
 int weather_input(const json_t *input, const char **ret_location, struct tool_result *ret)
 {
-    if (!json_is_object(input))
-        return set_error(ret, TOOL_INPUT_ERROR,
-                         "input must be a JSON object with a string field 'location'", -EINVAL);
-
-    const char *extra = unknown_key(input);
-    if (extra) {
-        int r = tool_result_setf(
-            ret, TOOL_INPUT_ERROR, "unknown field '%.*s' (only 'location' is accepted)",
-            (int)utf8_prefix_len(extra, strlen(extra), WEATHER_KEY_SHOWN_BYTES), extra);
-        return r < 0 ? r : -EINVAL;
-    }
-
-    const json_t *v = json_object_get(input, WEATHER_FIELD);
-    if (!v)
-        return set_error(ret, TOOL_INPUT_ERROR, "missing required field 'location'", -EINVAL);
-    if (!json_is_string(v))
-        return set_error(ret, TOOL_INPUT_ERROR, "'location' must be a string", -EINVAL);
-
-    const char *location = json_string_value(v);
-    size_t len = json_string_length(v);
-    if (len > WEATHER_MAX_LOCATION_BYTES) {
-        int r = tool_result_setf(ret, TOOL_INPUT_ERROR,
-                                 "'location' is %zu bytes long; the limit is %d bytes", len,
-                                 WEATHER_MAX_LOCATION_BYTES);
-        return r < 0 ? r : -EINVAL;
-    }
-    if (memchr(location, '\0', len))
-        return set_error(ret, TOOL_INPUT_ERROR, "'location' must not contain NUL characters",
-                         -EINVAL);
-    if (all_blank(location, len))
-        return set_error(ret, TOOL_INPUT_ERROR, "'location' must not be empty", -EINVAL);
-
-    *ret_location = location;
-    return 0;
+    return tool_input_single_string(input, WEATHER_FIELD, WEATHER_MAX_LOCATION_BYTES, ret_location,
+                                    ret);
 }
 
 /* Length of base without one trailing '/', as an int for "%.*s". */

@@ -16,40 +16,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agentd/tool_input.h"
 #include "agentd/urlenc.h"
 
-#define WEB_SEARCH_FIELD "query"
-/* Enough of an unexpected key to recognise it in an error message. */
-#define WEB_SEARCH_KEY_SHOWN_BYTES 64
-#define WEB_SEARCH_MALFORMED       "search backend returned a malformed response"
-
-/* Longest prefix of s[0..len) that is at most max bytes and does not split a UTF-8
- * character (s is valid UTF-8: jansson guarantees it for decoded strings). */
-static size_t utf8_prefix_len(const char *s, size_t len, size_t max)
-{
-    if (len <= max)
-        return len;
-    size_t cut = max;
-    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
-        cut--;
-    return cut;
-}
-
-static bool is_space_or_control(unsigned char c)
-{
-    return c < 0x20 || c == ' ' || c == 0x7F;
-}
+#define WEB_SEARCH_FIELD     "query"
+#define WEB_SEARCH_MALFORMED "search backend returned a malformed response"
 
 /* Writes s[0..len) cut to max bytes, with runs of whitespace/control characters (including
  * NUL, newlines and tabs) folded into one space and trimmed, then "..." if it was cut. */
 static void put_clean(FILE *f, const char *s, size_t len, size_t max)
 {
-    size_t cut = utf8_prefix_len(s, len, max);
+    size_t cut = text_utf8_prefix_len(s, len, max);
     bool pending_space = false, wrote = false;
 
     for (size_t i = 0; i < cut; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (is_space_or_control(c)) {
+        if (text_is_space_or_control(c)) {
             pending_space = wrote;
             continue;
         }
@@ -73,67 +55,10 @@ static const char *string_member(const json_t *obj, const char *key, size_t *ret
     return json_string_value(v);
 }
 
-static int input_error(struct tool_result *ret, const char *msg)
-{
-    int r = tool_result_setf(ret, TOOL_INPUT_ERROR, "%s", msg);
-    return r < 0 ? r : -EINVAL;
-}
-
-/* The first member of obj whose key is not WEB_SEARCH_FIELD, or NULL. */
-static const char *unknown_key(const json_t *obj)
-{
-    /* jansson's iterator API takes a non-const pointer but does not modify the object. */
-    for (void *it = json_object_iter((json_t *)obj); it;
-         it = json_object_iter_next((json_t *)obj, it)) {
-        const char *key = json_object_iter_key(it);
-        if (strcmp(key, WEB_SEARCH_FIELD) != 0)
-            return key;
-    }
-    return NULL;
-}
-
-static bool all_blank(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (!is_space_or_control((unsigned char)s[i]))
-            return false;
-    return true;
-}
-
 int web_search_input(const json_t *input, const char **ret_query, struct tool_result *ret)
 {
-    if (!json_is_object(input))
-        return input_error(ret, "input must be a JSON object with a string field 'query'");
-
-    const char *extra = unknown_key(input);
-    if (extra) {
-        int r = tool_result_setf(
-            ret, TOOL_INPUT_ERROR, "unknown field '%.*s' (only 'query' is accepted)",
-            (int)utf8_prefix_len(extra, strlen(extra), WEB_SEARCH_KEY_SHOWN_BYTES), extra);
-        return r < 0 ? r : -EINVAL;
-    }
-
-    const json_t *q = json_object_get(input, WEB_SEARCH_FIELD);
-    if (!q)
-        return input_error(ret, "missing required field 'query'");
-    if (!json_is_string(q))
-        return input_error(ret, "'query' must be a string");
-
-    const char *query = json_string_value(q);
-    size_t len = json_string_length(q);
-    if (len > WEB_SEARCH_MAX_QUERY_BYTES) {
-        int r = tool_result_setf(ret, TOOL_INPUT_ERROR,
-                                 "'query' is %zu bytes long; the limit is %d bytes", len,
-                                 WEB_SEARCH_MAX_QUERY_BYTES);
-        return r < 0 ? r : -EINVAL;
-    }
-    if (memchr(query, '\0', len))
-        return input_error(ret, "'query' must not contain NUL characters");
-    if (all_blank(query, len))
-        return input_error(ret, "'query' must not be empty");
-
-    *ret_query = query;
-    return 0;
+    return tool_input_single_string(input, WEB_SEARCH_FIELD, WEB_SEARCH_MAX_QUERY_BYTES, ret_query,
+                                    ret);
 }
 
 char *web_search_build_url(const char *base_url, const char *query)
@@ -173,11 +98,11 @@ static bool hit_from_json(const json_t *result, struct search_hit *hit)
     hit->title = string_member(result, "title", &hit->title_len);
     hit->url = string_member(result, "url", &hit->url_len);
     hit->content = string_member(result, "content", &hit->content_len);
-    if (hit->title && all_blank(hit->title, hit->title_len))
+    if (hit->title && text_all_blank(hit->title, hit->title_len))
         hit->title = NULL;
-    if (hit->url && all_blank(hit->url, hit->url_len))
+    if (hit->url && text_all_blank(hit->url, hit->url_len))
         hit->url = NULL;
-    if (hit->content && all_blank(hit->content, hit->content_len))
+    if (hit->content && text_all_blank(hit->content, hit->content_len))
         hit->content = NULL;
     return hit->title || hit->url || hit->content;
 }

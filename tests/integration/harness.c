@@ -24,6 +24,17 @@
 
 #define STARTUP_TIMEOUT_MS 10000
 
+int harness_run_suite(Suite *s)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    curl_global_cleanup();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 int64_t harness_now_ms(void)
 {
     struct timespec ts;

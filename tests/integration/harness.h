@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <check.h>
 #include <jansson.h>
 
 struct harness {
@@ -68,5 +69,9 @@ char *harness_read_log(struct harness *h);
 /* Files in the notes dir (not counting dot files). */
 size_t harness_count_notes(struct harness *h);
 int64_t harness_now_ms(void);
+
+/* Runs every test of s (one process per test), with libcurl set up around it; returns the exit
+   status for main(). */
+int harness_run_suite(Suite *s);
 
 #endif

@@ -531,7 +531,6 @@ END_TEST
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     Suite *s = suite_create("api");
     TCase *tc = tcase_create("api");
     tcase_set_timeout(tc, 60);
@@ -558,10 +557,5 @@ int main(void)
     tcase_add_test(tc, test_api_429_overloaded_above_max_inflight);
     tcase_add_test(tc, test_agentd_exits_zero_on_sigterm);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    curl_global_cleanup();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return harness_run_suite(s);
 }

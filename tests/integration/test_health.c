@@ -269,7 +269,6 @@ END_TEST
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     Suite *s = suite_create("health");
     TCase *tc = tcase_create("health");
     tcase_set_timeout(tc, 60);
@@ -284,10 +283,5 @@ int main(void)
     tcase_add_test(tc, test_sigterm_drains_in_flight_runs_then_exits_zero);
     tcase_add_test(tc, test_second_signal_answers_unfinished_runs_and_exits);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    curl_global_cleanup();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return harness_run_suite(s);
 }

@@ -206,7 +206,6 @@ END_TEST
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     Suite *s = suite_create("obs");
     TCase *tc = tcase_create("obs");
     tcase_set_timeout(tc, 60);
@@ -216,10 +215,5 @@ int main(void)
     tcase_add_test(tc, test_metrics_pass_promtool_and_move_through_retries_and_breaker);
     tcase_add_test(tc, test_budget_refuses_new_runs_when_spent);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    curl_global_cleanup();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return harness_run_suite(s);
 }
