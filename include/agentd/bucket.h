@@ -20,6 +20,7 @@
 #ifndef AGENTD_BUCKET_H
 #define AGENTD_BUCKET_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Refill rates above this are clamped (1 token per microsecond is beyond any real limit). */
@@ -64,6 +65,23 @@ void bucket_pause_until(struct bucket *b, int64_t until_ms);
 
 /* The pause in effect (INT64_MIN when none was ever set). */
 int64_t bucket_paused_until(struct bucket *b);
+
+/*
+ * After a 429 pause the dependency stays "throttled" until one probe attempt
+ * gets an answer other than 429: when a pause ends, one call goes through as
+ * the probe and every other waits, so the end of a pause never releases a
+ * burst of attempts into a limit that may still be in force.
+ *
+ * bucket_throttle_gate returns 0 when the call may go on (*ret_probe tells
+ * whether it is the probe and must report with bucket_throttle_probe_done),
+ * the ms left in the pause when one is in force, or -1 while another call's
+ * probe is out (check again shortly).
+ */
+int64_t bucket_throttle_gate(struct bucket *b, int64_t now_ms, bool *ret_probe);
+/* The probe ended. recovered: it got a non-429 answer (the throttle ends);
+   otherwise (transport error, cancelled) the next caller probes again. A 429
+   with retry-after ends it through bucket_pause_until instead. */
+void bucket_throttle_probe_done(struct bucket *b, bool recovered);
 
 /*
  * Tokens available at now_ms, fractional. When reservations already reach

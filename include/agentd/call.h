@@ -73,6 +73,9 @@ struct call {
     char hdr_retry_after_ms[CALL_HDR_VALUE_MAX];
     char hdr_should_retry[16];
     int64_t attempt_started_ms;
+    bool probe;            /* this attempt is the dependency's throttle probe (see bucket.h) */
+    int throttled_retries; /* re-tries after a 429 with retry-after: the server said when, so
+                              they count against the deadline, not AGENTD_RETRY_MAX */
 };
 
 /* Prepares c (zeroes it). */

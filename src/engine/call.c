@@ -28,7 +28,9 @@ enum call_state { ST_IDLE = 0, ST_TOKEN_WAIT, ST_IN_FLIGHT, ST_BACKOFF, ST_FINIS
 
 /* Fallback Retry-After for the client when the limiter cannot say better. */
 #define CALL_DEFAULT_RETRY_AFTER_MS 1000
-#define CALL_CONNECT_TIMEOUT_MS     5000
+/* How often calls held back by a throttled dependency look whether its probe came back. */
+#define CALL_THROTTLE_RECHECK_MS 25
+#define CALL_CONNECT_TIMEOUT_MS  5000
 
 static const char *const outcome_names[] = {"ok",           "permanent_error", "retries_exhausted",
                                             "circuit_open", "rate_limited",    "deadline"};
@@ -77,6 +79,42 @@ static void on_gate_timer(struct timer *t, void *arg)
 {
     (void)t;
     gate(arg);
+}
+
+/* Ends this call's role as the throttle probe, if it had it. */
+static void end_probe(struct call *c, bool recovered)
+{
+    if (c->probe) {
+        bucket_throttle_probe_done(dep_of(c)->bucket, recovered);
+        c->probe = false;
+    }
+}
+
+/* While the dependency is throttled by a 429, calls wait without attempts (a timer, bounded by
+   their deadline) until the pause ends and one probe has answered. false = wait or refused. */
+static bool pass_throttle(struct call *c, struct dependency *d, int64_t now)
+{
+    bool probe = false;
+    int64_t wait = bucket_throttle_gate(d->bucket, now, &probe);
+    c->probe = probe;
+    if (wait == 0)
+        return true;
+    breaker_record(d->breaker, now, BREAKER_IGNORED);
+    int64_t next =
+        now + (wait > 0 ? wait
+                        : CALL_THROTTLE_RECHECK_MS + (int64_t)(backoff_rng_next(worker_rng(c->w)) %
+                                                               CALL_THROTTLE_RECHECK_MS));
+    if (c->low_priority || next >= c->deadline_ms) {
+        c->retry_after_ms = wait > 0 ? wait : CALL_DEFAULT_RETRY_AFTER_MS;
+        snprintf(c->error, sizeof(c->error), "%s is rate limiting us (429)", d->name);
+        metrics_limiter_refusal(c->dep, c->low_priority ? AGENT_PRIORITY_LOW : AGENT_PRIORITY_HIGH);
+        finish(c, CALL_RATE_LIMITED);
+        return false;
+    }
+    c->state = ST_BACKOFF;
+    c->timer.fn = on_gate_timer;
+    timerheap_arm(worker_timers(c->w), &c->timer, next);
+    return false;
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
@@ -203,6 +241,7 @@ static void on_token_timer(struct timer *t, void *arg)
     /* A 429 may have paused the dependency while we waited: get back in line
        behind the pause instead of all firing at once when it ends. */
     if (bucket_paused_until(d->bucket) > now) {
+        end_probe(c, false);
         bucket_cancel(d->bucket, now);
         breaker_record(d->breaker, now, BREAKER_IGNORED);
         gate(c);
@@ -231,9 +270,12 @@ static void gate(struct call *c)
         finish(c, CALL_BREAKER_OPEN);
         return;
     }
+    if (!pass_throttle(c, d, now))
+        return;
     int64_t max_wait = c->low_priority ? 0 : c->deadline_ms - now;
     int64_t wait = bucket_reserve(d->bucket, now, max_wait);
     if (wait < 0) {
+        end_probe(c, false);
         breaker_record(d->breaker, now, BREAKER_IGNORED);
         int64_t paused = bucket_paused_until(d->bucket) - now;
         c->retry_after_ms = paused > 0 ? paused : CALL_DEFAULT_RETRY_AFTER_MS;
@@ -264,6 +306,8 @@ void call_start(struct worker *w, struct call *c)
     c->attempts = 0;
     c->counted_request = false;
     c->retry_after_ms = 0;
+    c->probe = false;
+    c->throttled_retries = 0;
     c->outcome = CALL_OK;
     c->timer.arg = c;
     c->timer.fn = on_gate_timer;
@@ -278,7 +322,7 @@ static void retry_or_give_up(struct call *c, int64_t server_delay_ms, const char
     const struct agentd_config *cfg = cfg_of(c);
     struct dependency *d = dep_of(c);
     int64_t now = worker_now_ms(c->w);
-    int retries_done = c->attempts - 1;
+    int retries_done = c->attempts - 1 - c->throttled_retries;
 
     if (retries_done >= cfg->retry_max) {
         c->retry_after_ms = server_delay_ms > 0 ? server_delay_ms : CALL_DEFAULT_RETRY_AFTER_MS;
@@ -297,7 +341,8 @@ static void retry_or_give_up(struct call *c, int64_t server_delay_ms, const char
         finish(c, CALL_EXHAUSTED);
         return;
     }
-    if (!retry_budget_try_spend(d->budget, now)) {
+    bool told_when = c->status == 429 && server_delay_ms > 0;
+    if (!told_when && !retry_budget_try_spend(d->budget, now)) {
         metrics_retry_budget_exhausted(c->dep);
         c->retry_after_ms = delay > 0 ? delay : CALL_DEFAULT_RETRY_AFTER_MS;
         log_warn("retry budget exhausted", LF_S("request_id", c->request_id),
@@ -333,6 +378,9 @@ void call_on_transfer_done(CURL *easy, CURLcode result)
     int64_t duration = now - c->attempt_started_ms;
     char reason[64];
 
+    /* The throttle probe is over unless a new 429 pause (below) takes its place. */
+    if (result != CURLE_OK || status != 429)
+        end_probe(c, result == CURLE_OK);
     if (result != CURLE_OK) {
         if (c->resp_overflow)
             snprintf(c->error, sizeof(c->error), "response larger than %zu bytes",
@@ -384,8 +432,13 @@ void call_on_transfer_done(CURL *easy, CURLcode result)
                        c->hdr_retry_after[0] ? c->hdr_retry_after : NULL, clock_wall_ms());
     if (server_delay > cfg->retry_after_cap_ms)
         server_delay = cfg->retry_after_cap_ms;
-    if (status == 429 && server_delay > 0)
-        bucket_pause_until(d->bucket, now + server_delay);
+    if (status == 429 && server_delay > 0) {
+        bucket_pause_until(d->bucket, now + server_delay); /* also re-arms the probe */
+        c->probe = false;
+        c->throttled_retries++;
+    } else {
+        end_probe(c, false);
+    }
     snprintf(c->error, sizeof(c->error), "%s answered HTTP %ld", d->name, status);
     snprintf(reason, sizeof(reason), "http %ld", status);
     retry_or_give_up(c, server_delay, reason);
@@ -413,6 +466,7 @@ void call_cancel(struct call *c)
     timerheap_cancel(worker_timers(c->w), &c->timer);
     switch ((enum call_state)c->state) {
     case ST_TOKEN_WAIT:
+        end_probe(c, false);
         bucket_cancel(d->bucket, now);
         breaker_record(d->breaker, now, BREAKER_IGNORED);
         break;
@@ -422,6 +476,7 @@ void call_cancel(struct call *c)
             curl_easy_cleanup(c->easy);
             c->easy = NULL;
         }
+        end_probe(c, false);
         breaker_record(d->breaker, now, BREAKER_IGNORED);
         break;
     default:

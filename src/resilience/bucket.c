@@ -24,6 +24,8 @@ struct bucket {
     double tokens; /* balance at last_ms; negative = reservations beyond the tokens */
     int64_t last_ms;
     int64_t paused_until_ms;
+    bool throttled; /* a 429 pause was set and no probe has answered otherwise since */
+    bool probe_out; /* the one probe call is in flight */
 };
 
 struct bucket *bucket_new(double rate_per_s, double burst, int64_t now_ms)
@@ -123,6 +125,34 @@ void bucket_pause_until(struct bucket *b, int64_t until_ms)
 {
     pthread_mutex_lock(&b->lock);
     b->paused_until_ms = max64(b->paused_until_ms, until_ms);
+    b->throttled = true;
+    b->probe_out = false;
+    pthread_mutex_unlock(&b->lock);
+}
+
+int64_t bucket_throttle_gate(struct bucket *b, int64_t now_ms, bool *ret_probe)
+{
+    int64_t r = 0;
+    *ret_probe = false;
+    pthread_mutex_lock(&b->lock);
+    if (b->throttled) {
+        if (now_ms < b->paused_until_ms)
+            r = b->paused_until_ms - now_ms;
+        else if (b->probe_out)
+            r = -1;
+        else
+            b->probe_out = *ret_probe = true;
+    }
+    pthread_mutex_unlock(&b->lock);
+    return r;
+}
+
+void bucket_throttle_probe_done(struct bucket *b, bool recovered)
+{
+    pthread_mutex_lock(&b->lock);
+    b->probe_out = false;
+    if (recovered)
+        b->throttled = false;
     pthread_mutex_unlock(&b->lock);
 }
 

@@ -346,6 +346,67 @@ START_TEST(test_bucket_concurrent_reservations_never_exceed_the_bucket)
 }
 END_TEST
 
+START_TEST(test_bucket_throttle_is_open_without_a_429)
+{
+    struct bucket *b = bucket_new(10, 10, 0);
+    bool probe = true;
+    ck_assert_int_eq(bucket_throttle_gate(b, 0, &probe), 0);
+    ck_assert(!probe);
+    bucket_free(b);
+}
+END_TEST
+
+START_TEST(test_bucket_throttle_admits_one_probe_after_the_pause)
+{
+    struct bucket *b = bucket_new(10, 10, 0);
+    bool probe = false;
+    bucket_pause_until(b, 100);
+    ck_assert_int_eq(bucket_throttle_gate(b, 40, &probe), 60);
+    ck_assert(!probe);
+    ck_assert_int_eq(bucket_throttle_gate(b, 100, &probe), 0);
+    ck_assert(probe);
+    /* Everyone else waits while the probe is out. */
+    ck_assert_int_eq(bucket_throttle_gate(b, 101, &probe), -1);
+    ck_assert(!probe);
+    ck_assert_int_eq(bucket_throttle_gate(b, 150, &probe), -1);
+    bucket_free(b);
+}
+END_TEST
+
+START_TEST(test_bucket_throttle_failed_probe_hands_over_and_recovery_ends_it)
+{
+    struct bucket *b = bucket_new(10, 10, 0);
+    bool probe = false;
+    bucket_pause_until(b, 100);
+    ck_assert_int_eq(bucket_throttle_gate(b, 100, &probe), 0);
+    ck_assert(probe);
+    bucket_throttle_probe_done(b, false); /* e.g. connection reset: not an answer */
+    ck_assert_int_eq(bucket_throttle_gate(b, 101, &probe), 0);
+    ck_assert(probe);
+    bucket_throttle_probe_done(b, true);
+    ck_assert_int_eq(bucket_throttle_gate(b, 102, &probe), 0);
+    ck_assert(!probe);
+    ck_assert_int_eq(bucket_throttle_gate(b, 103, &probe), 0);
+    ck_assert(!probe);
+    bucket_free(b);
+}
+END_TEST
+
+START_TEST(test_bucket_throttle_new_429_pause_rearms_the_probe)
+{
+    struct bucket *b = bucket_new(10, 10, 0);
+    bool probe = false;
+    bucket_pause_until(b, 100);
+    ck_assert_int_eq(bucket_throttle_gate(b, 100, &probe), 0);
+    ck_assert(probe);
+    bucket_pause_until(b, 300); /* the probe got 429 again */
+    ck_assert_int_eq(bucket_throttle_gate(b, 200, &probe), 100);
+    ck_assert_int_eq(bucket_throttle_gate(b, 300, &probe), 0);
+    ck_assert(probe);
+    bucket_free(b);
+}
+END_TEST
+
 static Suite *bucket_suite(void)
 {
     Suite *s = suite_create("bucket");
@@ -367,6 +428,10 @@ static Suite *bucket_suite(void)
     tcase_add_test(tc, test_bucket_extreme_values_do_not_overflow);
     tcase_add_test(tc, test_bucket_random_arrivals_respect_the_rate_bound);
     tcase_add_test(tc, test_bucket_concurrent_reservations_never_exceed_the_bucket);
+    tcase_add_test(tc, test_bucket_throttle_is_open_without_a_429);
+    tcase_add_test(tc, test_bucket_throttle_admits_one_probe_after_the_pause);
+    tcase_add_test(tc, test_bucket_throttle_failed_probe_hands_over_and_recovery_ends_it);
+    tcase_add_test(tc, test_bucket_throttle_new_429_pause_rearms_the_probe);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
