@@ -69,6 +69,17 @@ struct llm_params {
  */
 char *anthropic_build_request(const struct llm_params *p, const json_t *messages);
 
+/*
+ * The part of every request that never changes (model, max_tokens, system,
+ * temperature, tools), serialised once: a malloc'd prefix ending in
+ * "\"messages\":". anthropic_build_request_from_prefix() then only has to
+ * serialise the messages; it returns the same body as
+ * anthropic_build_request(p, messages), with the same checks and errno.
+ */
+char *anthropic_request_prefix(const struct llm_params *p);
+char *anthropic_build_request_from_prefix(const struct llm_params *p, const char *prefix,
+                                          const json_t *messages);
+
 enum llm_stop {
     LLM_STOP_END_TURN,
     LLM_STOP_TOOL_USE,

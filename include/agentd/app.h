@@ -37,6 +37,7 @@ struct app {
     struct dependency deps[DEP__COUNT];
     enum tool_criticality criticality[TOOL__COUNT];
     json_t *tools_json; /* the `tools` array sent to the model */
+    char *llm_prefix;   /* request body up to "messages", serialised once (anthropic.h) */
     struct conv_store *convs;
     struct health *health; /* readiness checker; NULL until started */
     struct spend *spend;   /* token/cost budget over a sliding hour */

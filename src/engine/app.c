@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agentd/anthropic.h"
 #include "agentd/breaker.h"
 #include "agentd/bucket.h"
 #include "agentd/budget.h"
@@ -74,9 +75,17 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
     if (cfg->conversations_max > 0)
         app->convs = conv_store_new(cfg->conversations_max, cfg->conversation_ttl_ms,
                                     cfg->conversation_max_messages);
+    if (app->tools_json)
+        app->llm_prefix = anthropic_request_prefix(&(struct llm_params){
+            .model = cfg->model,
+            .max_tokens = cfg->max_tokens,
+            .temperature = cfg->temperature,
+            .system = cfg->system_prompt,
+            .tools = app->tools_json,
+        });
     app->n_workers = cfg->workers;
     app->workers = calloc((size_t)app->n_workers, sizeof(*app->workers));
-    if (!app->spend || (cfg->idempotency_max > 0 && !app->idem) || !app->tools_json ||
+    if (!app->llm_prefix || !app->spend || (cfg->idempotency_max > 0 && !app->idem) || !app->tools_json ||
         (cfg->conversations_max > 0 && !app->convs) || !app->workers) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -133,6 +142,8 @@ void app_fini(struct app *app)
     app->spend = spend_free(app->spend);
     app->idem = idem_store_free(app->idem);
     json_decref(app->tools_json);
+    free(app->llm_prefix);
+    app->llm_prefix = NULL;
     app->tools_json = NULL;
 }
 

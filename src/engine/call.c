@@ -30,7 +30,8 @@ enum call_state { ST_IDLE = 0, ST_TOKEN_WAIT, ST_IN_FLIGHT, ST_BACKOFF, ST_FINIS
 #define CALL_DEFAULT_RETRY_AFTER_MS 1000
 /* How often calls held back by a throttled dependency look whether its probe came back. */
 #define CALL_THROTTLE_RECHECK_MS 25
-#define CALL_CONNECT_TIMEOUT_MS  5000
+#define CALL_CONNECT_TIMEOUT_MS 5000
+#define CALL_RECV_BUFFER_BYTES 4096
 
 static const char *const outcome_names[] = {"ok",           "permanent_error", "retries_exhausted",
                                             "circuit_open", "rate_limited",    "deadline"};
@@ -206,6 +207,8 @@ static void launch(struct call *c)
     curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->error);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* Thousands of transfers wait at once; answers arrive in a few reads anyway. */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)CALL_RECV_BUFFER_BYTES);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "agentd/" AGENTD_VERSION);

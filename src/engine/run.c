@@ -383,7 +383,7 @@ static void llm_step(struct run *run)
     call_reset(&run->llm);
     struct call *c = &run->llm;
     c->dep = DEP_ANTHROPIC;
-    c->body = anthropic_build_request(&p, run->messages);
+    c->body = anthropic_build_request_from_prefix(&p, run->app->llm_prefix, run->messages);
     if (asprintf(&c->url, "%s/v1/messages", cfg->anthropic_base_url) < 0)
         c->url = NULL;
     char key_hdr[600];

@@ -1,7 +1,13 @@
 /*
  * worker.c — the worker thread loop: drain the inbox, fire due timers, let
- * libcurl move bytes, hand finished transfers to their calls. The loop
- * sleeps only in curl_multi_poll(), which curl_multi_wakeup() interrupts.
+ * libcurl move bytes, hand finished transfers to their calls.
+ *
+ * libcurl runs in its event-driven mode (curl_multi_socket_action): it tells
+ * us which sockets to watch and when its own timeout is due, we keep those
+ * sockets in one epoll set per worker and tell it only about the sockets
+ * that are ready. The cost of a loop turn therefore follows the sockets that
+ * moved, not the thousands of transfers in flight. The loop sleeps only in
+ * epoll_wait(); an eventfd in the same set wakes it for new work.
  */
 #include "agentd/worker.h"
 
@@ -10,6 +16,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "agentd/app.h"
 #include "agentd/call.h"
@@ -18,6 +27,9 @@
 
 /* Upper bound on one poll so a missed wakeup can never stall a worker. */
 #define WORKER_MAX_POLL_MS 1000
+#define WORKER_EPOLL_BATCH 256
+/* Idle connections kept per worker beyond its share of AGENTD_MAX_INFLIGHT. */
+#define WORKER_SPARE_CONNECTIONS 64
 
 struct task {
     worker_task_fn fn;
@@ -35,10 +47,44 @@ struct worker {
     uint64_t rng;
     int64_t now_ms;
     atomic_bool stop;
+    int epfd;            /* sockets libcurl asked us to watch, plus wakefd */
+    int wakefd;          /* eventfd: worker_post and worker_stop wake the loop */
+    int64_t curl_due_ms; /* libcurl's own timeout, -1 when none */
 
     pthread_mutex_t lock; /* protects the inbox only */
     struct task *inbox_head, *inbox_tail;
 };
+
+/* libcurl: start, change or stop watching socket s. */
+static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *arg, void *socketp)
+{
+    (void)easy;
+    struct worker *w = arg;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL);
+        curl_multi_assign(w->multi, s, NULL);
+        return 0;
+    }
+    struct epoll_event ev = {
+        .events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u),
+        .data.fd = s,
+    };
+    if (socketp) {
+        epoll_ctl(w->epfd, EPOLL_CTL_MOD, s, &ev);
+    } else if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, s, &ev) == 0) {
+        curl_multi_assign(w->multi, s, w); /* marks s as registered */
+    }
+    return 0;
+}
+
+/* libcurl: call us back with CURL_SOCKET_TIMEOUT in timeout_ms (-1: never). */
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *arg)
+{
+    (void)multi;
+    struct worker *w = arg;
+    w->curl_due_ms = timeout_ms < 0 ? -1 : clock_now_ms() + timeout_ms;
+    return 0;
+}
 
 struct worker *worker_new(struct app *app, int index)
 {
@@ -47,13 +93,31 @@ struct worker *worker_new(struct app *app, int index)
         return NULL;
     w->app = app;
     w->index = index;
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     w->multi = curl_multi_init();
-    if (!w->multi) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = w->wakefd};
+    if (w->epfd < 0 || w->wakefd < 0 || !w->multi ||
+        epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev) < 0) {
+        if (w->multi)
+            curl_multi_cleanup(w->multi);
+        if (w->epfd >= 0)
+            close(w->epfd);
+        if (w->wakefd >= 0)
+            close(w->wakefd);
         free(w);
         return NULL;
     }
-    /* Many runs share a few upstream hosts: keep enough warm connections. */
-    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, 512L);
+    w->curl_due_ms = -1;
+    /* Keep a warm connection for every run this worker may have in flight: below that, finished
+       transfers close connections that the next run has to open again. */
+    long conns = app->cfg.max_inflight / (app->n_workers > 0 ? app->n_workers : 1) +
+                 WORKER_SPARE_CONNECTIONS;
+    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, conns);
+    curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
+    curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
     timerheap_init(&w->timers);
     pthread_mutex_init(&w->lock, NULL);
     w->rng = (uint64_t)clock_wall_ms() * 0x9E3779B97F4A7C15ULL ^ ((uint64_t)index + 1) << 32 ^
@@ -96,9 +160,12 @@ static void drain_transfers(struct worker *w)
     }
 }
 
+/* How long the loop may sleep: until the next timer of ours or of libcurl, at most a second. */
 static int poll_timeout_ms(struct worker *w)
 {
     int64_t next = timerheap_next_due(&w->timers);
+    if (w->curl_due_ms >= 0 && (next < 0 || w->curl_due_ms < next))
+        next = w->curl_due_ms;
     if (next < 0)
         return WORKER_MAX_POLL_MS;
     int64_t wait = next - clock_now_ms();
@@ -107,19 +174,48 @@ static int poll_timeout_ms(struct worker *w)
     return wait > WORKER_MAX_POLL_MS ? WORKER_MAX_POLL_MS : (int)wait;
 }
 
+static void wake(struct worker *w)
+{
+    uint64_t one = 1;
+    ssize_t r = write(w->wakefd, &one, sizeof(one));
+    (void)r; /* the counter saturating still leaves the fd readable */
+}
+
+static void curl_timeout_if_due(struct worker *w)
+{
+    int running;
+    if (w->curl_due_ms >= 0 && w->curl_due_ms <= worker_refresh_now(w)) {
+        w->curl_due_ms = -1;
+        curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        drain_transfers(w);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    int running = 0;
+    struct epoll_event evs[WORKER_EPOLL_BATCH];
+    int running;
     while (!atomic_load(&w->stop)) {
         worker_refresh_now(w);
         run_tasks(w);
         timerheap_run_due(&w->timers, worker_refresh_now(w));
-        curl_multi_perform(w->multi, &running);
+        curl_timeout_if_due(w);
+        int n = epoll_wait(w->epfd, evs, WORKER_EPOLL_BATCH, poll_timeout_ms(w));
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.fd == w->wakefd) {
+                uint64_t v;
+                ssize_t r = read(w->wakefd, &v, sizeof(v));
+                (void)r;
+                continue;
+            }
+            int flags = (evs[i].events & (EPOLLIN | EPOLLHUP) ? CURL_CSELECT_IN : 0) |
+                        (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                        (evs[i].events & EPOLLERR ? CURL_CSELECT_ERR : 0);
+            curl_multi_socket_action(w->multi, evs[i].data.fd, flags, &running);
+        }
         drain_transfers(w);
-        curl_multi_poll(w->multi, NULL, 0, poll_timeout_ms(w), NULL);
-        curl_multi_perform(w->multi, &running);
-        drain_transfers(w);
+        curl_timeout_if_due(w);
     }
     return NULL;
 }
@@ -138,7 +234,7 @@ void worker_stop(struct worker *w)
     if (!w || !w->started)
         return;
     atomic_store(&w->stop, true);
-    curl_multi_wakeup(w->multi);
+    wake(w);
     pthread_join(w->thread, NULL);
     w->started = false;
 }
@@ -156,6 +252,8 @@ struct worker *worker_free(struct worker *w)
     }
     timerheap_fini(&w->timers);
     curl_multi_cleanup(w->multi);
+    close(w->epfd);
+    close(w->wakefd);
     pthread_mutex_destroy(&w->lock);
     free(w);
     return NULL;
@@ -182,7 +280,7 @@ int worker_post(struct worker *w, worker_task_fn fn, void *arg)
         w->inbox_head = t;
     w->inbox_tail = t;
     pthread_mutex_unlock(&w->lock);
-    curl_multi_wakeup(w->multi);
+    wake(w);
     return 0;
 }
 

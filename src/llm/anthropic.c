@@ -200,34 +200,49 @@ static int anth_check_params(const struct llm_params *p, const json_t *messages)
     return anth_check_messages(messages);
 }
 
-char *anthropic_build_request(const struct llm_params *p, const json_t *messages)
+char *anthropic_request_prefix(const struct llm_params *p)
 {
-    json_t *root;
-    char *body;
-    int rc = anth_check_params(p, messages);
-
-    if (rc < 0) {
-        errno = -rc;
-        return NULL;
-    }
-    root = json_object();
+    json_t *root = json_object();
     if (!root) {
         errno = ENOMEM;
         return NULL;
     }
-    /* Every set runs (set_new consumes its value even on failure); the
-     * borrowed arrays only gain a reference that json_decref(root) drops. */
-    rc = json_object_set_new(root, "model", json_string(p->model));
+    /* Every set runs (set_new consumes its value even on failure); the borrowed
+     * tools array only gains a reference that json_decref(root) drops. Keys keep
+     * their insertion order, so the prefix reads model, max_tokens, system,
+     * temperature, tools. */
+    int rc = json_object_set_new(root, "model", json_string(p->model));
     rc |= json_object_set_new(root, "max_tokens", json_integer(p->max_tokens));
     if (p->system && *p->system)
         rc |= json_object_set_new(root, "system", json_string(p->system));
     rc |= json_object_set_new(root, "temperature", json_real(p->temperature));
     if (p->tools && json_array_size(p->tools) > 0)
         rc |= json_object_set(root, "tools", (json_t *)p->tools);
-    rc |= json_object_set(root, "messages", (json_t *)messages);
-
-    body = rc < 0 ? NULL : json_dumps(root, JSON_COMPACT);
+    char *fixed = rc < 0 ? NULL : json_dumps(root, JSON_COMPACT);
     json_decref(root);
+    char *prefix = NULL;
+    /* "{...}" becomes "{...,\"messages\":" — the object always has a model, so it is never "{}". */
+    if (fixed && asprintf(&prefix, "%.*s,\"messages\":", (int)(strlen(fixed) - 1), fixed) < 0)
+        prefix = NULL;
+    free(fixed);
+    if (!prefix)
+        errno = ENOMEM;
+    return prefix;
+}
+
+char *anthropic_build_request_from_prefix(const struct llm_params *p, const char *prefix,
+                                          const json_t *messages)
+{
+    int rc = anth_check_params(p, messages);
+    if (rc < 0) {
+        errno = -rc;
+        return NULL;
+    }
+    char *msgs = json_dumps(messages, JSON_COMPACT);
+    char *body = NULL;
+    if (!msgs || asprintf(&body, "%s%s}", prefix, msgs) < 0)
+        body = NULL;
+    free(msgs);
     if (!body) {
         errno = ENOMEM;
         return NULL;
@@ -237,6 +252,19 @@ char *anthropic_build_request(const struct llm_params *p, const json_t *messages
         errno = E2BIG;
         return NULL;
     }
+    return body;
+}
+
+char *anthropic_build_request(const struct llm_params *p, const json_t *messages)
+{
+    int rc = anth_check_params(p, messages);
+    if (rc < 0) {
+        errno = -rc;
+        return NULL;
+    }
+    char *prefix = anthropic_request_prefix(p);
+    char *body = prefix ? anthropic_build_request_from_prefix(p, prefix, messages) : NULL;
+    free(prefix);
     return body;
 }
 

@@ -71,6 +71,42 @@ static bool utf8_ok(const char *s)
 
 /* ---- request building ------------------------------------------------- */
 
+START_TEST(test_build_request_from_prefix_matches_the_full_builder)
+{
+    struct llm_params p = base_params();
+    p.system = "be brief";
+    json_t *tools = load("[{\"name\":\"calculator\",\"description\":\"math\","
+                         "\"input_schema\":{\"type\":\"object\"}}]");
+    p.tools = tools;
+    char *prefix = anthropic_request_prefix(&p);
+    ck_assert_ptr_nonnull(prefix);
+    ck_assert_ptr_nonnull(strstr(prefix, "\"messages\":"));
+    json_t *m = one_user_message("first \u00e9 \"quoted\"");
+    for (int turn = 0; turn < 3; turn++) {
+        char *full = anthropic_build_request(&p, m);
+        char *fast = anthropic_build_request_from_prefix(&p, prefix, m);
+        ck_assert_ptr_nonnull(full);
+        ck_assert_ptr_nonnull(fast);
+        ck_assert_str_eq(fast, full);
+        free(full);
+        free(fast);
+        json_t *content = load("[{\"type\":\"text\",\"text\":\"ok\"}]");
+        ck_assert_int_eq(anthropic_append_assistant(m, content), 0);
+        ck_assert_int_eq(anthropic_append_user_text(m, "next"), 0);
+        json_decref(content);
+    }
+    /* The same checks: an empty history is refused. */
+    json_t *empty = json_array();
+    errno = 0;
+    ck_assert_ptr_null(anthropic_build_request_from_prefix(&p, prefix, empty));
+    ck_assert_int_eq(errno, EINVAL);
+    json_decref(empty);
+    json_decref(m);
+    json_decref(tools);
+    free(prefix);
+}
+END_TEST
+
 START_TEST(test_build_request_serializes_every_field_in_order)
 {
     json_t *tools = load("[{\"name\":\"calculator\",\"description\":\"Adds.\","
@@ -913,6 +949,7 @@ static Suite *anthropic_suite(void)
 
     tc = tcase_create("build_request");
     tcase_add_test(tc, test_build_request_serializes_every_field_in_order);
+    tcase_add_test(tc, test_build_request_from_prefix_matches_the_full_builder);
     tcase_add_test(tc, test_build_request_omits_null_or_empty_system);
     tcase_add_test(tc, test_build_request_omits_null_or_empty_tools);
     tcase_add_test(tc, test_build_request_does_not_modify_borrowed_values);
