@@ -35,6 +35,9 @@ int worker_index(struct worker *w);
 CURLM *worker_multi(struct worker *w);
 struct timerheap *worker_timers(struct worker *w);
 uint64_t *worker_rng(struct worker *w);
+/* A cleared easy handle (reused when one is free, else new; NULL on ENOMEM), and its return. */
+CURL *worker_take_easy(struct worker *w);
+void worker_give_easy(struct worker *w, CURL *easy);
 /* Monotonic time read at the top of the current loop iteration (refreshed by worker_refresh_now).
  */
 int64_t worker_now_ms(struct worker *w);

@@ -85,8 +85,8 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
         });
     app->n_workers = cfg->workers;
     app->workers = calloc((size_t)app->n_workers, sizeof(*app->workers));
-    if (!app->llm_prefix || !app->spend || (cfg->idempotency_max > 0 && !app->idem) || !app->tools_json ||
-        (cfg->conversations_max > 0 && !app->convs) || !app->workers) {
+    if (!app->llm_prefix || !app->spend || (cfg->idempotency_max > 0 && !app->idem) ||
+        !app->tools_json || (cfg->conversations_max > 0 && !app->convs) || !app->workers) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }

@@ -30,8 +30,8 @@ enum call_state { ST_IDLE = 0, ST_TOKEN_WAIT, ST_IN_FLIGHT, ST_BACKOFF, ST_FINIS
 #define CALL_DEFAULT_RETRY_AFTER_MS 1000
 /* How often calls held back by a throttled dependency look whether its probe came back. */
 #define CALL_THROTTLE_RECHECK_MS 25
-#define CALL_CONNECT_TIMEOUT_MS 5000
-#define CALL_RECV_BUFFER_BYTES 4096
+#define CALL_CONNECT_TIMEOUT_MS  5000
+#define CALL_RECV_BUFFER_BYTES   4096
 
 static const char *const outcome_names[] = {"ok",           "permanent_error", "retries_exhausted",
                                             "circuit_open", "rate_limited",    "deadline"};
@@ -188,7 +188,7 @@ static void launch(struct call *c)
 
     clear_attempt_result(c);
     c->error[0] = '\0';
-    CURL *e = curl_easy_init();
+    CURL *e = worker_take_easy(c->w);
     if (!e) {
         snprintf(c->error, sizeof(c->error), "out of memory creating a transfer");
         breaker_record(dep_of(c)->breaker, now, BREAKER_IGNORED);
@@ -219,7 +219,7 @@ static void launch(struct call *c)
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(c->body));
     }
     if (curl_multi_add_handle(worker_multi(c->w), e) != CURLM_OK) {
-        curl_easy_cleanup(e);
+        worker_give_easy(c->w, e);
         snprintf(c->error, sizeof(c->error), "could not start a transfer");
         breaker_record(dep_of(c)->breaker, now, BREAKER_IGNORED);
         finish(c, CALL_EXHAUSTED);
@@ -371,7 +371,7 @@ void call_on_transfer_done(CURL *easy, CURLcode result)
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&c);
     long status = 0;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(easy);
+    worker_give_easy(c->w, easy);
     c->easy = NULL;
     c->status = status;
 

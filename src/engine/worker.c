@@ -30,6 +30,8 @@
 #define WORKER_EPOLL_BATCH 256
 /* Idle connections kept per worker beyond its share of AGENTD_MAX_INFLIGHT. */
 #define WORKER_SPARE_CONNECTIONS 64
+/* Finished easy handles kept for reuse (each holds a few KiB of buffers). */
+#define WORKER_SPARE_EASY 256
 
 struct task {
     worker_task_fn fn;
@@ -50,6 +52,8 @@ struct worker {
     int epfd;            /* sockets libcurl asked us to watch, plus wakefd */
     int wakefd;          /* eventfd: worker_post and worker_stop wake the loop */
     int64_t curl_due_ms; /* libcurl's own timeout, -1 when none */
+    CURL *spare_easy[WORKER_SPARE_EASY];
+    size_t n_spare_easy;
 
     pthread_mutex_t lock; /* protects the inbox only */
     struct task *inbox_head, *inbox_tail;
@@ -252,6 +256,8 @@ struct worker *worker_free(struct worker *w)
     }
     timerheap_fini(&w->timers);
     curl_multi_cleanup(w->multi);
+    while (w->n_spare_easy)
+        curl_easy_cleanup(w->spare_easy[--w->n_spare_easy]);
     close(w->epfd);
     close(w->wakefd);
     pthread_mutex_destroy(&w->lock);
@@ -282,6 +288,21 @@ int worker_post(struct worker *w, worker_task_fn fn, void *arg)
     pthread_mutex_unlock(&w->lock);
     wake(w);
     return 0;
+}
+
+CURL *worker_take_easy(struct worker *w)
+{
+    return w->n_spare_easy ? w->spare_easy[--w->n_spare_easy] : curl_easy_init();
+}
+
+void worker_give_easy(struct worker *w, CURL *easy)
+{
+    if (w->n_spare_easy < WORKER_SPARE_EASY) {
+        curl_easy_reset(easy);
+        w->spare_easy[w->n_spare_easy++] = easy;
+    } else {
+        curl_easy_cleanup(easy);
+    }
 }
 
 struct app *worker_app(struct worker *w)

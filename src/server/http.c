@@ -648,15 +648,15 @@ struct server *server_start(struct app *app, char *err, size_t errlen)
         flags |= MHD_USE_IPv6;
     unsigned pool = app->cfg.workers < 2 ? 1 : 2;
     /* The logger option must come first so MHD never writes to stderr by itself. */
-    s->mhd = MHD_start_daemon(
-        flags, (uint16_t)app->cfg.listen_port, NULL, NULL, on_request, s,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)(app->cfg.max_inflight + SERVER_EXTRA_CONNECTIONS),
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVER_CONNECTION_MEMORY_BYTES,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVER_IDLE_TIMEOUT_S,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_END);
+    s->mhd = MHD_start_daemon(flags, (uint16_t)app->cfg.listen_port, NULL, NULL, on_request, s,
+                              MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+                              (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, pool,
+                              MHD_OPTION_CONNECTION_LIMIT,
+                              (unsigned)(app->cfg.max_inflight + SERVER_EXTRA_CONNECTIONS),
+                              MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                              (size_t)SERVER_CONNECTION_MEMORY_BYTES, MHD_OPTION_CONNECTION_TIMEOUT,
+                              (unsigned)SERVER_IDLE_TIMEOUT_S, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+                              4096u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!s->mhd) {
         snprintf(err, errlen,
                  "AGENTD_LISTEN: cannot listen on %s:%d (address in use or not "
