@@ -280,8 +280,8 @@ static void gate(struct call *c)
     if (wait < 0) {
         end_probe(c, false);
         breaker_record(d->breaker, now, BREAKER_IGNORED);
-        int64_t paused = bucket_paused_until(d->bucket) - now;
-        c->retry_after_ms = paused > 0 ? paused : CALL_DEFAULT_RETRY_AFTER_MS;
+        int64_t until = bucket_paused_until(d->bucket); /* INT64_MIN when never paused */
+        c->retry_after_ms = until > now ? until - now : CALL_DEFAULT_RETRY_AFTER_MS;
         snprintf(c->error, sizeof(c->error), "%s rate limit: no token %s", d->name,
                  c->low_priority ? "available now (low priority never waits)"
                                  : "before the deadline");
