@@ -22,6 +22,8 @@ agentd on http://127.0.0.1:8080 (fake upstream on ${up}). Try:
 
 Ctrl-C to stop.
 TXT
+# The fake wants some key, like the real API; it accepts any.
+ANTHROPIC_API_KEY=${ANTHROPIC_API_KEY:-local-fake-key} \
 AGENTD_LISTEN=${AGENTD_LISTEN:-127.0.0.1:8080} \
 ANTHROPIC_BASE_URL=${ANTHROPIC_BASE_URL:-$up} \
 AGENTD_SEARCH_URL=${AGENTD_SEARCH_URL:-$up} \

@@ -386,11 +386,13 @@ static void llm_step(struct run *run)
     c->body = anthropic_build_request_from_prefix(&p, run->app->llm_prefix, run->messages);
     if (asprintf(&c->url, "%s/v1/messages", cfg->anthropic_base_url) < 0)
         c->url = NULL;
-    char key_hdr[600];
-    snprintf(key_hdr, sizeof(key_hdr), "x-api-key: %s", cfg->api_key ? cfg->api_key : "");
-    c->headers = curl_slist_append(NULL, key_hdr);
-    explicit_bzero(key_hdr, sizeof(key_hdr));
-    c->headers = curl_slist_append(c->headers, "anthropic-version: " ANTHROPIC_VERSION);
+    c->headers = curl_slist_append(NULL, "anthropic-version: " ANTHROPIC_VERSION);
+    if (cfg->api_key) {
+        char key_hdr[600];
+        snprintf(key_hdr, sizeof(key_hdr), "x-api-key: %s", cfg->api_key);
+        c->headers = curl_slist_append(c->headers, key_hdr);
+        explicit_bzero(key_hdr, sizeof(key_hdr));
+    }
     c->headers = curl_slist_append(c->headers, "content-type: application/json");
     c->headers = curl_slist_append(c->headers, "Expect:");
     if (!c->body || !c->url || !c->headers) {
