@@ -63,6 +63,7 @@ enum metrics_run_outcome {
     METRICS_RUN_DEADLINE_EXCEEDED,
     METRICS_RUN_SHUTTING_DOWN,
     METRICS_RUN_INTERNAL_ERROR,
+    METRICS_RUN_CLIENT_CLOSED, /* the client went away; the run was cancelled */
     METRICS_RUN__COUNT,
 };
 

@@ -81,12 +81,16 @@ struct run {
 
     run_finish_fn finish;
     void *finish_arg;
+    int client_fd; /* the client's socket, watched for it going away; -1 = not watched */
+    bool client_watched;
 };
 
 /* Creates a run from a validated request (moved into the run: *req is zeroed) and the conversation
    history to continue (moved; NULL = new). Server thread. NULL on ENOMEM. */
 struct run *run_new(struct app *app, struct agent_request *req, const char *request_id,
                     json_t *history, run_finish_fn finish, void *finish_arg);
+/* Lets the run be cancelled when the client behind socket fd goes away (set before run_submit). */
+void run_set_client_fd(struct run *run, int fd);
 /* Hands the run to worker w (thread-safe). 0 or -ENOMEM (then the run is untouched). */
 int run_submit(struct run *run, struct worker *w);
 /* The owner is done with the result; frees the run once no job refers to it. Any thread. */

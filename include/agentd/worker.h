@@ -35,6 +35,12 @@ int worker_index(struct worker *w);
 CURLM *worker_multi(struct worker *w);
 struct timerheap *worker_timers(struct worker *w);
 uint64_t *worker_rng(struct worker *w);
+/* Watches a suspended client connection's socket for the peer going away; gone(w, arg) runs on
+   the worker when it does. The socket must stay open until worker_unwatch_client(). */
+typedef void (*worker_client_gone_fn)(struct worker *w, void *arg);
+int worker_watch_client(struct worker *w, int fd, worker_client_gone_fn gone, void *arg);
+void worker_unwatch_client(struct worker *w, int fd);
+
 /* A cleared easy handle (reused when one is free, else new; NULL on ENOMEM), and its return. */
 CURL *worker_take_easy(struct worker *w);
 void worker_give_easy(struct worker *w, CURL *easy);

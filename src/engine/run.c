@@ -109,6 +109,10 @@ static void history_close(json_t *messages, const char *text)
 static void stop_everything(struct run *run, int status, int64_t now)
 {
     run->finished = true;
+    if (run->client_watched) {
+        worker_unwatch_client(run->w, run->client_fd);
+        run->client_watched = false;
+    }
     timerheap_cancel(worker_timers(run->w), &run->deadline_timer);
     timerheap_cancel(worker_timers(run->w), &run->finish_timer);
     call_cancel(&run->llm);
@@ -475,10 +479,29 @@ int64_t run_tool_deadline_ms(const struct run_tool *t)
     return tool_deadline < t->run->deadline_ms ? tool_deadline : t->run->deadline_ms;
 }
 
+/* The client closed its connection: nobody will read the answer, so stop spending on it. */
+static void on_client_gone(struct worker *w, void *arg)
+{
+    (void)w;
+    struct run *run = arg;
+    if (run->finished)
+        return;
+    log_info("client went away: run cancelled", LF_S("request_id", run->request_id),
+             LF_S("run_id", run->id), LF_I("iterations", run->iterations));
+    finish_error(run, 499, "client_closed", 0, 0, "the client closed the connection");
+}
+
+void run_set_client_fd(struct run *run, int fd)
+{
+    run->client_fd = fd;
+}
+
 static void run_begin(struct worker *w, void *arg)
 {
     struct run *run = arg;
     run->w = w;
+    if (run->client_fd >= 0)
+        run->client_watched = worker_watch_client(w, run->client_fd, on_client_gone, run) == 0;
     timer_init(&run->deadline_timer, on_deadline, run);
     timer_init(&run->finish_timer, on_finish_timer, run);
     timerheap_arm(worker_timers(w), &run->deadline_timer, run->deadline_ms);
@@ -521,6 +544,7 @@ struct run *run_new(struct app *app, struct agent_request *req, const char *requ
     run->tool_calls = json_array();
     run->degraded = json_array();
     atomic_init(&run->refs, 1);
+    run->client_fd = -1;
     run->finish = finish_fn;
     run->finish_arg = finish_arg;
     call_init(&run->llm);

@@ -52,6 +52,7 @@ struct worker {
     int epfd;            /* sockets libcurl asked us to watch, plus wakefd */
     int wakefd;          /* eventfd: worker_post and worker_stop wake the loop */
     int64_t curl_due_ms; /* libcurl's own timeout, -1 when none */
+    worker_client_gone_fn client_gone;
     CURL *spare_easy[WORKER_SPARE_EASY];
     size_t n_spare_easy;
 
@@ -195,6 +196,23 @@ static void curl_timeout_if_due(struct worker *w)
     }
 }
 
+/* epoll tags: curl sockets are stored as their fd; watched client connections as a pointer with
+   the top bit set (user-space pointers never have it). */
+#define WORKER_CLIENT_TAG (1ULL << 63)
+
+int worker_watch_client(struct worker *w, int fd, worker_client_gone_fn gone, void *arg)
+{
+    w->client_gone = gone;
+    struct epoll_event ev = {.events = EPOLLRDHUP,
+                             .data.u64 = WORKER_CLIENT_TAG | (uint64_t)(uintptr_t)arg};
+    return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+void worker_unwatch_client(struct worker *w, int fd)
+{
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -207,6 +225,10 @@ static void *worker_main(void *arg)
         curl_timeout_if_due(w);
         int n = epoll_wait(w->epfd, evs, WORKER_EPOLL_BATCH, poll_timeout_ms(w));
         for (int i = 0; i < n; i++) {
+            if (evs[i].data.u64 & WORKER_CLIENT_TAG) {
+                w->client_gone(w, (void *)(uintptr_t)(evs[i].data.u64 & ~WORKER_CLIENT_TAG));
+                continue;
+            }
             if (evs[i].data.fd == w->wakefd) {
                 uint64_t v;
                 ssize_t r = read(w->wakefd, &v, sizeof(v));

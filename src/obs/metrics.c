@@ -43,6 +43,7 @@ static const char *const run_outcome_names[METRICS_RUN__COUNT] = {
     "deadline_exceeded",
     "shutting_down",
     "internal_error",
+    "client_closed",
 };
 static const char *const attempt_names[METRICS_ATTEMPT__COUNT] = {"success", "http_error",
                                                                   "timeout", "connection_error"};

@@ -461,6 +461,10 @@ static enum MHD_Result agent_run(struct conn *c)
     free(conv_id);
     c->run = run;
     metrics_run_started();
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci)
+        run_set_client_fd(run, ci->connect_fd);
     MHD_suspend_connection(c->mhd);
     track_suspended(c);
     if (run_submit(run, app_pick_worker(app)) < 0) {

@@ -10,6 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include "harness.h"
 
@@ -451,6 +455,41 @@ START_TEST(test_idempotency_key_in_progress_is_409)
 }
 END_TEST
 
+START_TEST(test_run_is_cancelled_when_the_client_goes_away)
+{
+    /* The first LLM call asks for a tool, slowly; the client gives up before it answers. */
+    fake_add_fault(&H, "{\"route\":\"messages\",\"delay_ms\":1500,\"count\":1}");
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)H.agentd_port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    const char *body = "{\"input\":\"What is 2 * 3?\"}";
+    char req[256];
+    int n = snprintf(req, sizeof(req),
+                     "POST /v1/agent HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "X-Request-Id: gone-1\r\nContent-Length: %zu\r\n\r\n%s",
+                     strlen(body), body);
+    ck_assert_int_eq(write(fd, req, (size_t)n), n);
+    int64_t until = harness_now_ms() + 5000;
+    while (fake_count(&H, "messages") < 1 && harness_now_ms() < until)
+        usleep(10 * 1000);
+    close(fd);
+    /* The run ends without waiting for the slow answer's follow-up calls. */
+    char *log = NULL;
+    until = harness_now_ms() + 5000;
+    do {
+        free(log);
+        usleep(50 * 1000);
+        log = harness_read_log(&H);
+    } while (!strstr(log, "client went away") && harness_now_ms() < until);
+    ck_assert_ptr_nonnull(strstr(log, "client went away"));
+    free(log);
+    usleep(2000 * 1000); /* past the slow answer: no second LLM call was made */
+    ck_assert_uint_eq(fake_count(&H, "messages"), 1);
+}
+END_TEST
+
 /* ---- concurrency ------------------------------------------------------------------ */
 
 struct worker_arg {
@@ -546,6 +585,7 @@ int main(void)
     tcase_add_test(tc, test_agent_deadline_answers_504_in_time);
     tcase_add_test(tc, test_agent_request_id_is_echoed_or_generated);
     tcase_add_test(tc, test_every_request_body_sent_validates_against_openapi);
+    tcase_add_test(tc, test_run_is_cancelled_when_the_client_goes_away);
     tcase_add_test(tc, test_idempotency_key_replays_byte_identical_answer);
     tcase_add_test(tc, test_idempotency_key_in_progress_is_409);
     tcase_add_test(tc, test_api_400_for_bad_bodies);
