@@ -39,8 +39,8 @@ struct app {
     json_t *tools_json; /* the `tools` array sent to the model */
     char *llm_prefix;   /* request body up to "messages", serialised once (anthropic.h) */
     struct conv_store *convs;
-    struct health *health; /* readiness checker; NULL until started */
-    struct spend *spend;   /* token/cost budget over a sliding hour */
+    struct health *health;   /* readiness checker; NULL until started */
+    struct spend *spend;     /* token/cost budget over a sliding hour */
     struct idem_store *idem; /* Idempotency-Key answers; NULL = keys ignored */
     struct io_pool *io;
     struct worker **workers;

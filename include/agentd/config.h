@@ -33,7 +33,7 @@ struct agentd_config {
     size_t max_body_bytes; /* AGENTD_MAX_BODY_BYTES */
     int io_threads;        /* AGENTD_IO_THREADS: blocking file I/O pool */
 
-    char *auth_tokens;       /* AGENTD_AUTH_TOKENS: comma-separated bearer tokens; secret; NULL = off */
+    char *auth_tokens; /* AGENTD_AUTH_TOKENS: comma-separated bearer tokens; secret; NULL = off */
 
     /* LLM */
     char *api_key;            /* ANTHROPIC_API_KEY or contents of ANTHROPIC_API_KEY_FILE; secret;
@@ -63,8 +63,8 @@ struct agentd_config {
     int conversation_max_messages; /* AGENTD_CONVERSATION_MAX_MESSAGES */
 
     /* idempotency keys */
-    int idempotency_max;            /* AGENTD_IDEMPOTENCY_MAX, 0 = off */
-    int64_t idempotency_ttl_ms;     /* AGENTD_IDEMPOTENCY_TTL_MS */
+    int idempotency_max;        /* AGENTD_IDEMPOTENCY_MAX, 0 = off */
+    int64_t idempotency_ttl_ms; /* AGENTD_IDEMPOTENCY_TTL_MS */
 
     /* resilience (rows added with the resilience layer) */
     int retry_max;                  /* AGENTD_RETRY_MAX: retries after the first attempt */
