@@ -56,17 +56,6 @@ static void usage(FILE *out)
             FAKE_MAX_DELAY_MS);
 }
 
-static int parse_long(const char *s, long min, long max, long *ret)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end != '\0' || errno != 0 || v < min || v > max)
-        return -EINVAL;
-    *ret = v;
-    return 0;
-}
-
 /* Returns the value of --name VALUE / --name=VALUE at argv[*i], advancing *i; NULL if not it. */
 static const char *option_value(int argc, char **argv, int *i, const char *name, bool *missing)
 {
@@ -102,13 +91,13 @@ static int parse_options(int argc, char **argv, struct options *o)
         } else if ((v = option_value(argc, argv, &i, "--api-key", &missing))) {
             o->api_key = v;
         } else if ((v = option_value(argc, argv, &i, "--delay-ms", &missing))) {
-            if (parse_long(v, 0, FAKE_MAX_DELAY_MS, &o->delay_ms) < 0) {
+            if (fake_parse_long(v, 0, FAKE_MAX_DELAY_MS, &o->delay_ms) < 0) {
                 fprintf(stderr, "fake_upstream: --delay-ms: expected 0..%d, got '%s'\n",
                         FAKE_MAX_DELAY_MS, v);
                 return -EINVAL;
             }
         } else if ((v = option_value(argc, argv, &i, "--threads", &missing))) {
-            if (parse_long(v, 1, 64, &o->threads) < 0) {
+            if (fake_parse_long(v, 1, 64, &o->threads) < 0) {
                 fprintf(stderr, "fake_upstream: --threads: expected 1..64, got '%s'\n", v);
                 return -EINVAL;
             }
@@ -132,7 +121,7 @@ static int split_listen(const char *listen, char *host, size_t host_bytes, char 
 {
     const char *colon = strrchr(listen, ':');
     long p;
-    if (!colon || parse_long(colon + 1, 0, 65535, &p) < 0)
+    if (!colon || fake_parse_long(colon + 1, 0, 65535, &p) < 0)
         return -EINVAL;
     const char *h = listen;
     size_t hl = (size_t)(colon - listen);

@@ -315,13 +315,11 @@ static bool content_has(const json_t *content, const char *type)
     return false;
 }
 
-/* The text of a message: its string content, or its text blocks joined by newlines. */
-static void message_text(const json_t *m, struct sbuf *out)
+/* A content value's text: the string itself, or its text blocks joined by sep. */
+static void content_text(const json_t *content, const char *sep, struct sbuf *out)
 {
-    const json_t *content = json_object_get(m, "content");
     size_t i, n = 0;
     const json_t *b;
-    sb_add(out, "");
     if (json_is_string(content)) {
         sb_add(out, json_string_value(content));
         return;
@@ -331,9 +329,16 @@ static void message_text(const json_t *m, struct sbuf *out)
         if (strcmp(block_type(b), "text") != 0)
             continue;
         if (n++ > 0)
-            sb_add(out, "\n");
+            sb_add(out, sep);
         sb_add(out, json_string_value(json_object_get(b, "text")));
     }
+}
+
+/* The text of a message: its string content, or its text blocks joined by newlines. */
+static void message_text(const json_t *m, struct sbuf *out)
+{
+    sb_add(out, "");
+    content_text(json_object_get(m, "content"), "\n", out);
 }
 
 static bool is_user_text_message(const json_t *m)
@@ -348,23 +353,9 @@ static bool is_user_text_message(const json_t *m)
 
 static void tool_result_text(const json_t *block, struct sbuf *out)
 {
-    const json_t *content = json_object_get(block, "content");
-    size_t i, n = 0;
-    const json_t *b;
     if (json_is_true(json_object_get(block, "is_error")))
         sb_add(out, "error: ");
-    if (json_is_string(content)) {
-        sb_add(out, json_string_value(content));
-        return;
-    }
-    json_array_foreach(content, i, b)
-    {
-        if (strcmp(block_type(b), "text") != 0)
-            continue;
-        if (n++ > 0)
-            sb_add(out, " ");
-        sb_add(out, json_string_value(json_object_get(b, "text")));
-    }
+    content_text(json_object_get(block, "content"), " ", out);
 }
 
 /* Whether the request lets the model call this tool (declared, tool_choice not "none"). */

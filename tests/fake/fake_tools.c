@@ -40,18 +40,6 @@ static const struct city cities[] = {
     {6167865, "Toronto", 43.70011, -79.4163, "Canada", "CA", "America/Toronto"},
 };
 
-/* Parses a whole string as an integer in [min, max]. */
-static int parse_int(const char *s, long min, long max, long *ret)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end != '\0' || errno != 0 || v < min || v > max)
-        return -EINVAL;
-    *ret = v;
-    return 0;
-}
-
 /* Case-insensitive comparison that ignores leading and trailing spaces in s. */
 static bool name_matches(const char *s, const char *name)
 {
@@ -70,7 +58,7 @@ void fake_tools_geocoding(const char *name, const char *count, struct fake_reply
         fake_reply_plain_error(ret_reply, 400, "Parameter 'name' is required");
         return;
     }
-    if (count && parse_int(count, 1, 100, &n) < 0) {
+    if (count && fake_parse_long(count, 1, 100, &n) < 0) {
         fake_reply_plain_error(ret_reply, 400, "Parameter 'count' must be an integer 1..100");
         return;
     }
@@ -253,7 +241,7 @@ void fake_tools_models(const char *limit, uint64_t seq, struct fake_reply *ret_r
 {
     long n;
     /* One model exists, so every valid limit lists it. */
-    if (limit && parse_int(limit, 1, 1000, &n) < 0) {
+    if (limit && fake_parse_long(limit, 1, 1000, &n) < 0) {
         fake_reply_anthropic_error(ret_reply, 400, NULL, "limit: Input should be 1..1000", seq);
         return;
     }

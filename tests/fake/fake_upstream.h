@@ -55,6 +55,8 @@ uint64_t fake_clock_ms(void);
 char *fake_strdup_utf8(const char *s);
 /* JSON string of s, cleaned like fake_strdup_utf8; NULL only on OOM. */
 json_t *fake_json_string_lossy(const char *s);
+/* Parses the whole of s as a decimal integer in [min, max]: 0, or -EINVAL. */
+int fake_parse_long(const char *s, long min, long max, long *ret);
 
 /* ---- routes --------------------------------------------------------- */
 

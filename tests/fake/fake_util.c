@@ -159,3 +159,14 @@ void fake_reply_plain_error(struct fake_reply *r, int status, const char *messag
     json_t *msg = fake_json_string_lossy(message);
     fake_reply_set(r, status, msg ? json_pack("{s:b,s:o}", "error", 1, "reason", msg) : NULL);
 }
+
+int fake_parse_long(const char *s, long min, long max, long *ret)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || errno != 0 || v < min || v > max)
+        return -EINVAL;
+    *ret = v;
+    return 0;
+}
