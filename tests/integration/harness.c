@@ -459,6 +459,15 @@ size_t fake_count(struct harness *h, const char *route)
     return n;
 }
 
+size_t fake_wait_count(struct harness *h, const char *route, size_t n, int timeout_ms)
+{
+    int64_t until = harness_now_ms() + timeout_ms;
+    size_t got;
+    while ((got = fake_count(h, route)) < n && harness_now_ms() < until)
+        sleep_ms(10);
+    return got;
+}
+
 char *harness_read_log(struct harness *h)
 {
     FILE *f = fopen(h->log_path, "r");

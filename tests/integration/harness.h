@@ -63,6 +63,9 @@ void fake_clear_requests(struct harness *h);
 json_t *fake_requests(struct harness *h); /* new reference: array */
 /* Number of logged requests on a route ("messages", "models", ...). */
 size_t fake_count(struct harness *h, const char *route);
+/* Polls the request log until route has at least n requests or timeout_ms passes; returns the
+   last count. */
+size_t fake_wait_count(struct harness *h, const char *route, size_t n, int timeout_ms);
 
 /* Reads agentd's log so far (malloc'd). */
 char *harness_read_log(struct harness *h);

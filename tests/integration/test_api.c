@@ -441,9 +441,7 @@ START_TEST(test_idempotency_key_in_progress_is_409)
     pthread_t th;
     struct keyed k = {0};
     pthread_create(&th, NULL, keyed_slow, &k);
-    int64_t until = harness_now_ms() + 5000;
-    while (fake_count(&H, "messages") < 1 && harness_now_ms() < until)
-        ;
+    fake_wait_count(&H, "messages", 1, 5000);
     struct http_resp r;
     ck_assert_int_eq(post_with_key("slow-1", "{\"input\":\"hello\"}", &r), 409);
     ck_assert_ptr_nonnull(strstr(r.body, "idempotency_in_progress"));
@@ -471,13 +469,11 @@ START_TEST(test_run_is_cancelled_when_the_client_goes_away)
                      "X-Request-Id: gone-1\r\nContent-Length: %zu\r\n\r\n%s",
                      strlen(body), body);
     ck_assert_int_eq(write(fd, req, (size_t)n), n);
-    int64_t until = harness_now_ms() + 5000;
-    while (fake_count(&H, "messages") < 1 && harness_now_ms() < until)
-        usleep(10 * 1000);
+    fake_wait_count(&H, "messages", 1, 5000);
     close(fd);
     /* The run ends without waiting for the slow answer's follow-up calls. */
     char *log = NULL;
-    until = harness_now_ms() + 5000;
+    int64_t until = harness_now_ms() + 5000;
     do {
         free(log);
         usleep(50 * 1000);
@@ -539,9 +535,7 @@ START_TEST(test_api_429_overloaded_above_max_inflight)
     struct worker_arg a = {.n = 3};
     pthread_create(&th, NULL, concurrent_one, &a);
     /* Wait until the slow run is admitted (the fake has seen its call). */
-    int64_t until = harness_now_ms() + 5000;
-    while (fake_count(&H, "messages") < 1 && harness_now_ms() < until)
-        ;
+    fake_wait_count(&H, "messages", 1, 5000);
     json_t *o;
     char ra[16];
     char url[128];

@@ -690,9 +690,7 @@ START_TEST(test_429_retry_after_pauses_all_runs_of_the_dependency)
     struct reply first = {.body = "{\"input\":\"hello\"}"};
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, post_thread, &first), 0);
-    int64_t until = harness_now_ms() + 5000;
-    while (fake_count(&H, "messages") < 1 && harness_now_ms() < until)
-        sleep_ms(5);
+    fake_wait_count(&H, "messages", 1, 5000);
     ck_assert_uint_eq(fake_count(&H, "messages"), 1);
     /* Let agentd read the 429 (the fake logs a request before answering it). */
     sleep_ms(50);

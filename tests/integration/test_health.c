@@ -131,10 +131,7 @@ START_TEST(test_ready_stays_ok_on_429_and_5xx)
     fake_clear_requests(&H);
     fake_add_fault(&H, "{\"route\":\"models\",\"status\":503}");
     /* Several probe periods pass; the API answered, so the pod stays ready. */
-    int64_t until = harness_now_ms() + 5000;
-    while (fake_count(&H, "models") < 4 && harness_now_ms() < until)
-        usleep(50 * 1000);
-    ck_assert_uint_ge(fake_count(&H, "models"), 4);
+    ck_assert_uint_ge(fake_wait_count(&H, "models", 4, 5000), 4);
     ck_assert_int_eq(get("/health/ready", NULL), 200);
 }
 END_TEST
@@ -220,9 +217,7 @@ START_TEST(test_sigterm_drains_in_flight_runs_then_exits_zero)
     pthread_t th;
     struct slow_run run = {0};
     pthread_create(&th, NULL, slow_run_main, &run);
-    int64_t until = harness_now_ms() + 5000;
-    while (fake_count(&H, "messages") < 1 && harness_now_ms() < until)
-        usleep(10 * 1000);
+    fake_wait_count(&H, "messages", 1, 5000);
     ck_assert_int_eq(kill(H.agentd_pid, SIGTERM), 0);
     /* Not ready at once, while still serving (liveness answers during the delay). */
     json_t *o;
@@ -253,9 +248,7 @@ START_TEST(test_second_signal_answers_unfinished_runs_and_exits)
     pthread_t th;
     struct slow_run run = {0};
     pthread_create(&th, NULL, slow_run_main, &run);
-    int64_t until = harness_now_ms() + 5000;
-    while (fake_count(&H, "messages") < 1 && harness_now_ms() < until)
-        usleep(10 * 1000);
+    fake_wait_count(&H, "messages", 1, 5000);
     kill(H.agentd_pid, SIGTERM);
     usleep(300 * 1000);
     int64_t t0 = harness_now_ms();
