@@ -85,9 +85,9 @@ void call_start(struct worker *w, struct call *c);
 /* Stops the call wherever it is; done() is not called. Safe when not started. */
 void call_cancel(struct call *c);
 /* After done() with CALL_OK: the body was unusable (e.g. malformed JSON). Treats it as a transient
-   failure and retries if the policies allow; returns true if a retry was scheduled (done() will be
-   called again later), false if not (the call keeps CALL_EXHAUSTED and the owner decides). */
-bool call_retry_malformed(struct call *c, const char *why);
+   failure of the dependency; done() is called again later, with a new attempt's result when the
+   policies allow a retry, else with CALL_EXHAUSTED. */
+void call_retry_malformed(struct call *c, const char *why);
 /* Frees request and result buffers; c can be filled and started again. */
 void call_reset(struct call *c);
 

@@ -447,7 +447,7 @@ void call_on_transfer_done(CURL *easy, CURLcode result)
     retry_or_give_up(c, server_delay, reason);
 }
 
-bool call_retry_malformed(struct call *c, const char *why)
+void call_retry_malformed(struct call *c, const char *why)
 {
     struct dependency *d = dep_of(c);
     int64_t now = worker_refresh_now(c->w);
@@ -457,7 +457,6 @@ bool call_retry_malformed(struct call *c, const char *why)
     breaker_record(d->breaker, now, BREAKER_FAILURE);
     c->outcome = CALL_EXHAUSTED;
     retry_or_give_up(c, -1, "malformed response");
-    return c->state == ST_BACKOFF;
 }
 
 void call_cancel(struct call *c)
