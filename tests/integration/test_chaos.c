@@ -733,6 +733,23 @@ START_TEST(test_retry_wait_past_deadline_answers_now_with_retry_after)
 }
 END_TEST
 
+/* A 200 whose body is not a Messages response is a transient failure: retried, then 503. */
+START_TEST(test_malformed_llm_body_is_retried_then_unavailable)
+{
+    static const char *env[] = {"AGENTD_RETRY_MAX=1", NULL};
+    start(env);
+    fake_add_fault(&H, "{\"route\":\"messages\",\"malformed\":true,\"count\":1}");
+    struct reply r = {0};
+    ck_assert_int_eq(ask("{\"input\":\"hello\"}", &r), 200);
+    ck_assert_int_eq(llm_attempts(&r), 2);
+    reply_clear(&r);
+    fake_add_fault(&H, "{\"route\":\"messages\",\"malformed\":true}");
+    ck_assert_int_eq(ask("{\"input\":\"hello\"}", &r), 503);
+    ck_assert_str_eq(error_type(&r), "upstream_unavailable");
+    reply_clear(&r);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("chaos");
@@ -750,6 +767,7 @@ int main(void)
     tcase_add_test(tc, test_retried_attempt_consumes_a_limiter_token);
     tcase_add_test(tc, test_429_retry_after_pauses_all_runs_of_the_dependency);
     tcase_add_test(tc, test_retry_wait_past_deadline_answers_now_with_retry_after);
+    tcase_add_test(tc, test_malformed_llm_body_is_retried_then_unavailable);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }
