@@ -83,7 +83,8 @@ struct conn {
     char *body;
     size_t len, alloc;
     bool too_large;
-    bool answered; /* a response has been queued */
+    size_t discarded; /* body bytes read and dropped after too_large */
+    bool answered;    /* a response has been queued */
     /* run */
     struct run *run;
     char *idem_key; /* Idempotency-Key whose answer this request will store */
@@ -263,6 +264,15 @@ static bool authorized(struct conn *c)
     return ok;
 }
 
+/* How much of an over-limit body is read and dropped before answering 413. Answering and
+   closing while the client is still sending makes the kernel reset the connection, which can
+   destroy the 413 before the client reads it. */
+static size_t body_discard_max(size_t cap)
+{
+    size_t floor = 16u * 1024 * 1024;
+    return cap > SIZE_MAX / 4 ? SIZE_MAX : (cap * 4 > floor ? cap * 4 : floor);
+}
+
 static enum MHD_Result agent_headers(struct conn *c)
 {
     struct app *app = c->srv->app;
@@ -284,11 +294,21 @@ static enum MHD_Result agent_headers(struct conn *c)
         char *end;
         errno = 0;
         unsigned long long n = strtoull(cl, &end, 10);
-        if (errno == 0 && *end == '\0' && n > app->cfg.max_body_bytes)
-            return reply_error(c, 413, "payload_too_large", 0, NULL,
-                               "request body of %llu bytes exceeds the limit of %zu bytes "
-                               "(AGENTD_MAX_BODY_BYTES)",
-                               n, app->cfg.max_body_bytes);
+        if (errno == 0 && *end == '\0' && n > app->cfg.max_body_bytes) {
+            /* A client waiting for 100-continue has sent nothing yet, and one announcing more
+               than we are willing to drain gets its answer now; anyone else is read to the end
+               of the body (dropped, not stored) before the 413 goes out, so the answer is not
+               lost to a reset from closing on unread data. */
+            const char *expect =
+                MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+            if ((expect && strcasecmp(expect, "100-continue") == 0) ||
+                n > body_discard_max(app->cfg.max_body_bytes))
+                return reply_error(c, 413, "payload_too_large", 0, NULL,
+                                   "request body of %llu bytes exceeds the limit of %zu bytes "
+                                   "(AGENTD_MAX_BODY_BYTES)",
+                                   n, app->cfg.max_body_bytes);
+            c->too_large = true;
+        }
     }
     if (atomic_load(&app->inflight) >= app->cfg.max_inflight)
         return reply_error(c, 429, "overloaded", 1000, NULL,
@@ -312,9 +332,11 @@ static enum MHD_Result agent_body_chunk(struct conn *c, const char *data, size_t
         c->too_large = true;
         free(c->body);
         c->body = NULL;
-        /* Answer at once when MHD allows it; otherwise the rest is discarded
-           without being stored and the 413 goes out at the end. */
-        if (!c->answered)
+        c->discarded += size;
+        /* The body is drained, not stored, and the 413 goes out at its end (see agent_headers).
+           A client that keeps sending past the drain limit is answered now and the connection
+           closed. */
+        if (!c->answered && c->discarded > body_discard_max(cap))
             reply_error(c, 413, "payload_too_large", 0, NULL,
                         "request body exceeds the limit of %zu bytes (AGENTD_MAX_BODY_BYTES)", cap);
         return MHD_YES;

@@ -30,6 +30,7 @@ struct http_resp {
     size_t len;
     char headers[4096]; /* raw response headers */
     double seconds;
+    long long uploaded; /* request body bytes curl sent */
 };
 
 /* Starts both processes; extra_env is a NULL-terminated list of "NAME=value" for agentd

@@ -359,6 +359,15 @@ START_TEST(test_api_413_for_content_length_and_chunked)
     ck_assert_int_eq(post_raw("application/json", big, n + 12, true, &o), 413);
     ck_assert_str_eq(error_type(o), "payload_too_large");
     json_decref(o);
+    /* A client that asks for 100-continue is answered before it sends the body. */
+    char url[128];
+    snprintf(url, sizeof(url), "%s/v1/agent", H.agentd_url);
+    const char *hdrs[] = {"Content-Type: application/json", "Expect: 100-continue", NULL};
+    struct http_resp r;
+    ck_assert_int_eq(http_do("POST", url, hdrs, big, n + 12, false, &r), 0);
+    ck_assert_int_eq(r.status, 413);
+    ck_assert_int_lt(r.uploaded, (long long)n);
+    http_resp_free(&r);
     free(big);
     /* A small chunked body is fine. */
     ck_assert_int_eq(post_raw("application/json", "{\"input\":\"hi\"}", 14, true, &o), 200);
