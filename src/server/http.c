@@ -83,8 +83,12 @@ struct conn {
     char *body;
     size_t len, alloc;
     bool too_large;
-    size_t discarded; /* body bytes read and dropped after too_large */
-    bool answered;    /* a response has been queued */
+    bool answered; /* a response has been queued (or deferred) */
+    /* An answer given before the body has been read waits for its end (see drain_first). */
+    bool defer;
+    struct MHD_Response *deferred;
+    unsigned deferred_status;
+    size_t discarded; /* body bytes read and dropped after the answer */
     /* run */
     struct run *run;
     char *idem_key; /* Idempotency-Key whose answer this request will store */
@@ -125,6 +129,50 @@ static void set_request_id(struct conn *c)
 /* ---- answers ------------------------------------------------------------------------ */
 
 /* Queues body (owned, freed here) with the common headers. */
+/* ---- answers before the body ------------------------------------------------------ */
+
+/* Closing a connection while the client is still sending makes the kernel reset it, and the
+   reset can destroy an answer the client has not read yet. So an answer decided before the
+   request body has been read (401, 404, 413, 415, 429, ...) is held while the body is read and
+   dropped, and goes out at its end -- up to this many bytes, after which it goes out at once and
+   the connection is closed. */
+static size_t body_discard_max(size_t cap)
+{
+    size_t floor = 16u * 1024 * 1024;
+    return cap > SIZE_MAX / 4 ? SIZE_MAX : (cap * 4 > floor ? cap * 4 : floor);
+}
+
+/* Whether an answer decided now should wait for the request body. Not when there is none, nor
+   for a client waiting for 100-continue (it has sent nothing), nor for a body announced larger
+   than we are willing to drain. */
+static bool drain_first(struct conn *c)
+{
+    struct MHD_Connection *m = c->mhd;
+    const char *expect = MHD_lookup_connection_value(m, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+    if (expect && strcasecmp(expect, "100-continue") == 0)
+        return false;
+    if (MHD_lookup_connection_value(m, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        return true;
+    const char *cl =
+        MHD_lookup_connection_value(m, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (!cl)
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(cl, &end, 10);
+    return errno == 0 && *end == '\0' && n > 0 &&
+           n <= body_discard_max(c->srv->app->cfg.max_body_bytes);
+}
+
+static enum MHD_Result send_deferred(struct conn *c)
+{
+    struct MHD_Response *r = c->deferred;
+    c->deferred = NULL;
+    enum MHD_Result ret = MHD_queue_response(c->mhd, c->deferred_status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 static enum MHD_Result reply_as(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
                                 const char *hdr_name, const char *hdr_value,
                                 const char *content_type)
@@ -146,6 +194,14 @@ static enum MHD_Result reply_as(struct conn *c, unsigned status, char *body, int
     }
     if (hdr_name)
         MHD_add_response_header(r, hdr_name, hdr_value);
+    if (c->defer) {
+        c->deferred = r;
+        c->deferred_status = status;
+        c->answered = true;
+        c->status = status;
+        c->bytes = len;
+        return MHD_YES;
+    }
     enum MHD_Result ret = MHD_queue_response(c->mhd, status, r);
     MHD_destroy_response(r);
     if (ret == MHD_YES) {
@@ -264,15 +320,6 @@ static bool authorized(struct conn *c)
     return ok;
 }
 
-/* How much of an over-limit body is read and dropped before answering 413. Answering and
-   closing while the client is still sending makes the kernel reset the connection, which can
-   destroy the 413 before the client reads it. */
-static size_t body_discard_max(size_t cap)
-{
-    size_t floor = 16u * 1024 * 1024;
-    return cap > SIZE_MAX / 4 ? SIZE_MAX : (cap * 4 > floor ? cap * 4 : floor);
-}
-
 static enum MHD_Result agent_headers(struct conn *c)
 {
     struct app *app = c->srv->app;
@@ -294,21 +341,11 @@ static enum MHD_Result agent_headers(struct conn *c)
         char *end;
         errno = 0;
         unsigned long long n = strtoull(cl, &end, 10);
-        if (errno == 0 && *end == '\0' && n > app->cfg.max_body_bytes) {
-            /* A client waiting for 100-continue has sent nothing yet, and one announcing more
-               than we are willing to drain gets its answer now; anyone else is read to the end
-               of the body (dropped, not stored) before the 413 goes out, so the answer is not
-               lost to a reset from closing on unread data. */
-            const char *expect =
-                MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
-            if ((expect && strcasecmp(expect, "100-continue") == 0) ||
-                n > body_discard_max(app->cfg.max_body_bytes))
-                return reply_error(c, 413, "payload_too_large", 0, NULL,
-                                   "request body of %llu bytes exceeds the limit of %zu bytes "
-                                   "(AGENTD_MAX_BODY_BYTES)",
-                                   n, app->cfg.max_body_bytes);
-            c->too_large = true;
-        }
+        if (errno == 0 && *end == '\0' && n > app->cfg.max_body_bytes)
+            return reply_error(c, 413, "payload_too_large", 0, NULL,
+                               "request body of %llu bytes exceeds the limit of %zu bytes "
+                               "(AGENTD_MAX_BODY_BYTES)",
+                               n, app->cfg.max_body_bytes);
     }
     if (atomic_load(&app->inflight) >= app->cfg.max_inflight)
         return reply_error(c, 429, "overloaded", 1000, NULL,
@@ -329,16 +366,16 @@ static enum MHD_Result agent_body_chunk(struct conn *c, const char *data, size_t
 {
     size_t cap = c->srv->app->cfg.max_body_bytes;
     if (c->too_large || size > cap - c->len) {
+        /* Over the cap (chunked upload): stop storing; the 413 waits for the end of the body. */
         c->too_large = true;
         free(c->body);
         c->body = NULL;
+        c->len = c->alloc = 0;
         c->discarded += size;
-        /* The body is drained, not stored, and the 413 goes out at its end (see agent_headers).
-           A client that keeps sending past the drain limit is answered now and the connection
-           closed. */
-        if (!c->answered && c->discarded > body_discard_max(cap))
-            reply_error(c, 413, "payload_too_large", 0, NULL,
-                        "request body exceeds the limit of %zu bytes (AGENTD_MAX_BODY_BYTES)", cap);
+        c->defer = true;
+        reply_error(c, 413, "payload_too_large", 0, NULL,
+                    "request body exceeds the limit of %zu bytes (AGENTD_MAX_BODY_BYTES)", cap);
+        c->defer = false;
         return MHD_YES;
     }
     if (c->len + size + 1 > c->alloc) {
@@ -572,7 +609,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         snprintf(c->method, sizeof(c->method), "%s", method);
         set_request_id(c);
         *con_cls = c;
-        return first_call(c, url, method);
+        c->defer = drain_first(c);
+        enum MHD_Result ret = first_call(c, url, method);
+        c->defer = false;
+        return ret;
     }
     if (c->run) {
         /* Resumed: the run has its answer. */
@@ -587,10 +627,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (c->answered)
-            return MHD_YES; /* refused already: drop the rest */
+        if (c->answered) { /* refused already: drop the rest */
+            c->discarded += n;
+            if (c->deferred && c->discarded > body_discard_max(c->srv->app->cfg.max_body_bytes))
+                return send_deferred(c);
+            return MHD_YES;
+        }
         return agent_body_chunk(c, upload_data, n);
     }
+    if (c->deferred)
+        return send_deferred(c);
     if (c->answered)
         return MHD_YES;
     if (c->route == ROUTE_AGENT)
@@ -618,6 +664,8 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
                   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL : "connection closed early"));
     if (c->run)
         run_release(c->run);
+    if (c->deferred)
+        MHD_destroy_response(c->deferred);
     unadmit(c);
     free(c->body);
     free(c);

@@ -6,6 +6,7 @@
  */
 #include <check.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -462,15 +463,59 @@ START_TEST(test_idempotency_key_in_progress_is_409)
 }
 END_TEST
 
-START_TEST(test_run_is_cancelled_when_the_client_goes_away)
+static int connect_agentd(void)
 {
-    /* The first LLM call asks for a tool, slowly; the client gives up before it answers. */
-    fake_add_fault(&H, "{\"route\":\"messages\",\"delay_ms\":1500,\"count\":1}");
     int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)H.agentd_port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+START_TEST(test_api_413_reaches_a_client_that_sends_the_whole_body_first)
+{
+    /* A plain client writes its whole request before it reads. Were agentd to answer and close
+       with the body still unread, the kernel would reset the connection: the write fails or the
+       413 is lost. The reset is a race, so several tries. */
+    size_t n = 3 * 1024 * 1024, hlen;
+    char *req = malloc(n + 256);
+    hlen =
+        (size_t)sprintf(req,
+                        "POST /v1/agent HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        "Content-Length: %zu\r\n\r\n",
+                        n);
+    memset(req + hlen, 'a', n);
+    for (int i = 0; i < 6; i++) {
+        int fd = connect_agentd();
+        size_t off = 0;
+        while (off < hlen + n) {
+            ssize_t w = send(fd, req + off, hlen + n - off, MSG_NOSIGNAL);
+            ck_assert_msg(w > 0, "try %d: send failed after %zu bytes: %s", i, off,
+                          strerror(errno));
+            off += (size_t)w;
+        }
+        char resp[512];
+        size_t got = 0;
+        while (got < sizeof(resp) - 1 && !memmem(resp, got, "\r\n\r\n", 4)) {
+            ssize_t r = recv(fd, resp + got, sizeof(resp) - 1 - got, 0);
+            ck_assert_msg(r > 0, "try %d: no answer: %s", i, r < 0 ? strerror(errno) : "EOF");
+            got += (size_t)r;
+        }
+        resp[got] = '\0';
+        ck_assert_msg(strncmp(resp, "HTTP/1.1 413", 12) == 0, "try %d: %.40s", i, resp);
+        close(fd);
+    }
+    free(req);
+}
+END_TEST
+
+START_TEST(test_run_is_cancelled_when_the_client_goes_away)
+{
+    /* The first LLM call asks for a tool, slowly; the client gives up before it answers. */
+    fake_add_fault(&H, "{\"route\":\"messages\",\"delay_ms\":1500,\"count\":1}");
+    int fd = connect_agentd();
     const char *body = "{\"input\":\"What is 2 * 3?\"}";
     char req[256];
     int n = snprintf(req, sizeof(req),
@@ -594,6 +639,7 @@ int main(void)
     tcase_add_test(tc, test_api_400_for_bad_bodies);
     tcase_add_test(tc, test_api_404_and_405_with_allow);
     tcase_add_test(tc, test_api_413_for_content_length_and_chunked);
+    tcase_add_test(tc, test_api_413_reaches_a_client_that_sends_the_whole_body_first);
     tcase_add_test(tc, test_api_415_for_non_json);
     tcase_add_test(tc, test_api_502_when_llm_refuses_permanently);
     tcase_add_test(tc, test_agent_64_concurrent_requests_all_correct);
