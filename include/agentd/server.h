@@ -2,7 +2,8 @@
  * server.h — the HTTP front: a libmicrohttpd daemon (epoll, internal thread
  * pool) that routes requests, caps and validates bodies, admits runs,
  * suspends each agent request while a worker runs it, and resumes it with
- * the JSON answer.
+ * the JSON answer. agentd owns the listening socket and an accepting thread
+ * that hands connections to the daemon.
  */
 #ifndef AGENTD_SERVER_H
 #define AGENTD_SERVER_H
@@ -16,7 +17,7 @@ struct server;
 struct server *server_start(struct app *app, char *err, size_t errlen);
 /* The bound TCP port (useful with port 0). */
 int server_port(const struct server *s);
-/* Stops accepting new connections (listening socket closed). */
+/* Stops accepting new connections (listening socket closed); idempotent. */
 void server_quiesce(struct server *s);
 /* Answers every still-suspended request with 503 shutting_down; returns how many. */
 size_t server_abort_suspended(struct server *s);

@@ -18,11 +18,14 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -42,6 +45,7 @@
 /* Seconds a kept-alive connection may idle between requests. */
 #define SERVER_IDLE_TIMEOUT_S    60
 #define SERVER_EXTRA_CONNECTIONS 1024
+#define SERVER_LISTEN_BACKLOG    4096
 /* Per-connection pool for headers and MHD's buffers (bodies are copied out as they arrive):
    half the default, since thousands of connections wait suspended at once. */
 #define SERVER_CONNECTION_MEMORY_BYTES (16 * 1024)
@@ -67,6 +71,11 @@ struct server {
     struct app *app;
     struct MHD_Daemon *mhd;
     int port;
+    /* Our own listening socket and the thread that accepts on it (see acceptor). */
+    int listen_fd;
+    pthread_t acceptor;
+    bool accepting;
+    atomic_bool stop_accepting;
     pthread_mutex_t lock; /* protects the suspended list */
     struct conn *suspended;
     size_t n_suspended;
@@ -704,6 +713,63 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ret, cha
     return 0;
 }
 
+/* ---- accepting ----------------------------------------------------------------- */
+
+/* agentd accepts connections itself and hands them to libmicrohttpd with MHD_add_connection.
+   MHD_quiesce_daemon, the library's way to stop accepting, races with the library's own epoll
+   thread over the listening socket and can abort the process (an open libmicrohttpd defect);
+   owning the socket makes "stop accepting" a matter of ending this thread and closing it. */
+static void *acceptor(void *arg)
+{
+    struct server *s = arg;
+    while (!atomic_load(&s->stop_accepting)) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof(peer);
+        int fd =
+            accept4(s->listen_fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                log_warn("accept failed; pausing", LF_S("reason", strerror(errno)));
+                nanosleep(&(struct timespec){.tv_nsec = 20 * 1000000L}, NULL);
+            }
+            continue; /* EINTR, ECONNABORTED, ...; EINVAL after shutdown ends the loop */
+        }
+        /* At the connection limit MHD refuses the socket and closes it. */
+        MHD_add_connection(s->mhd, fd, (struct sockaddr *)&peer, plen);
+    }
+    return NULL;
+}
+
+static int open_listener(const struct sockaddr_storage *addr, char *err, size_t errlen)
+{
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "AGENTD_LISTEN: socket: %s", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    socklen_t len =
+        addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (bind(fd, (const struct sockaddr *)addr, len) < 0 || listen(fd, SERVER_LISTEN_BACKLOG) < 0) {
+        snprintf(err, errlen, "AGENTD_LISTEN: cannot listen: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage a;
+    socklen_t len = sizeof(a);
+    if (getsockname(fd, (struct sockaddr *)&a, &len) < 0)
+        return -1;
+    if (a.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&a)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&a)->sin_port);
+}
+
 struct server *server_start(struct app *app, char *err, size_t errlen)
 {
     struct sockaddr_storage addr;
@@ -716,33 +782,42 @@ struct server *server_start(struct app *app, char *err, size_t errlen)
     }
     s->app = app;
     pthread_mutex_init(&s->lock, NULL);
+    s->listen_fd = open_listener(&addr, err, errlen);
+    if (s->listen_fd < 0) {
+        snprintf(err + strlen(err), errlen - strlen(err), " (%s:%d)", app->cfg.listen_host,
+                 app->cfg.listen_port);
+        goto fail;
+    }
+    s->port = bound_port(s->listen_fd);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
-    if (addr.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
+                     MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG;
     unsigned pool = app->cfg.workers < 2 ? 1 : 2;
     /* The logger option must come first so MHD never writes to stderr by itself. */
-    s->mhd = MHD_start_daemon(flags, (uint16_t)app->cfg.listen_port, NULL, NULL, on_request, s,
-                              MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-                              (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, pool,
-                              MHD_OPTION_CONNECTION_LIMIT,
-                              (unsigned)(app->cfg.max_inflight + SERVER_EXTRA_CONNECTIONS),
-                              MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                              (size_t)SERVER_CONNECTION_MEMORY_BYTES, MHD_OPTION_CONNECTION_TIMEOUT,
-                              (unsigned)SERVER_IDLE_TIMEOUT_S, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-                              4096u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    s->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(app->cfg.max_inflight + SERVER_EXTRA_CONNECTIONS),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVER_CONNECTION_MEMORY_BYTES,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVER_IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_END);
     if (!s->mhd) {
-        snprintf(err, errlen,
-                 "AGENTD_LISTEN: cannot listen on %s:%d (address in use or not "
-                 "permitted?)",
-                 app->cfg.listen_host, app->cfg.listen_port);
-        pthread_mutex_destroy(&s->lock);
-        free(s);
-        return NULL;
+        snprintf(err, errlen, "cannot start the HTTP server (libmicrohttpd)");
+        goto fail;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = info ? info->port : app->cfg.listen_port;
+    if (pthread_create(&s->acceptor, NULL, acceptor, s) != 0) {
+        snprintf(err, errlen, "cannot start the accepting thread");
+        goto fail;
+    }
+    s->accepting = true;
     return s;
+fail:
+    if (s->mhd)
+        MHD_stop_daemon(s->mhd);
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    return NULL;
 }
 
 int server_port(const struct server *s)
@@ -752,9 +827,16 @@ int server_port(const struct server *s)
 
 void server_quiesce(struct server *s)
 {
-    MHD_socket fd = MHD_quiesce_daemon(s->mhd);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    if (!s->accepting)
+        return;
+    /* shutdown() wakes the blocked accept4() (EINVAL); closing the socket then refuses new
+       connections. */
+    atomic_store(&s->stop_accepting, true);
+    shutdown(s->listen_fd, SHUT_RDWR);
+    pthread_join(s->acceptor, NULL);
+    close(s->listen_fd);
+    s->listen_fd = -1;
+    s->accepting = false;
 }
 
 size_t server_suspended_count(struct server *s)
@@ -796,6 +878,7 @@ struct server *server_stop(struct server *s)
 {
     if (!s)
         return NULL;
+    server_quiesce(s);
     MHD_stop_daemon(s->mhd);
     pthread_mutex_destroy(&s->lock);
     free(s);

@@ -251,6 +251,14 @@ int harness_stop(struct harness *h)
         }
         h->fake_pid = 0;
     }
+    if (status != 0 && h->log_path[0]) {
+        /* The daemon's last words, for whoever reads a failed CI log. */
+        char *log = harness_read_log(h);
+        size_t len = log ? strlen(log) : 0, from = len > 6000 ? len - 6000 : 0;
+        fprintf(stderr, "agentd exited with status %d; the end of its log:\n%s\n", status,
+                log ? log + from : "(none)");
+        free(log);
+    }
     if (h->dir[0] && !getenv("AGENTD_KEEP_TEST_DIRS"))
         rm_tree(h->dir);
     return status;
