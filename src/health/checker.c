@@ -5,6 +5,7 @@
  */
 #include "agentd/health.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -499,9 +500,17 @@ int health_probe_disk(const char *dir, uint64_t *ret_free_bytes)
     return 0;
 }
 
+/* <dir>/.ready-probe-<host>-<pid>: replicas sharing one notes volume each run as pid 1 in their
+   container, so the host name (the pod's name on Kubernetes) keeps their probe files apart. */
 static int probe_path(const char *dir, char *buf, size_t len)
 {
-    int n = snprintf(buf, len, "%s/" HEALTH_PROBE_PREFIX "%ld", dir, (long)getpid());
+    char host[65] = "";
+    if (gethostname(host, sizeof(host) - 1) < 0)
+        host[0] = '\0';
+    for (char *p = host; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
+            *p = '_';
+    int n = snprintf(buf, len, "%s/" HEALTH_PROBE_PREFIX "%s-%ld", dir, host, (long)getpid());
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 

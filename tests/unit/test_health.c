@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <check.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -643,10 +644,21 @@ static void dir_setup(void)
     ck_assert_ptr_nonnull(mkdtemp(g_dir));
 }
 
+/* The probe file's expected name: host name and pid, so replicas on one volume never share it. */
+static void probe_file_path(char *buf, size_t len)
+{
+    char host[65] = "";
+    ck_assert_int_eq(gethostname(host, sizeof(host) - 1), 0);
+    for (char *p = host; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
+            *p = '_';
+    snprintf(buf, len, "%s/.ready-probe-%s-%ld", g_dir, host, (long)getpid());
+}
+
 static void dir_teardown(void)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "%s/.ready-probe-%ld", g_dir, (long)getpid());
+    char path[256];
+    probe_file_path(path, sizeof(path));
     unlink(path);
     snprintf(path, sizeof(path), "%s/file", g_dir);
     unlink(path);
@@ -655,8 +667,8 @@ static void dir_teardown(void)
 
 static bool probe_file_exists(void)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "%s/.ready-probe-%ld", g_dir, (long)getpid());
+    char path[256];
+    probe_file_path(path, sizeof(path));
     return access(path, F_OK) == 0;
 }
 
@@ -753,8 +765,8 @@ END_TEST
 
 START_TEST(test_health_probe_writable_replaces_a_leftover_probe_file)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "%s/.ready-probe-%ld", g_dir, (long)getpid());
+    char path[256];
+    probe_file_path(path, sizeof(path));
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     ck_assert_int_ge(fd, 0);
     close(fd);
