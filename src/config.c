@@ -6,6 +6,7 @@
  */
 #include "agentd/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -58,7 +59,7 @@ struct config_row {
 
 static const struct config_row config_table[] = {
     {"AGENTD_LISTEN", CONFIG_HOST_PORT, "0.0.0.0:8080", 0, 65535, "host:port",
-     "address to listen on (IPv4 literal or hostname; port 0 = ephemeral)",
+     "address to listen on (IPv4 literal, [IPv6 literal] or hostname; port 0 = ephemeral)",
      CONFIG_FIELD(listen_host), CONFIG_FIELD(listen_port)},
     {"AGENTD_WORKERS", CONFIG_INT, "0", 0, 256, "threads",
      "worker threads driving runs; 0 = number of online CPUs", CONFIG_FIELD(workers), 0},
@@ -550,8 +551,12 @@ static int config_parse_host_port(const struct config_row *row, const char *valu
                                   struct agentd_config *cfg, char *err, size_t errlen)
 {
     char shown[CONFIG_ECHO_MAX_BYTES + 4];
-    const char *colon = strrchr(value, ':');
-    size_t host_len = colon ? (size_t)(colon - value) : 0;
+    /* "[v6 literal]:port" or "host:port". */
+    bool v6 = value[0] == '[';
+    const char *close = v6 ? strchr(value, ']') : NULL;
+    const char *colon = v6 ? (close && close[1] == ':' ? close + 1 : NULL) : strrchr(value, ':');
+    const char *host = v6 ? value + 1 : value;
+    size_t host_len = colon ? (size_t)((v6 ? close : colon) - host) : 0;
     const char *port_text = colon ? colon + 1 : "";
     size_t port_len = strlen(port_text);
     bool ok = host_len >= 1 && host_len <= CONFIG_HOST_MAX_BYTES && port_len >= 1 && port_len <= 5;
@@ -559,7 +564,8 @@ static int config_parse_host_port(const struct config_row *row, const char *valu
     int r;
 
     for (size_t i = 0; ok && i < host_len; i++)
-        ok = config_host_char_ok(value[i]);
+        ok = v6 ? (isxdigit((unsigned char)host[i]) || host[i] == ':' || host[i] == '.')
+                : config_host_char_ok(host[i]);
     for (size_t i = 0; ok && i < port_len; i++)
         ok = config_is_digit(port_text[i]);
     if (ok)
@@ -568,12 +574,12 @@ static int config_parse_host_port(const struct config_row *row, const char *valu
     if (!ok) {
         config_echo(shown, value);
         return config_fail(err, errlen, -EINVAL,
-                           "%s: expected host:port (host 1..%d chars of [A-Za-z0-9._-], port "
-                           "%lld..%lld), got '%s'",
+                           "%s: expected host:port or [IPv6]:port (host 1..%d chars of "
+                           "[A-Za-z0-9._-], port %lld..%lld), got '%s'",
                            row->name, CONFIG_HOST_MAX_BYTES, (long long)row->min,
                            (long long)row->max, shown);
     }
-    r = config_store_string(cfg, row->offset, value, host_len, err, errlen);
+    r = config_store_string(cfg, row->offset, host, host_len, err, errlen);
     if (r < 0)
         return r;
     *(int *)config_at(cfg, row->aux_offset) = (int)port;

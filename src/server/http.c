@@ -747,8 +747,10 @@ static int open_listener(const struct sockaddr_storage *addr, char *err, size_t 
         snprintf(err, errlen, "AGENTD_LISTEN: socket: %s", strerror(errno));
         return -1;
     }
-    int one = 1;
+    int one = 1, zero = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (addr->ss_family == AF_INET6) /* "[::]" serves IPv4 too, whatever the host's default */
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
     socklen_t len =
         addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (bind(fd, (const struct sockaddr *)addr, len) < 0 || listen(fd, SERVER_LISTEN_BACKLOG) < 0) {
