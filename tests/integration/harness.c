@@ -84,6 +84,7 @@ static pid_t spawn(const char *path, char *const argv[], char *const envp[], con
         if (null >= 0)
             dup2(null, 0);
         execve(path, argv, envp);
+        dprintf(2, "harness: cannot execute %s: %s\n", path, strerror(errno));
         _exit(127);
     }
     return pid;
