@@ -239,7 +239,7 @@ static void config_echo(char out[static CONFIG_ECHO_MAX_BYTES + 4], const char *
 {
     size_t i;
 
-    for (i = 0; value[i] != '\0' && i < CONFIG_ECHO_MAX_BYTES; i++) {
+    for (i = 0; i < CONFIG_ECHO_MAX_BYTES && value[i] != '\0'; i++) {
         unsigned char c = (unsigned char)value[i];
         out[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
     }
