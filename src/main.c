@@ -3,6 +3,7 @@
  * the start/stop order of the pieces.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@
 #define EXIT_BAD_CONFIG 2
 /* Housekeeping period of the main thread (conversation expiry). */
 #define MAIN_TICK_MS 1000
+/* At most one heap trim per this many ms, and only when idle after runs. */
+#define MAIN_TRIM_INTERVAL_MS 10000
 /* Time the server threads get to write the last answers before the daemon stops. */
 #define FINAL_FLUSH_MS 200
 
@@ -85,15 +88,27 @@ static int wait_signal(const sigset_t *set, int64_t ms)
     return sig == SIGTERM || sig == SIGINT ? sig : 0;
 }
 
-/* Serves until a stop signal, expiring idle conversations on the way. */
+/* Serves until a stop signal, expiring idle conversations on the way, and giving memory back to
+   the system once a burst is over: glibc keeps freed heap (per-thread arenas) mapped, so without a
+   trim a pod's RSS would stay at its peak long after the load has gone. */
 static int serve(struct app *app, const sigset_t *set)
 {
+    uint_fast64_t runs_at_trim = atomic_load(&app->run_seq);
+    int64_t trimmed_at = clock_now_ms();
     for (;;) {
         int sig = wait_signal(set, MAIN_TICK_MS);
         if (sig)
             return sig;
+        int64_t now = clock_now_ms();
         if (app->convs)
-            conv_store_sweep(app->convs, clock_now_ms());
+            conv_store_sweep(app->convs, now);
+        uint_fast64_t runs = atomic_load(&app->run_seq);
+        if (runs != runs_at_trim && atomic_load(&app->inflight) == 0 &&
+            now - trimmed_at >= MAIN_TRIM_INTERVAL_MS) {
+            malloc_trim(0);
+            runs_at_trim = runs;
+            trimmed_at = now;
+        }
     }
 }
 
