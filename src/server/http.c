@@ -722,6 +722,7 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ret, cha
 static void *acceptor(void *arg)
 {
     struct server *s = arg;
+    bool starved = false; /* out of descriptors or memory: logged once until accept works again */
     while (!atomic_load(&s->stop_accepting)) {
         struct sockaddr_storage peer;
         socklen_t plen = sizeof(peer);
@@ -729,11 +730,17 @@ static void *acceptor(void *arg)
             accept4(s->listen_fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                log_warn("accept failed; pausing", LF_S("reason", strerror(errno)));
+                if (!starved)
+                    log_warn("cannot accept connections; retrying every 20 ms",
+                             LF_S("reason", strerror(errno)));
+                starved = true;
                 nanosleep(&(struct timespec){.tv_nsec = 20 * 1000000L}, NULL);
             }
             continue; /* EINTR, ECONNABORTED, ...; EINVAL after shutdown ends the loop */
         }
+        if (starved)
+            log_info("accepting connections again");
+        starved = false;
         /* At the connection limit MHD refuses the socket and closes it. */
         MHD_add_connection(s->mhd, fd, (struct sockaddr *)&peer, plen);
     }
