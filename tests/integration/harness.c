@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -68,7 +69,8 @@ static const char *bin(const char *var)
     return p;
 }
 
-static pid_t spawn(const char *path, char *const argv[], char *const envp[], const char *log_path)
+static pid_t spawn(const char *path, char *const argv[], char *const envp[], const char *log_path,
+                   unsigned nofile)
 {
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -83,6 +85,8 @@ static pid_t spawn(const char *path, char *const argv[], char *const envp[], con
         }
         if (null >= 0)
             dup2(null, 0);
+        if (nofile > 0)
+            setrlimit(RLIMIT_NOFILE, &(struct rlimit){.rlim_cur = nofile, .rlim_max = nofile});
         execve(path, argv, envp);
         dprintf(2, "harness: cannot execute %s: %s\n", path, strerror(errno));
         _exit(127);
@@ -124,7 +128,7 @@ void harness_start_fake(struct harness *h)
     snprintf(log, sizeof(log), "%s/fake.log", h->dir);
     char *argv[] = {"fake_upstream", "--listen", listen, "--quiet", NULL};
     char *envp[] = {NULL};
-    h->fake_pid = spawn(bin("FAKE_UPSTREAM_BIN"), argv, envp, log);
+    h->fake_pid = spawn(bin("FAKE_UPSTREAM_BIN"), argv, envp, log, 0);
     char url[128];
     snprintf(url, sizeof(url), "%s/_admin/health", h->fake_url);
     ck_assert_msg(wait_http_ok(url, h->fake_pid), "fake upstream did not start");
@@ -178,7 +182,7 @@ void harness_start_agentd(struct harness *h, const char *const *extra_env)
         envp[n++] = (char *)extra_env[i];
     envp[n] = NULL;
     char *argv[] = {"agentd", NULL};
-    h->agentd_pid = spawn(bin("AGENTD_BIN"), argv, envp, h->log_path);
+    h->agentd_pid = spawn(bin("AGENTD_BIN"), argv, envp, h->log_path, h->agentd_nofile);
     char url[128];
     snprintf(url, sizeof(url), "%s/health/live", h->agentd_url);
     ck_assert_msg(wait_http_ok(url, h->agentd_pid), "agentd did not start; log in %s", h->log_path);

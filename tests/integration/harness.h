@@ -22,6 +22,7 @@ struct harness {
     char log_path[300];
     char fake_url[64];
     char agentd_url[64];
+    unsigned agentd_nofile; /* > 0: agentd's open-file limit (soft and hard), to exhaust it */
 };
 
 struct http_resp {

@@ -18,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -750,6 +753,58 @@ START_TEST(test_malformed_llm_body_is_retried_then_unavailable)
 }
 END_TEST
 
+START_TEST(test_descriptor_exhaustion_is_survived)
+{
+    /* agentd may open 64 files; far more clients than that connect at once. It must neither die
+       nor spin, say so once, and serve again when the clients are gone. */
+    memset(&H, 0, sizeof(H));
+    harness_start_fake(&H);
+    H.agentd_nofile = 64;
+    harness_start_agentd(&H, (const char *const[]){"AGENTD_READY_INTERVAL_MS=3600000", NULL});
+    started = true;
+    enum { N = 150 };
+    int fds[N];
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)H.agentd_port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    for (int i = 0; i < N; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        ck_assert_int_ge(fds[i], 0);
+        ck_assert_msg(connect(fds[i], (struct sockaddr *)&a, sizeof(a)) == 0, "connect %d: %s", i,
+                      strerror(errno));
+    }
+    char *log = NULL;
+    int64_t until = harness_now_ms() + 10000;
+    do {
+        free(log);
+        usleep(50 * 1000);
+        log = harness_read_log(&H);
+    } while (!strstr(log, "cannot accept connections") && harness_now_ms() < until);
+    ck_assert_msg(strstr(log, "cannot accept connections"), "agentd never ran out of descriptors");
+    free(log);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    /* Served again (a transport error is allowed while the backlog of closed clients drains). */
+    struct reply r = {0};
+    until = harness_now_ms() + 20000;
+    for (;;) {
+        memset(&r, 0, sizeof(r));
+        r.body = "{\"input\":\"What is 6 * 7?\"}";
+        post(&r);
+        if ((r.transport_rc == 0 && r.status == 200) || harness_now_ms() >= until)
+            break;
+        reply_clear(&r);
+        usleep(100 * 1000);
+    }
+    ck_assert_int_eq(r.transport_rc, 0);
+    ck_assert_int_eq(r.status, 200);
+    reply_clear(&r);
+    log = harness_read_log(&H);
+    ck_assert_ptr_nonnull(strstr(log, "accepting connections again"));
+    free(log);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("chaos");
@@ -768,6 +823,7 @@ int main(void)
     tcase_add_test(tc, test_429_retry_after_pauses_all_runs_of_the_dependency);
     tcase_add_test(tc, test_retry_wait_past_deadline_answers_now_with_retry_after);
     tcase_add_test(tc, test_malformed_llm_body_is_retried_then_unavailable);
+    tcase_add_test(tc, test_descriptor_exhaustion_is_survived);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }
