@@ -46,6 +46,9 @@
 
 /* Longest tool name the API accepts. */
 #define ANTHROPIC_MAX_TOOL_NAME_BYTES 64
+/* tool_use blocks one message may carry: each is run at once, so a runaway or hostile answer must
+   not fan out without bound. Models ask for a handful; more is a malformed response. */
+#define ANTHROPIC_MAX_TOOL_USES 64
 
 struct llm_params {
     const char *model;   /* required, non-empty */

@@ -349,8 +349,9 @@ static int anth_parse_content(const json_t *content, struct llm_response *out, c
             return kind;
         if (kind == ANTH_BLOCK_TEXT)
             text_len += json_string_length(json_object_get(b, "text"));
-        else if (kind == ANTH_BLOCK_TOOL_USE)
-            n_tools++;
+        else if (kind == ANTH_BLOCK_TOOL_USE && ++n_tools > ANTHROPIC_MAX_TOOL_USES)
+            return anth_bad(err, errlen, "more than %d tool_use blocks in one message",
+                            ANTHROPIC_MAX_TOOL_USES);
     }
 
     out->content = json_array();
@@ -375,9 +376,16 @@ static int anth_parse_content(const json_t *content, struct llm_response *out, c
             if (n == 0)
                 continue;
         } else {
+            const char *id = json_string_value(json_object_get(b, "id"));
+
+            /* Results are matched to calls by id: two calls with one id cannot be answered. */
+            for (size_t k = 0; k < out->n_tool_uses; k++)
+                if (strcmp(out->tool_uses[k].id, id) == 0)
+                    return anth_bad(err, errlen, "content[%zu]: tool_use id '%.64s' repeated", i,
+                                    id);
             struct llm_tool_use *tu = &out->tool_uses[out->n_tool_uses++];
 
-            tu->id = strdup(json_string_value(json_object_get(b, "id")));
+            tu->id = strdup(id);
             tu->name = strdup(json_string_value(json_object_get(b, "name")));
             tu->input = json_incref(json_object_get(b, "input"));
             if (!tu->id || !tu->name)

@@ -200,10 +200,15 @@ char *weather_build_forecast_url(const char *forecast_base, double latitude, dou
     return url;
 }
 
+/* No real temperature or wind speed, in any unit Open-Meteo offers, comes near this: a reading
+   beyond it is a broken answer, not weather to tell the model about. */
+#define WEATHER_MAX_ABS_READING 1000.0
+
 static bool number_member(const json_t *obj, const char *key, double *ret)
 {
     const json_t *v = json_object_get(obj, key);
-    if (!json_is_number(v) || !isfinite(json_number_value(v)))
+    if (!json_is_number(v) || !isfinite(json_number_value(v)) ||
+        fabs(json_number_value(v)) > WEATHER_MAX_ABS_READING)
         return false;
     *ret = json_number_value(v);
     return true;

@@ -418,6 +418,44 @@ START_TEST(test_parse_response_returns_all_tool_uses_in_order)
 }
 END_TEST
 
+/* A message with n tool_use blocks; ids toolu_0.. unless dup, then all are "toolu_X". */
+static char *tool_uses_body(int n, bool dup)
+{
+    size_t cap = 256 + (size_t)n * 96, at = 0;
+    char *b = malloc(cap);
+    at += (size_t)snprintf(b + at, cap - at, "{\"type\":\"message\",\"content\":[");
+    for (int i = 0; i < n; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), dup ? "toolu_X" : "toolu_%d", i);
+        at += (size_t)snprintf(b + at, cap - at,
+                               "%s{\"type\":\"tool_use\",\"id\":\"%s\",\"name\":\"calculator\","
+                               "\"input\":{}}",
+                               i ? "," : "", id);
+    }
+    snprintf(b + at, cap - at, "],\"stop_reason\":\"tool_use\"}");
+    return b;
+}
+
+START_TEST(test_parse_response_rejects_repeated_ids_and_too_many_tool_uses)
+{
+    struct llm_response r;
+    char err[256] = "";
+    char *body = tool_uses_body(2, true);
+    ck_assert_int_eq(anthropic_parse_response(body, strlen(body), &r, err, sizeof(err)), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err, "repeated"));
+    free(body);
+    body = tool_uses_body(ANTHROPIC_MAX_TOOL_USES, false);
+    ck_assert_int_eq(anthropic_parse_response(body, strlen(body), &r, err, sizeof(err)), 0);
+    ck_assert_uint_eq(r.n_tool_uses, ANTHROPIC_MAX_TOOL_USES);
+    llm_response_clear(&r);
+    free(body);
+    body = tool_uses_body(ANTHROPIC_MAX_TOOL_USES + 1, false);
+    ck_assert_int_eq(anthropic_parse_response(body, strlen(body), &r, err, sizeof(err)), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err, "tool_use blocks"));
+    free(body);
+}
+END_TEST
+
 static const struct {
     const char *name;
     enum llm_stop stop;
@@ -963,6 +1001,7 @@ static Suite *anthropic_suite(void)
     tc = tcase_create("parse_response");
     tcase_add_test(tc, test_parse_response_text_only);
     tcase_add_test(tc, test_parse_response_returns_all_tool_uses_in_order);
+    tcase_add_test(tc, test_parse_response_rejects_repeated_ids_and_too_many_tool_uses);
     tcase_add_loop_test(tc, test_parse_response_maps_each_stop_reason, 0, N_STOP_CASES);
     tcase_add_test(tc, test_parse_response_unknown_stop_reason_is_unknown_not_an_error);
     tcase_add_test(tc, test_parse_response_drops_unknown_block_types);

@@ -304,6 +304,11 @@ START_TEST(test_forecast_malformed_bodies_are_system_errors)
         "{\"current\":{\"temperature_2m\":1,\"wind_speed_10m\":2,\"weather_code\":\"3\"}}");
     check_forecast_malformed(
         "{\"current\":{\"temperature_2m\":1,\"wind_speed_10m\":2,\"weather_code\":3.5}}");
+    /* Readings no unit makes real are a broken answer, not text for the model. */
+    check_forecast_malformed(
+        "{\"current\":{\"temperature_2m\":1e300,\"wind_speed_10m\":2,\"weather_code\":3}}");
+    check_forecast_malformed(
+        "{\"current\":{\"temperature_2m\":1,\"wind_speed_10m\":-1001,\"weather_code\":3}}");
 }
 END_TEST
 
