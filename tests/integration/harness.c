@@ -142,7 +142,8 @@ void harness_start_agentd(struct harness *h, const char *const *extra_env)
     char *envp[96];
     size_t n = 0;
     static char vars[16][512];
-    snprintf(vars[0], sizeof(vars[0]), "AGENTD_LISTEN=127.0.0.1:%d", h->agentd_port);
+    snprintf(vars[0], sizeof(vars[0]), "AGENTD_LISTEN=%s:%d",
+             h->agentd_host ? h->agentd_host : "127.0.0.1", h->agentd_port);
     snprintf(vars[1], sizeof(vars[1]), "ANTHROPIC_BASE_URL=%s", h->fake_url);
     snprintf(vars[2], sizeof(vars[2]), "AGENTD_SEARCH_URL=%s", h->fake_url);
     snprintf(vars[3], sizeof(vars[3]), "AGENTD_WEATHER_GEOCODING_URL=%s", h->fake_url);

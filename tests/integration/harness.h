@@ -22,7 +22,8 @@ struct harness {
     char log_path[300];
     char fake_url[64];
     char agentd_url[64];
-    unsigned agentd_nofile; /* > 0: agentd's open-file limit (soft and hard), to exhaust it */
+    unsigned agentd_nofile;  /* > 0: agentd's open-file limit (soft and hard), to exhaust it */
+    const char *agentd_host; /* AGENTD_LISTEN's host part; NULL = 127.0.0.1 */
 };
 
 struct http_resp {

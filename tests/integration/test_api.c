@@ -637,6 +637,26 @@ START_TEST(test_agentd_exits_zero_on_sigterm)
 }
 END_TEST
 
+START_TEST(test_agentd_listens_dual_stack_on_the_ipv6_wildcard)
+{
+    if (access("/proc/net/if_inet6", F_OK) != 0) {
+        fprintf(stderr, "no IPv6 on this host: dual-stack listening not checked\n");
+        return;
+    }
+    ck_assert_int_eq(harness_stop(&H), 0);
+    memset(&H, 0, sizeof(H));
+    harness_start_fake(&H);
+    H.agentd_host = "[::]";
+    harness_start_agentd(&H, NULL); /* waits for 200 on 127.0.0.1: IPv4 is served */
+    char url[96];
+    snprintf(url, sizeof(url), "http://[::1]:%d/health/live", H.agentd_port);
+    struct http_resp r;
+    ck_assert_int_eq(http_do("GET", url, NULL, NULL, 0, false, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("api");
@@ -666,6 +686,7 @@ int main(void)
     tcase_add_test(tc, test_agent_64_concurrent_requests_all_correct);
     tcase_add_test(tc, test_api_429_overloaded_above_max_inflight);
     tcase_add_test(tc, test_agentd_exits_zero_on_sigterm);
+    tcase_add_test(tc, test_agentd_listens_dual_stack_on_the_ipv6_wildcard);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }
