@@ -137,7 +137,6 @@ static void set_request_id(struct conn *c)
 
 /* ---- answers ------------------------------------------------------------------------ */
 
-/* Queues body (owned, freed here) with the common headers. */
 /* ---- answers before the body ------------------------------------------------------ */
 
 /* Closing a connection while the client is still sending makes the kernel reset it, and the
@@ -182,6 +181,7 @@ static enum MHD_Result send_deferred(struct conn *c)
     return ret;
 }
 
+/* Queues body (owned, freed here) with the common headers; or holds it (see drain_first). */
 static enum MHD_Result reply_as(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
                                 const char *hdr_name, const char *hdr_value,
                                 const char *content_type)
