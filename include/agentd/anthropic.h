@@ -123,6 +123,10 @@ struct llm_response {
     int64_t input_tokens, output_tokens;
 };
 
+/* Sum of two non-negative token counts, saturating at INT64_MAX: counts come from the upstream,
+   and a hostile or broken answer must not overflow a run's totals. */
+int64_t llm_tokens_add(int64_t a, int64_t b);
+
 /*
  * Parses a 2xx body of len bytes (the caller bounds len). Malformed input —
  * not JSON (incl. duplicate keys or a U+0000 escape), not an object,

@@ -170,13 +170,6 @@ static void on_finish_timer(struct timer *t, void *arg)
     run->finish(run, run->finish_arg);
 }
 
-/* Token counts come from the upstream (non-negative, each capped by the parser): a hostile or
-   broken answer must not overflow the run's sums. */
-static int64_t tokens_add(int64_t a, int64_t b)
-{
-    return a > INT64_MAX - b ? INT64_MAX : a + b;
-}
-
 static void finish_error(struct run *run, int status, const char *type, long upstream_status,
                          int64_t retry_after_ms, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
@@ -302,8 +295,8 @@ static void on_llm_done(struct call *c, void *arg)
         run->llm_attempts += c->attempts;
         run->iterations++;
         run->llm_calls++;
-        run->input_tokens = tokens_add(run->input_tokens, resp.input_tokens);
-        run->output_tokens = tokens_add(run->output_tokens, resp.output_tokens);
+        run->input_tokens = llm_tokens_add(run->input_tokens, resp.input_tokens);
+        run->output_tokens = llm_tokens_add(run->output_tokens, resp.output_tokens);
         spend_record(run->app->spend, worker_now_ms(run->w), resp.input_tokens, resp.output_tokens);
         app_log_spend_transitions(run->app);
         metrics_llm_tokens(resp.input_tokens, resp.output_tokens);
@@ -371,7 +364,7 @@ static void llm_step(struct run *run)
         return;
     }
     /* The run's own token allowance: end it with what it has. */
-    int64_t tokens = tokens_add(run->input_tokens, run->output_tokens);
+    int64_t tokens = llm_tokens_add(run->input_tokens, run->output_tokens);
     if (spend_run_over_limit(tokens, cfg->max_run_tokens)) {
         log_warn("run token limit reached", LF_S("request_id", run->request_id),
                  LF_I("tokens", tokens));

@@ -407,8 +407,7 @@ static int64_t anth_count(const json_t *usage, const char *key)
     return (int64_t)json_integer_value(v);
 }
 
-/* Both operands are non-negative; a hostile count must not overflow. */
-static int64_t anth_sat_add(int64_t a, int64_t b)
+int64_t llm_tokens_add(int64_t a, int64_t b)
 {
     return a > INT64_MAX - b ? INT64_MAX : a + b;
 }
@@ -476,8 +475,9 @@ int anthropic_parse_response(const char *body, size_t len, struct llm_response *
     usage = json_object_get(root, "usage");
     out.input_tokens = anth_count(usage, "input_tokens");
     out.input_tokens =
-        anth_sat_add(out.input_tokens, anth_count(usage, "cache_creation_input_tokens"));
-    out.input_tokens = anth_sat_add(out.input_tokens, anth_count(usage, "cache_read_input_tokens"));
+        llm_tokens_add(out.input_tokens, anth_count(usage, "cache_creation_input_tokens"));
+    out.input_tokens =
+        llm_tokens_add(out.input_tokens, anth_count(usage, "cache_read_input_tokens"));
     out.output_tokens = anth_count(usage, "output_tokens");
 
     json_decref(root);
