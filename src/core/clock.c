@@ -1,5 +1,6 @@
 /*
- * clock.c — monotonic and wall clocks for the I/O shell (see clock.h).
+ * clock.c — monotonic and wall clocks for the I/O shell (see clock.h). Part of src/core/:
+ * linked into every program, but only the I/O shell calls it; pure modules take now_ms.
  */
 #include "agentd/clock.h"
 
