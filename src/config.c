@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agentd/text.h"
+
 enum config_kind {
     CONFIG_INT,       /* int field; range min..max */
     CONFIG_MS,        /* int64_t field, milliseconds; range min..max */
@@ -326,45 +328,6 @@ static int config_parse_double(const struct config_row *row, const char *value,
     return 0;
 }
 
-/* jansson refuses invalid UTF-8, so a bad prompt would otherwise fail every run. */
-static bool config_utf8_valid(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-
-    while (i < len) {
-        unsigned char c = s[i];
-        size_t n;
-        uint32_t cp;
-
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        /* Lead bytes C0, C1 and F5..FF can only start overlong or out-of-range forms. */
-        if (c >= 0xc2 && c <= 0xdf)
-            n = 1;
-        else if (c >= 0xe0 && c <= 0xef)
-            n = 2;
-        else if (c >= 0xf0 && c <= 0xf4)
-            n = 3;
-        else
-            return false;
-        cp = c & (0x3fu >> n);
-        if (len - i - 1 < n)
-            return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += n + 1;
-    }
-    return true;
-}
-
 static int config_store_string(struct agentd_config *cfg, size_t offset, const char *value,
                                size_t len, char *err, size_t errlen)
 {
@@ -387,7 +350,8 @@ static int config_parse_text(const struct config_row *row, const char *value,
         return config_fail(err, errlen, -EINVAL,
                            "%s: expected %lld..%lld bytes, got %zu bytes '%s'", row->name,
                            (long long)row->min, (long long)row->max, len, shown);
-    if (!config_utf8_valid((const unsigned char *)value, len))
+    /* jansson refuses invalid UTF-8, so a bad prompt would otherwise fail every run. */
+    if (!text_utf8_valid(value, len))
         return config_fail(err, errlen, -EINVAL, "%s: expected valid UTF-8 text, got '%s'",
                            row->name, shown);
     return config_store_string(cfg, row->offset, value, len, err, errlen);

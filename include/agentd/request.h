@@ -68,11 +68,6 @@ bool request_id_valid(const char *s);
 /* Same rule as request_id_valid(); NULL → false. */
 bool conversation_id_valid(const char *s);
 
-/* Strict UTF-8: no overlong forms, no surrogates (U+D800..U+DFFF), nothing
- * above U+10FFFF, no truncated sequence. NUL bytes are valid code points.
- * (s == NULL, len == 0) → true; s == NULL with len > 0 → false. */
-bool utf8_valid(const char *s, size_t len);
-
 /*
  * True when a Content-Type header value names JSON: "application/json"
  * (case-insensitive), optional surrounding spaces/tabs, optionally followed by

@@ -1,7 +1,12 @@
 /*
  * tool_input.h — what the HTTP tools share: validating a tool_use input that
- * is an object with exactly one non-empty string field, and the UTF-8-safe
- * text helpers used to bound and clean strings from the network. Pure.
+ * is an object with exactly one non-empty string field. The UTF-8-safe text
+ * helpers they use to bound and clean strings from the network are in text.h
+ * (included here for the files that reach them through this header).
+ *
+ * Pure: no I/O, no global state; safe from any thread at once. The value it
+ * returns is borrowed from the input; the message goes into the caller's
+ * struct tool_result (see tool_result.h for who frees it).
  */
 #ifndef AGENTD_TOOL_INPUT_H
 #define AGENTD_TOOL_INPUT_H
@@ -11,15 +16,8 @@
 
 #include <jansson.h>
 
+#include "agentd/text.h"
 #include "agentd/tool_result.h"
-
-/* Longest prefix of s[0..len) of at most max bytes that does not split a UTF-8 character
-   (s is valid UTF-8). */
-size_t text_utf8_prefix_len(const char *s, size_t len, size_t max);
-/* Control characters, space and DEL. */
-bool text_is_space_or_control(unsigned char c);
-/* True when s[0..len) holds nothing but spaces and control characters. */
-bool text_all_blank(const char *s, size_t len);
 
 /* Validates {"<field>": string} (no other field; 1..max_bytes bytes; no NUL; not blank).
    On success *ret_value is borrowed from input and 0 is returned; otherwise ret is set to

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agentd/text.h"
+
 enum anth_block {
     ANTH_BLOCK_OTHER,
     ANTH_BLOCK_TEXT,
@@ -32,53 +34,11 @@ static const char *const anth_stop_names[] = {
     [LLM_STOP_UNKNOWN] = "unknown",
 };
 
-/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF —
- * the same rules jansson applies, checked up front so that a later jansson
- * failure can only mean out of memory. */
-static bool anth_utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    const unsigned char *end = p + len;
-
-    while (p < end) {
-        unsigned c = *p;
-        size_t n;
-        uint32_t cp;
-
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if ((size_t)(end - p) <= n)
-            return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((p[k] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[k] & 0x3F);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        p += n + 1;
-    }
-    return true;
-}
-
+/* Strict UTF-8 (text.h) — the same rules jansson applies, checked up front so that a later
+ * jansson failure can only mean out of memory. */
 static bool anth_str_valid(const char *s)
 {
-    return s && anth_utf8_valid(s, strlen(s));
+    return s && text_utf8_valid(s, strlen(s));
 }
 
 /* Ids and tool names must match ^[A-Za-z0-9_-]{1,max}$ or the API rejects the
@@ -103,11 +63,8 @@ static bool anth_is_token(const char *s, size_t max_bytes)
  * that would not fit, so the result stays valid UTF-8. */
 static void anth_copy_trunc(char *dst, size_t cap, const char *src, size_t src_len)
 {
-    size_t n = src_len < cap - 1 ? src_len : cap - 1;
+    size_t n = text_utf8_prefix_len(src, src_len, cap - 1);
 
-    if (n < src_len)
-        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
-            n--;
     memcpy(dst, src, n);
     dst[n] = '\0';
 }

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "agentd/text.h"
+
 /* Client-supplied names quoted in messages are cut to this many bytes so an
  * error body never echoes a large part of the request. */
 #define REQUEST_NAME_SHOW_MAX_BYTES 40
@@ -25,55 +27,6 @@ static const char *const request_fields[] = {
     "input", "conversation_id", "max_iterations", "timeout_ms", "priority",
 };
 
-/* Length of the valid UTF-8 sequence starting at p, or 0 when it is invalid. */
-static size_t utf8_char_len(const unsigned char *p, size_t avail)
-{
-    unsigned char c = p[0];
-    size_t need;
-
-    if (c < 0x80)
-        return 1;
-    if (c < 0xc2 || c > 0xf4) /* continuation byte, overlong 2-byte lead, > U+10FFFF */
-        return 0;
-    need = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-    if (avail < need)
-        return 0;
-    for (size_t i = 1; i < need; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    if (c == 0xe0 && p[1] < 0xa0) /* overlong 3-byte form */
-        return 0;
-    if (c == 0xed && p[1] >= 0xa0) /* UTF-16 surrogates */
-        return 0;
-    if (c == 0xf0 && p[1] < 0x90) /* overlong 4-byte form */
-        return 0;
-    if (c == 0xf4 && p[1] >= 0x90) /* above U+10FFFF */
-        return 0;
-    return need;
-}
-
-/* Offset of the first invalid byte, or len when s is valid. */
-static size_t utf8_first_invalid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-
-    while (i < len) {
-        size_t n = utf8_char_len(p + i, len - i);
-        if (n == 0)
-            return i;
-        i += n;
-    }
-    return len;
-}
-
-bool utf8_valid(const char *s, size_t len)
-{
-    if (!s)
-        return len == 0;
-    return utf8_first_invalid(s, len) == len;
-}
-
 /* Replaces, in place, every invalid UTF-8 byte with '?': used on messages that
  * may have been cut mid-character by a fixed-size buffer. */
 static void utf8_repair_in_place(char *s)
@@ -82,7 +35,7 @@ static void utf8_repair_in_place(char *s)
     size_t i = 0;
 
     while (i < len) {
-        size_t n = utf8_char_len((const unsigned char *)s + i, len - i);
+        size_t n = text_utf8_char_len(s + i, len - i);
         if (n == 0) {
             s[i] = '?';
             n = 1;
@@ -98,7 +51,7 @@ static void name_copy(char out[REQUEST_NAME_BUF_BYTES], const char *src, size_t 
     size_t i = 0, o = 0;
 
     while (i < len) {
-        size_t n = utf8_char_len((const unsigned char *)src + i, len - i);
+        size_t n = text_utf8_char_len(src + i, len - i);
         if (n == 0)
             n = 1;
         if (o + n > REQUEST_NAME_SHOW_MAX_BYTES) {
@@ -454,7 +407,7 @@ int agent_request_parse(const char *body, size_t len, int max_iterations_cap,
         return fail(err, errlen, "body: missing");
     if (len == 0)
         return fail(err, errlen, "body: expected a JSON object, got an empty body");
-    size_t bad = utf8_first_invalid(body, len);
+    size_t bad = text_utf8_first_invalid(body, len);
     if (bad < len)
         return fail_utf8(body, bad, err, errlen);
 
@@ -581,13 +534,13 @@ static json_t *json_string_repaired(const char *s)
     size_t i = 0, o = 0;
     json_t *js;
 
-    if (utf8_valid(s, len))
+    if (text_utf8_valid(s, len))
         return json_stringn(s, len);
     buf = malloc(len * 3 + 1); /* each bad byte grows to the 3-byte U+FFFD */
     if (!buf)
         return NULL;
     while (i < len) {
-        size_t n = utf8_char_len((const unsigned char *)s + i, len - i);
+        size_t n = text_utf8_char_len(s + i, len - i);
         if (n == 0) {
             memcpy(buf + o, "\xef\xbf\xbd", 3);
             o += 3;

@@ -1,36 +1,15 @@
 /*
- * tool_input.c — shared validation and text helpers of the tools (see tool_input.h).
+ * tool_input.c — shared input validation of the tools (see tool_input.h).
  */
 #include "agentd/tool_input.h"
 
 #include <errno.h>
 #include <string.h>
 
+#include "agentd/text.h"
+
 /* Enough of an unexpected key to recognise it in an error message. */
 #define TOOL_INPUT_KEY_SHOWN_BYTES 64
-
-size_t text_utf8_prefix_len(const char *s, size_t len, size_t max)
-{
-    if (len <= max)
-        return len;
-    size_t cut = max;
-    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
-        cut--;
-    return cut;
-}
-
-bool text_is_space_or_control(unsigned char c)
-{
-    return c < 0x20 || c == ' ' || c == 0x7F;
-}
-
-bool text_all_blank(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if (!text_is_space_or_control((unsigned char)s[i]))
-            return false;
-    return true;
-}
 
 static int input_error(struct tool_result *ret, const char *fmt, const char *a, size_t n)
 {

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agentd/text.h"
 #include "agentd/tool_input.h"
 #include "agentd/urlenc.h"
 

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "agentd/request.h"
+#include "agentd/text.h"
 #include "fuzz_common.h"
 
 /* AGENTD_MAX_BODY_BYTES default: larger bodies get 413 before they are parsed. */
@@ -128,7 +129,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_parse(body, size, &fuzz_caps[i], 256);
     /* A short buffer cuts the message, possibly inside a character. */
     check_parse(body, size, &fuzz_caps[0], 13);
-    FUZZ_CHECK(utf8_valid(body, size) == fuzz_utf8_ok(body, size));
+    FUZZ_CHECK(text_utf8_valid(body, size) == fuzz_utf8_ok(body, size));
     free(body);
 
     char *s = fuzz_cstr(data, size, FUZZ_HEADER_CAP);

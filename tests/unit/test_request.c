@@ -1,7 +1,7 @@
 /*
  * test_request.c — unit tests for request.c: POST /v1/agent body validation
- * (every 400 case of docs/API.md), the header validators, strict UTF-8 and
- * the JSON error body.
+ * (every 400 case of docs/API.md), the header validators and the JSON error
+ * body. Strict UTF-8 itself is tested in test_text.c.
  */
 #include "agentd/request.h"
 
@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "agentd/text.h"
 
 #define ITER_CAP    10
 #define TIMEOUT_CAP 120000
@@ -123,7 +125,7 @@ START_TEST(test_request_rejects_bad_body_with_message_naming_the_field)
     ck_assert_msg(r == -EINVAL, "%s: rc %d", c->name, r);
     ck_assert_msg(strncmp(err, c->prefix, strlen(c->prefix)) == 0, "%s: got '%s', want '%s…'",
                   c->name, err, c->prefix);
-    ck_assert_msg(utf8_valid(err, strlen(err)), "%s: message not UTF-8", c->name);
+    ck_assert_msg(text_utf8_valid(err, strlen(err)), "%s: message not UTF-8", c->name);
     ck_assert_msg(strcmp(req.input, "untouched") == 0, "%s: ret written on failure", c->name);
 }
 END_TEST
@@ -290,7 +292,7 @@ START_TEST(test_request_truncated_message_stays_valid_utf8)
         memset(err, 'X', sizeof(err));
         ck_assert_int_eq(parse(body, strlen(body), &req, err, errlen), -EINVAL);
         ck_assert_uint_lt(strlen(err), errlen);
-        ck_assert_msg(utf8_valid(err, strlen(err)), "errlen %zu: '%s'", errlen, err);
+        ck_assert_msg(text_utf8_valid(err, strlen(err)), "errlen %zu: '%s'", errlen, err);
     }
 }
 END_TEST
@@ -317,56 +319,6 @@ START_TEST(test_request_clear_zeroes_and_accepts_null)
     ck_assert_int_eq(req.priority, 0);
     agent_request_clear(&req); /* twice is fine */
     agent_request_clear(NULL);
-}
-END_TEST
-
-/* --- strict UTF-8 --- */
-
-struct utf8_case {
-    const char *bytes;
-    size_t len;
-    bool valid;
-};
-
-static const struct utf8_case utf8_cases[] = {
-    {"", 0, true},
-    {"plain ascii", 11, true},
-    {"a\0b", 3, true},
-    {"\xc3\xa9", 2, true},          /* U+00E9 */
-    {"\xe2\x82\xac", 3, true},      /* U+20AC */
-    {"\xed\x9f\xbf", 3, true},      /* U+D7FF, last before surrogates */
-    {"\xee\x80\x80", 3, true},      /* U+E000, first after surrogates */
-    {"\xf0\x9f\x98\x80", 4, true},  /* U+1F600 */
-    {"\xf4\x8f\xbf\xbf", 4, true},  /* U+10FFFF, the maximum */
-    {"\xc0\xaf", 2, false},         /* overlong '/' */
-    {"\xc1\xbf", 2, false},         /* overlong */
-    {"\xe0\x80\xaf", 3, false},     /* overlong 3-byte */
-    {"\xf0\x80\x80\xaf", 4, false}, /* overlong 4-byte */
-    {"\xed\xa0\x80", 3, false},     /* U+D800 surrogate */
-    {"\xed\xbf\xbf", 3, false},     /* U+DFFF surrogate */
-    {"\xf4\x90\x80\x80", 4, false}, /* U+110000 */
-    {"\xf5\x80\x80\x80", 4, false}, /* lead byte beyond U+10FFFF */
-    {"\xff", 1, false},
-    {"\x80", 1, false},             /* lone continuation */
-    {"\xc3", 1, false},             /* truncated 2-byte */
-    {"\xe2\x82", 2, false},         /* truncated 3-byte */
-    {"\xf0\x9f\x98", 3, false},     /* truncated 4-byte */
-    {"\xe2\x28\xa1", 3, false},     /* bad continuation */
-    {"ok\xc3\xa9ok\xc3", 8, false}, /* truncated at the end after valid text */
-};
-
-START_TEST(test_utf8_valid_vectors)
-{
-    const struct utf8_case *c = &utf8_cases[_i];
-
-    ck_assert_msg(utf8_valid(c->bytes, c->len) == c->valid, "case %d", _i);
-}
-END_TEST
-
-START_TEST(test_utf8_valid_null_pointer)
-{
-    ck_assert(utf8_valid(NULL, 0));
-    ck_assert(!utf8_valid(NULL, 1));
 }
 END_TEST
 
@@ -510,7 +462,6 @@ static Suite *request_suite(void)
 {
     Suite *s = suite_create("request");
     TCase *body = tcase_create("body");
-    TCase *enc = tcase_create("utf8");
     TCase *hdr = tcase_create("headers");
     TCase *err = tcase_create("error_body");
 
@@ -531,11 +482,6 @@ static Suite *request_suite(void)
     tcase_add_test(body, test_request_null_err_buffer_is_allowed);
     tcase_add_test(body, test_request_clear_zeroes_and_accepts_null);
     suite_add_tcase(s, body);
-
-    tcase_add_loop_test(enc, test_utf8_valid_vectors, 0,
-                        (int)(sizeof(utf8_cases) / sizeof(utf8_cases[0])));
-    tcase_add_test(enc, test_utf8_valid_null_pointer);
-    suite_add_tcase(s, enc);
 
     tcase_add_test(hdr, test_request_id_valid_table);
     tcase_add_test(hdr, test_idempotency_key_valid_table);
