@@ -2,7 +2,9 @@
  * app.h — the daemon's shared state: configuration, the per-dependency
  * resilience objects (breaker, limiter, retry budget), the conversation
  * store, the worker pool and the I/O pool. Created once in main(), read by
- * every thread; the objects it points to carry their own locks.
+ * every thread; the objects it points to carry their own locks. app_fini()
+ * frees everything app_init() built; no function here hands memory to the
+ * caller.
  */
 #ifndef AGENTD_APP_H
 #define AGENTD_APP_H
@@ -15,8 +17,7 @@
 
 #include "agentd/config.h"
 #include "agentd/tools.h"
-
-enum dep_id { DEP_ANTHROPIC = 0, DEP_WEB_SEARCH, DEP_WEATHER, DEP__COUNT };
+#include "agentd/vocab.h" /* enum dep_id */
 
 struct dependency {
     const char *name; /* "anthropic", "web_search", "weather" */

@@ -15,6 +15,9 @@
  * State changes are queued inside the breaker and handed out by
  * breaker_drain_transitions(), so the caller logs and counts them outside
  * the lock.
+ *
+ * Memory: breaker_new() returns a breaker the caller frees with
+ * breaker_free(); the names it hands out are never freed by the caller.
  */
 #ifndef AGENTD_BREAKER_H
 #define AGENTD_BREAKER_H
@@ -23,11 +26,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The numeric values are the ones exported as the state metric. */
-enum breaker_state { BREAKER_CLOSED = 0, BREAKER_HALF_OPEN = 1, BREAKER_OPEN = 2 };
-
-/* "closed", "half_open", "open"; "unknown" for anything else. Static string. */
-const char *breaker_state_name(enum breaker_state s);
+/* enum breaker_state (CLOSED, HALF_OPEN, OPEN) and breaker_state_name(): "closed", "half_open",
+ * "open"; "unknown" for anything else. */
+#include "agentd/vocab.h"
 
 /*
  * Settings; config.c validates them. breaker_new() clamps anything out of

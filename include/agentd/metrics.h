@@ -21,6 +21,9 @@
  *
  * Process metrics (resident memory, open fds) are read from /proc at render
  * time.
+ *
+ * Memory: only metrics_render() returns memory (the caller frees it); the
+ * label helpers return static strings.
  */
 #ifndef AGENTD_METRICS_H
 #define AGENTD_METRICS_H
@@ -28,11 +31,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "agentd/app.h"         /* enum dep_id: anthropic, web_search, weather */
-#include "agentd/breaker.h"     /* enum breaker_state: the state gauge's values */
-#include "agentd/request.h"     /* enum agent_priority: high, low */
-#include "agentd/tool_result.h" /* enum tool_result_kind: ok, input_error, system_error */
-#include "agentd/tools.h"       /* enum tool_id */
+/* enum dep_id, tool_id, agent_priority, tool_result_kind, breaker_state and their names */
+#include "agentd/vocab.h"
 
 /* Route label of the HTTP families. */
 enum metrics_route {

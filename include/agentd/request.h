@@ -13,15 +13,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agentd/vocab.h" /* enum agent_priority */
+
 #define AGENT_INPUT_MAX_BYTES    100000
 #define AGENT_ID_MAX_BYTES       128 /* X-Request-Id and conversation_id */
 #define AGENT_IDEM_KEY_MAX_BYTES 255
 #define AGENT_TIMEOUT_MIN_MS     100
-
-enum agent_priority {
-    AGENT_PRIORITY_HIGH, /* the default when the body has no "priority" */
-    AGENT_PRIORITY_LOW,  /* shed first under pressure */
-};
 
 /* A validated POST /v1/agent body. Strings are heap-allocated and owned by the
  * struct; release them with agent_request_clear(). */

@@ -7,17 +7,16 @@
  * error, circuit open): then kind is TOOL_SYSTEM_ERROR and the engine applies
  * the tool's criticality (degrade an optional tool, fail the run on a
  * critical one).
+ *
+ * A struct tool_result belongs to whoever declared it (one thread at a time);
+ * its text is heap memory owned by the struct until tool_result_clear().
  */
 #ifndef AGENTD_TOOL_RESULT_H
 #define AGENTD_TOOL_RESULT_H
 
 #include <stdbool.h>
 
-enum tool_result_kind {
-    TOOL_OK = 0,       /* text is the result */
-    TOOL_INPUT_ERROR,  /* text explains what was wrong with the input */
-    TOOL_SYSTEM_ERROR, /* text explains what failed (no secrets, no note content) */
-};
+#include "agentd/vocab.h" /* enum tool_result_kind: ok, input_error, system_error */
 
 struct tool_result {
     enum tool_result_kind kind;

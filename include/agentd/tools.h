@@ -1,7 +1,7 @@
 /*
- * tools.h — the tool registry: which tools exist, their names, the JSON
- * schemas the model sees (the Anthropic `tools` array) and how critical each
- * tool is to a run.
+ * tools.h — the tool registry: which tools exist, the JSON schemas the model
+ * sees (the Anthropic `tools` array) and how critical each tool is to a run.
+ * The tool ids and their names (enum tool_id, tool_name()) are in vocab.h.
  *
  * Criticality decides what the engine does when a tool fails because of the
  * system behind it (TOOL_SYSTEM_ERROR): a critical tool fails the run (503
@@ -9,7 +9,8 @@
  * is told the tool is unavailable.
  *
  * Everything here is pure and reentrant: no I/O, no global mutable state,
- * safe to call from any thread.
+ * safe to call from any thread. Only tools_definitions_json() returns memory
+ * (a JSON reference the caller releases).
  */
 #ifndef AGENTD_TOOLS_H
 #define AGENTD_TOOLS_H
@@ -19,22 +20,12 @@
 
 #include <jansson.h>
 
-enum tool_id {
-    TOOL_CALCULATOR,
-    TOOL_SAVE_NOTE,
-    TOOL_WEB_SEARCH,
-    TOOL_GET_WEATHER,
-    TOOL__COUNT,
-};
+#include "agentd/vocab.h"
 
 enum tool_criticality {
     TOOL_CRITICAL, /* a system failure of this tool fails the run */
     TOOL_OPTIONAL, /* a system failure degrades the run; the model carries on without it */
 };
-
-/* The name the model uses ("calculator", "save_note", "web_search", "get_weather");
- * static storage. NULL for an id outside 0..TOOL__COUNT-1. */
-const char *tool_name(enum tool_id id);
 
 /* Maps a tool name (exact, case-sensitive) to its id. Returns 0 and sets *ret_id, or -ENOENT
  * when name is NULL or names no tool. */

@@ -21,8 +21,6 @@
 #include "agentd/spend.h"
 #include "agentd/worker.h"
 
-static const char *const dep_names[DEP__COUNT] = {"anthropic", "web_search", "weather"};
-
 static int init_dependency(struct app *app, enum dep_id id)
 {
     const struct agentd_config *cfg = &app->cfg;
@@ -37,7 +35,7 @@ static int init_dependency(struct app *app, enum dep_id id)
         .enabled = cfg->breaker_enabled != 0,
     };
     bool llm = id == DEP_ANTHROPIC;
-    d->name = dep_names[id];
+    d->name = dep_name(id);
     d->breaker = breaker_new(d->name, &bc);
     d->bucket = bucket_new(llm ? cfg->llm_rate : cfg->tool_rate,
                            llm ? cfg->llm_burst : cfg->tool_burst, clock_now_ms());

@@ -21,7 +21,7 @@
 
 #define NS_PER_S 1000000000ULL
 
-/* ---- label value tables (index = enum value) ---- */
+/* ---- label value tables (index = enum value); the shared enums are named by vocab.h ---- */
 
 static const char *const route_names[METRICS_ROUTE__COUNT] = {
     "agent", "health_live", "health_ready", "metrics", "other",
@@ -49,15 +49,6 @@ static const char *const attempt_names[METRICS_ATTEMPT__COUNT] = {"success", "ht
                                                                   "timeout", "connection_error"};
 static const char *const retry_reason_names[METRICS_RETRY__COUNT] = {
     "http_429", "http_5xx", "timeout", "connection_error", "malformed"};
-static const char *const dep_names[DEP__COUNT] = {"anthropic", "web_search", "weather"};
-static const char *const tool_names[TOOL__COUNT] = {"calculator", "save_note", "web_search",
-                                                    "get_weather"};
-static const char *const tool_outcome_names[] = {"ok", "input_error", "system_error"};
-#define N_TOOL_OUTCOMES 3
-static const char *const priority_names[] = {"high", "low"};
-#define N_PRIORITIES 2
-static const char *const breaker_names[] = {"closed", "half_open", "open"};
-#define N_BREAKER_STATES 3
 static const char *const budget_kind_names[METRICS_BUDGET__COUNT] = {"usd", "tokens"};
 static const char *const direction_names[] = {"input", "output"};
 
@@ -81,12 +72,6 @@ static const uint64_t bucket_ns[METRICS_N_BUCKETS] = {
     5 * NS_PER_S, 10 * NS_PER_S, 30 * NS_PER_S, 60 * NS_PER_S, 120 * NS_PER_S,
 };
 
-_Static_assert(TOOL_OK == 0 && TOOL_INPUT_ERROR == 1 && TOOL_SYSTEM_ERROR == 2,
-               "tool_outcome_names follows enum tool_result_kind");
-_Static_assert(AGENT_PRIORITY_HIGH == 0 && AGENT_PRIORITY_LOW == 1,
-               "priority_names follows enum agent_priority");
-_Static_assert(BREAKER_CLOSED == 0 && BREAKER_HALF_OPEN == 1 && BREAKER_OPEN == 2,
-               "breaker_names follows enum breaker_state");
 _Static_assert(sizeof(bucket_le) / sizeof(bucket_le[0]) == METRICS_N_BUCKETS,
                "METRICS_DURATION_BUCKETS has METRICS_N_BUCKETS entries");
 
@@ -109,10 +94,10 @@ static struct registry {
     counter_t retries[DEP__COUNT][METRICS_RETRY__COUNT];
     counter_t retry_budget_exhausted[DEP__COUNT];
     atomic_int breaker_state[DEP__COUNT];
-    counter_t breaker_transitions[DEP__COUNT][N_BREAKER_STATES];
+    counter_t breaker_transitions[DEP__COUNT][BREAKER_STATE_COUNT];
     struct histogram limiter_wait[DEP__COUNT];
-    counter_t limiter_refusals[DEP__COUNT][N_PRIORITIES];
-    counter_t tool_calls[TOOL__COUNT][N_TOOL_OUTCOMES];
+    counter_t limiter_refusals[DEP__COUNT][AGENT_PRIORITY_COUNT];
+    counter_t tool_calls[TOOL__COUNT][TOOL_RESULT_KIND_COUNT];
     struct histogram tool_duration[TOOL__COUNT];
     counter_t degraded_tool_results[TOOL__COUNT];
     counter_t llm_tokens[2];
@@ -266,13 +251,13 @@ void metrics_retry_budget_exhausted(enum dep_id dep)
 
 void metrics_breaker_state(enum dep_id dep, enum breaker_state state)
 {
-    if (in_range((int)dep, DEP__COUNT) && in_range((int)state, N_BREAKER_STATES))
+    if (in_range((int)dep, DEP__COUNT) && in_range((int)state, BREAKER_STATE_COUNT))
         SET(reg.breaker_state[dep], (int)state);
 }
 
 void metrics_breaker_transition(enum dep_id dep, enum breaker_state to)
 {
-    if (!in_range((int)dep, DEP__COUNT) || !in_range((int)to, N_BREAKER_STATES))
+    if (!in_range((int)dep, DEP__COUNT) || !in_range((int)to, BREAKER_STATE_COUNT))
         return;
     INC(reg.breaker_transitions[dep][to]);
     SET(reg.breaker_state[dep], (int)to);
@@ -286,13 +271,13 @@ void metrics_limiter_wait(enum dep_id dep, double seconds)
 
 void metrics_limiter_refusal(enum dep_id dep, enum agent_priority priority)
 {
-    if (in_range((int)dep, DEP__COUNT) && in_range((int)priority, N_PRIORITIES))
+    if (in_range((int)dep, DEP__COUNT) && in_range((int)priority, AGENT_PRIORITY_COUNT))
         INC(reg.limiter_refusals[dep][priority]);
 }
 
 void metrics_tool_call(enum tool_id tool, enum tool_result_kind outcome, double seconds)
 {
-    if (!in_range((int)tool, TOOL__COUNT) || !in_range((int)outcome, N_TOOL_OUTCOMES))
+    if (!in_range((int)tool, TOOL__COUNT) || !in_range((int)outcome, TOOL_RESULT_KIND_COUNT))
         return;
     INC(reg.tool_calls[tool][outcome]);
     observe(&reg.tool_duration[tool], seconds);
@@ -465,14 +450,15 @@ static void render_llm_calls(FILE *f)
                "Retries scheduled for outbound calls, by dependency and reason.");
     for (int d = 0; d < DEP__COUNT; d++)
         for (int r = 0; r < METRICS_RETRY__COUNT; r++) {
-            struct label l[] = {{"dependency", dep_names[d]}, {"reason", retry_reason_names[r]}};
+            struct label l[] = {{"dependency", dep_name((enum dep_id)d)},
+                                {"reason", retry_reason_names[r]}};
             put_u64(f, name, l, 2, GET(reg.retries[d][r]));
         }
     name = "agentd_retry_budget_exhausted_total";
     put_header(f, name, "counter",
                "Retries refused because the dependency's retry budget was spent.");
     for (int d = 0; d < DEP__COUNT; d++)
-        put_u64(f, name, &(struct label){"dependency", dep_names[d]}, 1,
+        put_u64(f, name, &(struct label){"dependency", dep_name((enum dep_id)d)}, 1,
                 GET(reg.retry_budget_exhausted[d]));
 }
 
@@ -482,25 +468,28 @@ static void render_breakers_limiters(FILE *f)
 
     put_header(f, name, "gauge", "Circuit breaker state: 0 closed, 1 half-open, 2 open.");
     for (int d = 0; d < DEP__COUNT; d++)
-        put_i64(f, name, &(struct label){"dependency", dep_names[d]}, 1, GET(reg.breaker_state[d]));
+        put_i64(f, name, &(struct label){"dependency", dep_name((enum dep_id)d)}, 1,
+                GET(reg.breaker_state[d]));
     name = "agentd_breaker_transitions_total";
     put_header(f, name, "counter", "Circuit breaker state changes, by dependency and new state.");
     for (int d = 0; d < DEP__COUNT; d++)
-        for (int s = 0; s < N_BREAKER_STATES; s++) {
-            struct label l[] = {{"dependency", dep_names[d]}, {"to", breaker_names[s]}};
+        for (int s = 0; s < BREAKER_STATE_COUNT; s++) {
+            struct label l[] = {{"dependency", dep_name((enum dep_id)d)},
+                                {"to", breaker_state_name((enum breaker_state)s)}};
             put_u64(f, name, l, 2, GET(reg.breaker_transitions[d][s]));
         }
     name = "agentd_limiter_wait_seconds";
     put_header(f, name, "histogram", "Time outbound calls waited for a rate-limiter token.");
     for (int d = 0; d < DEP__COUNT; d++)
-        put_histogram(f, name, &(struct label){"dependency", dep_names[d]}, 1,
+        put_histogram(f, name, &(struct label){"dependency", dep_name((enum dep_id)d)}, 1,
                       &reg.limiter_wait[d]);
     name = "agentd_limiter_refusals_total";
     put_header(f, name, "counter",
                "Calls refused by a rate limiter (no token in time), by dependency and priority.");
     for (int d = 0; d < DEP__COUNT; d++)
-        for (int p = 0; p < N_PRIORITIES; p++) {
-            struct label l[] = {{"dependency", dep_names[d]}, {"priority", priority_names[p]}};
+        for (int p = 0; p < AGENT_PRIORITY_COUNT; p++) {
+            struct label l[] = {{"dependency", dep_name((enum dep_id)d)},
+                                {"priority", agent_priority_name((enum agent_priority)p)}};
             put_u64(f, name, l, 2, GET(reg.limiter_refusals[d][p]));
         }
 }
@@ -511,19 +500,21 @@ static void render_tools(FILE *f)
 
     put_header(f, name, "counter", "Tool calls finished, by tool and outcome.");
     for (int t = 0; t < TOOL__COUNT; t++)
-        for (int o = 0; o < N_TOOL_OUTCOMES; o++) {
-            struct label l[] = {{"tool", tool_names[t]}, {"outcome", tool_outcome_names[o]}};
+        for (int o = 0; o < TOOL_RESULT_KIND_COUNT; o++) {
+            struct label l[] = {{"tool", tool_name((enum tool_id)t)},
+                                {"outcome", tool_result_kind_name((enum tool_result_kind)o)}};
             put_u64(f, name, l, 2, GET(reg.tool_calls[t][o]));
         }
     name = "agentd_tool_duration_seconds";
     put_header(f, name, "histogram", "Tool call duration, by tool.");
     for (int t = 0; t < TOOL__COUNT; t++)
-        put_histogram(f, name, &(struct label){"tool", tool_names[t]}, 1, &reg.tool_duration[t]);
+        put_histogram(f, name, &(struct label){"tool", tool_name((enum tool_id)t)}, 1,
+                      &reg.tool_duration[t]);
     name = "agentd_degraded_tool_results_total";
     put_header(f, name, "counter",
                "System failures of optional tools reported to the model as unavailable.");
     for (int t = 0; t < TOOL__COUNT; t++)
-        put_u64(f, name, &(struct label){"tool", tool_names[t]}, 1,
+        put_u64(f, name, &(struct label){"tool", tool_name((enum tool_id)t)}, 1,
                 GET(reg.degraded_tool_results[t]));
 }
 

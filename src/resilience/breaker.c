@@ -34,19 +34,6 @@ struct breaker {
     uint64_t transitions_dropped;
 };
 
-const char *breaker_state_name(enum breaker_state s)
-{
-    switch (s) {
-    case BREAKER_CLOSED:
-        return "closed";
-    case BREAKER_HALF_OPEN:
-        return "half_open";
-    case BREAKER_OPEN:
-        return "open";
-    }
-    return "unknown";
-}
-
 static int clamp_int(int v, int lo, int hi)
 {
     return v < lo ? lo : v > hi ? hi : v;

@@ -1,6 +1,7 @@
 /*
- * registry.c — the tool table: names, the JSON schemas sent to the model and
- * the per-tool criticality parsed from configuration (see tools.h).
+ * registry.c — the tool table: the JSON schemas sent to the model and the
+ * per-tool criticality parsed from configuration (see tools.h); the names
+ * come from vocab.h.
  */
 #include "agentd/tools.h"
 
@@ -12,24 +13,11 @@
 /* Long enough to show a mistyped item, short enough that a huge spec cannot flood a message. */
 #define TOOLS_ERR_ITEM_MAX_BYTES 64
 
-static const char *const tool_names[TOOL__COUNT] = {
-    [TOOL_CALCULATOR] = "calculator",
-    [TOOL_SAVE_NOTE] = "save_note",
-    [TOOL_WEB_SEARCH] = "web_search",
-    [TOOL_GET_WEATHER] = "get_weather",
-};
-
-const char *tool_name(enum tool_id id)
-{
-    if ((int)id < 0 || id >= TOOL__COUNT)
-        return NULL;
-    return tool_names[id];
-}
-
 static int lookup_n(const char *name, size_t len, enum tool_id *ret_id)
 {
     for (int i = 0; i < TOOL__COUNT; i++) {
-        if (strlen(tool_names[i]) == len && memcmp(tool_names[i], name, len) == 0) {
+        const char *known = tool_name((enum tool_id)i);
+        if (strlen(known) == len && memcmp(known, name, len) == 0) {
             *ret_id = (enum tool_id)i;
             return 0;
         }
@@ -59,7 +47,7 @@ static json_t *save_note_tool(void)
 {
     return json_pack(
         "{s:s, s:s, s:{s:s, s:{s:{s:s, s:s}, s:{s:s, s:s, s:s}}, s:[s], s:b}}", "name",
-        tool_names[TOOL_SAVE_NOTE], "description",
+        tool_name(TOOL_SAVE_NOTE), "description",
         "Saves a text note to durable storage on the server. Use it when the user asks you to "
         "write down, save or keep something; it returns a confirmation naming the saved file.",
         "input_schema", "type", "object", "properties", "content", "type", "string", "description",
@@ -84,7 +72,7 @@ json_t *tools_definitions_json(bool include_web_search)
         return NULL;
 
     if (append_tool(tools,
-                    simple_tool(tool_names[TOOL_CALCULATOR],
+                    simple_tool(tool_name(TOOL_CALCULATOR),
                                 "Evaluates an arithmetic expression (numbers, operators and "
                                 "parentheses). Use it for any arithmetic instead of "
                                 "computing in your head; it returns the result, or an error "
@@ -95,13 +83,13 @@ json_t *tools_definitions_json(bool include_web_search)
         goto fail;
     if (include_web_search &&
         append_tool(tools,
-                    simple_tool(tool_names[TOOL_WEB_SEARCH],
+                    simple_tool(tool_name(TOOL_WEB_SEARCH),
                                 "Searches the web. Use it for recent events or facts you are "
                                 "not sure of; it returns the top results as a numbered list "
                                 "of title, URL and snippet.",
                                 "query", "Plain search terms, at most 500 bytes.")) < 0)
         goto fail;
-    if (append_tool(tools, simple_tool(tool_names[TOOL_GET_WEATHER],
+    if (append_tool(tools, simple_tool(tool_name(TOOL_GET_WEATHER),
                                        "Gets the current weather for a place. Use it when the user "
                                        "asks about the weather now; it returns the conditions, "
                                        "temperature and wind speed with units.",
