@@ -1,10 +1,13 @@
 /*
- * request.h — validation of the POST /v1/agent body and of the request headers
- * the server reads (X-Request-Id, Idempotency-Key, Content-Type), plus the one
+ * request.h — the server's parser: validation of the POST /v1/agent body
+ * into a struct agent_request (agent_request.h), of the request headers the
+ * server reads (X-Request-Id, Idempotency-Key, Content-Type), plus the one
  * JSON error body every non-2xx response uses (see docs/API.md).
  *
  * Everything here is pure: no I/O, no clock, no logging, no global state, so
- * every function is safe to call from any thread at once.
+ * every function is safe to call from any thread at once. Memory handed out:
+ * request_parse() fills a struct agent_request the caller clears, and
+ * request_error_body() returns a string the caller frees.
  */
 #ifndef AGENTD_REQUEST_H
 #define AGENTD_REQUEST_H
@@ -13,22 +16,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agentd/vocab.h" /* enum agent_priority */
+#include "agentd/agent_request.h"
 
 #define AGENT_INPUT_MAX_BYTES    100000
 #define AGENT_ID_MAX_BYTES       128 /* X-Request-Id and conversation_id */
 #define AGENT_IDEM_KEY_MAX_BYTES 255
 #define AGENT_TIMEOUT_MIN_MS     100
-
-/* A validated POST /v1/agent body. Strings are heap-allocated and owned by the
- * struct; release them with agent_request_clear(). */
-struct agent_request {
-    char *input;           /* valid UTF-8, 1..AGENT_INPUT_MAX_BYTES bytes, no NUL */
-    char *conversation_id; /* NULL or 1..128 of [A-Za-z0-9._:-] */
-    int max_iterations;    /* 0 = not given; else 1..max_iterations_cap */
-    int64_t timeout_ms;    /* 0 = not given; else 100..timeout_cap_ms */
-    enum agent_priority priority;
-};
 
 /*
  * Parses and validates `len` bytes of `body` (need not be NUL-terminated).
@@ -43,7 +36,7 @@ struct agent_request {
  *   - a wrong type (null is a wrong type, not "absent"; 5.0 is not an integer);
  *   - missing, empty or oversized "input", or a NUL (\u0000) inside a string;
  *   - integers out of range, a "priority" other than "high"/"low", a
- *     "conversation_id" that breaks conversation_id_valid().
+ *     "conversation_id" that breaks request_conversation_id_valid().
  * When a cap is below its field's minimum (max_iterations_cap < 1,
  * timeout_cap_ms < 100) every value of that field is rejected.
  *
@@ -52,18 +45,14 @@ struct agent_request {
  * truncated), or -ENOMEM. *ret is written only on success. err may be NULL.
  * The message may quote client-supplied names, bounded to a few dozen bytes.
  */
-int agent_request_parse(const char *body, size_t len, int max_iterations_cap,
-                        int64_t timeout_cap_ms, struct agent_request *ret, char *err,
-                        size_t errlen);
-
-/* Frees r's strings and leaves *r zeroed; r may be NULL. */
-void agent_request_clear(struct agent_request *r);
+int request_parse(const char *body, size_t len, int max_iterations_cap, int64_t timeout_cap_ms,
+                  struct agent_request *ret, char *err, size_t errlen);
 
 /* 1..128 characters of [A-Za-z0-9._:-]; NULL → false. */
 bool request_id_valid(const char *s);
 
 /* Same rule as request_id_valid(); NULL → false. */
-bool conversation_id_valid(const char *s);
+bool request_conversation_id_valid(const char *s);
 
 /*
  * True when a Content-Type header value names JSON: "application/json"
@@ -72,7 +61,7 @@ bool conversation_id_valid(const char *s);
  * utf-8 (or utf8, any case, optionally quoted) because bodies are UTF-8 only.
  * "application/json-patch+json", "text/json" and NULL → false.
  */
-bool content_type_is_json(const char *value);
+bool request_content_type_is_json(const char *value);
 
 /*
  * Builds the error body of docs/API.md as compact JSON:
@@ -83,11 +72,11 @@ bool content_type_is_json(const char *value);
  * always valid JSON. type and message must not be NULL.
  * Returns a malloc'd NUL-terminated string the caller frees, or NULL on ENOMEM.
  */
-char *json_error_body(const char *type, const char *message, const char *request_id,
-                      long upstream_status);
+char *request_error_body(const char *type, const char *message, const char *request_id,
+                         long upstream_status);
 
 /* Idempotency-Key header value: 1..255 bytes, each printable ASCII 0x20..0x7e;
  * NULL → false. */
-bool idempotency_key_valid(const char *s);
+bool request_idempotency_key_valid(const char *s);
 
 #endif

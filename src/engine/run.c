@@ -181,7 +181,7 @@ static void finish_error(struct run *run, int status, const char *type, long ups
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    char *body = json_error_body(type, msg, run->request_id, upstream_status);
+    char *body = request_error_body(type, msg, run->request_id, upstream_status);
     finish(run, status, body, retry_after_ms, type);
 }
 

@@ -239,7 +239,7 @@ static enum MHD_Result reply_error(struct conn *c, unsigned status, const char *
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return reply(c, status, json_error_body(type, msg, c->request_id, 0), retry_after_ms, allow);
+    return reply(c, status, request_error_body(type, msg, c->request_id, 0), retry_after_ms, allow);
 }
 
 /* ---- suspended requests --------------------------------------------------------------- */
@@ -333,16 +333,17 @@ static enum MHD_Result agent_headers(struct conn *c)
 {
     struct app *app = c->srv->app;
     if (!authorized(c))
-        return reply_as(c, 401,
-                        json_error_body("unauthorized",
-                                        "missing or wrong bearer token (Authorization: Bearer ...)",
-                                        c->request_id, 0),
-                        0, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer", JSON_CONTENT_TYPE);
+        return reply_as(
+            c, 401,
+            request_error_body("unauthorized",
+                               "missing or wrong bearer token (Authorization: Bearer ...)",
+                               c->request_id, 0),
+            0, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer", JSON_CONTENT_TYPE);
     if (atomic_load(&app->draining))
         return reply_error(c, 503, "shutting_down", 1000, NULL,
                            "agentd is shutting down; retry on another replica");
     const char *ct = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Content-Type");
-    if (!content_type_is_json(ct))
+    if (!request_content_type_is_json(ct))
         return reply_error(c, 415, "unsupported_media_type", 0, NULL,
                            "Content-Type must be application/json, got '%.64s'", ct ? ct : "");
     const char *cl = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Content-Length");
@@ -431,7 +432,7 @@ static enum MHD_Result agent_idempotency(struct conn *c, bool *ret_answered)
         *ret_answered = false;
         return MHD_YES;
     }
-    if (!idempotency_key_valid(key))
+    if (!request_idempotency_key_valid(key))
         return reply_error(c, 400, "invalid_request", 0, NULL,
                            "Idempotency-Key: expected 1..255 printable ASCII characters");
     unsigned char fp[IDEM_FINGERPRINT_BYTES];
@@ -493,8 +494,8 @@ static enum MHD_Result agent_run(struct conn *c)
                            app->cfg.max_body_bytes);
     struct agent_request req;
     char err[256];
-    if (agent_request_parse(c->body ? c->body : "", c->len, app->cfg.max_iterations,
-                            app->cfg.total_timeout_ms, &req, err, sizeof(err)) < 0)
+    if (request_parse(c->body ? c->body : "", c->len, app->cfg.max_iterations,
+                      app->cfg.total_timeout_ms, &req, err, sizeof(err)) < 0)
         return reply_error(c, 400, "invalid_request", 0, NULL, "%s", err);
     bool answered;
     enum MHD_Result ret = agent_idempotency(c, &answered);
@@ -541,7 +542,7 @@ static enum MHD_Result agent_run(struct conn *c)
         unadmit(c);
         run->http_status = 500;
         run->body =
-            json_error_body("internal_error", "could not schedule the run", c->request_id, 0);
+            request_error_body("internal_error", "could not schedule the run", c->request_id, 0);
         MHD_resume_connection(c->mhd);
     }
     return MHD_YES;
@@ -874,9 +875,9 @@ size_t server_abort_suspended(struct server *s)
             return n;
         /* The worker that owned the run is stopped: answer in its place. */
         run_abort(c->run, 503,
-                  json_error_body("shutting_down",
-                                  "agentd is shutting down; retry on another replica",
-                                  c->request_id, 0),
+                  request_error_body("shutting_down",
+                                     "agentd is shutting down; retry on another replica",
+                                     c->request_id, 0),
                   1000);
         MHD_resume_connection(c->mhd);
         n++;

@@ -331,7 +331,7 @@ static int check_conversation_id(json_t *obj, const char **ret_s, char *err, siz
         return fail(err, errlen, "conversation_id: expected %s, got an empty string", expected);
     if (s && len > AGENT_ID_MAX_BYTES)
         return fail(err, errlen, "conversation_id: expected %s, got %zu bytes", expected, len);
-    if (s && !conversation_id_valid(s))
+    if (s && !request_conversation_id_valid(s))
         return fail(err, errlen, "conversation_id: expected %s, got a character outside that set",
                     expected);
     *ret_s = s;
@@ -394,8 +394,8 @@ static int request_from_object(json_t *obj, int max_iterations_cap, int64_t time
     return 0;
 }
 
-int agent_request_parse(const char *body, size_t len, int max_iterations_cap,
-                        int64_t timeout_cap_ms, struct agent_request *ret, char *err, size_t errlen)
+int request_parse(const char *body, size_t len, int max_iterations_cap, int64_t timeout_cap_ms,
+                  struct agent_request *ret, char *err, size_t errlen)
 {
     json_error_t jerr;
     json_t *root;
@@ -429,15 +429,6 @@ int agent_request_parse(const char *body, size_t len, int max_iterations_cap,
     return r;
 }
 
-void agent_request_clear(struct agent_request *r)
-{
-    if (!r)
-        return;
-    free(r->input);
-    free(r->conversation_id);
-    *r = (struct agent_request){0};
-}
-
 bool request_id_valid(const char *s)
 {
     size_t i;
@@ -454,7 +445,7 @@ bool request_id_valid(const char *s)
     return i > 0;
 }
 
-bool conversation_id_valid(const char *s)
+bool request_conversation_id_valid(const char *s)
 {
     return request_id_valid(s);
 }
@@ -507,7 +498,7 @@ static const char *content_type_param(const char *p)
     return skip_ows(p);
 }
 
-bool content_type_is_json(const char *value)
+bool request_content_type_is_json(const char *value)
 {
     static const char type[] = "application/json";
     const char *p;
@@ -556,8 +547,8 @@ static json_t *json_string_repaired(const char *s)
     return js;
 }
 
-char *json_error_body(const char *type, const char *message, const char *request_id,
-                      long upstream_status)
+char *request_error_body(const char *type, const char *message, const char *request_id,
+                         long upstream_status)
 {
     json_t *root = json_object();
     json_t *error = json_object();
@@ -582,7 +573,7 @@ out:
     return out;
 }
 
-bool idempotency_key_valid(const char *s)
+bool request_idempotency_key_valid(const char *s)
 {
     size_t i;
 

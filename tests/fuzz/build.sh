@@ -18,7 +18,7 @@ mkdir -p "$out"
 # library in meson.build), so a target links without sockets or curl.
 srcs_for() {
     case $1 in
-    request) echo "src/server/request.c src/core/text.c" ;;
+    request) echo "src/server/request.c src/engine/agent_request.c src/core/text.c" ;;
     anthropic) echo "src/llm/anthropic.c src/core/text.c" ;;
     calculator) echo "src/tools/calculator.c src/tools/tool_result.c" ;;
     tools) echo "src/tools/web_search.c src/tools/weather.c src/tools/tool_input.c

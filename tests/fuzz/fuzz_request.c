@@ -1,11 +1,11 @@
 /*
  * fuzz_request.c — libFuzzer target for what a client controls on
- * POST /v1/agent: the body (agent_request_parse) and the header values the
+ * POST /v1/agent: the body (request_parse) and the header values the
  * server validates (X-Request-Id, Idempotency-Key, Content-Type), plus the
  * error body that quotes them back. Besides crashes it checks the promises of
  * include/agentd/request.h: a valid request only holds values in range, the
  * error message is always NUL-terminated valid UTF-8, the header validators
- * accept exactly their documented sets, and json_error_body() is valid JSON.
+ * accept exactly their documented sets, and request_error_body() is valid JSON.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -75,8 +75,7 @@ static void check_parse(const char *body, size_t len, const struct caps *caps, s
 
     memset(&req, 0xa5, sizeof(req));
     memset(err, 'X', sizeof(err));
-    int r =
-        agent_request_parse(body, len, caps->max_iterations, caps->timeout_ms, &req, err, errlen);
+    int r = request_parse(body, len, caps->max_iterations, caps->timeout_ms, &req, err, errlen);
     FUZZ_CHECK(r == 0 || r == -EINVAL || r == -ENOMEM);
     if (r == -EINVAL) {
         FUZZ_CHECK(fuzz_terminated(err, errlen));
@@ -89,7 +88,7 @@ static void check_parse(const char *body, size_t len, const struct caps *caps, s
     size_t in_len = strlen(req.input);
     FUZZ_CHECK(in_len >= 1 && in_len <= AGENT_INPUT_MAX_BYTES);
     FUZZ_CHECK(fuzz_utf8_ok(req.input, in_len));
-    FUZZ_CHECK(req.conversation_id == NULL || conversation_id_valid(req.conversation_id));
+    FUZZ_CHECK(req.conversation_id == NULL || request_conversation_id_valid(req.conversation_id));
     FUZZ_CHECK(req.max_iterations == 0 ||
                (req.max_iterations >= 1 && req.max_iterations <= caps->max_iterations));
     FUZZ_CHECK(req.timeout_ms == 0 ||
@@ -101,7 +100,7 @@ static void check_parse(const char *body, size_t len, const struct caps *caps, s
 
 static void check_error_body(const char *message, const char *request_id, long status)
 {
-    char *out = json_error_body("invalid_request", message, request_id, status);
+    char *out = request_error_body("invalid_request", message, request_id, status);
     if (!out)
         return; /* ENOMEM */
     json_error_t jerr;
@@ -136,9 +135,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!s)
         return 0;
     FUZZ_CHECK(request_id_valid(s) == ref_id_valid(s));
-    FUZZ_CHECK(conversation_id_valid(s) == ref_id_valid(s));
-    FUZZ_CHECK(idempotency_key_valid(s) == ref_idem_valid(s));
-    if (content_type_is_json(s)) {
+    FUZZ_CHECK(request_conversation_id_valid(s) == ref_id_valid(s));
+    FUZZ_CHECK(request_idempotency_key_valid(s) == ref_idem_valid(s));
+    if (request_content_type_is_json(s)) {
         const char *p = s + strspn(s, " \t");
         FUZZ_CHECK(strncasecmp(p, "application/json", 16) == 0);
     }

@@ -20,7 +20,7 @@
 /* Parses body with the test caps; err receives the message. */
 static int parse(const char *body, size_t len, struct agent_request *ret, char *err, size_t errlen)
 {
-    return agent_request_parse(body, len, ITER_CAP, TIMEOUT_CAP, ret, err, errlen);
+    return request_parse(body, len, ITER_CAP, TIMEOUT_CAP, ret, err, errlen);
 }
 
 /* Returns a malloc'd {"input":"aaa…"} whose input is n bytes long. */
@@ -276,8 +276,8 @@ START_TEST(test_request_cap_below_minimum_rejects_the_field)
     struct agent_request req;
     char err[128] = "";
 
-    ck_assert_int_eq(
-        agent_request_parse(body, strlen(body), 0, TIMEOUT_CAP, &req, err, sizeof(err)), -EINVAL);
+    ck_assert_int_eq(request_parse(body, strlen(body), 0, TIMEOUT_CAP, &req, err, sizeof(err)),
+                     -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "max_iterations: "));
 }
 END_TEST
@@ -301,7 +301,7 @@ START_TEST(test_request_null_err_buffer_is_allowed)
 {
     struct agent_request req;
 
-    ck_assert_int_eq(agent_request_parse("{}", 2, ITER_CAP, TIMEOUT_CAP, &req, NULL, 0), -EINVAL);
+    ck_assert_int_eq(request_parse("{}", 2, ITER_CAP, TIMEOUT_CAP, &req, NULL, 0), -EINVAL);
 }
 END_TEST
 
@@ -341,28 +341,28 @@ START_TEST(test_request_id_valid_table)
     ck_assert(!request_id_valid("a/b"));
     ck_assert(!request_id_valid("a\n"));
     ck_assert(!request_id_valid("caf\xc3\xa9"));
-    ck_assert(conversation_id_valid("conv:42"));
-    ck_assert(!conversation_id_valid("conv 42"));
-    ck_assert(!conversation_id_valid(NULL));
+    ck_assert(request_conversation_id_valid("conv:42"));
+    ck_assert(!request_conversation_id_valid("conv 42"));
+    ck_assert(!request_conversation_id_valid(NULL));
 }
 END_TEST
 
-START_TEST(test_idempotency_key_valid_table)
+START_TEST(test_request_idempotency_key_valid_table)
 {
     char key[257];
 
     memset(key, '~', 255);
     key[255] = '\0';
-    ck_assert(idempotency_key_valid("k"));
-    ck_assert(idempotency_key_valid("order 42 / retry #1"));
-    ck_assert(idempotency_key_valid(key));
+    ck_assert(request_idempotency_key_valid("k"));
+    ck_assert(request_idempotency_key_valid("order 42 / retry #1"));
+    ck_assert(request_idempotency_key_valid(key));
     strcat(key, "~");
-    ck_assert(!idempotency_key_valid(key));
-    ck_assert(!idempotency_key_valid(""));
-    ck_assert(!idempotency_key_valid(NULL));
-    ck_assert(!idempotency_key_valid("tab\there"));
-    ck_assert(!idempotency_key_valid("del\x7f"));
-    ck_assert(!idempotency_key_valid("caf\xc3\xa9"));
+    ck_assert(!request_idempotency_key_valid(key));
+    ck_assert(!request_idempotency_key_valid(""));
+    ck_assert(!request_idempotency_key_valid(NULL));
+    ck_assert(!request_idempotency_key_valid("tab\there"));
+    ck_assert(!request_idempotency_key_valid("del\x7f"));
+    ck_assert(!request_idempotency_key_valid("caf\xc3\xa9"));
 }
 END_TEST
 
@@ -395,25 +395,25 @@ static const struct ct_case ct_cases[] = {
     {"application/", false},
 };
 
-START_TEST(test_content_type_is_json_table)
+START_TEST(test_request_content_type_is_json_table)
 {
     const struct ct_case *c = &ct_cases[_i];
 
-    ck_assert_msg(content_type_is_json(c->value) == c->json, "'%s'", c->value);
+    ck_assert_msg(request_content_type_is_json(c->value) == c->json, "'%s'", c->value);
 }
 END_TEST
 
-START_TEST(test_content_type_null_is_not_json)
+START_TEST(test_request_content_type_null_is_not_json)
 {
-    ck_assert(!content_type_is_json(NULL));
+    ck_assert(!request_content_type_is_json(NULL));
 }
 END_TEST
 
 /* --- error body --- */
 
-START_TEST(test_json_error_body_exact_shape)
+START_TEST(test_request_error_body_exact_shape)
 {
-    char *b = json_error_body("invalid_request", "input: required", "req-1", 0);
+    char *b = request_error_body("invalid_request", "input: required", "req-1", 0);
 
     ck_assert_ptr_nonnull(b);
     ck_assert_str_eq(b, "{\"error\":{\"type\":\"invalid_request\",\"message\":\"input: required\"},"
@@ -422,9 +422,9 @@ START_TEST(test_json_error_body_exact_shape)
 }
 END_TEST
 
-START_TEST(test_json_error_body_adds_upstream_status_when_positive)
+START_TEST(test_request_error_body_adds_upstream_status_when_positive)
 {
-    char *b = json_error_body("upstream_error", "the LLM API refused the request", "r", 401);
+    char *b = request_error_body("upstream_error", "the LLM API refused the request", "r", 401);
     json_t *root;
 
     ck_assert_ptr_nonnull(b);
@@ -441,9 +441,9 @@ START_TEST(test_json_error_body_adds_upstream_status_when_positive)
 }
 END_TEST
 
-START_TEST(test_json_error_body_repairs_invalid_utf8_message)
+START_TEST(test_request_error_body_repairs_invalid_utf8_message)
 {
-    char *b = json_error_body("invalid_request", "bad \xff byte", NULL, 0);
+    char *b = request_error_body("invalid_request", "bad \xff byte", NULL, 0);
     json_t *root;
 
     ck_assert_ptr_nonnull(b);
@@ -484,15 +484,15 @@ static Suite *request_suite(void)
     suite_add_tcase(s, body);
 
     tcase_add_test(hdr, test_request_id_valid_table);
-    tcase_add_test(hdr, test_idempotency_key_valid_table);
-    tcase_add_loop_test(hdr, test_content_type_is_json_table, 0,
+    tcase_add_test(hdr, test_request_idempotency_key_valid_table);
+    tcase_add_loop_test(hdr, test_request_content_type_is_json_table, 0,
                         (int)(sizeof(ct_cases) / sizeof(ct_cases[0])));
-    tcase_add_test(hdr, test_content_type_null_is_not_json);
+    tcase_add_test(hdr, test_request_content_type_null_is_not_json);
     suite_add_tcase(s, hdr);
 
-    tcase_add_test(err, test_json_error_body_exact_shape);
-    tcase_add_test(err, test_json_error_body_adds_upstream_status_when_positive);
-    tcase_add_test(err, test_json_error_body_repairs_invalid_utf8_message);
+    tcase_add_test(err, test_request_error_body_exact_shape);
+    tcase_add_test(err, test_request_error_body_adds_upstream_status_when_positive);
+    tcase_add_test(err, test_request_error_body_repairs_invalid_utf8_message);
     suite_add_tcase(s, err);
     return s;
 }
