@@ -22,11 +22,12 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
-#define HEALTH_NOT_CHECKED   "not checked yet"
-#define HEALTH_ANTHROPIC_VER "2023-06-01"
-#define HEALTH_MODELS_PATH   "/v1/models?limit=1"
-#define HEALTH_PROBE_PREFIX  ".ready-probe-"
-#define HEALTH_USER_AGENT    "agentd-readiness"
+#include "agentd/anthropic.h" /* ANTHROPIC_VERSION */
+
+#define HEALTH_NOT_CHECKED  "not checked yet"
+#define HEALTH_MODELS_PATH  "/v1/models?limit=1"
+#define HEALTH_PROBE_PREFIX ".ready-probe-"
+#define HEALTH_USER_AGENT   "agentd-readiness"
 /* "x-api-key: " plus the longest key config.c accepts, with room to spare. */
 #define HEALTH_KEY_HEADER_BYTES 600
 
@@ -449,7 +450,7 @@ static char *models_url(const char *base_url)
 static struct curl_slist *api_headers(const char *api_key)
 {
     char key_header[HEALTH_KEY_HEADER_BYTES];
-    struct curl_slist *list = curl_slist_append(NULL, "anthropic-version: " HEALTH_ANTHROPIC_VER);
+    struct curl_slist *list = curl_slist_append(NULL, "anthropic-version: " ANTHROPIC_VERSION);
     struct curl_slist *next;
 
     if (!list || !api_key || !api_key[0])
