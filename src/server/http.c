@@ -1,16 +1,19 @@
 /*
- * http.c — the libmicrohttpd front (see server.h).
+ * http.c — the libmicrohttpd front (see server.h): the daemon and its
+ * accepting thread, the connection lifecycle, request ids, the reply helpers
+ * and the suspended connections. Each route lives in a file of its own
+ * (route_*.c, declared in http.h).
  *
  * Per request the access handler is called several times: once with the
- * headers (route, method, content type, declared size and admission are
- * checked here, so bad requests are refused before any body is read), then
- * with body chunks (copied up to AGENTD_MAX_BODY_BYTES, whether the client
- * sent Content-Length or chunked), then once more with no data: the body is
- * validated, a run is created, the connection is suspended and the run handed
- * to a worker. When the run ends, the worker resumes the connection and the
- * handler is called again to queue the answer.
+ * headers (route and method are checked here, then the route's own checks
+ * run, so bad requests are refused before any body is read), then with body
+ * chunks (handed to the route), then once more with no data: the route
+ * answers, or (POST /v1/agent) suspends the connection while a worker runs
+ * it. When the run ends, the worker resumes the connection and the handler
+ * is called again to queue the run's answer.
  */
 #include "agentd/server.h"
+#include "agentd/http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,16 +35,11 @@
 
 #include "agentd/app.h"
 #include "agentd/clock.h"
-#include "agentd/conversations.h"
-#include "agentd/health.h"
-#include "agentd/idempotency.h"
 #include "agentd/log.h"
 #include "agentd/metrics.h"
-#include "agentd/spend.h"
 #include "agentd/request.h"
 #include "agentd/run.h"
 
-#define JSON_CONTENT_TYPE "application/json; charset=utf-8"
 /* Seconds a kept-alive connection may idle between requests. */
 #define SERVER_IDLE_TIMEOUT_S    60
 #define SERVER_EXTRA_CONNECTIONS 1024
@@ -50,22 +48,18 @@
    half the default, since thousands of connections wait suspended at once. */
 #define SERVER_CONNECTION_MEMORY_BYTES (16 * 1024)
 
-enum route { ROUTE_NONE = 0, ROUTE_AGENT, ROUTE_LIVE, ROUTE_READY, ROUTE_METRICS };
-
 struct route_def {
     const char *path;
-    enum route route;
+    enum http_route route;
     const char *allow; /* the Allow header */
 };
 
 static const struct route_def routes[] = {
-    {"/v1/agent", ROUTE_AGENT, "POST"},
-    {"/health/live", ROUTE_LIVE, "GET, HEAD"},
-    {"/health/ready", ROUTE_READY, "GET, HEAD"},
-    {"/metrics", ROUTE_METRICS, "GET, HEAD"},
+    {"/v1/agent", HTTP_ROUTE_AGENT, "POST"},
+    {"/health/live", HTTP_ROUTE_LIVE, "GET, HEAD"},
+    {"/health/ready", HTTP_ROUTE_READY, "GET, HEAD"},
+    {"/metrics", HTTP_ROUTE_METRICS, "GET, HEAD"},
 };
-
-struct conn;
 
 struct server {
     struct app *app;
@@ -79,34 +73,6 @@ struct server {
     pthread_mutex_t lock; /* protects the suspended list */
     struct conn *suspended;
     size_t n_suspended;
-};
-
-struct conn {
-    struct server *srv;
-    struct MHD_Connection *mhd;
-    char request_id[129];
-    enum route route;
-    char method[8];
-    int64_t start_ms;
-    /* body */
-    char *body;
-    size_t len, alloc;
-    bool too_large;
-    bool answered; /* a response has been queued (or deferred) */
-    /* An answer given before the body has been read waits for its end (see drain_first). */
-    bool defer;
-    struct MHD_Response *deferred;
-    unsigned deferred_status;
-    size_t discarded; /* body bytes read and dropped after the answer */
-    /* run */
-    struct run *run;
-    char *idem_key; /* Idempotency-Key whose answer this request will store */
-    bool suspended;
-    bool counted; /* holds one unit of app->inflight */
-    struct conn *prev, *next;
-    /* for the access log */
-    unsigned status;
-    size_t bytes;
 };
 
 /* ---- request ids ---------------------------------------------------------------- */
@@ -182,9 +148,8 @@ static enum MHD_Result send_deferred(struct conn *c)
 }
 
 /* Queues body (owned, freed here) with the common headers; or holds it (see drain_first). */
-static enum MHD_Result reply_as(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
-                                const char *hdr_name, const char *hdr_value,
-                                const char *content_type)
+enum MHD_Result http_reply_as(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
+                              const char *hdr_name, const char *hdr_value, const char *content_type)
 {
     if (!body)
         body = strdup("{\"error\":{\"type\":\"internal_error\",\"message\":\"out of memory\"}}");
@@ -221,25 +186,55 @@ static enum MHD_Result reply_as(struct conn *c, unsigned status, char *body, int
     return ret;
 }
 
-static enum MHD_Result reply(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
-                             const char *allow)
+enum MHD_Result http_reply(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
+                           const char *allow)
 {
-    return reply_as(c, status, body, retry_after_ms, allow ? MHD_HTTP_HEADER_ALLOW : NULL, allow,
-                    JSON_CONTENT_TYPE);
+    return http_reply_as(c, status, body, retry_after_ms, allow ? MHD_HTTP_HEADER_ALLOW : NULL,
+                         allow, HTTP_JSON_CONTENT_TYPE);
 }
 
-static enum MHD_Result reply_error(struct conn *c, unsigned status, const char *type,
-                                   int64_t retry_after_ms, const char *allow, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static enum MHD_Result reply_error(struct conn *c, unsigned status, const char *type,
-                                   int64_t retry_after_ms, const char *allow, const char *fmt, ...)
+static enum MHD_Result reply_error_v(struct conn *c, unsigned status, const char *type,
+                                     int64_t retry_after_ms, const char *allow, const char *fmt,
+                                     va_list ap) __attribute__((format(printf, 6, 0)));
+static enum MHD_Result reply_error_v(struct conn *c, unsigned status, const char *type,
+                                     int64_t retry_after_ms, const char *allow, const char *fmt,
+                                     va_list ap)
 {
     char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    return http_reply(c, status, request_error_body(type, msg, c->request_id, 0), retry_after_ms,
+                      allow);
+}
+
+enum MHD_Result http_reply_error(struct conn *c, unsigned status, const char *type,
+                                 int64_t retry_after_ms, const char *allow, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    enum MHD_Result ret = reply_error_v(c, status, type, retry_after_ms, allow, fmt, ap);
     va_end(ap);
-    return reply(c, status, request_error_body(type, msg, c->request_id, 0), retry_after_ms, allow);
+    return ret;
+}
+
+/* A body over its cap is only found out while it arrives: its answer, too, waits for the end. */
+enum MHD_Result http_reply_error_after_body(struct conn *c, size_t dropped, unsigned status,
+                                            const char *type, const char *fmt, ...)
+{
+    va_list ap;
+    c->discarded += dropped;
+    c->defer = true;
+    va_start(ap, fmt);
+    enum MHD_Result ret = reply_error_v(c, status, type, 0, NULL, fmt, ap);
+    va_end(ap);
+    c->defer = false;
+    return ret;
+}
+
+/* ---- what the route files may read ---------------------------------------------------- */
+
+struct app *http_conn_app(const struct conn *c)
+{
+    return c->srv->app;
 }
 
 /* ---- suspended requests --------------------------------------------------------------- */
@@ -259,7 +254,7 @@ static void track_suspended(struct conn *c)
 }
 
 /* Removes c from the list; false if it was not there (someone else resumed it). */
-static bool untrack_suspended(struct conn *c)
+bool http_untrack_suspended(struct conn *c)
 {
     struct server *s = c->srv;
     pthread_mutex_lock(&s->lock);
@@ -278,274 +273,16 @@ static bool untrack_suspended(struct conn *c)
     return was;
 }
 
-/* Worker thread: the run has its answer; wake the connection. */
-static void on_run_finished(struct run *run, void *arg)
+void http_suspend(struct conn *c)
 {
-    struct conn *c = arg;
-    if (c->idem_key) {
-        idem_complete(c->srv->app->idem, c->idem_key, run->http_status, run->body);
-        free(c->idem_key);
-        c->idem_key = NULL;
-    }
-    if (c->counted) {
-        atomic_fetch_sub(&c->srv->app->inflight, 1);
-        c->counted = false;
-    }
-    if (untrack_suspended(c))
-        MHD_resume_connection(c->mhd);
-}
-
-/* ---- POST /v1/agent --------------------------------------------------------------------- */
-
-/* Constant time in the token's length, so a wrong guess says nothing about how close it was. */
-static bool token_equal(const char *given, size_t given_len, const char *want, size_t want_len)
-{
-    unsigned char diff = given_len != want_len;
-    for (size_t i = 0; i < want_len; i++)
-        diff |= (unsigned char)(want[i] ^ (i < given_len ? given[i] : 0));
-    return diff == 0;
-}
-
-/* With AGENTD_AUTH_TOKENS set, a request needs "Authorization: Bearer <one of them>". */
-static bool authorized(struct conn *c)
-{
-    const char *tokens = c->srv->app->cfg.auth_tokens;
-    if (!tokens || !*tokens)
-        return true;
-    const char *h = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-        return false;
-    const char *given = h + 7;
-    size_t given_len = strlen(given);
-    bool ok = false;
-    for (const char *p = tokens; *p;) {
-        size_t len = strcspn(p, ",");
-        if (len > 0 && token_equal(given, given_len, p, len))
-            ok = true;
-        p += len;
-        if (*p == ',')
-            p++;
-    }
-    return ok;
-}
-
-static enum MHD_Result agent_headers(struct conn *c)
-{
-    struct app *app = c->srv->app;
-    if (!authorized(c))
-        return reply_as(
-            c, 401,
-            request_error_body("unauthorized",
-                               "missing or wrong bearer token (Authorization: Bearer ...)",
-                               c->request_id, 0),
-            0, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer", JSON_CONTENT_TYPE);
-    if (atomic_load(&app->draining))
-        return reply_error(c, 503, "shutting_down", 1000, NULL,
-                           "agentd is shutting down; retry on another replica");
-    const char *ct = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Content-Type");
-    if (!request_content_type_is_json(ct))
-        return reply_error(c, 415, "unsupported_media_type", 0, NULL,
-                           "Content-Type must be application/json, got '%.64s'", ct ? ct : "");
-    const char *cl = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Content-Length");
-    if (cl) {
-        char *end;
-        errno = 0;
-        unsigned long long n = strtoull(cl, &end, 10);
-        if (errno == 0 && *end == '\0' && n > app->cfg.max_body_bytes)
-            return reply_error(c, 413, "payload_too_large", 0, NULL,
-                               "request body of %llu bytes exceeds the limit of %zu bytes "
-                               "(AGENTD_MAX_BODY_BYTES)",
-                               n, app->cfg.max_body_bytes);
-    }
-    if (atomic_load(&app->inflight) >= app->cfg.max_inflight)
-        return reply_error(c, 429, "overloaded", 1000, NULL,
-                           "%d runs in flight (AGENTD_MAX_INFLIGHT); retry later",
-                           app->cfg.max_inflight);
-    int64_t budget_wait_ms = 0;
-    if (!spend_allow(app->spend, clock_now_ms(), &budget_wait_ms)) {
-        app_log_spend_transitions(app);
-        return reply_error(c, 429, "budget_exceeded", budget_wait_ms, NULL,
-                           "the hourly LLM budget (AGENTD_BUDGET_USD_PER_HOUR / "
-                           "AGENTD_BUDGET_TOKENS_PER_HOUR) is spent; retry in %lld ms",
-                           (long long)budget_wait_ms);
-    }
-    return MHD_YES;
-}
-
-static enum MHD_Result agent_body_chunk(struct conn *c, const char *data, size_t size)
-{
-    size_t cap = c->srv->app->cfg.max_body_bytes;
-    if (c->too_large || size > cap - c->len) {
-        /* Over the cap (chunked upload): stop storing; the 413 waits for the end of the body. */
-        c->too_large = true;
-        free(c->body);
-        c->body = NULL;
-        c->len = c->alloc = 0;
-        c->discarded += size;
-        c->defer = true;
-        reply_error(c, 413, "payload_too_large", 0, NULL,
-                    "request body exceeds the limit of %zu bytes (AGENTD_MAX_BODY_BYTES)", cap);
-        c->defer = false;
-        return MHD_YES;
-    }
-    if (c->len + size + 1 > c->alloc) {
-        /* Grow geometrically up to the cap (+1 for a terminating NUL). */
-        size_t want = c->alloc ? c->alloc : 4096;
-        while (want < c->len + size + 1)
-            want *= 2;
-        if (want > cap + 1)
-            want = cap + 1;
-        char *p = realloc(c->body, want);
-        if (!p)
-            return MHD_NO;
-        c->body = p;
-        c->alloc = want;
-    }
-    memcpy(c->body + c->len, data, size);
-    c->len += size;
-    return MHD_YES;
-}
-
-/* Gives back what admission took when the run does not start. */
-static void unadmit(struct conn *c)
-{
-    struct app *app = c->srv->app;
-    if (c->counted) {
-        atomic_fetch_sub(&app->inflight, 1);
-        c->counted = false;
-    }
-    if (c->idem_key) {
-        idem_abandon(app->idem, c->idem_key);
-        free(c->idem_key);
-        c->idem_key = NULL;
-    }
-}
-
-/* Idempotency-Key: answers a replay, a duplicate in progress or a reused key here (*ret_answered),
-   otherwise remembers the key so the run's answer is stored when it ends. */
-static enum MHD_Result agent_idempotency(struct conn *c, bool *ret_answered)
-{
-    struct app *app = c->srv->app;
-    const char *key = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Idempotency-Key");
-    *ret_answered = true;
-    if (!key || !app->idem) {
-        *ret_answered = false;
-        return MHD_YES;
-    }
-    if (!request_idempotency_key_valid(key))
-        return reply_error(c, 400, "invalid_request", 0, NULL,
-                           "Idempotency-Key: expected 1..255 printable ASCII characters");
-    unsigned char fp[IDEM_FINGERPRINT_BYTES];
-    int status = 0;
-    char *body = NULL;
-    idem_fingerprint(c->body ? c->body : "", c->len, fp);
-    switch (idem_begin(app->idem, key, fp, clock_now_ms(), &status, &body)) {
-    case IDEM_IN_PROGRESS:
-        return reply_error(c, 409, "idempotency_in_progress", 1000, NULL,
-                           "a request with this Idempotency-Key is still running");
-    case IDEM_MISMATCH:
-        return reply_error(c, 422, "idempotency_key_reused", 0, NULL,
-                           "this Idempotency-Key was used with a different request body");
-    case IDEM_FULL:
-        return reply_error(c, 429, "overloaded", 1000, NULL,
-                           "too many idempotent requests in progress; retry later");
-    case IDEM_REPLAY:
-        return reply_as(c, (unsigned)status, body, 0, "Idempotent-Replayed", "true",
-                        JSON_CONTENT_TYPE);
-    case IDEM_NEW:
-    default:
-        c->idem_key = strdup(key);
-        if (!c->idem_key) {
-            idem_abandon(app->idem, key);
-            return reply_error(c, 500, "internal_error", 0, NULL, "out of memory");
-        }
-        *ret_answered = false;
-        return MHD_YES;
-    }
-}
-
-/* Takes the run's conversation; answers and returns false when it cannot. */
-static bool agent_conversation(struct conn *c, const char *id, json_t **ret_history,
-                               enum MHD_Result *ret)
-{
-    struct app *app = c->srv->app;
-    int r = app->convs ? conv_store_acquire(app->convs, id, clock_now_ms(), ret_history) : -ENOTSUP;
-    if (r == 0)
-        return true;
-    if (r == -EBUSY)
-        *ret = reply_error(c, 409, "conversation_busy", 1000, NULL,
-                           "conversation '%s' has a run in progress; retry when it ends", id);
-    else if (r == -ENOTSUP)
-        *ret = reply_error(c, 400, "invalid_request", 0, NULL,
-                           "conversation_id: conversations are disabled "
-                           "(AGENTD_CONVERSATIONS_MAX=0)");
-    else
-        *ret = reply_error(c, 429, "overloaded", 1000, NULL,
-                           "conversation store is full of running conversations");
-    return false;
-}
-
-static enum MHD_Result agent_run(struct conn *c)
-{
-    struct app *app = c->srv->app;
-    if (c->too_large)
-        return reply_error(c, 413, "payload_too_large", 0, NULL,
-                           "request body exceeds the limit of %zu bytes (AGENTD_MAX_BODY_BYTES)",
-                           app->cfg.max_body_bytes);
-    struct agent_request req;
-    char err[256];
-    if (request_parse(c->body ? c->body : "", c->len, app->cfg.max_iterations,
-                      app->cfg.total_timeout_ms, &req, err, sizeof(err)) < 0)
-        return reply_error(c, 400, "invalid_request", 0, NULL, "%s", err);
-    bool answered;
-    enum MHD_Result ret = agent_idempotency(c, &answered);
-    if (answered) {
-        agent_request_clear(&req);
-        return ret;
-    }
-    c->counted = true;
-    if (atomic_fetch_add(&app->inflight, 1) >= app->cfg.max_inflight) {
-        unadmit(c);
-        agent_request_clear(&req);
-        return reply_error(c, 429, "overloaded", 1000, NULL,
-                           "%d runs in flight (AGENTD_MAX_INFLIGHT); retry later",
-                           app->cfg.max_inflight);
-    }
-    json_t *history = NULL;
-    if (req.conversation_id && !agent_conversation(c, req.conversation_id, &history, &ret)) {
-        unadmit(c);
-        agent_request_clear(&req);
-        return ret;
-    }
-    char *conv_id = req.conversation_id ? strdup(req.conversation_id) : NULL;
-    struct run *run = run_new(app, &req, c->request_id, history, on_run_finished, c);
-    if (!run) {
-        if (conv_id)
-            conv_store_release(app->convs, conv_id, NULL, clock_now_ms());
-        free(conv_id);
-        agent_request_clear(&req);
-        unadmit(c);
-        return reply_error(c, 500, "internal_error", 0, NULL, "out of memory creating the run");
-    }
-    free(conv_id);
-    c->run = run;
-    metrics_run_started();
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci)
-        run_set_client_fd(run, ci->connect_fd);
     MHD_suspend_connection(c->mhd);
     track_suspended(c);
-    if (run_submit(run, app_pick_worker(app)) < 0) {
-        /* Answer as the run would have: it never started. */
-        untrack_suspended(c);
-        unadmit(c);
-        run->http_status = 500;
-        run->body =
-            request_error_body("internal_error", "could not schedule the run", c->request_id, 0);
+}
+
+void http_resume_if_suspended(struct conn *c)
+{
+    if (http_untrack_suspended(c))
         MHD_resume_connection(c->mhd);
-    }
-    return MHD_YES;
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
@@ -558,7 +295,7 @@ static const struct route_def *find_route(const char *url)
     return NULL;
 }
 
-static const char *route_path(enum route r)
+static const char *route_path(enum http_route r)
 {
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
         if (routes[i].route == r)
@@ -568,7 +305,7 @@ static const char *route_path(enum route r)
 
 static bool method_allowed(const struct route_def *r, const char *method)
 {
-    if (r->route == ROUTE_AGENT)
+    if (r->route == HTTP_ROUTE_AGENT)
         return strcmp(method, "POST") == 0;
     return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 }
@@ -577,28 +314,22 @@ static enum MHD_Result first_call(struct conn *c, const char *url, const char *m
 {
     const struct route_def *r = find_route(url);
     if (!r)
-        return reply_error(c, 404, "not_found", 0, NULL, "no such endpoint: %.128s", url);
+        return http_reply_error(c, 404, "not_found", 0, NULL, "no such endpoint: %.128s", url);
     c->route = r->route;
     if (!method_allowed(r, method))
-        return reply_error(c, 405, "method_not_allowed", 0, r->allow,
-                           "%s is not allowed on %s; use %s", method, r->path, r->allow);
+        return http_reply_error(c, 405, "method_not_allowed", 0, r->allow,
+                                "%s is not allowed on %s; use %s", method, r->path, r->allow);
     switch (r->route) {
-    case ROUTE_AGENT:
-        return agent_headers(c);
-    case ROUTE_LIVE:
-        return reply(c, 200, strdup("{\"status\":\"ok\"}"), 0, NULL);
-    case ROUTE_METRICS:
-        return reply_as(c, 200, metrics_render(), 0, NULL, NULL,
-                        "text/plain; version=0.0.4; charset=utf-8");
-    case ROUTE_READY: {
-        char *body = NULL;
-        int status = health_render(c->srv->app->health, &body);
-        if (status < 0)
-            return reply_error(c, 500, "internal_error", 0, NULL, "cannot render readiness");
-        return reply(c, (unsigned)status, body, 0, NULL);
-    }
+    case HTTP_ROUTE_AGENT:
+        return route_agent_headers(c);
+    case HTTP_ROUTE_LIVE:
+        return route_health_live(c);
+    case HTTP_ROUTE_METRICS:
+        return route_metrics(c);
+    case HTTP_ROUTE_READY:
+        return route_health_ready(c);
     default:
-        return reply_error(c, 404, "not_found", 0, NULL, "no such endpoint");
+        return http_reply_error(c, 404, "not_found", 0, NULL, "no such endpoint");
     }
 }
 
@@ -628,7 +359,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         /* Resumed: the run has its answer. */
         struct run *run = c->run;
         enum MHD_Result ret =
-            reply(c, (unsigned)run->http_status, run->body, run->retry_after_ms, NULL);
+            http_reply(c, (unsigned)run->http_status, run->body, run->retry_after_ms, NULL);
         run->body = NULL;
         c->run = NULL;
         run_release(run);
@@ -643,14 +374,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
                 return send_deferred(c);
             return MHD_YES;
         }
-        return agent_body_chunk(c, upload_data, n);
+        return route_agent_body(c, upload_data, n);
     }
     if (c->deferred)
         return send_deferred(c);
     if (c->answered)
         return MHD_YES;
-    if (c->route == ROUTE_AGENT)
-        return agent_run(c);
+    if (c->route == HTTP_ROUTE_AGENT)
+        return route_agent_run(c);
     return MHD_YES;
 }
 
@@ -676,8 +407,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
         run_release(c->run);
     if (c->deferred)
         MHD_destroy_response(c->deferred);
-    unadmit(c);
-    free(c->body);
+    route_agent_release(c);
     free(c);
 }
 

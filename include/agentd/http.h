@@ -1,0 +1,130 @@
+/*
+ * http.h — private to src/server/: what the HTTP front's files share. No file
+ * outside src/server/ includes it; the rest of agentd sees server.h only.
+ *
+ * http.c owns the daemon, the accepting thread, the connection lifecycle
+ * (dispatch by route, completion), request ids, the reply helpers with the
+ * "early answer waits for the body" rule, and the list of suspended
+ * connections. Each route has its own file and entry points, declared here:
+ * route_agent.c (POST /v1/agent), route_health.c (/health/live,
+ * /health/ready), route_metrics.c (/metrics). Route files call the http_*
+ * functions below; they do not reach into struct server.
+ *
+ * Threads: everything runs on a libmicrohttpd thread, inside the access
+ * handler or the completion callback of the connection it is given, except
+ * what the worker that finishes a run calls while the connection is
+ * suspended: http_conn_app() and http_resume_if_suspended(). While a
+ * connection is suspended only that worker touches it, or shutdown once it
+ * has taken the connection off the suspended list.
+ *
+ * Ownership: a body passed to a reply helper is heap memory the helper takes
+ * over; it is freed whether or not the answer can be queued. A NULL body
+ * means its allocation failed: an out-of-memory error body is sent in its
+ * place, with the status given. struct conn is allocated and freed by
+ * http.c; route files own the fields marked as theirs.
+ */
+#ifndef AGENTD_HTTP_H
+#define AGENTD_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+
+#define HTTP_JSON_CONTENT_TYPE "application/json; charset=utf-8"
+
+enum http_route {
+    HTTP_ROUTE_NONE = 0,
+    HTTP_ROUTE_AGENT,
+    HTTP_ROUTE_LIVE,
+    HTTP_ROUTE_READY,
+    HTTP_ROUTE_METRICS,
+};
+
+struct app;
+struct run;
+struct server;
+
+/* One request on one connection, from its first header to its completion. */
+struct conn {
+    /* http.c: the connection's lifecycle */
+    struct server *srv;
+    struct MHD_Connection *mhd;
+    char request_id[129];
+    enum http_route route;
+    char method[8];
+    int64_t start_ms;
+    bool answered; /* a response has been queued (or deferred) */
+    /* An answer given before the body has been read waits for its end (see drain_first). */
+    bool defer;
+    struct MHD_Response *deferred;
+    unsigned deferred_status;
+    size_t discarded; /* body bytes read and dropped after the answer */
+    /* The run a suspended connection waits for (set by route_agent.c); when the connection is
+       resumed, http.c answers with the run's answer and releases it. */
+    struct run *run;
+    bool suspended;
+    struct conn *prev, *next;
+    /* for the access log */
+    unsigned status;
+    size_t bytes;
+
+    /* route_agent.c: POST /v1/agent */
+    char *body;
+    size_t len, alloc;
+    bool too_large;
+    char *idem_key; /* Idempotency-Key whose answer this request will store */
+    bool counted;   /* holds one unit of app->inflight */
+};
+
+/* ---- http.c, for the route files ---- */
+
+/* The daemon's shared state (any thread). */
+struct app *http_conn_app(const struct conn *c);
+
+/* Queues body (taken over, see above) with the common headers (Content-Type, X-Request-Id,
+   Retry-After when retry_after_ms > 0, and hdr_name: hdr_value when hdr_name is not NULL); an
+   answer decided before the body has been read is held until its end. */
+enum MHD_Result http_reply_as(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
+                              const char *hdr_name, const char *hdr_value,
+                              const char *content_type);
+/* http_reply_as() with JSON, and an Allow header when allow is not NULL. */
+enum MHD_Result http_reply(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
+                           const char *allow);
+/* The error body of docs/API.md with a printf-formatted message (cut to 511 bytes). */
+enum MHD_Result http_reply_error(struct conn *c, unsigned status, const char *type,
+                                 int64_t retry_after_ms, const char *allow, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+/* For a refusal decided while the body is still arriving: the dropped bytes just received are
+   counted as drained, and the error answer waits for the body's end like one decided before
+   it. */
+enum MHD_Result http_reply_error_after_body(struct conn *c, size_t dropped, unsigned status,
+                                            const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* Suspends c until its run ends and tracks it, so shutdown can answer it in the run's place. */
+void http_suspend(struct conn *c);
+/* Stops tracking c; false when it was not tracked (someone else resumed it). */
+bool http_untrack_suspended(struct conn *c);
+/* Any thread: resumes c unless someone else already has. */
+void http_resume_if_suspended(struct conn *c);
+
+/* ---- the routes, for http.c's dispatcher ---- */
+
+/* POST /v1/agent (route_agent.c): admission on the headers, the body's chunks, then the run. */
+enum MHD_Result route_agent_headers(struct conn *c);
+enum MHD_Result route_agent_body(struct conn *c, const char *data, size_t size);
+enum MHD_Result route_agent_run(struct conn *c);
+/* At completion, whatever the route: gives back an admission the run did not take and frees
+   the body. */
+void route_agent_release(struct conn *c);
+
+/* GET|HEAD /health/live and /health/ready (route_health.c). */
+enum MHD_Result route_health_live(struct conn *c);
+enum MHD_Result route_health_ready(struct conn *c);
+
+/* GET|HEAD /metrics (route_metrics.c). */
+enum MHD_Result route_metrics(struct conn *c);
+
+#endif

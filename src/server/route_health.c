@@ -1,0 +1,26 @@
+/*
+ * route_health.c — GET|HEAD /health/live and /health/ready (see http.h and
+ * docs/API.md). Liveness says the process answers; readiness serves the body
+ * and status the readiness checker (health.h) last computed.
+ */
+#include "agentd/http.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "agentd/app.h"
+#include "agentd/health.h"
+
+enum MHD_Result route_health_live(struct conn *c)
+{
+    return http_reply(c, 200, strdup("{\"status\":\"ok\"}"), 0, NULL);
+}
+
+enum MHD_Result route_health_ready(struct conn *c)
+{
+    char *body = NULL;
+    int status = health_render(http_conn_app(c)->health, &body);
+    if (status < 0)
+        return http_reply_error(c, 500, "internal_error", 0, NULL, "cannot render readiness");
+    return http_reply(c, (unsigned)status, body, 0, NULL);
+}

@@ -1,0 +1,14 @@
+/*
+ * route_metrics.c — GET|HEAD /metrics: the Prometheus exposition of
+ * metrics.h (see http.h and docs/API.md).
+ */
+#include "agentd/http.h"
+
+#include "agentd/metrics.h"
+
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+enum MHD_Result route_metrics(struct conn *c)
+{
+    return http_reply_as(c, 200, metrics_render(), 0, NULL, NULL, METRICS_CONTENT_TYPE);
+}
