@@ -1,7 +1,8 @@
 /*
  * test_vocab.c — unit tests for vocab.c: every shared enum value has the
- * name the logs, the metrics and the model see, and a stray value gets the
- * documented fallback instead of a read out of bounds.
+ * name the logs and the metrics see, and a stray value gets the documented
+ * fallback instead of a read out of bounds. tool_name() and
+ * breaker_state_name() keep their tests in test_tools.c and test_breaker.c.
  */
 #include "agentd/vocab.h"
 
@@ -15,16 +16,6 @@ START_TEST(test_vocab_dependency_names)
     ck_assert_str_eq(dep_name(DEP_WEATHER), "weather");
     ck_assert_str_eq(dep_name(DEP__COUNT), "unknown");
     ck_assert_str_eq(dep_name((enum dep_id) - 1), "unknown");
-}
-END_TEST
-
-START_TEST(test_vocab_tool_names_and_null_outside_the_enum)
-{
-    ck_assert_str_eq(tool_name(TOOL_CALCULATOR), "calculator");
-    ck_assert_str_eq(tool_name(TOOL_SAVE_NOTE), "save_note");
-    ck_assert_str_eq(tool_name(TOOL_WEB_SEARCH), "web_search");
-    ck_assert_str_eq(tool_name(TOOL_GET_WEATHER), "get_weather");
-    ck_assert_ptr_null(tool_name(TOOL__COUNT));
 }
 END_TEST
 
@@ -46,25 +37,14 @@ START_TEST(test_vocab_tool_result_kind_names)
 }
 END_TEST
 
-START_TEST(test_vocab_breaker_state_names)
-{
-    ck_assert_str_eq(breaker_state_name(BREAKER_CLOSED), "closed");
-    ck_assert_str_eq(breaker_state_name(BREAKER_HALF_OPEN), "half_open");
-    ck_assert_str_eq(breaker_state_name(BREAKER_OPEN), "open");
-    ck_assert_str_eq(breaker_state_name((enum breaker_state)BREAKER_STATE_COUNT), "unknown");
-}
-END_TEST
-
 static Suite *vocab_suite(void)
 {
     Suite *s = suite_create("vocab");
     TCase *tc = tcase_create("names");
 
     tcase_add_test(tc, test_vocab_dependency_names);
-    tcase_add_test(tc, test_vocab_tool_names_and_null_outside_the_enum);
     tcase_add_test(tc, test_vocab_priority_names);
     tcase_add_test(tc, test_vocab_tool_result_kind_names);
-    tcase_add_test(tc, test_vocab_breaker_state_names);
     suite_add_tcase(s, tc);
     return s;
 }
