@@ -1,6 +1,8 @@
 /*
- * clock.h — the only place the I/O shell reads clocks. Pure modules never
- * call these: they take now_ms as an argument.
+ * clock.h — the only place the I/O shell reads clocks (src/core/clock.c).
+ * Pure modules never call these: they take now_ms as an argument.
+ *
+ * Safe from any thread at once; nothing here allocates or returns memory.
  */
 #ifndef AGENTD_CLOCK_H
 #define AGENTD_CLOCK_H

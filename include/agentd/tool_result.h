@@ -8,6 +8,7 @@
  * the tool's criticality (degrade an optional tool, fail the run on a
  * critical one).
  *
+ * The functions are reentrant: any thread may call them on its own struct.
  * A struct tool_result belongs to whoever declared it (one thread at a time);
  * its text is heap memory owned by the struct until tool_result_clear().
  */
