@@ -5,16 +5,17 @@
  * Randomness comes from a caller-owned splitmix64 state (one per worker,
  * seeded once), so every decision is reproducible in tests and no lock is
  * needed. All functions are thread-safe as long as each thread passes its
- * own rng_state.
+ * own rng_state. Nothing here logs or allocates; header strings are read
+ * only during the call. Every delay is in ms.
  */
 #ifndef AGENTD_BACKOFF_H
 #define AGENTD_BACKOFF_H
 
 #include <stdint.h>
 
-enum retry_class {
-    RETRY_TRANSIENT, /* worth another attempt (after a delay) */
-    RETRY_PERMANENT, /* the same request will fail the same way: do not retry */
+enum backoff_class {
+    BACKOFF_TRANSIENT, /* worth another attempt (after a delay) */
+    BACKOFF_PERMANENT, /* the same request will fail the same way: do not retry */
 };
 
 /*
@@ -24,14 +25,14 @@ enum retry_class {
  * and is transient. x_should_retry: -1 header absent, 0 "false", 1 "true";
  * when present it overrides the status rule.
  */
-enum retry_class retry_classify_status(long status, int x_should_retry);
+enum backoff_class backoff_classify_status(long status, int x_should_retry);
 
 /*
  * Parses an x-should-retry header value: "true" -> 1, "false" -> 0 (ASCII
  * case-insensitive, surrounding whitespace/CR/LF ignored), NULL or anything
  * else -> -1.
  */
-int retry_parse_should_retry(const char *value);
+int backoff_parse_should_retry(const char *value);
 
 /*
  * Full jitter: a uniform random delay in [0, min(max_delay_ms, initial_ms *
@@ -45,11 +46,11 @@ int64_t backoff_full_jitter_ms(int retry_index, int64_t initial_ms, int64_t max_
 /* splitmix64: advances *rng_state and returns the next 64 random bits. Any seed works (even 0). */
 uint64_t backoff_rng_next(uint64_t *rng_state);
 
-/* Largest delay retry_after_ms() returns (~34 years), so now_ms + delay cannot overflow. */
-#define RETRY_AFTER_MAX_MS ((int64_t)1 << 40)
+/* Largest delay backoff_retry_after_ms() returns (~34 years), so now_ms + delay cannot overflow. */
+#define BACKOFF_RETRY_AFTER_MAX_MS ((int64_t)1 << 40)
 
 /* Header values longer than this are rejected as garbage (a valid one is at most 29 bytes). */
-#define RETRY_AFTER_MAX_HDR_BYTES 64
+#define BACKOFF_RETRY_AFTER_MAX_HDR_BYTES 64
 
 /*
  * Server-requested delay. retry_after_ms_hdr (the retry-after-ms header:
@@ -58,11 +59,11 @@ uint64_t backoff_rng_next(uint64_t *rng_state);
  * IMF-fixdate such as "Sun, 06 Nov 1994 08:49:37 GMT" compared with
  * now_epoch_ms, wall-clock ms since 1970). Fractions round up to the next
  * whole ms. Returns the delay in ms (>= 0; a past date -> 0; saturates at
- * RETRY_AFTER_MAX_MS), or -1 when neither header is present and valid.
+ * BACKOFF_RETRY_AFTER_MAX_MS), or -1 when neither header is present and valid.
  * Signs, exponents, NaN/inf and any other garbage are invalid. Either pointer
  * may be NULL. Capping the delay is the caller's business.
  */
-int64_t retry_after_ms(const char *retry_after_ms_hdr, const char *retry_after_hdr,
-                       int64_t now_epoch_ms);
+int64_t backoff_retry_after_ms(const char *retry_after_ms_hdr, const char *retry_after_hdr,
+                               int64_t now_epoch_ms);
 
 #endif

@@ -420,8 +420,8 @@ void call_on_transfer_done(CURL *easy, CURLcode result)
         finish(c, CALL_OK);
         return;
     }
-    int should = retry_parse_should_retry(c->hdr_should_retry[0] ? c->hdr_should_retry : NULL);
-    if (retry_classify_status(status, should) == RETRY_PERMANENT) {
+    int should = backoff_parse_should_retry(c->hdr_should_retry[0] ? c->hdr_should_retry : NULL);
+    if (backoff_classify_status(status, should) == BACKOFF_PERMANENT) {
         breaker_record(d->breaker, now, BREAKER_IGNORED);
         snprintf(c->error, sizeof(c->error), "%s answered HTTP %ld", d->name, status);
         finish(c, CALL_PERMANENT);
@@ -431,7 +431,7 @@ void call_on_transfer_done(CURL *easy, CURLcode result)
     breaker_record(d->breaker, now, status == 429 ? BREAKER_IGNORED : BREAKER_FAILURE);
     app_log_breaker_transitions(worker_app(c->w), c->dep);
     int64_t server_delay =
-        retry_after_ms(c->hdr_retry_after_ms[0] ? c->hdr_retry_after_ms : NULL,
+        backoff_retry_after_ms(c->hdr_retry_after_ms[0] ? c->hdr_retry_after_ms : NULL,
                        c->hdr_retry_after[0] ? c->hdr_retry_after : NULL, clock_wall_ms());
     if (server_delay > cfg->retry_after_cap_ms)
         server_delay = cfg->retry_after_cap_ms;

@@ -12,23 +12,23 @@
 #include <string.h>
 #include <strings.h>
 
-enum retry_class retry_classify_status(long status, int x_should_retry)
+enum backoff_class backoff_classify_status(long status, int x_should_retry)
 {
     if (x_should_retry == 0)
-        return RETRY_PERMANENT;
+        return BACKOFF_PERMANENT;
     if (x_should_retry == 1)
-        return RETRY_TRANSIENT;
+        return BACKOFF_TRANSIENT;
     if (status <= 0)
-        return RETRY_TRANSIENT;
+        return BACKOFF_TRANSIENT;
     if (status >= 500 && status <= 599)
-        return RETRY_TRANSIENT;
+        return BACKOFF_TRANSIENT;
     switch (status) {
     case 408: /* request timeout */
     case 409: /* conflict: the upstream asks to try again (lock/contention) */
     case 429: /* rate limited */
-        return RETRY_TRANSIENT;
+        return BACKOFF_TRANSIENT;
     default:
-        return RETRY_PERMANENT;
+        return BACKOFF_PERMANENT;
     }
 }
 
@@ -47,8 +47,8 @@ static bool header_trim(const char *value, const char **ret_start, size_t *ret_l
 {
     if (!value)
         return false;
-    size_t len = strnlen(value, RETRY_AFTER_MAX_HDR_BYTES + 1);
-    if (len > RETRY_AFTER_MAX_HDR_BYTES)
+    size_t len = strnlen(value, BACKOFF_RETRY_AFTER_MAX_HDR_BYTES + 1);
+    if (len > BACKOFF_RETRY_AFTER_MAX_HDR_BYTES)
         return false;
     const char *s = value;
     while (len > 0 && is_ows(*s)) {
@@ -64,7 +64,7 @@ static bool header_trim(const char *value, const char **ret_start, size_t *ret_l
     return true;
 }
 
-int retry_parse_should_retry(const char *value)
+int backoff_parse_should_retry(const char *value)
 {
     const char *s;
     size_t len;
@@ -128,7 +128,7 @@ static bool parse_delay(const char *s, size_t len, int frac_digits, int64_t *ret
     while (i < len && is_digit(s[i])) {
         if (!saturated) {
             whole = whole * 10 + (s[i] - '0');
-            saturated = whole > RETRY_AFTER_MAX_MS;
+            saturated = whole > BACKOFF_RETRY_AFTER_MAX_MS;
         }
         i++;
     }
@@ -162,8 +162,8 @@ static bool parse_delay(const char *s, size_t len, int frac_digits, int64_t *ret
     for (int k = 0; k < frac_digits && !saturated; k++)
         ms *= 10;
     ms += frac + (round_up ? 1 : 0);
-    if (saturated || ms > RETRY_AFTER_MAX_MS)
-        ms = RETRY_AFTER_MAX_MS;
+    if (saturated || ms > BACKOFF_RETRY_AFTER_MAX_MS)
+        ms = BACKOFF_RETRY_AFTER_MAX_MS;
     *ret_ms = ms;
     return true;
 }
@@ -230,8 +230,8 @@ static bool parse_imf_fixdate(const char *s, size_t len, int64_t *ret_epoch_ms)
     return true;
 }
 
-int64_t retry_after_ms(const char *retry_after_ms_hdr, const char *retry_after_hdr,
-                       int64_t now_epoch_ms)
+int64_t backoff_retry_after_ms(const char *retry_after_ms_hdr, const char *retry_after_hdr,
+                               int64_t now_epoch_ms)
 {
     const char *s;
     size_t len;
@@ -249,8 +249,8 @@ int64_t retry_after_ms(const char *retry_after_ms_hdr, const char *retry_after_h
         return -1;
     /* The date is within a few centuries of 1970; only a hostile now can overflow. */
     if (__builtin_sub_overflow(date_ms, now_epoch_ms, &delay))
-        delay = now_epoch_ms < 0 ? RETRY_AFTER_MAX_MS : 0;
+        delay = now_epoch_ms < 0 ? BACKOFF_RETRY_AFTER_MAX_MS : 0;
     if (delay < 0)
         return 0;
-    return delay > RETRY_AFTER_MAX_MS ? RETRY_AFTER_MAX_MS : delay;
+    return delay > BACKOFF_RETRY_AFTER_MAX_MS ? BACKOFF_RETRY_AFTER_MAX_MS : delay;
 }

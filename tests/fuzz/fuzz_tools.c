@@ -264,7 +264,7 @@ static char *header_line(const uint8_t *data, size_t size, int i, size_t cap)
 
 static void check_delay(int64_t d)
 {
-    FUZZ_CHECK(d == -1 || (d >= 0 && d <= RETRY_AFTER_MAX_MS));
+    FUZZ_CHECK(d == -1 || (d >= 0 && d <= BACKOFF_RETRY_AFTER_MAX_MS));
 }
 
 static void fuzz_headers(const uint8_t *data, size_t size)
@@ -273,17 +273,17 @@ static void fuzz_headers(const uint8_t *data, size_t size)
     char *ra = header_line(data, size, 1, FUZZ_HDR_CAP);
     char *sr = header_line(data, size, 2, FUZZ_SHOULD_CAP);
 
-    check_delay(retry_after_ms(ms, ra, FUZZ_NOW_MS));
-    check_delay(retry_after_ms(NULL, ms, FUZZ_NOW_MS));
-    check_delay(retry_after_ms(NULL, ms, 0));
-    check_delay(retry_after_ms(NULL, ra, FUZZ_NOW_MS));
+    check_delay(backoff_retry_after_ms(ms, ra, FUZZ_NOW_MS));
+    check_delay(backoff_retry_after_ms(NULL, ms, FUZZ_NOW_MS));
+    check_delay(backoff_retry_after_ms(NULL, ms, 0));
+    check_delay(backoff_retry_after_ms(NULL, ra, FUZZ_NOW_MS));
     /* A valid retry-after-ms wins over retry-after. */
-    int64_t only_ms = retry_after_ms(ms, NULL, FUZZ_NOW_MS);
+    int64_t only_ms = backoff_retry_after_ms(ms, NULL, FUZZ_NOW_MS);
     if (only_ms >= 0)
-        FUZZ_CHECK(retry_after_ms(ms, ra, FUZZ_NOW_MS) == only_ms);
+        FUZZ_CHECK(backoff_retry_after_ms(ms, ra, FUZZ_NOW_MS) == only_ms);
     for (int k = 0; k < 3; k++) {
         const char *v = k == 0 ? ms : k == 1 ? ra : sr;
-        int s = retry_parse_should_retry(v);
+        int s = backoff_parse_should_retry(v);
         FUZZ_CHECK(s >= -1 && s <= 1);
     }
     free(ms);

@@ -19,46 +19,46 @@ START_TEST(test_classify_status_table)
 {
     static const struct {
         long status;
-        enum retry_class want;
+        enum backoff_class want;
     } cases[] = {
-        {408, RETRY_TRANSIENT}, {409, RETRY_TRANSIENT}, {429, RETRY_TRANSIENT},
-        {500, RETRY_TRANSIENT}, {501, RETRY_TRANSIENT}, {502, RETRY_TRANSIENT},
-        {503, RETRY_TRANSIENT}, {504, RETRY_TRANSIENT}, {529, RETRY_TRANSIENT},
-        {599, RETRY_TRANSIENT}, {0, RETRY_TRANSIENT},   {-1, RETRY_TRANSIENT},
-        {200, RETRY_PERMANENT}, {301, RETRY_PERMANENT}, {400, RETRY_PERMANENT},
-        {401, RETRY_PERMANENT}, {403, RETRY_PERMANENT}, {404, RETRY_PERMANENT},
-        {413, RETRY_PERMANENT}, {422, RETRY_PERMANENT}, {499, RETRY_PERMANENT},
-        {600, RETRY_PERMANENT},
+        {408, BACKOFF_TRANSIENT}, {409, BACKOFF_TRANSIENT}, {429, BACKOFF_TRANSIENT},
+        {500, BACKOFF_TRANSIENT}, {501, BACKOFF_TRANSIENT}, {502, BACKOFF_TRANSIENT},
+        {503, BACKOFF_TRANSIENT}, {504, BACKOFF_TRANSIENT}, {529, BACKOFF_TRANSIENT},
+        {599, BACKOFF_TRANSIENT}, {0, BACKOFF_TRANSIENT},   {-1, BACKOFF_TRANSIENT},
+        {200, BACKOFF_PERMANENT}, {301, BACKOFF_PERMANENT}, {400, BACKOFF_PERMANENT},
+        {401, BACKOFF_PERMANENT}, {403, BACKOFF_PERMANENT}, {404, BACKOFF_PERMANENT},
+        {413, BACKOFF_PERMANENT}, {422, BACKOFF_PERMANENT}, {499, BACKOFF_PERMANENT},
+        {600, BACKOFF_PERMANENT},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-        ck_assert_msg(retry_classify_status(cases[i].status, -1) == cases[i].want,
+        ck_assert_msg(backoff_classify_status(cases[i].status, -1) == cases[i].want,
                       "status %ld misclassified", cases[i].status);
 }
 END_TEST
 
 START_TEST(test_classify_x_should_retry_overrides_status)
 {
-    ck_assert_int_eq(retry_classify_status(400, 1), RETRY_TRANSIENT);
-    ck_assert_int_eq(retry_classify_status(401, 1), RETRY_TRANSIENT);
-    ck_assert_int_eq(retry_classify_status(503, 0), RETRY_PERMANENT);
-    ck_assert_int_eq(retry_classify_status(429, 0), RETRY_PERMANENT);
-    ck_assert_int_eq(retry_classify_status(503, -1), RETRY_TRANSIENT);
-    ck_assert_int_eq(retry_classify_status(400, -1), RETRY_PERMANENT);
+    ck_assert_int_eq(backoff_classify_status(400, 1), BACKOFF_TRANSIENT);
+    ck_assert_int_eq(backoff_classify_status(401, 1), BACKOFF_TRANSIENT);
+    ck_assert_int_eq(backoff_classify_status(503, 0), BACKOFF_PERMANENT);
+    ck_assert_int_eq(backoff_classify_status(429, 0), BACKOFF_PERMANENT);
+    ck_assert_int_eq(backoff_classify_status(503, -1), BACKOFF_TRANSIENT);
+    ck_assert_int_eq(backoff_classify_status(400, -1), BACKOFF_PERMANENT);
 }
 END_TEST
 
 START_TEST(test_parse_should_retry_values)
 {
-    ck_assert_int_eq(retry_parse_should_retry("true"), 1);
-    ck_assert_int_eq(retry_parse_should_retry("false"), 0);
-    ck_assert_int_eq(retry_parse_should_retry(" TRUE\r\n"), 1);
-    ck_assert_int_eq(retry_parse_should_retry("False"), 0);
-    ck_assert_int_eq(retry_parse_should_retry(NULL), -1);
-    ck_assert_int_eq(retry_parse_should_retry(""), -1);
-    ck_assert_int_eq(retry_parse_should_retry("yes"), -1);
-    ck_assert_int_eq(retry_parse_should_retry("1"), -1);
-    ck_assert_int_eq(retry_parse_should_retry("truee"), -1);
-    ck_assert_int_eq(retry_parse_should_retry("tru"), -1);
+    ck_assert_int_eq(backoff_parse_should_retry("true"), 1);
+    ck_assert_int_eq(backoff_parse_should_retry("false"), 0);
+    ck_assert_int_eq(backoff_parse_should_retry(" TRUE\r\n"), 1);
+    ck_assert_int_eq(backoff_parse_should_retry("False"), 0);
+    ck_assert_int_eq(backoff_parse_should_retry(NULL), -1);
+    ck_assert_int_eq(backoff_parse_should_retry(""), -1);
+    ck_assert_int_eq(backoff_parse_should_retry("yes"), -1);
+    ck_assert_int_eq(backoff_parse_should_retry("1"), -1);
+    ck_assert_int_eq(backoff_parse_should_retry("truee"), -1);
+    ck_assert_int_eq(backoff_parse_should_retry("tru"), -1);
 }
 END_TEST
 
@@ -163,41 +163,42 @@ END_TEST
 
 START_TEST(test_retry_after_ms_header)
 {
-    ck_assert_int_eq(retry_after_ms("1500", NULL, 0), 1500);
-    ck_assert_int_eq(retry_after_ms("0", NULL, 0), 0);
-    ck_assert_int_eq(retry_after_ms(" 250 ", NULL, 0), 250);
+    ck_assert_int_eq(backoff_retry_after_ms("1500", NULL, 0), 1500);
+    ck_assert_int_eq(backoff_retry_after_ms("0", NULL, 0), 0);
+    ck_assert_int_eq(backoff_retry_after_ms(" 250 ", NULL, 0), 250);
 }
 END_TEST
 
 START_TEST(test_retry_after_fractions_round_up)
 {
-    ck_assert_int_eq(retry_after_ms("1.2", NULL, 0), 2);
-    ck_assert_int_eq(retry_after_ms("1.0", NULL, 0), 1);
-    ck_assert_int_eq(retry_after_ms(NULL, "1.5", 0), 1500);
-    ck_assert_int_eq(retry_after_ms(NULL, "0.25", 0), 250);
-    ck_assert_int_eq(retry_after_ms(NULL, "0.0001", 0), 1);
-    ck_assert_int_eq(retry_after_ms(NULL, "2.0010", 0), 2001);
+    ck_assert_int_eq(backoff_retry_after_ms("1.2", NULL, 0), 2);
+    ck_assert_int_eq(backoff_retry_after_ms("1.0", NULL, 0), 1);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, "1.5", 0), 1500);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, "0.25", 0), 250);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, "0.0001", 0), 1);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, "2.0010", 0), 2001);
 }
 END_TEST
 
 START_TEST(test_retry_after_seconds)
 {
-    ck_assert_int_eq(retry_after_ms(NULL, "3", 0), 3000);
-    ck_assert_int_eq(retry_after_ms(NULL, "120", 0), 120000);
-    ck_assert_int_eq(retry_after_ms(NULL, "0", 0), 0);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, "3", 0), 3000);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, "120", 0), 120000);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, "0", 0), 0);
 }
 END_TEST
 
 START_TEST(test_retry_after_http_date_future_and_past)
 {
-    ck_assert_int_eq(retry_after_ms(NULL, RFC_DATE, RFC_DATE_MS - 5000), 5000);
-    ck_assert_int_eq(retry_after_ms(NULL, RFC_DATE, RFC_DATE_MS - 1), 1);
-    ck_assert_int_eq(retry_after_ms(NULL, RFC_DATE, RFC_DATE_MS), 0);
-    ck_assert_int_eq(retry_after_ms(NULL, RFC_DATE, RFC_DATE_MS + 60000), 0);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, RFC_DATE, RFC_DATE_MS - 5000), 5000);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, RFC_DATE, RFC_DATE_MS - 1), 1);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, RFC_DATE, RFC_DATE_MS), 0);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, RFC_DATE, RFC_DATE_MS + 60000), 0);
     /* Leap day, and the epoch itself. */
-    ck_assert_int_eq(
-        retry_after_ms(NULL, "Tue, 29 Feb 2028 12:00:00 GMT", INT64_C(1835438400) * 1000 - 7), 7);
-    ck_assert_int_eq(retry_after_ms(NULL, "Thu, 01 Jan 1970 00:00:01 GMT", 0), 1000);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, "Tue, 29 Feb 2028 12:00:00 GMT",
+                                            INT64_C(1835438400) * 1000 - 7),
+                     7);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, "Thu, 01 Jan 1970 00:00:01 GMT", 0), 1000);
 }
 END_TEST
 
@@ -237,8 +238,9 @@ START_TEST(test_retry_after_rejects_garbage)
         "Sun, 06 Nov 1994 08:49:3x GMT",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        ck_assert_msg(retry_after_ms(bad[i], NULL, 0) == -1, "ms header '%s' accepted", bad[i]);
-        ck_assert_msg(retry_after_ms(NULL, bad[i], RFC_DATE_MS - 1000) == -1,
+        ck_assert_msg(backoff_retry_after_ms(bad[i], NULL, 0) == -1, "ms header '%s' accepted",
+                      bad[i]);
+        ck_assert_msg(backoff_retry_after_ms(NULL, bad[i], RFC_DATE_MS - 1000) == -1,
                       "header '%s' accepted", bad[i]);
     }
 }
@@ -246,40 +248,43 @@ END_TEST
 
 START_TEST(test_retry_after_neither_header_is_minus_one)
 {
-    ck_assert_int_eq(retry_after_ms(NULL, NULL, 0), -1);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, NULL, 0), -1);
 }
 END_TEST
 
 START_TEST(test_retry_after_ms_header_wins_over_retry_after)
 {
-    ck_assert_int_eq(retry_after_ms("250", "10", 0), 250);
-    ck_assert_int_eq(retry_after_ms("250", RFC_DATE, RFC_DATE_MS - 9000), 250);
+    ck_assert_int_eq(backoff_retry_after_ms("250", "10", 0), 250);
+    ck_assert_int_eq(backoff_retry_after_ms("250", RFC_DATE, RFC_DATE_MS - 9000), 250);
     /* An unusable retry-after-ms falls back to retry-after. */
-    ck_assert_int_eq(retry_after_ms("garbage", "10", 0), 10000);
-    ck_assert_int_eq(retry_after_ms("-1", "2", 0), 2000);
+    ck_assert_int_eq(backoff_retry_after_ms("garbage", "10", 0), 10000);
+    ck_assert_int_eq(backoff_retry_after_ms("-1", "2", 0), 2000);
 }
 END_TEST
 
 START_TEST(test_retry_after_huge_values_saturate)
 {
-    ck_assert_int_eq(retry_after_ms("99999999999999999999999999", NULL, 0), RETRY_AFTER_MAX_MS);
-    ck_assert_int_eq(retry_after_ms(NULL, "9999999999999999", 0), RETRY_AFTER_MAX_MS);
-    ck_assert_int_eq(retry_after_ms(NULL, "Fri, 31 Dec 9999 23:59:59 GMT", 0), RETRY_AFTER_MAX_MS);
-    ck_assert_int_eq(retry_after_ms(NULL, RFC_DATE, INT64_MIN), RETRY_AFTER_MAX_MS);
-    ck_assert_int_eq(retry_after_ms(NULL, RFC_DATE, INT64_MAX), 0);
+    ck_assert_int_eq(backoff_retry_after_ms("99999999999999999999999999", NULL, 0),
+                     BACKOFF_RETRY_AFTER_MAX_MS);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, "9999999999999999", 0),
+                     BACKOFF_RETRY_AFTER_MAX_MS);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, "Fri, 31 Dec 9999 23:59:59 GMT", 0),
+                     BACKOFF_RETRY_AFTER_MAX_MS);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, RFC_DATE, INT64_MIN), BACKOFF_RETRY_AFTER_MAX_MS);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, RFC_DATE, INT64_MAX), 0);
 }
 END_TEST
 
 START_TEST(test_retry_after_rejects_overlong_header)
 {
-    char longv[RETRY_AFTER_MAX_HDR_BYTES + 2];
+    char longv[BACKOFF_RETRY_AFTER_MAX_HDR_BYTES + 2];
     memset(longv, '1', sizeof(longv) - 1);
     longv[sizeof(longv) - 1] = '\0';
-    ck_assert_int_eq(retry_after_ms(longv, NULL, 0), -1);
-    ck_assert_int_eq(retry_after_ms(NULL, longv, 0), -1);
+    ck_assert_int_eq(backoff_retry_after_ms(longv, NULL, 0), -1);
+    ck_assert_int_eq(backoff_retry_after_ms(NULL, longv, 0), -1);
     /* Exactly at the limit is still parsed. */
-    longv[RETRY_AFTER_MAX_HDR_BYTES] = '\0';
-    ck_assert_int_eq(retry_after_ms(longv, NULL, 0), RETRY_AFTER_MAX_MS);
+    longv[BACKOFF_RETRY_AFTER_MAX_HDR_BYTES] = '\0';
+    ck_assert_int_eq(backoff_retry_after_ms(longv, NULL, 0), BACKOFF_RETRY_AFTER_MAX_MS);
 }
 END_TEST
 

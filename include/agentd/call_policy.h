@@ -1,0 +1,171 @@
+/*
+ * call_policy.h — every decision about one outbound call (LLM or HTTP tool),
+ * as one pure function: given what just happened to the call and now_ms,
+ * what happens next — start an attempt, wait until T, wait for a limiter
+ * token until T, or give up with an outcome and a Retry-After for the client.
+ *
+ * The policies compose outermost first: deadline → circuit breaker → retry
+ * (budget, full-jitter backoff, retry-after honoured and capped; a 429 with
+ * retry-after pauses the dependency's limiter and does not use up retry_max
+ * or the budget) → rate limiter (one token per attempt, the 429 pause and its
+ * single probe) → attempt.
+ *
+ * Pure: nothing here reads a clock, a socket or logs. The caller passes
+ * now_ms (monotonic), the wall clock only to read HTTP-date retry-after
+ * values, and a per-thread rng state. The guards (breaker, bucket, budget)
+ * are the dependency's shared objects; this function updates them as the
+ * call moves (they carry their own locks). The call's own progress is
+ * caller-owned and touched by one thread at a time. The caller executes the
+ * verdict (timers, transfers) and reports what the verdict says happened
+ * (logs, metrics); it decides nothing itself.
+ */
+#ifndef AGENTD_CALL_POLICY_H
+#define AGENTD_CALL_POLICY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct breaker;
+struct bucket;
+struct retry_budget;
+
+/* How a call ended (delivered to its owner once). */
+enum call_outcome {
+    CALL_OK = 0,       /* 2xx; the owner has the body */
+    CALL_PERMANENT,    /* a status that must not be retried (4xx but 408/409/429) */
+    CALL_EXHAUSTED,    /* transient failures and no retry left (count, budget or deadline) */
+    CALL_BREAKER_OPEN, /* failed fast: the dependency's circuit is open */
+    CALL_RATE_LIMITED, /* no limiter token before the deadline (or now, for low priority) */
+    CALL_DEADLINE,     /* the call's deadline passed */
+};
+/* "ok", "permanent_error", "retries_exhausted", "circuit_open", "rate_limited", "deadline". */
+const char *call_outcome_name(enum call_outcome o);
+
+/* Retry settings of one dependency (AGENTD_RETRY_*). */
+struct call_policy {
+    int retry_max;              /* retries after the first attempt (transient failures only) */
+    int64_t retry_initial_ms;   /* base of the full-jitter backoff */
+    int64_t retry_max_delay_ms; /* cap of one backoff delay */
+    int64_t retry_after_cap_ms; /* cap on a server's retry-after / retry-after-ms */
+};
+
+/* The dependency's shared resilience objects (borrowed; none may be NULL). */
+struct call_guards {
+    struct breaker *breaker;
+    struct bucket *bucket;
+    struct retry_budget *budget;
+};
+
+/* Fallback Retry-After for the client when nothing better is known. */
+#define CALL_POLICY_DEFAULT_RETRY_AFTER_MS 1000
+/* How often calls held back by a throttled dependency look whether its probe came back. */
+#define CALL_POLICY_THROTTLE_RECHECK_MS 25
+
+enum call_phase {
+    CALL_PHASE_IDLE = 0,   /* not started, or finished */
+    CALL_PHASE_WAIT,       /* a timer, then CALL_EV_READY (start, backoff, throttle recheck) */
+    CALL_PHASE_TOKEN_WAIT, /* a limiter token is reserved; a timer, then CALL_EV_TOKEN_DUE */
+    CALL_PHASE_LAUNCHING,  /* told to launch; CALL_EV_LAUNCHED or _LAUNCH_FAILED comes next */
+    CALL_PHASE_IN_FLIGHT,  /* an attempt is on the wire; CALL_EV_ATTEMPT_END comes next */
+    CALL_PHASE_ANSWERED,   /* finished with CALL_OK: the owner may still send CALL_EV_MALFORMED */
+};
+
+/* One call's progress, owned by the caller. Set it up with call_progress_init(). */
+struct call_progress {
+    int64_t deadline_ms; /* monotonic; no attempt starts and no wait ends past it */
+    bool low_priority;   /* never waits for a limiter token */
+    enum call_phase phase;
+    int attempts;          /* attempts started */
+    int throttled_retries; /* retries after a 429 with retry-after: the server said when, so they
+                              count against the deadline, not retry_max or the budget */
+    long last_status;      /* HTTP status of the last attempt, 0 when it had none */
+    bool counted_request;  /* the retry budget has seen this call's first attempt */
+    bool probe;            /* this call holds its dependency's throttle probe (see bucket.h) */
+};
+
+void call_progress_init(struct call_progress *p, int64_t deadline_ms, bool low_priority);
+
+enum call_event_kind {
+    CALL_EV_READY,     /* start, or a wait ended: deadline → breaker → throttle → limiter */
+    CALL_EV_TOKEN_DUE, /* the reserved limiter token is due */
+    CALL_EV_LAUNCHED,  /* the attempt the verdict asked for is on the wire */
+    CALL_EV_LAUNCH_FAILED, /* it could not be started (no memory for a transfer) */
+    CALL_EV_ATTEMPT_END,   /* an attempt ended; see the fields below */
+    CALL_EV_MALFORMED,     /* after CALL_OK: the body was unusable; a transient failure */
+    CALL_EV_CANCEL,        /* the owner stops the call wherever it is */
+};
+
+enum call_transport {
+    CALL_TRANSPORT_ANSWERED, /* an HTTP status came back */
+    CALL_TRANSPORT_TIMEOUT,  /* the attempt timeout fired */
+    CALL_TRANSPORT_ERROR,    /* DNS, connect, TLS, reset, oversized body, ... */
+};
+
+struct call_event {
+    enum call_event_kind kind;
+    /* CALL_EV_ATTEMPT_END */
+    enum call_transport transport;
+    long status;                    /* CALL_TRANSPORT_ANSWERED */
+    const char *retry_after_ms_hdr; /* the answer's headers, NULL when absent */
+    const char *retry_after_hdr;
+    const char *should_retry_hdr;
+    int64_t now_wall_ms; /* epoch ms, for HTTP-date retry-after values */
+};
+
+enum call_action {
+    CALL_ACT_NONE,       /* nothing to do (the event needs no step, or the call was cancelled) */
+    CALL_ACT_LAUNCH,     /* start an attempt now, then report CALL_EV_LAUNCHED or _FAILED */
+    CALL_ACT_WAIT,       /* arm a timer for at_ms, then CALL_EV_READY */
+    CALL_ACT_TOKEN_WAIT, /* arm a timer for at_ms, then CALL_EV_TOKEN_DUE */
+    CALL_ACT_FINISH,     /* the call is over: outcome and retry_after_ms */
+};
+
+/* What the verdict came from, so the caller can report it (log line, metric). */
+enum call_note {
+    CALL_NOTE_NONE,
+    CALL_NOTE_DEADLINE,            /* FINISH: the deadline passed before an attempt could start */
+    CALL_NOTE_BREAKER_OPEN,        /* FINISH: the circuit refused the attempt */
+    CALL_NOTE_THROTTLED,           /* FINISH: the dependency answered 429 and is paused */
+    CALL_NOTE_LIMITER_REFUSED,     /* FINISH: no limiter token in time */
+    CALL_NOTE_LIMITER_WAIT,        /* LAUNCH or TOKEN_WAIT: took a token after delay_ms (maybe 0) */
+    CALL_NOTE_LAUNCH_FAILED,       /* FINISH: the transfer could not be started */
+    CALL_NOTE_SUCCESS,             /* FINISH: a 2xx answer */
+    CALL_NOTE_PERMANENT,           /* FINISH: a status that must not be retried */
+    CALL_NOTE_RETRY,               /* WAIT: a retry in delay_ms, for `reason` */
+    CALL_NOTE_RETRIES_EXHAUSTED,   /* FINISH: retry_max reached */
+    CALL_NOTE_RETRY_PAST_DEADLINE, /* FINISH: the wait (delay_ms) would end past the deadline */
+    CALL_NOTE_BUDGET_EXHAUSTED,    /* FINISH: the dependency's retry budget is spent */
+};
+
+/* Why an attempt failed transiently (the reason label of the retry metrics). */
+enum call_retry_reason {
+    CALL_RETRY_HTTP_429,
+    CALL_RETRY_HTTP_5XX, /* and 408/409: any other transient status */
+    CALL_RETRY_TIMEOUT,
+    CALL_RETRY_CONNECTION_ERROR,
+    CALL_RETRY_MALFORMED, /* a 2xx whose body could not be used */
+};
+
+struct call_verdict {
+    enum call_action action;
+    int64_t at_ms;             /* WAIT, TOKEN_WAIT: when (monotonic) */
+    enum call_outcome outcome; /* FINISH */
+    int64_t retry_after_ms;    /* FINISH: hint for the client's Retry-After (>= 0) */
+    enum call_note note;
+    enum call_retry_reason reason; /* a transient failure's cause (RETRY and what ends retrying) */
+    int64_t delay_ms;              /* RETRY, RETRY_PAST_DEADLINE, LIMITER_WAIT */
+};
+
+/*
+ * Advances the call by one event. p: the dependency's retry settings; g: its
+ * guards; st: the call's progress (updated); ev: what happened; now_ms:
+ * monotonic time of the event; rng: the caller thread's splitmix64 state
+ * (backoff.h). Writes *ret (always). An event that does not fit the call's
+ * phase (e.g. CALL_EV_ATTEMPT_END while waiting) yields CALL_ACT_NONE and
+ * changes nothing.
+ */
+void call_policy_step(const struct call_policy *p, const struct call_guards *g,
+                      struct call_progress *st, const struct call_event *ev, int64_t now_ms,
+                      uint64_t *rng, struct call_verdict *ret);
+
+#endif
