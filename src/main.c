@@ -174,11 +174,14 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return EXIT_BAD_CONFIG;
     }
+    /* Before any curl handle exists (app_init creates the workers' multi handles). */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     struct app app;
     int r = app_init(&app, &cfg, err, sizeof(err));
     if (r < 0) {
         fprintf(stderr, "agentd: %s\n", err);
         app_fini(&app);
+        curl_global_cleanup();
         config_free(&cfg);
         return r == -EINVAL ? EXIT_BAD_CONFIG : EXIT_FAILURE;
     }
@@ -186,6 +189,7 @@ int main(int argc, char **argv)
         config_print_effective(&cfg, stdout);
         printf("configuration ok\n");
         app_fini(&app);
+        curl_global_cleanup();
         config_free(&cfg);
         return 0;
     }
@@ -193,7 +197,6 @@ int main(int argc, char **argv)
     sigset_t stop_signals;
     block_stop_signals(&stop_signals);
     raise_fd_limit();
-    curl_global_init(CURL_GLOBAL_DEFAULT);
 
     if (app_start(&app) < 0) {
         log_error("cannot start worker threads", LF_S("reason", strerror(errno)));
@@ -210,7 +213,7 @@ int main(int argc, char **argv)
         .on_transition = on_ready_change,
     };
     app.health = health_start(&hc);
-    struct server *srv = app.health ? server_start(&app, err, sizeof(err)) : NULL;
+    struct server *srv = app.health ? server_start(&app, server_routes, err, sizeof(err)) : NULL;
     if (!srv) {
         log_error("cannot start the HTTP server", LF_S("reason", app.health ? err : "readiness"));
         app.health = health_stop(app.health);

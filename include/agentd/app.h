@@ -1,10 +1,10 @@
 /*
- * app.h — the daemon's shared state: configuration, the per-dependency
- * resilience objects (breaker, limiter, retry budget), the conversation
- * store, the worker pool and the I/O pool. Created once in main(), read by
- * every thread; the objects it points to carry their own locks. app_fini()
- * frees everything app_init() built; no function here hands memory to the
- * caller.
+ * app.h — the engine's composition root: configuration, the outbound
+ * dependencies, the stores (conversations, idempotency keys, spend), the
+ * worker pool and the I/O pool. Created once in main() and read by every
+ * thread; the objects it points to carry their own locks. Its fields are
+ * read by the engine's own files (run.c) and, for configuration and
+ * admission counters, by the server; everything else goes through functions.
  */
 #ifndef AGENTD_APP_H
 #define AGENTD_APP_H
@@ -15,16 +15,12 @@
 
 #include <jansson.h>
 
+#include "agentd/anthropic.h"
 #include "agentd/config.h"
+#include "agentd/dependency.h"
 #include "agentd/tools.h"
+#include "agentd/tools_exec.h"
 #include "agentd/vocab.h" /* enum dep_id */
-
-struct dependency {
-    const char *name; /* "anthropic", "web_search", "weather" */
-    struct breaker *breaker;
-    struct bucket *bucket;
-    struct retry_budget *budget;
-};
 
 struct worker;
 struct io_pool;
@@ -35,10 +31,12 @@ struct idem_store;
 
 struct app {
     struct agentd_config cfg;
-    struct dependency deps[DEP__COUNT];
+    struct dependency *deps[DEP__COUNT];
     enum tool_criticality criticality[TOOL__COUNT];
-    json_t *tools_json; /* the `tools` array sent to the model */
-    char *llm_prefix;   /* request body up to "messages", serialised once (anthropic.h) */
+    json_t *tools_json;            /* the `tools` array sent to the model */
+    struct llm_params llm_params;  /* what every LLM request carries besides the messages */
+    char *llm_prefix;              /* request body up to "messages", serialised once */
+    struct tool_exec_env tool_env; /* what tool calls borrow (complete after app_start) */
     struct conv_store *convs;
     struct health *health;   /* readiness checker; NULL until started */
     struct spend *spend;     /* token/cost budget over a sliding hour */
@@ -63,9 +61,7 @@ void app_stop_threads(struct app *app);
 void app_fini(struct app *app);
 /* Round-robin worker choice. */
 struct worker *app_pick_worker(struct app *app);
-/* Drains breaker transitions of one dependency into logs and metrics (called from workers). */
-void app_log_breaker_transitions(struct app *app, enum dep_id dep);
-/* Same for budget transitions (spent <-> ok). */
+/* Drains budget transitions (spent <-> ok) into logs and metrics (any thread). */
 void app_log_spend_transitions(struct app *app);
 
 #endif

@@ -1,14 +1,15 @@
 /*
- * call.h — one outbound HTTP call (LLM or tool) wrapped in the resilience
- * policies, outermost first: deadline → circuit breaker → retry (budget,
- * full-jitter backoff, retry-after honoured and capped) → rate limiter (one
- * token per attempt) → attempt timeout. Runs entirely on one worker: waits
- * are timers, transfers are easy handles on the worker's multi handle.
+ * call.h — one outbound HTTP call (LLM or tool) on a worker, executing the
+ * decisions of the call policy (call_policy.h): waits are timers, attempts
+ * are easy handles on the worker's multi handle. This file decides nothing;
+ * it runs the verdicts and reports them (log lines, metrics).
  *
- * Lifecycle: the owner fills the request part, calls call_start(), and gets
- * done(c, arg) exactly once, always from the worker loop (never from inside
- * call_start or call_cancel). call_cancel() stops it without a callback.
- * call_reset() frees what one call used so the struct can be reused.
+ * Lifecycle: the owner fills the request part (dep, url, body, headers,
+ * limits, done/arg), calls call_start(), and gets done(c, arg) exactly once,
+ * always from the worker loop (never from inside call_start or call_cancel).
+ * call_cancel() stops it without a callback. call_reset() frees what one
+ * call used so the struct can be reused. Everything here runs on the
+ * worker's thread; the struct belongs to its owner (a run, a tool call).
  */
 #ifndef AGENTD_CALL_H
 #define AGENTD_CALL_H
@@ -19,20 +20,11 @@
 
 #include <curl/curl.h>
 
-#include "agentd/app.h"
+#include "agentd/call_policy.h"
 #include "agentd/timerheap.h"
+#include "agentd/worker.h"
 
-enum call_outcome {
-    CALL_OK = 0,       /* 2xx; resp holds the body */
-    CALL_PERMANENT,    /* a status that must not be retried (4xx but 408/409/429) */
-    CALL_EXHAUSTED,    /* transient failures and no retry left (count, budget or deadline) */
-    CALL_BREAKER_OPEN, /* failed fast: the dependency's circuit is open */
-    CALL_RATE_LIMITED, /* no limiter token before the deadline (or now, for low priority) */
-    CALL_DEADLINE,     /* the call's deadline passed */
-};
-const char *call_outcome_name(enum call_outcome o);
-
-struct worker;
+struct dependency;
 struct call;
 typedef void (*call_done_fn)(struct call *c, void *arg);
 
@@ -40,7 +32,7 @@ typedef void (*call_done_fn)(struct call *c, void *arg);
 
 struct call {
     /* request, set by the owner */
-    enum dep_id dep;
+    struct dependency *dep;     /* borrowed; outlives the call */
     char *url;                  /* owned */
     char *body;                 /* owned; non-NULL = POST with this JSON body */
     struct curl_slist *headers; /* owned */
@@ -64,18 +56,17 @@ struct call {
 
     /* internal */
     struct worker *w;
+    struct worker_transfer xfer;
     CURL *easy;
     struct timer timer;
-    int state;
-    bool counted_request;
+    struct call_progress progress;
+    size_t resp_alloc;
     bool resp_overflow;
+    bool finishing; /* done() is due from the loop */
     char hdr_retry_after[CALL_HDR_VALUE_MAX];
     char hdr_retry_after_ms[CALL_HDR_VALUE_MAX];
     char hdr_should_retry[16];
     int64_t attempt_started_ms;
-    bool probe;            /* this attempt is the dependency's throttle probe (see bucket.h) */
-    int throttled_retries; /* re-tries after a 429 with retry-after: the server said when, so
-                              they count against the deadline, not AGENTD_RETRY_MAX */
 };
 
 /* Prepares c (zeroes it). */
@@ -90,8 +81,5 @@ void call_cancel(struct call *c);
 void call_retry_malformed(struct call *c, const char *why);
 /* Frees request and result buffers; c can be filled and started again. */
 void call_reset(struct call *c);
-
-/* Worker integration: called by the worker for each finished easy handle. */
-void call_on_transfer_done(CURL *easy, CURLcode result);
 
 #endif

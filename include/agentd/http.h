@@ -5,10 +5,11 @@
  * http.c owns the daemon, the accepting thread, the connection lifecycle
  * (dispatch by route, completion), request ids, the reply helpers with the
  * "early answer waits for the body" rule, and the list of suspended
- * connections. Each route has its own file and entry points, declared here:
- * route_agent.c (POST /v1/agent), route_health.c (/health/live,
- * /health/ready), route_metrics.c (/metrics). Route files call the http_*
- * functions below; they do not reach into struct server.
+ * connections. Each route has its own file and exports one struct
+ * http_route (declared below; routes.c lists them for main, which hands the
+ * list to server_start). http.c calls a route only through that table, and
+ * route files call the http_* functions below, so the dependencies point one
+ * way; route files do not reach into struct server.
  *
  * Threads: everything runs on a libmicrohttpd thread, inside the access
  * handler or the completion callback of the connection it is given, except
@@ -34,17 +35,31 @@
 
 #define HTTP_JSON_CONTENT_TYPE "application/json; charset=utf-8"
 
-enum http_route {
-    HTTP_ROUTE_NONE = 0,
-    HTTP_ROUTE_AGENT,
-    HTTP_ROUTE_LIVE,
-    HTTP_ROUTE_READY,
-    HTTP_ROUTE_METRICS,
-};
-
 struct app;
+struct conn;
 struct run;
 struct server;
+
+/* A route: its path, the methods it takes, and its handlers. http.c calls them only through
+   these pointers (the table comes from routes.c, through main), so the daemon knows no route by
+   name and no route file is called back by name. */
+struct http_route {
+    const char *path;
+    const char *allow; /* the methods it accepts, as the Allow header says them: "GET, HEAD" */
+    /* The headers are in: answer now (http_reply*), or return MHD_YES to read the body. */
+    enum MHD_Result (*headers)(struct conn *c);
+    /* Optional: a chunk of the body, nothing answered yet (NULL = the body is dropped). */
+    enum MHD_Result (*body)(struct conn *c, const char *data, size_t size);
+    /* Optional: the whole body is in and nothing answered yet. */
+    enum MHD_Result (*complete)(struct conn *c);
+    /* Optional: the connection the route suspended (http_suspend) was resumed: answer it. */
+    enum MHD_Result (*resumed)(struct conn *c);
+    /* Optional: shutdown with the workers stopped: get an answer ready for the suspended
+       connection in their place (http.c then resumes it). */
+    void (*abort)(struct conn *c);
+    /* Optional: the request is over (completion, on every path): free what the route holds. */
+    void (*release)(struct conn *c);
+};
 
 /* One request on one connection, from its first header to its completion. */
 struct conn {
@@ -52,7 +67,7 @@ struct conn {
     struct server *srv;
     struct MHD_Connection *mhd;
     char request_id[129];
-    enum http_route route;
+    const struct http_route *route; /* NULL: no such path */
     char method[8];
     int64_t start_ms;
     bool answered; /* a response has been queued (or deferred) */
@@ -61,10 +76,8 @@ struct conn {
     struct MHD_Response *deferred;
     unsigned deferred_status;
     size_t discarded; /* body bytes read and dropped after the answer */
-    /* The run a suspended connection waits for (set by route_agent.c); when the connection is
-       resumed, http.c answers with the run's answer and releases it. */
-    struct run *run;
     bool suspended;
+    bool resume_due; /* suspended by the route: the next call is the route's resumed() */
     struct conn *prev, *next;
     /* for the access log */
     unsigned status;
@@ -74,8 +87,8 @@ struct conn {
     char *body;
     size_t len, alloc;
     bool too_large;
-    char *idem_key; /* Idempotency-Key whose answer this request will store */
-    bool counted;   /* holds one unit of app->inflight */
+    /* The run a suspended connection waits for; the run holds the admission (run.h). */
+    struct run *run;
 };
 
 /* ---- http.c, for the route files ---- */
@@ -110,21 +123,11 @@ bool http_untrack_suspended(struct conn *c);
 /* Any thread: resumes c unless someone else already has. */
 void http_resume_if_suspended(struct conn *c);
 
-/* ---- the routes, for http.c's dispatcher ---- */
+/* ---- the routes (route_*.c), listed by routes.c ---- */
 
-/* POST /v1/agent (route_agent.c): admission on the headers, the body's chunks, then the run. */
-enum MHD_Result route_agent_headers(struct conn *c);
-enum MHD_Result route_agent_body(struct conn *c, const char *data, size_t size);
-enum MHD_Result route_agent_run(struct conn *c);
-/* At completion, whatever the route: gives back an admission the run did not take and frees
-   the body. */
-void route_agent_release(struct conn *c);
-
-/* GET|HEAD /health/live and /health/ready (route_health.c). */
-enum MHD_Result route_health_live(struct conn *c);
-enum MHD_Result route_health_ready(struct conn *c);
-
-/* GET|HEAD /metrics (route_metrics.c). */
-enum MHD_Result route_metrics(struct conn *c);
+extern const struct http_route route_agent;        /* POST /v1/agent */
+extern const struct http_route route_health_live;  /* GET|HEAD /health/live */
+extern const struct http_route route_health_ready; /* GET|HEAD /health/ready */
+extern const struct http_route route_metrics;      /* GET|HEAD /metrics */
 
 #endif

@@ -5,14 +5,16 @@
  * Label cardinality is bounded by construction: every label value comes from
  * a fixed enum (route, method, status from a fixed list, dependency, tool,
  * outcome...), never from a request. Out-of-range enum values are folded into
- * the family's "other" value, or dropped when the family has none.
+ * the family's "other" value (internal_error for run outcomes), or dropped
+ * when the family has none.
  *
  * Thread-safety: one process-wide registry of fixed arrays of atomics. Every
  * update is a relaxed atomic add or store: no lock, no allocation, safe from
  * any thread, cheap enough for the request path. metrics_render() only reads
  * the atomics, so a scrape never blocks an update; a scrape racing updates may
- * see a histogram's _sum a little behind its _count, never a bucket above
- * +Inf (_count is the sum of the buckets read).
+ * see a histogram's _sum a few observations out of step with its _count,
+ * never a bucket above +Inf (_count is the sum of the buckets read).
+ * metrics_init() is the exception: it resets the registry without atomics.
  *
  * Series of small fixed label sets are always exported, zeros included, so
  * rate() works from the first scrape. The two cross-product families
@@ -20,7 +22,7 @@
  * label combinations seen at least once.
  *
  * Process metrics (resident memory, open fds) are read from /proc at render
- * time.
+ * time. Nothing here logs; metrics_init() reads the wall clock once.
  *
  * Memory: only metrics_render() returns memory (the caller frees it); the
  * label helpers return static strings.
@@ -63,7 +65,8 @@ enum metrics_run_outcome {
     METRICS_RUN_DEADLINE_EXCEEDED,
     METRICS_RUN_SHUTTING_DOWN,
     METRICS_RUN_INTERNAL_ERROR,
-    METRICS_RUN_CLIENT_CLOSED, /* the client went away; the run was cancelled */
+    METRICS_RUN_CLIENT_CLOSED,     /* the client went away; the run was cancelled */
+    METRICS_RUN_HISTORY_TOO_LARGE, /* the conversation outgrew one LLM request */
     METRICS_RUN__COUNT,
 };
 

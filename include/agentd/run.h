@@ -3,105 +3,127 @@
  * tool_use blocks, sends the tool_results back, and repeats until the model
  * ends its turn, the iteration cap, or the run's deadline.
  *
- * A run lives on one worker; every function here is called on that worker's
- * thread, except run_new() (server thread, before the hand-off). When the run
- * ends, finish(run, finish_arg) is called once with the HTTP status and body
- * filled in; the owner then calls run_release() when it no longer needs them.
+ * Ownership. run_admit() takes everything a run holds before it starts — one
+ * unit of the in-flight count, the Idempotency-Key claim, the conversation
+ * slot — and the run gives each back exactly once, on every path: when it
+ * finishes, when it is aborted at shutdown, when run_submit() fails, and
+ * when it is released without having started.
+ *
+ * Outcomes. The run ends with a typed result (struct run_result); it knows
+ * nothing of HTTP. Its owner turns the result into the bytes to answer with
+ * (owner->render), which the run also stores under its Idempotency-Key, and
+ * then hears about the end (owner->finished).
+ *
+ * Threads: run_admit, run_set_client_fd, run_submit, run_take_answer and
+ * run_release on the owner's thread; everything else of the run happens on
+ * its worker's thread. owner->render runs where the run ends (its worker, or
+ * the caller of run_submit/run_abort); owner->finished on the worker.
  */
 #ifndef AGENTD_RUN_H
 #define AGENTD_RUN_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
 
-#include "agentd/anthropic.h"
-#include "agentd/call.h"
-#include "agentd/request.h"
-#include "agentd/tool_result.h"
-#include "agentd/tools.h"
-#include "agentd/weather.h"
+#include "agentd/agent_request.h"
 
+struct app;
 struct run;
-typedef void (*run_finish_fn)(struct run *run, void *arg);
+struct worker;
 
-/* One tool_use being executed. */
-struct run_tool {
-    struct run *run;
-    size_t index;
-    char *id;
-    char *name;
-    json_t *input;
-    enum tool_id tool;
-    bool known;
-    bool done;
-    int64_t started_ms, duration_ms;
-    struct tool_result result;
-    /* HTTP tools */
-    struct call call;
-    int step;                    /* get_weather: 0 = geocoding, 1 = forecast */
-    struct weather_place *place; /* get_weather: the geocoded place, owned */
-    /* blocking tools (io pool) */
-    struct timer timer; /* tool timeout for jobs that cannot be cancelled */
-    bool io_pending;
+enum run_outcome {
+    RUN_OK,
+    RUN_UPSTREAM_ERROR,       /* the LLM API refused the request permanently (upstream_status) */
+    RUN_UPSTREAM_UNAVAILABLE, /* LLM retries exhausted or its circuit open */
+    RUN_TOOL_UNAVAILABLE,     /* a critical tool failed */
+    RUN_RATE_LIMITED,         /* the client-side LLM rate limit would miss the deadline */
+    RUN_BUDGET_EXCEEDED,      /* the hourly token/cost budget is spent */
+    RUN_DEADLINE_EXCEEDED,    /* the run's deadline passed */
+    RUN_HISTORY_TOO_LARGE,    /* the conversation outgrew what one LLM request may carry */
+    RUN_CLIENT_CLOSED,        /* the client went away; the run was cancelled */
+    RUN_SHUTTING_DOWN,        /* agentd stopped before the run could finish */
+    RUN_INTERNAL_ERROR,       /* out of memory and the like */
 };
 
-struct run {
-    struct app *app;
-    struct worker *w;
-    char id[40];
-    char request_id[129];
-    struct agent_request req;
-    int max_iterations;
-    int64_t started_ms, deadline_ms;
-    json_t *messages; /* the conversation sent to the model */
-
-    /* progress */
+/* How a run ended. Strings and JSON are borrowed from the run (valid until run_release). */
+struct run_result {
+    enum run_outcome outcome;
+    const char *run_id, *request_id;
+    const char *conversation_id; /* NULL when the request had none */
+    const char *stop_reason;     /* RUN_OK: end_turn | max_iterations | max_tokens | ... */
+    const char *output;          /* RUN_OK: the model's last text ("" when none) */
     int iterations, llm_calls, llm_attempts;
     int64_t input_tokens, output_tokens;
-    char *last_text;
-    json_t *tool_calls; /* [{id, name, ok, duration_ms}] */
-    json_t *degraded;   /* [{tool, reason}] */
-    struct call llm;
-    struct run_tool *tools;
-    size_t n_tools, n_tools_done;
-    struct timer deadline_timer;
-    struct timer finish_timer; /* hands the result over from the loop, after the current step */
-    atomic_int refs;           /* 1 for the owner + 1 per outstanding io job */
-    bool finished;
-
-    /* result */
-    int http_status;
-    char *body;             /* JSON, owned */
-    int64_t retry_after_ms; /* > 0 → Retry-After header */
-    const char *outcome;    /* "ok", "error type" — for logs */
-
-    run_finish_fn finish;
-    void *finish_arg;
-    int client_fd; /* the client's socket, watched for it going away; -1 = not watched */
-    bool client_watched;
+    const json_t *tool_calls; /* [{id, name, ok, duration_ms}] */
+    const json_t *degraded;   /* [{tool, reason}] */
+    const char *message;      /* not RUN_OK: what happened, in words a client can act on */
+    long upstream_status;     /* RUN_UPSTREAM_ERROR: the LLM API's status */
+    int64_t retry_after_ms;   /* > 0: when to try again */
 };
 
-/* Creates a run from a validated request (moved into the run: *req is zeroed) and the conversation
-   history to continue (moved; NULL = new). Server thread. NULL on ENOMEM. */
-struct run *run_new(struct app *app, struct agent_request *req, const char *request_id,
-                    json_t *history, run_finish_fn finish, void *finish_arg);
+/* The bytes the owner answers with; also what an Idempotency-Key replays. */
+struct run_answer {
+    int status;
+    char *body; /* owned, NUL-terminated */
+    int64_t retry_after_ms;
+};
+
+struct run_owner {
+    /* Fills *ret from r (ret->body malloc'd; NULL body = out of memory). */
+    void (*render)(const struct run_result *r, void *arg, struct run_answer *ret);
+    /* The run has its answer (worker thread); the owner takes it with run_take_answer(). */
+    void (*finished)(struct run *run, void *arg);
+    void *arg;
+};
+
+/* What run_admit() may refuse with. */
+enum run_admission {
+    RUN_ADMITTED = 0,
+    RUN_REFUSED_OVERLOADED,         /* AGENTD_MAX_INFLIGHT runs in flight */
+    RUN_REFUSED_IDEM_IN_PROGRESS,   /* the same key is still running */
+    RUN_REFUSED_IDEM_MISMATCH,      /* the same key came with another body */
+    RUN_REFUSED_IDEM_FULL,          /* too many keyed runs in progress */
+    RUN_REPLAYED,                   /* the key's stored answer is in *ret_replay */
+    RUN_REFUSED_CONVERSATION_BUSY,  /* another run holds the conversation */
+    RUN_REFUSED_CONVERSATIONS_OFF,  /* AGENTD_CONVERSATIONS_MAX=0 */
+    RUN_REFUSED_CONVERSATIONS_FULL, /* every stored conversation is running */
+    RUN_REFUSED_NOMEM,
+};
+
+struct run_spec {
+    struct agent_request *req;             /* moved into the run when admitted (zeroed) */
+    const char *request_id;                /* copied */
+    const char *idem_key;                  /* NULL = none; copied */
+    const unsigned char *idem_fingerprint; /* IDEM_FINGERPRINT_BYTES, with idem_key */
+    const struct run_owner *owner;         /* copied */
+};
+
+/*
+ * Admits a run: takes an in-flight unit, the Idempotency-Key claim (when a key is given and keys
+ * are on), the conversation slot (when the request names one), in that order, and creates the
+ * run. RUN_ADMITTED: *ret_run is the run. RUN_REPLAYED: *ret_replay holds the stored answer
+ * (body owned by the caller). Any other value: nothing is held and *req is untouched.
+ */
+enum run_admission run_admit(struct app *app, struct run_spec *spec, struct run **ret_run,
+                             struct run_answer *ret_replay);
 /* Lets the run be cancelled when the client behind socket fd goes away (set before run_submit). */
 void run_set_client_fd(struct run *run, int fd);
-/* Hands the run to worker w (thread-safe). 0 or -ENOMEM (then the run is untouched). */
+/* Hands the run to worker w. 0; or -ENOMEM / -ESHUTDOWN, and then the run has ended at once
+   (RUN_INTERNAL_ERROR / RUN_SHUTTING_DOWN) and given back what it held: its answer is ready for
+   run_take_answer(); owner->finished is not called. */
 int run_submit(struct run *run, struct worker *w);
-/* The owner is done with the result; frees the run once no job refers to it. Any thread. */
+/* After the end: moves the answer out (*ret; body owned by the caller). */
+void run_take_answer(struct run *run, struct run_answer *ret);
+/* The owner is done with the run. A run that never ended (never submitted) gives back what it
+   held first. Owner's thread, once the worker no longer runs it. */
 void run_release(struct run *run);
 
-/* Ends a run whose worker is stopped (shutdown): cancels its timers and transfers, releases its
-   conversation, and sets the given answer (body owned). The finish callback is not called. */
-void run_abort(struct run *run, int status, char *body, int64_t retry_after_ms);
-
-/* Used by tools_exec.c (worker thread). */
-void run_tool_finished(struct run_tool *t);
-int64_t run_tool_deadline_ms(const struct run_tool *t);
+/* Ends a run whose worker is stopped (shutdown) with RUN_SHUTTING_DOWN: cancels its timers and
+   transfers and gives back what it held; its answer is then ready. owner->finished is not
+   called. */
+void run_abort(struct run *run);
 
 #endif

@@ -11,10 +11,16 @@
 #include <stddef.h>
 
 struct app;
+struct http_route;
 struct server;
 
-/* Binds and starts serving. NULL with a message in err on failure. */
-struct server *server_start(struct app *app, char *err, size_t errlen);
+/* The routes agentd serves (routes.c), NULL-terminated; what main passes to server_start. */
+extern const struct http_route *const server_routes[];
+
+/* Binds and starts serving the given routes (NULL-terminated, static). NULL with a message in
+   err on failure. */
+struct server *server_start(struct app *app, const struct http_route *const *routes, char *err,
+                            size_t errlen);
 /* The bound TCP port (useful with port 0). */
 int server_port(const struct server *s);
 /* Stops accepting new connections (listening socket closed); idempotent. */

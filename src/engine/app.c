@@ -9,9 +9,6 @@
 #include <string.h>
 
 #include "agentd/anthropic.h"
-#include "agentd/breaker.h"
-#include "agentd/bucket.h"
-#include "agentd/budget.h"
 #include "agentd/clock.h"
 #include "agentd/conversations.h"
 #include "agentd/idempotency.h"
@@ -21,27 +18,40 @@
 #include "agentd/spend.h"
 #include "agentd/worker.h"
 
+/* Idle upstream connections kept per worker beyond its share of AGENTD_MAX_INFLIGHT. */
+#define APP_SPARE_CONNECTIONS 64
+
 static int init_dependency(struct app *app, enum dep_id id)
 {
     const struct agentd_config *cfg = &app->cfg;
-    struct dependency *d = &app->deps[id];
-    struct breaker_config bc = {
-        .failure_threshold = cfg->breaker_failures,
-        .failure_rate = cfg->breaker_failure_rate,
-        .window = cfg->breaker_window,
-        .min_calls = cfg->breaker_min_calls,
-        .open_ms = cfg->breaker_open_ms,
-        .half_open_probes = cfg->breaker_half_open_probes,
-        .enabled = cfg->breaker_enabled != 0,
-    };
     bool llm = id == DEP_ANTHROPIC;
-    d->name = dep_name(id);
-    d->breaker = breaker_new(d->name, &bc);
-    d->bucket = bucket_new(llm ? cfg->llm_rate : cfg->tool_rate,
-                           llm ? cfg->llm_burst : cfg->tool_burst, clock_now_ms());
-    d->budget = retry_budget_new(cfg->retry_budget_ratio, cfg->retry_budget_window_ms,
-                                 cfg->retry_budget_min);
-    return d->breaker && d->bucket && d->budget ? 0 : -ENOMEM;
+    struct dependency_config dc = {
+        .id = id,
+        .breaker =
+            {
+                .failure_threshold = cfg->breaker_failures,
+                .failure_rate = cfg->breaker_failure_rate,
+                .window = cfg->breaker_window,
+                .min_calls = cfg->breaker_min_calls,
+                .open_ms = cfg->breaker_open_ms,
+                .half_open_probes = cfg->breaker_half_open_probes,
+                .enabled = cfg->breaker_enabled != 0,
+            },
+        .rate_per_s = llm ? cfg->llm_rate : cfg->tool_rate,
+        .burst = llm ? cfg->llm_burst : cfg->tool_burst,
+        .budget_ratio = cfg->retry_budget_ratio,
+        .budget_window_ms = cfg->retry_budget_window_ms,
+        .budget_min = cfg->retry_budget_min,
+        .retry =
+            {
+                .retry_max = cfg->retry_max,
+                .retry_initial_ms = cfg->retry_initial_ms,
+                .retry_max_delay_ms = cfg->retry_max_delay_ms,
+                .retry_after_cap_ms = cfg->retry_after_cap_ms,
+            },
+    };
+    app->deps[id] = dependency_new(&dc, clock_now_ms());
+    return app->deps[id] ? 0 : -ENOMEM;
 }
 
 int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t errlen)
@@ -73,14 +83,24 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
     if (cfg->conversations_max > 0)
         app->convs = conv_store_new(cfg->conversations_max, cfg->conversation_ttl_ms,
                                     cfg->conversation_max_messages);
+    app->llm_params = (struct llm_params){
+        .model = app->cfg.model,
+        .max_tokens = app->cfg.max_tokens,
+        .temperature = app->cfg.temperature,
+        .system = app->cfg.system_prompt,
+        .tools = app->tools_json,
+    };
     if (app->tools_json)
-        app->llm_prefix = anthropic_request_prefix(&(struct llm_params){
-            .model = cfg->model,
-            .max_tokens = cfg->max_tokens,
-            .temperature = cfg->temperature,
-            .system = cfg->system_prompt,
-            .tools = app->tools_json,
-        });
+        app->llm_prefix = anthropic_request_prefix(&app->llm_params);
+    app->tool_env = (struct tool_exec_env){
+        .web_search = app->deps[DEP_WEB_SEARCH],
+        .weather = app->deps[DEP_WEATHER],
+        .search_url = app->cfg.search_url,
+        .geocoding_url = app->cfg.weather_geocoding_url,
+        .forecast_url = app->cfg.weather_forecast_url,
+        .notes_dir = app->cfg.notes_dir,
+        .tool_timeout_ms = app->cfg.tool_timeout_ms,
+    };
     app->n_workers = cfg->workers;
     app->workers = calloc((size_t)app->n_workers, sizeof(*app->workers));
     if (!app->llm_prefix || !app->spend || (cfg->idempotency_max > 0 && !app->idem) ||
@@ -88,8 +108,12 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    /* Keep a warm connection for every run a worker may have in flight: below that, finished
+       transfers close connections that the next run has to open again. */
+    long conns =
+        cfg->max_inflight / (app->n_workers > 0 ? app->n_workers : 1) + APP_SPARE_CONNECTIONS;
     for (int i = 0; i < app->n_workers; i++) {
-        app->workers[i] = worker_new(app, i);
+        app->workers[i] = worker_new(i, conns);
         if (!app->workers[i]) {
             snprintf(err, errlen, "cannot create worker %d", i);
             return -ENOMEM;
@@ -103,6 +127,7 @@ int app_start(struct app *app)
     app->io = io_pool_new(app->cfg.io_threads);
     if (!app->io)
         return -ENOMEM;
+    app->tool_env.io = app->io;
     for (int i = 0; i < app->n_workers; i++) {
         int r = worker_start(app->workers[i]);
         if (r < 0)
@@ -115,6 +140,7 @@ void app_stop_threads(struct app *app)
 {
     /* Pool first: its completions go to workers that still run. */
     app->io = io_pool_free(app->io);
+    app->tool_env.io = NULL;
     for (int i = 0; app->workers && i < app->n_workers; i++)
         worker_stop(app->workers[i]);
     /* Completions that arrived too late still release what they hold. */
@@ -130,12 +156,8 @@ void app_fini(struct app *app)
         app->workers[i] = worker_free(app->workers[i]);
     free(app->workers);
     app->workers = NULL;
-    for (int i = 0; i < DEP__COUNT; i++) {
-        struct dependency *d = &app->deps[i];
-        d->breaker = breaker_free(d->breaker);
-        d->bucket = bucket_free(d->bucket);
-        d->budget = retry_budget_free(d->budget);
-    }
+    for (int i = 0; i < DEP__COUNT; i++)
+        app->deps[i] = dependency_free(app->deps[i]);
     app->convs = conv_store_free(app->convs);
     app->spend = spend_free(app->spend);
     app->idem = idem_store_free(app->idem);
@@ -149,22 +171,6 @@ struct worker *app_pick_worker(struct app *app)
 {
     unsigned i = atomic_fetch_add(&app->next_worker, 1);
     return app->workers[i % (unsigned)app->n_workers];
-}
-
-void app_log_breaker_transitions(struct app *app, enum dep_id dep)
-{
-    struct breaker_transition tr[8];
-    size_t n;
-    struct dependency *d = &app->deps[dep];
-    while ((n = breaker_drain_transitions(d->breaker, tr, 8)) > 0) {
-        for (size_t i = 0; i < n; i++) {
-            metrics_breaker_transition(dep, tr[i].to);
-            metrics_breaker_state(dep, tr[i].to);
-            log_warn("circuit breaker transition", LF_S("dependency", d->name),
-                     LF_S("from", breaker_state_name(tr[i].from)),
-                     LF_S("to", breaker_state_name(tr[i].to)), LF_S("reason", tr[i].reason));
-        }
-    }
 }
 
 void app_log_spend_transitions(struct app *app)

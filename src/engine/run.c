@@ -1,7 +1,7 @@
 /*
  * run.c — the agent loop as a state machine on one worker (see run.h).
  *
- *   begin → LLM call ─end_turn/max_tokens/refusal/…→ done (200)
+ *   begin → LLM call ─end_turn/max_tokens/refusal/…→ done
  *              │ tool_use
  *              ▼
  *           tools (all blocks at once) → tool_results → LLM call …
@@ -18,57 +18,111 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agentd/anthropic.h"
 #include "agentd/app.h"
+#include "agentd/call.h"
 #include "agentd/clock.h"
 #include "agentd/conversations.h"
+#include "agentd/dependency.h"
+#include "agentd/idempotency.h"
 #include "agentd/log.h"
 #include "agentd/metrics.h"
 #include "agentd/spend.h"
-#include "agentd/tool_input.h"
+#include "agentd/text.h"
 #include "agentd/tools_exec.h"
 #include "agentd/worker.h"
 
 #define LLM_MAX_RESPONSE_BYTES (16u * 1024 * 1024)
+#define RUN_MESSAGE_MAX        768
+
+struct run {
+    struct app *app;
+    struct worker *w;
+    char id[40];
+    char request_id[129];
+    struct agent_request req;
+    struct run_owner owner;
+    int max_iterations;
+    int64_t started_ms, deadline_ms;
+    json_t *messages; /* the conversation sent to the model */
+
+    /* what the run holds until it settles (run_admit) */
+    bool holds_inflight;
+    char *idem_key;          /* the Idempotency-Key claim, NULL when none */
+    bool holds_conversation; /* req.conversation_id's slot */
+
+    /* progress */
+    int iterations, llm_calls, llm_attempts;
+    int64_t input_tokens, output_tokens;
+    char *last_text;
+    json_t *tool_calls; /* [{id, name, ok, duration_ms}] */
+    json_t *degraded;   /* [{tool, reason}] */
+    struct call llm;
+    struct tool_exec *tools;
+    size_t n_tools, n_tools_done;
+    struct timer deadline_timer;
+    struct timer finish_timer; /* tells the owner from the loop, after the current step */
+    struct worker_watch client;
+    bool client_watched;
+    bool finished; /* the result is set and everything held is given back */
+
+    /* result */
+    enum run_outcome outcome;
+    const char *stop_reason;
+    char message[RUN_MESSAGE_MAX];
+    long upstream_status;
+    int64_t retry_after_ms;
+    struct run_answer answer;
+};
 
 static void llm_step(struct run *run);
 
-static void free_tools(struct run *run);
+/* ---- what the run holds ------------------------------------------------------------------ */
 
-static void run_free(struct run *run)
+static enum metrics_run_outcome metrics_outcome(enum run_outcome o)
 {
-    free_tools(run);
-    agent_request_clear(&run->req);
-    json_decref(run->messages);
-    json_decref(run->tool_calls);
-    json_decref(run->degraded);
-    free(run->last_text);
-    free(run->body);
-    call_reset(&run->llm);
-    free(run);
-}
-
-void run_release(struct run *run)
-{
-    if (run && atomic_fetch_sub(&run->refs, 1) == 1)
-        run_free(run);
-}
-
-static void free_tools(struct run *run)
-{
-    for (size_t i = 0; i < run->n_tools; i++) {
-        struct run_tool *t = &run->tools[i];
-        call_reset(&t->call);
-        if (run->w)
-            timerheap_cancel(worker_timers(run->w), &t->timer);
-        free(t->id);
-        free(t->name);
-        free(t->place);
-        json_decref(t->input);
-        tool_result_clear(&t->result);
+    switch (o) {
+    case RUN_OK:
+        return METRICS_RUN_OK;
+    case RUN_UPSTREAM_ERROR:
+        return METRICS_RUN_UPSTREAM_ERROR;
+    case RUN_UPSTREAM_UNAVAILABLE:
+        return METRICS_RUN_UPSTREAM_UNAVAILABLE;
+    case RUN_TOOL_UNAVAILABLE:
+        return METRICS_RUN_TOOL_UNAVAILABLE;
+    case RUN_RATE_LIMITED:
+        return METRICS_RUN_RATE_LIMITED;
+    case RUN_BUDGET_EXCEEDED:
+        return METRICS_RUN_BUDGET_EXCEEDED;
+    case RUN_DEADLINE_EXCEEDED:
+        return METRICS_RUN_DEADLINE_EXCEEDED;
+    case RUN_HISTORY_TOO_LARGE:
+        return METRICS_RUN_HISTORY_TOO_LARGE;
+    case RUN_CLIENT_CLOSED:
+        return METRICS_RUN_CLIENT_CLOSED;
+    case RUN_SHUTTING_DOWN:
+        return METRICS_RUN_SHUTTING_DOWN;
+    default:
+        return METRICS_RUN_INTERNAL_ERROR;
     }
-    free(run->tools);
-    run->tools = NULL;
-    run->n_tools = run->n_tools_done = 0;
+}
+
+static const char *outcome_name(enum run_outcome o)
+{
+    static const char *const names[] = {
+        "ok",
+        "upstream_error",
+        "upstream_unavailable",
+        "tool_unavailable",
+        "rate_limited",
+        "budget_exceeded",
+        "deadline_exceeded",
+        "history_too_large",
+        "client_closed",
+        "shutting_down",
+        "internal_error",
+    };
+    return (unsigned)o < sizeof(names) / sizeof(names[0]) ? names[o] : "internal_error";
 }
 
 /* The stored history must stay valid for the next turn: never end with an
@@ -105,117 +159,190 @@ static void history_close(json_t *messages, const char *text)
     }
 }
 
-/* Stops timers and transfers and releases the conversation (history kept only on success). */
-static void stop_everything(struct run *run, int status, int64_t now)
+static void fill_result(const struct run *run, struct run_result *r)
 {
-    run->finished = true;
+    *r = (struct run_result){
+        .outcome = run->outcome,
+        .run_id = run->id,
+        .request_id = run->request_id,
+        .conversation_id = run->req.conversation_id,
+        .stop_reason = run->stop_reason ? run->stop_reason : "end_turn",
+        .output = run->last_text ? run->last_text : "",
+        .iterations = run->iterations,
+        .llm_calls = run->llm_calls,
+        .llm_attempts = run->llm_attempts,
+        .input_tokens = run->input_tokens,
+        .output_tokens = run->output_tokens,
+        .tool_calls = run->tool_calls,
+        .degraded = run->degraded,
+        .message = run->message,
+        .upstream_status = run->upstream_status,
+        .retry_after_ms = run->retry_after_ms,
+    };
+}
+
+/* Gives back everything run_admit took, once: the conversation slot (its history kept only after
+   a successful run), the Idempotency-Key claim (completed with the answer, which the owner
+   renders here), the in-flight unit. */
+static void settle(struct run *run, int64_t now)
+{
+    struct app *app = run->app;
+    if (run->holds_conversation) {
+        bool ok = run->outcome == RUN_OK;
+        if (ok)
+            history_close(run->messages, run->last_text);
+        conv_store_release(app->convs, run->req.conversation_id, ok ? run->messages : NULL, now);
+        run->holds_conversation = false;
+    }
+    struct run_result r;
+    fill_result(run, &r);
+    run->owner.render(&r, run->owner.arg, &run->answer);
+    if (run->idem_key) {
+        if (run->answer.body)
+            idem_complete(app->idem, run->idem_key, run->answer.status, run->answer.body);
+        else
+            idem_abandon(app->idem, run->idem_key);
+        free(run->idem_key);
+        run->idem_key = NULL;
+    }
+    if (run->holds_inflight) {
+        atomic_fetch_sub(&app->inflight, 1);
+        metrics_run_finished(metrics_outcome(run->outcome));
+        run->holds_inflight = false;
+    }
+}
+
+static void free_tools(struct run *run)
+{
+    for (size_t i = 0; i < run->n_tools; i++)
+        tool_exec_clear(&run->tools[i]);
+    free(run->tools);
+    run->tools = NULL;
+    run->n_tools = run->n_tools_done = 0;
+}
+
+/* Stops timers, transfers and tools, and stops watching the client. */
+static void stop_everything(struct run *run)
+{
+    if (!run->w)
+        return;
     if (run->client_watched) {
-        worker_unwatch_client(run->w, run->client_fd);
+        worker_unwatch_client(run->w, &run->client);
         run->client_watched = false;
     }
     timerheap_cancel(worker_timers(run->w), &run->deadline_timer);
     timerheap_cancel(worker_timers(run->w), &run->finish_timer);
     call_cancel(&run->llm);
-    for (size_t i = 0; i < run->n_tools; i++) {
-        call_cancel(&run->tools[i].call);
-        timerheap_cancel(worker_timers(run->w), &run->tools[i].timer);
-    }
-    if (run->req.conversation_id && run->app->convs) {
-        if (status == 200)
-            history_close(run->messages, run->last_text);
-        conv_store_release(run->app->convs, run->req.conversation_id,
-                           status == 200 ? run->messages : NULL, now);
-    }
+    for (size_t i = 0; i < run->n_tools; i++)
+        tool_exec_cancel(&run->tools[i]);
 }
 
-/* Common end of every run: stop everything, publish the result, hand back. */
-static void finish(struct run *run, int status, char *body, int64_t retry_after_ms,
-                   const char *outcome)
+static void set_outcome(struct run *run, enum run_outcome outcome, int64_t retry_after_ms,
+                        const char *fmt, va_list ap)
 {
-    if (run->finished) {
-        free(body);
-        return;
-    }
-    int64_t now = worker_refresh_now(run->w);
-    stop_everything(run, status, now);
-    run->http_status = status;
-    run->body = body;
-    run->retry_after_ms = retry_after_ms;
     run->outcome = outcome;
-    metrics_run_finished(metrics_run_outcome_from_type(outcome));
+    run->retry_after_ms = retry_after_ms;
+    if (fmt)
+        vsnprintf(run->message, sizeof(run->message), fmt, ap);
+}
+
+/* Common end of every run on its worker: stop, give back, tell the owner from the loop. */
+static void finish(struct run *run, enum run_outcome outcome, int64_t retry_after_ms,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void finish(struct run *run, enum run_outcome outcome, int64_t retry_after_ms,
+                   const char *fmt, ...)
+{
+    if (run->finished)
+        return;
+    run->finished = true;
+    va_list ap;
+    va_start(ap, fmt);
+    set_outcome(run, outcome, retry_after_ms, fmt, ap);
+    va_end(ap);
+    int64_t now = worker_refresh_now(run->w);
+    stop_everything(run);
+    settle(run, now);
     log_info("run end", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-             LF_I("status", status), LF_S("reason", outcome), LF_I("iterations", run->iterations),
-             LF_I("llm_attempts", run->llm_attempts), LF_I("duration_ms", now - run->started_ms));
-    /* The owner may free the run as soon as it has the result, and code up the
-       stack may still look at it: deliver from the loop instead. */
+             LF_I("status", run->answer.status), LF_S("reason", outcome_name(outcome)),
+             LF_I("iterations", run->iterations), LF_I("llm_attempts", run->llm_attempts),
+             LF_I("duration_ms", now - run->started_ms));
+    /* The owner may free the run as soon as it has the answer, and code up the stack may still
+       look at it: tell it from the loop instead. */
     timerheap_arm(worker_timers(run->w), &run->finish_timer, now);
 }
 
-void run_abort(struct run *run, int status, char *body, int64_t retry_after_ms)
+/* Ends a run that is not on a running worker (failed submit, shutdown, never started). */
+static void end_off_worker(struct run *run, enum run_outcome outcome, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void end_off_worker(struct run *run, enum run_outcome outcome, const char *fmt, ...)
 {
-    if (run->w && !run->finished)
-        stop_everything(run, status, clock_now_ms());
+    if (run->finished)
+        return;
     run->finished = true;
-    free(run->body);
-    run->http_status = status;
-    run->body = body;
-    run->retry_after_ms = retry_after_ms;
-    run->outcome = "aborted";
+    va_list ap;
+    va_start(ap, fmt);
+    set_outcome(run, outcome, outcome == RUN_SHUTTING_DOWN ? 1000 : 0, fmt, ap);
+    va_end(ap);
+    stop_everything(run);
+    settle(run, clock_now_ms());
+}
+
+static void run_free(struct run *run)
+{
+    free_tools(run);
+    call_reset(&run->llm);
+    agent_request_clear(&run->req);
+    json_decref(run->messages);
+    json_decref(run->tool_calls);
+    json_decref(run->degraded);
+    free(run->last_text);
+    free(run->answer.body);
+    free(run);
+}
+
+void run_release(struct run *run)
+{
+    if (!run)
+        return;
+    end_off_worker(run, RUN_INTERNAL_ERROR, "the run was dropped before it ended");
+    run_free(run);
+}
+
+void run_abort(struct run *run)
+{
+    end_off_worker(run, RUN_SHUTTING_DOWN, "agentd is shutting down; retry on another replica");
+}
+
+void run_take_answer(struct run *run, struct run_answer *ret)
+{
+    *ret = run->answer;
+    run->answer.body = NULL;
 }
 
 static void on_finish_timer(struct timer *t, void *arg)
 {
     (void)t;
     struct run *run = arg;
-    run->finish(run, run->finish_arg);
-}
-
-static void finish_error(struct run *run, int status, const char *type, long upstream_status,
-                         int64_t retry_after_ms, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static void finish_error(struct run *run, int status, const char *type, long upstream_status,
-                         int64_t retry_after_ms, const char *fmt, ...)
-{
-    char msg[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    char *body = request_error_body(type, msg, run->request_id, upstream_status);
-    finish(run, status, body, retry_after_ms, type);
-}
-
-static void finish_ok(struct run *run, const char *stop_reason)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_string(run->id));
-    json_object_set_new(o, "request_id", json_string(run->request_id));
-    if (run->req.conversation_id)
-        json_object_set_new(o, "conversation_id", json_string(run->req.conversation_id));
-    json_object_set_new(o, "output", json_string(run->last_text ? run->last_text : ""));
-    json_object_set_new(o, "stop_reason", json_string(stop_reason));
-    json_object_set_new(o, "iterations", json_integer(run->iterations));
-    json_object_set(o, "degraded", run->degraded);
-    json_object_set(o, "tool_calls", run->tool_calls);
-    json_object_set_new(o, "usage",
-                        json_pack("{s:I, s:I, s:i, s:i}", "input_tokens",
-                                  (json_int_t)run->input_tokens, "output_tokens",
-                                  (json_int_t)run->output_tokens, "llm_calls", run->llm_calls,
-                                  "llm_attempts", run->llm_attempts));
-    char *body = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    finish(run, 200, body, 0, "ok");
+    run->owner.finished(run, run->owner.arg);
 }
 
 static void on_deadline(struct timer *t, void *arg)
 {
     (void)t;
     struct run *run = arg;
-    finish_error(run, 504, "deadline_exceeded", 0, 0,
-                 "the run did not finish within its %" PRId64 " ms deadline (%d LLM round trips "
-                 "done)",
-                 run->deadline_ms - run->started_ms, run->iterations);
+    finish(run, RUN_DEADLINE_EXCEEDED, 0,
+           "the run did not finish within its %" PRId64 " ms deadline (%d LLM round trips done)",
+           run->deadline_ms - run->started_ms, run->iterations);
 }
+
+static void finish_ok(struct run *run, const char *stop_reason)
+{
+    run->stop_reason = stop_reason;
+    finish(run, RUN_OK, 0, NULL);
+}
+
+/* ---- the loop ---------------------------------------------------------------------------------
+ */
 
 /* Maps the model's stop reason onto the API's vocabulary. */
 static const char *api_stop_reason(enum llm_stop s)
@@ -251,78 +378,33 @@ static void append_assistant(struct run *run, const json_t *content)
     anthropic_append_assistant(run->messages, content);
 }
 
+static void on_tool_done(struct tool_exec *t, void *arg);
+
 static void start_tools(struct run *run, struct llm_response *resp)
 {
     run->tools = calloc(resp->n_tool_uses, sizeof(*run->tools));
     if (!run->tools) {
-        finish_error(run, 500, "internal_error", 0, 0, "out of memory");
+        finish(run, RUN_INTERNAL_ERROR, 0, "out of memory");
         return;
     }
     run->n_tools = resp->n_tool_uses;
     run->n_tools_done = 0;
-    int64_t now = worker_now_ms(run->w);
     for (size_t i = 0; i < run->n_tools; i++) {
-        struct run_tool *t = &run->tools[i];
-        t->run = run;
-        t->index = i;
-        t->id = strdup(resp->tool_uses[i].id);
-        t->name = strdup(resp->tool_uses[i].name);
-        t->input = json_incref(resp->tool_uses[i].input);
-        t->known = tool_lookup(t->name, &t->tool) == 0;
-        t->started_ms = now;
-        call_init(&t->call);
-        timer_init(&t->timer, NULL, t);
+        if (tool_exec_init(&run->tools[i], resp->tool_uses[i].id, resp->tool_uses[i].name,
+                           resp->tool_uses[i].input) < 0) {
+            finish(run, RUN_INTERNAL_ERROR, 0, "out of memory");
+            return;
+        }
     }
     /* Synchronous tools may finish (and even end the run) inside the loop. */
     for (size_t i = 0; i < run->n_tools && !run->finished; i++)
-        tools_exec_start(&run->tools[i]);
+        tool_exec_start(&run->tools[i], run->w, &run->app->tool_env, run->deadline_ms,
+                        run->req.priority == AGENT_PRIORITY_LOW, run->request_id, on_tool_done,
+                        run);
 }
 
-static void on_llm_done(struct call *c, void *arg)
+static void llm_failed(struct run *run, struct call *c)
 {
-    struct run *run = arg;
-
-    if (c->outcome == CALL_OK) {
-        struct llm_response resp;
-        char err[256];
-        if (anthropic_parse_response(c->resp, c->resp_len, &resp, err, sizeof(err)) != 0) {
-            log_warn("malformed LLM response", LF_S("request_id", run->request_id),
-                     LF_S("reason", err), LF_S("upstream_request_id", c->upstream_request_id));
-            /* done() comes back with a new attempt's result or CALL_EXHAUSTED. */
-            call_retry_malformed(c, err);
-            return;
-        }
-        run->llm_attempts += c->attempts;
-        run->iterations++;
-        run->llm_calls++;
-        run->input_tokens = llm_tokens_add(run->input_tokens, resp.input_tokens);
-        run->output_tokens = llm_tokens_add(run->output_tokens, resp.output_tokens);
-        spend_record(run->app->spend, worker_now_ms(run->w), resp.input_tokens, resp.output_tokens);
-        app_log_spend_transitions(run->app);
-        metrics_llm_tokens(resp.input_tokens, resp.output_tokens);
-        metrics_llm_cost_usd(
-            spend_cost_usd(run->app->spend, resp.input_tokens, resp.output_tokens));
-        free(run->last_text);
-        run->last_text = strdup(resp.text);
-        append_assistant(run, resp.content);
-        log_debug("llm response", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-                  LF_S("reason", resp.stop_reason), LF_I("iterations", run->iterations),
-                  LF_S("upstream_request_id", c->upstream_request_id));
-        if (resp.stop == LLM_STOP_TOOL_USE && resp.n_tool_uses > 0) {
-            start_tools(run, &resp);
-        } else if (resp.stop == LLM_STOP_PAUSE_TURN && json_array_size(resp.content) > 0) {
-            llm_step(run);
-        } else {
-            if (resp.stop == LLM_STOP_UNKNOWN)
-                log_warn("unknown stop reason", LF_S("request_id", run->request_id),
-                         LF_S("reason", resp.stop_reason));
-            finish_ok(run, api_stop_reason(resp.stop));
-        }
-        llm_response_clear(&resp);
-        return;
-    }
-
-    run->llm_attempts += c->attempts;
     switch (c->outcome) {
     case CALL_PERMANENT: {
         struct llm_error e;
@@ -330,24 +412,24 @@ static void on_llm_done(struct call *c, void *arg)
         log_error("LLM API refused the request", LF_S("request_id", run->request_id),
                   LF_I("status", c->status), LF_S("reason", e.type),
                   LF_S("upstream_request_id", c->upstream_request_id));
-        finish_error(run, 502, "upstream_error", c->status, 0,
-                     "the LLM API refused the request with HTTP %ld%s%s%s%s", c->status,
-                     e.type[0] ? " " : "", e.type, e.message[0] ? ": " : "", e.message);
+        run->upstream_status = c->status;
+        finish(run, RUN_UPSTREAM_ERROR, 0, "the LLM API refused the request with HTTP %ld%s%s%s%s",
+               c->status, e.type[0] ? " " : "", e.type, e.message[0] ? ": " : "", e.message);
         break;
     }
     case CALL_EXHAUSTED:
-        finish_error(run, 503, "upstream_unavailable", 0, c->retry_after_ms,
-                     "the LLM API is unavailable after %d attempt(s): %s",
-                     c->attempts ? c->attempts : 1, c->error);
+        finish(run, RUN_UPSTREAM_UNAVAILABLE, c->retry_after_ms,
+               "the LLM API is unavailable after %d attempt(s): %s", c->attempts ? c->attempts : 1,
+               c->error);
         break;
     case CALL_BREAKER_OPEN:
-        finish_error(run, 503, "upstream_unavailable", 0, c->retry_after_ms,
-                     "the LLM API circuit is open after repeated failures; retry in %" PRId64 " ms",
-                     c->retry_after_ms);
+        finish(run, RUN_UPSTREAM_UNAVAILABLE, c->retry_after_ms,
+               "the LLM API circuit is open after repeated failures; retry in %" PRId64 " ms",
+               c->retry_after_ms);
         break;
     case CALL_RATE_LIMITED:
-        finish_error(run, 429, "rate_limited", 0, c->retry_after_ms,
-                     "client-side LLM rate limit: %s", c->error);
+        finish(run, RUN_RATE_LIMITED, c->retry_after_ms, "client-side LLM rate limit: %s",
+               c->error);
         break;
     case CALL_DEADLINE:
     default:
@@ -356,39 +438,70 @@ static void on_llm_done(struct call *c, void *arg)
     }
 }
 
-static void llm_step(struct run *run)
+static void on_llm_done(struct call *c, void *arg)
 {
-    const struct agentd_config *cfg = &run->app->cfg;
-    if (run->iterations >= run->max_iterations) {
-        finish_ok(run, "max_iterations");
+    struct run *run = arg;
+    if (c->outcome != CALL_OK) {
+        run->llm_attempts += c->attempts;
+        llm_failed(run, c);
         return;
     }
-    /* The run's own token allowance: end it with what it has. */
-    int64_t tokens = llm_tokens_add(run->input_tokens, run->output_tokens);
-    if (spend_run_over_limit(tokens, cfg->max_run_tokens)) {
-        log_warn("run token limit reached", LF_S("request_id", run->request_id),
-                 LF_I("tokens", tokens));
-        finish_ok(run, "max_tokens");
+    struct llm_response resp;
+    char err[256];
+    if (anthropic_parse_response(c->resp, c->resp_len, &resp, err, sizeof(err)) != 0) {
+        log_warn("malformed LLM response", LF_S("request_id", run->request_id), LF_S("reason", err),
+                 LF_S("upstream_request_id", c->upstream_request_id));
+        /* done() comes back with a new attempt's result or CALL_EXHAUSTED. */
+        call_retry_malformed(c, err);
         return;
     }
-    int64_t budget_wait_ms = 0;
-    if (!spend_allow(run->app->spend, worker_now_ms(run->w), &budget_wait_ms)) {
-        app_log_spend_transitions(run->app);
-        finish_error(run, 429, "budget_exceeded", 0, budget_wait_ms,
-                     "the hourly LLM budget is spent; retry in %lld ms", (long long)budget_wait_ms);
-        return;
+    struct app *app = run->app;
+    run->llm_attempts += c->attempts;
+    run->iterations++;
+    run->llm_calls++;
+    run->input_tokens = llm_tokens_add(run->input_tokens, resp.input_tokens);
+    run->output_tokens = llm_tokens_add(run->output_tokens, resp.output_tokens);
+    spend_record(app->spend, worker_now_ms(run->w), resp.input_tokens, resp.output_tokens);
+    app_log_spend_transitions(app);
+    metrics_llm_tokens(resp.input_tokens, resp.output_tokens);
+    metrics_llm_cost_usd(spend_cost_usd(app->spend, resp.input_tokens, resp.output_tokens));
+    free(run->last_text);
+    run->last_text = strdup(resp.text ? resp.text : "");
+    append_assistant(run, resp.content);
+    log_debug("llm response", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
+              LF_S("reason", resp.stop_reason), LF_I("iterations", run->iterations),
+              LF_S("upstream_request_id", c->upstream_request_id));
+    if (!run->last_text)
+        finish(run, RUN_INTERNAL_ERROR, 0, "out of memory");
+    else if (resp.stop == LLM_STOP_TOOL_USE && resp.n_tool_uses > 0)
+        start_tools(run, &resp);
+    else if (resp.stop == LLM_STOP_PAUSE_TURN && json_array_size(resp.content) > 0)
+        llm_step(run);
+    else {
+        if (resp.stop == LLM_STOP_UNKNOWN)
+            log_warn("unknown stop reason", LF_S("request_id", run->request_id),
+                     LF_S("reason", resp.stop_reason));
+        finish_ok(run, api_stop_reason(resp.stop));
     }
-    struct llm_params p = {
-        .model = cfg->model,
-        .max_tokens = cfg->max_tokens,
-        .temperature = cfg->temperature,
-        .system = cfg->system_prompt,
-        .tools = run->app->tools_json,
-    };
-    call_reset(&run->llm);
-    struct call *c = &run->llm;
-    c->dep = DEP_ANTHROPIC;
-    c->body = anthropic_build_request_from_prefix(&p, run->app->llm_prefix, run->messages);
+    llm_response_clear(&resp);
+}
+
+/* The LLM request for the history so far; false when the run ended instead. */
+static bool build_llm_call(struct run *run, struct call *c)
+{
+    struct app *app = run->app;
+    const struct agentd_config *cfg = &app->cfg;
+    c->dep = app->deps[DEP_ANTHROPIC];
+    errno = 0;
+    c->body = anthropic_build_request_from_prefix(&app->llm_params, app->llm_prefix, run->messages);
+    if (!c->body && errno == E2BIG) {
+        finish(run, RUN_HISTORY_TOO_LARGE, 0,
+               "the conversation (history, tool results and this input) would exceed the %zu "
+               "bytes one LLM request may carry; continue in a new conversation_id or send a "
+               "shorter input",
+               (size_t)ANTHROPIC_MAX_REQUEST_BYTES);
+        return false;
+    }
     if (asprintf(&c->url, "%s/v1/messages", cfg->anthropic_base_url) < 0)
         c->url = NULL;
     c->headers = curl_slist_append(NULL, "anthropic-version: " ANTHROPIC_VERSION);
@@ -401,8 +514,8 @@ static void llm_step(struct run *run)
     c->headers = curl_slist_append(c->headers, "content-type: application/json");
     c->headers = curl_slist_append(c->headers, "Expect:");
     if (!c->body || !c->url || !c->headers) {
-        finish_error(run, 500, "internal_error", 0, 0, "out of memory building the LLM request");
-        return;
+        finish(run, RUN_INTERNAL_ERROR, 0, "out of memory building the LLM request");
+        return false;
     }
     c->max_response_bytes = LLM_MAX_RESPONSE_BYTES;
     c->attempt_timeout_ms = cfg->llm_timeout_ms;
@@ -411,16 +524,38 @@ static void llm_step(struct run *run)
     c->request_id = run->request_id;
     c->done = on_llm_done;
     c->arg = run;
-    call_start(run->w, c);
+    return true;
 }
 
-void run_tool_finished(struct run_tool *t)
+static void llm_step(struct run *run)
 {
-    struct run *run = t->run;
-    if (t->done || run->finished)
+    struct app *app = run->app;
+    if (run->iterations >= run->max_iterations) {
+        finish_ok(run, "max_iterations");
         return;
-    t->done = true;
-    t->duration_ms = worker_refresh_now(run->w) - t->started_ms;
+    }
+    /* The run's own token allowance: end it with what it has. */
+    int64_t tokens = llm_tokens_add(run->input_tokens, run->output_tokens);
+    if (spend_run_over_limit(tokens, app->cfg.max_run_tokens)) {
+        log_warn("run token limit reached", LF_S("request_id", run->request_id),
+                 LF_I("tokens", tokens));
+        finish_ok(run, "max_tokens");
+        return;
+    }
+    int64_t budget_wait_ms = 0;
+    if (!spend_allow(app->spend, worker_now_ms(run->w), &budget_wait_ms)) {
+        app_log_spend_transitions(app);
+        finish(run, RUN_BUDGET_EXCEEDED, budget_wait_ms,
+               "the hourly LLM budget is spent; retry in %lld ms", (long long)budget_wait_ms);
+        return;
+    }
+    call_reset(&run->llm);
+    if (build_llm_call(run, &run->llm))
+        call_start(run->w, &run->llm);
+}
+
+static void record_tool_call(struct run *run, struct tool_exec *t)
+{
     bool ok = t->result.kind == TOOL_OK;
     if (t->known)
         metrics_tool_call(t->tool, t->result.kind, (double)t->duration_ms / 1000.0);
@@ -432,31 +567,29 @@ void run_tool_finished(struct run_tool *t)
         LF_S("tool", t->name), LF_B("ok", ok), LF_I("duration_ms", t->duration_ms),
         LF_S("reason",
              ok ? NULL : (t->result.kind == TOOL_INPUT_ERROR ? "input error" : "system failure")));
-    if (t->result.kind == TOOL_SYSTEM_ERROR) {
-        bool critical = !t->known || run->app->criticality[t->tool] == TOOL_CRITICAL;
-        if (critical) {
-            finish_error(run, 503, "tool_unavailable", 0, 1000, "critical tool %s failed: %s",
-                         t->name, t->result.text);
-            return;
-        }
-        log_warn("tool degraded", LF_S("request_id", run->request_id), LF_S("tool", t->name),
-                 LF_S("reason", t->result.text));
-        metrics_degraded_tool_result(t->tool);
-        json_array_append_new(run->degraded,
-                              json_pack("{s:s, s:s}", "tool", t->name, "reason", t->result.text));
-        char *why = strdup(t->result.text);
-        tool_result_setf(&t->result, TOOL_SYSTEM_ERROR,
-                         "The %s tool is temporarily unavailable (%s). Answer without it and say "
-                         "so.",
-                         t->name, why ? why : "error");
-        free(why);
-    }
-    if (++run->n_tools_done < run->n_tools)
-        return;
+}
 
+/* An optional tool's failure becomes a result the model can work around. */
+static void degrade(struct run *run, struct tool_exec *t)
+{
+    log_warn("tool degraded", LF_S("request_id", run->request_id), LF_S("tool", t->name),
+             LF_S("reason", t->result.text));
+    metrics_degraded_tool_result(t->tool);
+    json_array_append_new(run->degraded,
+                          json_pack("{s:s, s:s}", "tool", t->name, "reason", t->result.text));
+    char *why = strdup(t->result.text);
+    tool_result_setf(&t->result, TOOL_SYSTEM_ERROR,
+                     "The %s tool is temporarily unavailable (%s). Answer without it and say so.",
+                     t->name, why ? why : "error");
+    free(why);
+}
+
+/* Every tool has its result: hand them to the model. */
+static void tools_done(struct run *run)
+{
     struct llm_tool_result *results = calloc(run->n_tools, sizeof(*results));
     if (!results) {
-        finish_error(run, 500, "internal_error", 0, 0, "out of memory");
+        finish(run, RUN_INTERNAL_ERROR, 0, "out of memory");
         return;
     }
     for (size_t i = 0; i < run->n_tools; i++) {
@@ -468,16 +601,29 @@ void run_tool_finished(struct run_tool *t)
     free(results);
     free_tools(run);
     if (r < 0) {
-        finish_error(run, 500, "internal_error", 0, 0, "could not record tool results");
+        finish(run, RUN_INTERNAL_ERROR, 0, "could not record tool results");
         return;
     }
     llm_step(run);
 }
 
-int64_t run_tool_deadline_ms(const struct run_tool *t)
+static void on_tool_done(struct tool_exec *t, void *arg)
 {
-    int64_t tool_deadline = t->started_ms + t->run->app->cfg.tool_timeout_ms;
-    return tool_deadline < t->run->deadline_ms ? tool_deadline : t->run->deadline_ms;
+    struct run *run = arg;
+    if (run->finished)
+        return;
+    record_tool_call(run, t);
+    if (t->result.kind == TOOL_SYSTEM_ERROR) {
+        bool critical = !t->known || run->app->criticality[t->tool] == TOOL_CRITICAL;
+        if (critical) {
+            finish(run, RUN_TOOL_UNAVAILABLE, 1000, "critical tool %s failed: %s", t->name,
+                   t->result.text);
+            return;
+        }
+        degrade(run, t);
+    }
+    if (++run->n_tools_done == run->n_tools)
+        tools_done(run);
 }
 
 /* The client closed its connection: nobody will read the answer, so stop spending on it. */
@@ -489,22 +635,20 @@ static void on_client_gone(struct worker *w, void *arg)
         return;
     log_info("client went away: run cancelled", LF_S("request_id", run->request_id),
              LF_S("run_id", run->id), LF_I("iterations", run->iterations));
-    finish_error(run, 499, "client_closed", 0, 0, "the client closed the connection");
+    finish(run, RUN_CLIENT_CLOSED, 0, "the client closed the connection");
 }
 
 void run_set_client_fd(struct run *run, int fd)
 {
-    run->client_fd = fd;
+    run->client.fd = fd;
 }
 
 static void run_begin(struct worker *w, void *arg)
 {
     struct run *run = arg;
     run->w = w;
-    if (run->client_fd >= 0)
-        run->client_watched = worker_watch_client(w, run->client_fd, on_client_gone, run) == 0;
-    timer_init(&run->deadline_timer, on_deadline, run);
-    timer_init(&run->finish_timer, on_finish_timer, run);
+    if (run->client.fd >= 0)
+        run->client_watched = worker_watch_client(w, &run->client) == 0;
     timerheap_arm(worker_timers(w), &run->deadline_timer, run->deadline_ms);
     log_info("run start", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
              LF_I("max_iterations", run->max_iterations),
@@ -523,41 +667,154 @@ static void run_begin(struct worker *w, void *arg)
     llm_step(run);
 }
 
-struct run *run_new(struct app *app, struct agent_request *req, const char *request_id,
-                    json_t *history, run_finish_fn finish_fn, void *finish_arg)
+int run_submit(struct run *run, struct worker *w)
+{
+    int r = worker_post(w, run_begin, run);
+    if (r < 0)
+        end_off_worker(run, r == -ESHUTDOWN ? RUN_SHUTTING_DOWN : RUN_INTERNAL_ERROR,
+                       r == -ESHUTDOWN ? "agentd is shutting down; retry on another replica"
+                                       : "could not schedule the run");
+    return r;
+}
+
+/* ---- admission ---------------------------------------------------------------------------- */
+
+static struct run *run_new(struct app *app, const struct run_spec *spec)
 {
     struct run *run = calloc(1, sizeof(*run));
     if (!run)
         return NULL;
     run->app = app;
-    run->req = *req;
-    memset(req, 0, sizeof(*req));
-    snprintf(run->request_id, sizeof(run->request_id), "%s", request_id);
+    run->owner = *spec->owner;
+    run->client.fd = -1;
+    run->client.gone = on_client_gone;
+    run->client.arg = run;
+    snprintf(run->request_id, sizeof(run->request_id), "%s", spec->request_id);
     uint64_t seq = atomic_fetch_add(&app->run_seq, 1);
     snprintf(run->id, sizeof(run->id), "run_%012" PRIx64 "%06" PRIx64,
              (uint64_t)(clock_wall_ms() & 0xffffffffffffLL), (uint64_t)(seq & 0xffffffu));
-    run->max_iterations =
-        run->req.max_iterations ? run->req.max_iterations : app->cfg.max_iterations;
+    const struct agent_request *req = spec->req;
+    run->max_iterations = req->max_iterations ? req->max_iterations : app->cfg.max_iterations;
     run->started_ms = clock_now_ms();
-    int64_t timeout = run->req.timeout_ms ? run->req.timeout_ms : app->cfg.total_timeout_ms;
-    run->deadline_ms = run->started_ms + timeout;
-    run->messages = history ? history : json_array();
+    run->deadline_ms =
+        run->started_ms + (req->timeout_ms ? req->timeout_ms : app->cfg.total_timeout_ms);
     run->tool_calls = json_array();
     run->degraded = json_array();
-    atomic_init(&run->refs, 1);
-    run->client_fd = -1;
-    run->finish = finish_fn;
-    run->finish_arg = finish_arg;
     call_init(&run->llm);
-    if (!run->messages || !run->tool_calls || !run->degraded ||
-        anthropic_append_user_text(run->messages, run->req.input) < 0) {
+    timer_init(&run->deadline_timer, on_deadline, run);
+    timer_init(&run->finish_timer, on_finish_timer, run);
+    if (!run->tool_calls || !run->degraded) {
         run_free(run);
         return NULL;
     }
     return run;
 }
 
-int run_submit(struct run *run, struct worker *w)
+static enum run_admission take_idempotency(struct app *app, const struct run_spec *spec,
+                                           struct run *run, struct run_answer *ret_replay)
 {
-    return worker_post(w, run_begin, run);
+    if (!spec->idem_key || !app->idem)
+        return RUN_ADMITTED;
+    int status = 0;
+    char *body = NULL;
+    switch (idem_begin(app->idem, spec->idem_key, spec->idem_fingerprint, clock_now_ms(), &status,
+                       &body)) {
+    case IDEM_IN_PROGRESS:
+        return RUN_REFUSED_IDEM_IN_PROGRESS;
+    case IDEM_MISMATCH:
+        return RUN_REFUSED_IDEM_MISMATCH;
+    case IDEM_FULL:
+        return RUN_REFUSED_IDEM_FULL;
+    case IDEM_REPLAY:
+        *ret_replay = (struct run_answer){.status = status, .body = body};
+        return RUN_REPLAYED;
+    case IDEM_NEW:
+    default:
+        run->idem_key = strdup(spec->idem_key);
+        if (!run->idem_key) {
+            idem_abandon(app->idem, spec->idem_key);
+            return RUN_REFUSED_NOMEM;
+        }
+        return RUN_ADMITTED;
+    }
+}
+
+static enum run_admission take_conversation(struct app *app, struct run *run,
+                                            const struct agent_request *req)
+{
+    if (!req->conversation_id)
+        return RUN_ADMITTED;
+    json_t *history = NULL;
+    int r = app->convs
+                ? conv_store_acquire(app->convs, req->conversation_id, clock_now_ms(), &history)
+                : -ENOTSUP;
+    if (r == 0) {
+        run->holds_conversation = true;
+        json_decref(run->messages);
+        run->messages = history;
+        return RUN_ADMITTED;
+    }
+    return r == -EBUSY     ? RUN_REFUSED_CONVERSATION_BUSY
+           : r == -ENOTSUP ? RUN_REFUSED_CONVERSATIONS_OFF
+                           : RUN_REFUSED_CONVERSATIONS_FULL;
+}
+
+/* Gives back what an admission that failed half-way had taken. */
+static void unadmit(struct run *run)
+{
+    struct app *app = run->app;
+    if (run->holds_conversation)
+        conv_store_release(app->convs, run->req.conversation_id, NULL, clock_now_ms());
+    if (run->idem_key)
+        idem_abandon(app->idem, run->idem_key);
+    if (run->holds_inflight)
+        atomic_fetch_sub(&app->inflight, 1);
+    free(run->idem_key);
+    run->idem_key = NULL;
+    run->holds_conversation = run->holds_inflight = false;
+    run->finished = true;
+}
+
+enum run_admission run_admit(struct app *app, struct run_spec *spec, struct run **ret_run,
+                             struct run_answer *ret_replay)
+{
+    struct run *run = run_new(app, spec);
+    if (!run)
+        return RUN_REFUSED_NOMEM;
+    enum run_admission a = take_idempotency(app, spec, run, ret_replay);
+    if (a == RUN_ADMITTED) {
+        run->holds_inflight = true;
+        if (atomic_fetch_add(&app->inflight, 1) >= app->cfg.max_inflight)
+            a = RUN_REFUSED_OVERLOADED;
+    }
+    if (a == RUN_ADMITTED) {
+        /* The conversation's history is borrowed while we check it, so the request is moved in
+           only once nothing can fail any more. */
+        run->req.conversation_id = spec->req->conversation_id;
+        a = take_conversation(app, run, spec->req);
+        run->req.conversation_id = NULL;
+    }
+    if (a == RUN_ADMITTED) {
+        if (!run->messages)
+            run->messages = json_array();
+        if (!run->messages || anthropic_append_user_text(run->messages, spec->req->input) < 0)
+            a = RUN_REFUSED_NOMEM;
+    }
+    if (a != RUN_ADMITTED) {
+        if (run->holds_conversation) {
+            /* The conversation's history was not touched: give it back as it was. */
+            run->req.conversation_id = spec->req->conversation_id;
+            unadmit(run);
+            run->req.conversation_id = NULL;
+        } else {
+            unadmit(run);
+        }
+        run_free(run);
+        return a;
+    }
+    run->req = *spec->req;
+    memset(spec->req, 0, sizeof(*spec->req));
+    metrics_run_started();
+    *ret_run = run;
+    return RUN_ADMITTED;
 }

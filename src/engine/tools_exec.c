@@ -5,15 +5,14 @@
  */
 #include "agentd/tools_exec.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "agentd/app.h"
 #include "agentd/calculator.h"
 #include "agentd/clock.h"
 #include "agentd/io_pool.h"
-#include "agentd/log.h"
 #include "agentd/notes.h"
 #include "agentd/weather.h"
 #include "agentd/web_search.h"
@@ -21,9 +20,30 @@
 
 #define TOOL_MAX_RESPONSE_BYTES (2u * 1024 * 1024)
 
+int tool_exec_init(struct tool_exec *t, const char *id, const char *name, const json_t *input)
+{
+    memset(t, 0, sizeof(*t));
+    call_init(&t->call);
+    timer_init(&t->timer, NULL, t);
+    t->id = strdup(id);
+    t->name = strdup(name);
+    t->input = json_incref((json_t *)input);
+    t->known = tool_lookup(name, &t->tool) == 0;
+    return t->id && t->name ? 0 : -ENOMEM;
+}
+
+static void finished(struct tool_exec *t)
+{
+    if (t->done)
+        return;
+    t->done = true;
+    t->duration_ms = worker_refresh_now(t->w) - t->started_ms;
+    t->on_done(t, t->arg);
+}
+
 /* ---- HTTP tools ---------------------------------------------------------- */
 
-static void http_tool_failed(struct run_tool *t)
+static void http_tool_failed(struct tool_exec *t)
 {
     struct call *c = &t->call;
     switch (c->outcome) {
@@ -42,7 +62,7 @@ static void http_tool_failed(struct run_tool *t)
     }
 }
 
-static void start_http(struct run_tool *t, enum dep_id dep, char *url, call_done_fn done)
+static void start_http(struct tool_exec *t, struct dependency *dep, char *url, call_done_fn done)
 {
     struct call *c = &t->call;
     call_reset(c);
@@ -50,111 +70,104 @@ static void start_http(struct run_tool *t, enum dep_id dep, char *url, call_done
     c->url = url;
     c->headers = curl_slist_append(NULL, "accept: application/json");
     c->max_response_bytes = TOOL_MAX_RESPONSE_BYTES;
-    c->attempt_timeout_ms = t->run->app->cfg.tool_timeout_ms;
-    c->deadline_ms = run_tool_deadline_ms(t);
-    c->low_priority = t->run->req.priority == AGENT_PRIORITY_LOW;
-    c->request_id = t->run->request_id;
+    c->attempt_timeout_ms = t->env->tool_timeout_ms;
+    c->deadline_ms = t->deadline_ms;
+    c->low_priority = t->low_priority;
+    c->request_id = t->request_id;
     c->done = done;
     c->arg = t;
     if (!url || !c->headers) {
         tool_result_setf(&t->result, TOOL_SYSTEM_ERROR, "out of memory");
-        run_tool_finished(t);
+        finished(t);
         return;
     }
-    call_start(t->run->w, c);
+    call_start(t->w, c);
 }
 
 static void on_search_done(struct call *c, void *arg)
 {
-    struct run_tool *t = arg;
+    struct tool_exec *t = arg;
     if (c->outcome != CALL_OK) {
         http_tool_failed(t);
     } else {
         const char *query = json_string_value(json_object_get(t->input, "query"));
         web_search_parse(c->resp, c->resp_len, query ? query : "", &t->result);
     }
-    run_tool_finished(t);
+    finished(t);
 }
 
-static void start_web_search(struct run_tool *t)
+static void start_web_search(struct tool_exec *t)
 {
-    const struct agentd_config *cfg = &t->run->app->cfg;
     const char *query;
-    if (!cfg->search_url || !cfg->search_url[0]) {
+    if (!t->env->search_url || !t->env->search_url[0]) {
         tool_result_setf(&t->result, TOOL_SYSTEM_ERROR, "web search is not configured");
-        run_tool_finished(t);
+        finished(t);
         return;
     }
     if (web_search_input(t->input, &query, &t->result) < 0) {
-        run_tool_finished(t);
+        finished(t);
         return;
     }
-    start_http(t, DEP_WEB_SEARCH, web_search_build_url(cfg->search_url, query), on_search_done);
+    start_http(t, t->env->web_search, web_search_build_url(t->env->search_url, query),
+               on_search_done);
 }
 
-static void on_forecast_done(struct call *c, void *arg);
+static void on_forecast_done(struct call *c, void *arg)
+{
+    struct tool_exec *t = arg;
+    if (c->outcome != CALL_OK)
+        http_tool_failed(t);
+    else
+        weather_parse_forecast(c->resp, c->resp_len, t->place, &t->result);
+    finished(t);
+}
 
 static void on_geocoding_done(struct call *c, void *arg)
 {
-    struct run_tool *t = arg;
-    const struct agentd_config *cfg = &t->run->app->cfg;
+    struct tool_exec *t = arg;
     struct weather_place place;
     if (c->outcome != CALL_OK) {
         http_tool_failed(t);
-        run_tool_finished(t);
+        finished(t);
         return;
     }
     const char *location = json_string_value(json_object_get(t->input, "location"));
     if (weather_parse_geocoding(c->resp, c->resp_len, location ? location : "", &place,
                                 &t->result) < 0) {
-        run_tool_finished(t);
+        finished(t);
         return;
     }
     /* The forecast needs the place again to word the answer. */
     t->place = malloc(sizeof(place));
     if (!t->place) {
         tool_result_setf(&t->result, TOOL_SYSTEM_ERROR, "out of memory");
-        run_tool_finished(t);
+        finished(t);
         return;
     }
     *t->place = place;
-    t->step = 1;
-    start_http(
-        t, DEP_WEATHER,
-        weather_build_forecast_url(cfg->weather_forecast_url, place.latitude, place.longitude),
-        on_forecast_done);
+    start_http(t, t->env->weather,
+               weather_build_forecast_url(t->env->forecast_url, place.latitude, place.longitude),
+               on_forecast_done);
 }
 
-static void on_forecast_done(struct call *c, void *arg)
+static void start_get_weather(struct tool_exec *t)
 {
-    struct run_tool *t = arg;
-    if (c->outcome != CALL_OK)
-        http_tool_failed(t);
-    else
-        weather_parse_forecast(c->resp, c->resp_len, t->place, &t->result);
-    run_tool_finished(t);
-}
-
-static void start_get_weather(struct run_tool *t)
-{
-    const struct agentd_config *cfg = &t->run->app->cfg;
     const char *location;
     if (weather_input(t->input, &location, &t->result) < 0) {
-        run_tool_finished(t);
+        finished(t);
         return;
     }
-    t->step = 0;
-    start_http(t, DEP_WEATHER, weather_build_geocoding_url(cfg->weather_geocoding_url, location),
+    start_http(t, t->env->weather, weather_build_geocoding_url(t->env->geocoding_url, location),
                on_geocoding_done);
 }
 
 /* ---- save_note on the I/O pool --------------------------------------------- */
 
-/* Self-contained so the pool thread never touches the run; the run is kept
-   alive by the reference the job holds. */
+/* Self-contained so the pool thread never touches the tool. `owner` links job and tool while
+   both care about each other; it is read and cleared on the worker's thread only (the
+   completion runs there), so a cancelled tool simply lets go of its job. */
 struct note_job {
-    struct run *run;
-    char *tool_use_id;
+    struct tool_exec *owner;
     json_t *input;
     char *dir;
     time_t now_s;
@@ -163,7 +176,6 @@ struct note_job {
 
 static void note_job_free(struct note_job *j)
 {
-    free(j->tool_use_id);
     json_decref(j->input);
     free(j->dir);
     tool_result_clear(&j->result);
@@ -177,85 +189,89 @@ static void note_job_run(void *arg)
         tool_result_setf(&j->result, TOOL_SYSTEM_ERROR, "out of memory");
 }
 
-static struct run_tool *find_pending_tool(struct run *run, const char *id)
+static void detach_job(struct tool_exec *t)
 {
-    for (size_t i = 0; i < run->n_tools; i++) {
-        struct run_tool *t = &run->tools[i];
-        if (t->io_pending && !t->done && strcmp(t->id, id) == 0)
-            return t;
+    if (t->job) {
+        t->job->owner = NULL;
+        t->job = NULL;
     }
-    return NULL;
 }
 
 static void note_job_complete(struct worker *w, void *arg)
 {
     (void)w;
     struct note_job *j = arg;
-    struct run *run = j->run;
-    struct run_tool *t = run->finished ? NULL : find_pending_tool(run, j->tool_use_id);
+    struct tool_exec *t = j->owner;
     if (t) {
-        t->io_pending = false;
-        timerheap_cancel(worker_timers(run->w), &t->timer);
+        t->job = NULL;
+        timerheap_cancel(worker_timers(t->w), &t->timer);
         t->result = j->result;
         j->result.text = NULL;
-        run_tool_finished(t);
+        finished(t);
     }
     note_job_free(j);
-    run_release(run);
 }
 
 static void on_note_timeout(struct timer *timer, void *arg)
 {
     (void)timer;
-    struct run_tool *t = arg;
-    t->io_pending = false;
+    struct tool_exec *t = arg;
+    detach_job(t);
     tool_result_setf(&t->result, TOOL_SYSTEM_ERROR, "timed out writing the note");
-    run_tool_finished(t);
+    finished(t);
 }
 
-static void start_save_note(struct run_tool *t)
+static void start_save_note(struct tool_exec *t)
 {
-    struct run *run = t->run;
     struct note_job *j = calloc(1, sizeof(*j));
-    if (!j || !(j->tool_use_id = strdup(t->id)) || !(j->dir = strdup(run->app->cfg.notes_dir))) {
+    if (!j || !(j->dir = strdup(t->env->notes_dir))) {
         if (j)
             note_job_free(j);
         tool_result_setf(&t->result, TOOL_SYSTEM_ERROR, "out of memory");
-        run_tool_finished(t);
+        finished(t);
         return;
     }
-    j->run = run;
+    j->owner = t;
     j->input = json_deep_copy(t->input);
     j->now_s = (time_t)(clock_wall_ms() / 1000);
-    atomic_fetch_add(&run->refs, 1);
-    t->io_pending = true;
-    if (io_pool_submit(run->app->io, note_job_run, run->w, note_job_complete, j) < 0) {
-        t->io_pending = false;
-        atomic_fetch_sub(&run->refs, 1);
+    t->job = j;
+    if (io_pool_submit(t->env->io, note_job_run, t->w, note_job_complete, j) < 0) {
+        t->job = NULL;
         note_job_free(j);
         tool_result_setf(&t->result, TOOL_SYSTEM_ERROR, "I/O pool unavailable");
-        run_tool_finished(t);
+        finished(t);
         return;
     }
     t->timer.fn = on_note_timeout;
     t->timer.arg = t;
-    timerheap_arm(worker_timers(run->w), &t->timer, run_tool_deadline_ms(t));
+    timerheap_arm(worker_timers(t->w), &t->timer, t->deadline_ms);
 }
 
 /* ---- dispatch ---------------------------------------------------------------- */
 
-void tools_exec_start(struct run_tool *t)
+void tool_exec_start(struct tool_exec *t, struct worker *w, const struct tool_exec_env *env,
+                     int64_t run_deadline_ms, bool low_priority, const char *request_id,
+                     tool_exec_done_fn done, void *arg)
 {
+    t->w = w;
+    t->env = env;
+    t->on_done = done;
+    t->arg = arg;
+    t->low_priority = low_priority;
+    t->request_id = request_id;
+    t->started_ms = worker_now_ms(w);
+    int64_t tool_deadline = t->started_ms + env->tool_timeout_ms;
+    t->deadline_ms = tool_deadline < run_deadline_ms ? tool_deadline : run_deadline_ms;
     if (!t->known) {
         tool_result_setf(&t->result, TOOL_INPUT_ERROR, "unknown tool '%s'", t->name);
-        run_tool_finished(t);
+        finished(t);
         return;
     }
     switch (t->tool) {
     case TOOL_CALCULATOR:
         if (calculator_tool_run(t->input, &t->result) < 0)
             tool_result_setf(&t->result, TOOL_SYSTEM_ERROR, "out of memory");
-        run_tool_finished(t);
+        finished(t);
         break;
     case TOOL_SAVE_NOTE:
         start_save_note(t);
@@ -268,7 +284,27 @@ void tools_exec_start(struct run_tool *t)
         break;
     default:
         tool_result_setf(&t->result, TOOL_INPUT_ERROR, "unknown tool '%s'", t->name);
-        run_tool_finished(t);
+        finished(t);
         break;
     }
+}
+
+void tool_exec_cancel(struct tool_exec *t)
+{
+    call_cancel(&t->call);
+    if (t->w)
+        timerheap_cancel(worker_timers(t->w), &t->timer);
+    detach_job(t);
+}
+
+void tool_exec_clear(struct tool_exec *t)
+{
+    tool_exec_cancel(t);
+    call_reset(&t->call);
+    free(t->id);
+    free(t->name);
+    free(t->place);
+    json_decref(t->input);
+    tool_result_clear(&t->result);
+    memset(t, 0, sizeof(*t));
 }

@@ -20,16 +20,11 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "agentd/app.h"
-#include "agentd/call.h"
 #include "agentd/clock.h"
-#include "agentd/log.h"
 
 /* Upper bound on one poll so a missed wakeup can never stall a worker. */
 #define WORKER_MAX_POLL_MS 1000
 #define WORKER_EPOLL_BATCH 256
-/* Idle connections kept per worker beyond its share of AGENTD_MAX_INFLIGHT. */
-#define WORKER_SPARE_CONNECTIONS 64
 /* Finished easy handles kept for reuse (each holds a few KiB of buffers). */
 #define WORKER_SPARE_EASY 256
 
@@ -40,7 +35,6 @@ struct task {
 };
 
 struct worker {
-    struct app *app;
     int index;
     pthread_t thread;
     bool started;
@@ -52,12 +46,12 @@ struct worker {
     int epfd;            /* sockets libcurl asked us to watch, plus wakefd */
     int wakefd;          /* eventfd: worker_post and worker_stop wake the loop */
     int64_t curl_due_ms; /* libcurl's own timeout, -1 when none */
-    worker_client_gone_fn client_gone;
     CURL *spare_easy[WORKER_SPARE_EASY];
     size_t n_spare_easy;
 
-    pthread_mutex_t lock; /* protects the inbox only */
+    pthread_mutex_t lock; /* protects the inbox and closed */
     struct task *inbox_head, *inbox_tail;
+    bool closed; /* worker_stop has begun: worker_post refuses */
 };
 
 /* libcurl: start, change or stop watching socket s. */
@@ -91,12 +85,11 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *arg)
     return 0;
 }
 
-struct worker *worker_new(struct app *app, int index)
+struct worker *worker_new(int index, long max_connections)
 {
     struct worker *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
-    w->app = app;
     w->index = index;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -114,11 +107,7 @@ struct worker *worker_new(struct app *app, int index)
         return NULL;
     }
     w->curl_due_ms = -1;
-    /* Keep a warm connection for every run this worker may have in flight: below that, finished
-       transfers close connections that the next run has to open again. */
-    long conns = app->cfg.max_inflight / (app->n_workers > 0 ? app->n_workers : 1) +
-                 WORKER_SPARE_CONNECTIONS;
-    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, conns);
+    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, max_connections);
     curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
     curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
     curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -160,8 +149,10 @@ static void drain_transfers(struct worker *w)
             continue;
         CURL *easy = msg->easy_handle;
         CURLcode result = msg->data.result;
+        struct worker_transfer *t = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
         curl_multi_remove_handle(w->multi, easy);
-        call_on_transfer_done(easy, result);
+        t->done(t, easy, result);
     }
 }
 
@@ -200,17 +191,28 @@ static void curl_timeout_if_due(struct worker *w)
    the top bit set (user-space pointers never have it). */
 #define WORKER_CLIENT_TAG (1ULL << 63)
 
-int worker_watch_client(struct worker *w, int fd, worker_client_gone_fn gone, void *arg)
+int worker_watch_client(struct worker *w, struct worker_watch *watch)
 {
-    w->client_gone = gone;
     struct epoll_event ev = {.events = EPOLLRDHUP,
-                             .data.u64 = WORKER_CLIENT_TAG | (uint64_t)(uintptr_t)arg};
-    return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+                             .data.u64 = WORKER_CLIENT_TAG | (uint64_t)(uintptr_t)watch};
+    return epoll_ctl(w->epfd, EPOLL_CTL_ADD, watch->fd, &ev) < 0 ? -errno : 0;
 }
 
-void worker_unwatch_client(struct worker *w, int fd)
+void worker_unwatch_client(struct worker *w, struct worker_watch *watch)
 {
-    epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, watch->fd, NULL);
+}
+
+int worker_add_transfer(struct worker *w, CURL *easy, struct worker_transfer *t)
+{
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, t);
+    return curl_multi_add_handle(w->multi, easy) == CURLM_OK ? 0 : -EIO;
+}
+
+void worker_cancel_transfer(struct worker *w, CURL *easy)
+{
+    curl_multi_remove_handle(w->multi, easy);
+    curl_easy_cleanup(easy);
 }
 
 static void *worker_main(void *arg)
@@ -226,7 +228,9 @@ static void *worker_main(void *arg)
         int n = epoll_wait(w->epfd, evs, WORKER_EPOLL_BATCH, poll_timeout_ms(w));
         for (int i = 0; i < n; i++) {
             if (evs[i].data.u64 & WORKER_CLIENT_TAG) {
-                w->client_gone(w, (void *)(uintptr_t)(evs[i].data.u64 & ~WORKER_CLIENT_TAG));
+                struct worker_watch *watch =
+                    (struct worker_watch *)(uintptr_t)(evs[i].data.u64 & ~WORKER_CLIENT_TAG);
+                watch->gone(w, watch->arg);
                 continue;
             }
             if (evs[i].data.fd == w->wakefd) {
@@ -257,7 +261,12 @@ int worker_start(struct worker *w)
 
 void worker_stop(struct worker *w)
 {
-    if (!w || !w->started)
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->closed = true;
+    pthread_mutex_unlock(&w->lock);
+    if (!w->started)
         return;
     atomic_store(&w->stop, true);
     wake(w);
@@ -302,6 +311,11 @@ int worker_post(struct worker *w, worker_task_fn fn, void *arg)
     t->arg = arg;
     t->next = NULL;
     pthread_mutex_lock(&w->lock);
+    if (w->closed) {
+        pthread_mutex_unlock(&w->lock);
+        free(t);
+        return -ESHUTDOWN;
+    }
     if (w->inbox_tail)
         w->inbox_tail->next = t;
     else
@@ -327,19 +341,9 @@ void worker_give_easy(struct worker *w, CURL *easy)
     }
 }
 
-struct app *worker_app(struct worker *w)
-{
-    return w->app;
-}
-
 int worker_index(struct worker *w)
 {
     return w->index;
-}
-
-CURLM *worker_multi(struct worker *w)
-{
-    return w->multi;
 }
 
 struct timerheap *worker_timers(struct worker *w)

@@ -44,6 +44,7 @@ static const char *const run_outcome_names[METRICS_RUN__COUNT] = {
     "shutting_down",
     "internal_error",
     "client_closed",
+    "history_too_large",
 };
 static const char *const attempt_names[METRICS_ATTEMPT__COUNT] = {"success", "http_error",
                                                                   "timeout", "connection_error"};

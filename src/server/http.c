@@ -12,7 +12,6 @@
  * it. When the run ends, the worker resumes the connection and the handler
  * is called again to queue the run's answer.
  */
-#include "agentd/server.h"
 #include "agentd/http.h"
 
 #include <arpa/inet.h>
@@ -38,7 +37,7 @@
 #include "agentd/log.h"
 #include "agentd/metrics.h"
 #include "agentd/request.h"
-#include "agentd/run.h"
+#include "agentd/server.h"
 
 /* Seconds a kept-alive connection may idle between requests. */
 #define SERVER_IDLE_TIMEOUT_S    60
@@ -48,21 +47,9 @@
    half the default, since thousands of connections wait suspended at once. */
 #define SERVER_CONNECTION_MEMORY_BYTES (16 * 1024)
 
-struct route_def {
-    const char *path;
-    enum http_route route;
-    const char *allow; /* the Allow header */
-};
-
-static const struct route_def routes[] = {
-    {"/v1/agent", HTTP_ROUTE_AGENT, "POST"},
-    {"/health/live", HTTP_ROUTE_LIVE, "GET, HEAD"},
-    {"/health/ready", HTTP_ROUTE_READY, "GET, HEAD"},
-    {"/metrics", HTTP_ROUTE_METRICS, "GET, HEAD"},
-};
-
 struct server {
     struct app *app;
+    const struct http_route *const *routes; /* NULL-terminated */
     struct MHD_Daemon *mhd;
     int port;
     /* Our own listening socket and the thread that accepts on it (see acceptor). */
@@ -275,6 +262,7 @@ bool http_untrack_suspended(struct conn *c)
 
 void http_suspend(struct conn *c)
 {
+    c->resume_due = true;
     MHD_suspend_connection(c->mhd);
     track_suspended(c);
 }
@@ -287,50 +275,43 @@ void http_resume_if_suspended(struct conn *c)
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
 
-static const struct route_def *find_route(const char *url)
+static const struct http_route *find_route(const struct server *s, const char *url)
 {
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-        if (strcmp(url, routes[i].path) == 0)
-            return &routes[i];
+    for (const struct http_route *const *r = s->routes; *r; r++)
+        if (strcmp(url, (*r)->path) == 0)
+            return *r;
     return NULL;
 }
 
-static const char *route_path(enum http_route r)
+static const char *route_path(const struct http_route *r)
 {
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-        if (routes[i].route == r)
-            return routes[i].path;
-    return "other";
+    return r ? r->path : "other";
 }
 
-static bool method_allowed(const struct route_def *r, const char *method)
+/* Whether method is one of the route's Allow list ("GET, HEAD"). */
+static bool method_allowed(const struct http_route *r, const char *method)
 {
-    if (r->route == HTTP_ROUTE_AGENT)
-        return strcmp(method, "POST") == 0;
-    return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    size_t n = strlen(method);
+    for (const char *p = r->allow; *p;) {
+        size_t len = strcspn(p, ", ");
+        if (len == n && strncmp(p, method, n) == 0)
+            return true;
+        p += len;
+        p += strspn(p, ", ");
+    }
+    return false;
 }
 
 static enum MHD_Result first_call(struct conn *c, const char *url, const char *method)
 {
-    const struct route_def *r = find_route(url);
+    const struct http_route *r = find_route(c->srv, url);
     if (!r)
         return http_reply_error(c, 404, "not_found", 0, NULL, "no such endpoint: %.128s", url);
-    c->route = r->route;
+    c->route = r;
     if (!method_allowed(r, method))
         return http_reply_error(c, 405, "method_not_allowed", 0, r->allow,
                                 "%s is not allowed on %s; use %s", method, r->path, r->allow);
-    switch (r->route) {
-    case HTTP_ROUTE_AGENT:
-        return route_agent_headers(c);
-    case HTTP_ROUTE_LIVE:
-        return route_health_live(c);
-    case HTTP_ROUTE_METRICS:
-        return route_metrics(c);
-    case HTTP_ROUTE_READY:
-        return route_health_ready(c);
-    default:
-        return http_reply_error(c, 404, "not_found", 0, NULL, "no such endpoint");
-    }
+    return r->headers(c);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
@@ -355,15 +336,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         c->defer = false;
         return ret;
     }
-    if (c->run) {
-        /* Resumed: the run has its answer. */
-        struct run *run = c->run;
-        enum MHD_Result ret =
-            http_reply(c, (unsigned)run->http_status, run->body, run->retry_after_ms, NULL);
-        run->body = NULL;
-        c->run = NULL;
-        run_release(run);
-        return ret;
+    if (c->resume_due) {
+        c->resume_due = false;
+        return c->route->resumed(c);
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
@@ -374,14 +349,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
                 return send_deferred(c);
             return MHD_YES;
         }
-        return route_agent_body(c, upload_data, n);
+        return c->route->body ? c->route->body(c, upload_data, n) : MHD_YES;
     }
     if (c->deferred)
         return send_deferred(c);
     if (c->answered)
         return MHD_YES;
-    if (c->route == HTTP_ROUTE_AGENT)
-        return route_agent_run(c);
+    if (c->route && c->route->complete)
+        return c->route->complete(c);
     return MHD_YES;
 }
 
@@ -403,11 +378,10 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
              LF_I("duration_ms", duration_ms),
              LF_S("reason",
                   toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL : "connection closed early"));
-    if (c->run)
-        run_release(c->run);
     if (c->deferred)
         MHD_destroy_response(c->deferred);
-    route_agent_release(c);
+    if (c->route && c->route->release)
+        c->route->release(c);
     free(c);
 }
 
@@ -510,7 +484,8 @@ static int bound_port(int fd)
     return ntohs(((struct sockaddr_in *)&a)->sin_port);
 }
 
-struct server *server_start(struct app *app, char *err, size_t errlen)
+struct server *server_start(struct app *app, const struct http_route *const *routes, char *err,
+                            size_t errlen)
 {
     struct sockaddr_storage addr;
     if (resolve(app->cfg.listen_host, app->cfg.listen_port, &addr, err, errlen) < 0)
@@ -521,6 +496,7 @@ struct server *server_start(struct app *app, char *err, size_t errlen)
         return NULL;
     }
     s->app = app;
+    s->routes = routes;
     pthread_mutex_init(&s->lock, NULL);
     s->listen_fd = open_listener(&addr, err, errlen);
     if (s->listen_fd < 0) {
@@ -604,11 +580,7 @@ size_t server_abort_suspended(struct server *s)
         if (!c)
             return n;
         /* The worker that owned the run is stopped: answer in its place. */
-        run_abort(c->run, 503,
-                  request_error_body("shutting_down",
-                                     "agentd is shutting down; retry on another replica",
-                                     c->request_id, 0),
-                  1000);
+        c->route->abort(c);
         MHD_resume_connection(c->mhd);
         n++;
     }

@@ -6,10 +6,12 @@
  * admission are checked here, so bad requests are refused before any body is
  * read), with each body chunk (copied up to AGENTD_MAX_BODY_BYTES, whether the
  * client sent Content-Length or chunked), and once more with no data: the body
- * is validated, an Idempotency-Key is honoured, the conversation is taken, a
- * run is created, the connection is suspended and the run handed to a worker.
- * When the run ends, the worker stores the idempotent answer, gives back the
- * admission and resumes the connection; http.c then queues the answer.
+ * is validated and the run admitted (run_admit takes the in-flight unit, the
+ * Idempotency-Key claim and the conversation, and the run gives them back),
+ * the connection is suspended and the run handed to a worker. The engine
+ * ends the run with a typed outcome; this file alone says which HTTP status
+ * and JSON body each outcome is (render_answer, called where the run ends),
+ * and answers when the worker resumes the connection.
  */
 #include "agentd/http.h"
 
@@ -24,9 +26,7 @@
 
 #include "agentd/app.h"
 #include "agentd/clock.h"
-#include "agentd/conversations.h"
 #include "agentd/idempotency.h"
-#include "agentd/metrics.h"
 #include "agentd/request.h"
 #include "agentd/run.h"
 #include "agentd/spend.h"
@@ -63,7 +63,7 @@ static bool authorized(struct conn *c)
     return ok;
 }
 
-enum MHD_Result route_agent_headers(struct conn *c)
+static enum MHD_Result agent_headers(struct conn *c)
 {
     struct app *app = http_conn_app(c);
     if (!authorized(c))
@@ -106,7 +106,7 @@ enum MHD_Result route_agent_headers(struct conn *c)
     return MHD_YES;
 }
 
-enum MHD_Result route_agent_body(struct conn *c, const char *data, size_t size)
+static enum MHD_Result agent_body(struct conn *c, const char *data, size_t size)
 {
     size_t cap = http_conn_app(c)->cfg.max_body_bytes;
     if (c->too_large || size > cap - c->len) {
@@ -138,103 +138,119 @@ enum MHD_Result route_agent_body(struct conn *c, const char *data, size_t size)
     return MHD_YES;
 }
 
-/* Gives back what admission took when the run does not start. */
-static void unadmit(struct conn *c)
+/* ---- the run's answer ----------------------------------------------------------------- */
+
+/* The 200 body of docs/API.md. */
+static char *answer_body(const struct run_result *r)
 {
-    struct app *app = http_conn_app(c);
-    if (c->counted) {
-        atomic_fetch_sub(&app->inflight, 1);
-        c->counted = false;
-    }
-    if (c->idem_key) {
-        idem_abandon(app->idem, c->idem_key);
-        free(c->idem_key);
-        c->idem_key = NULL;
-    }
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "id", json_string(r->run_id));
+    json_object_set_new(o, "request_id", json_string(r->request_id));
+    if (r->conversation_id)
+        json_object_set_new(o, "conversation_id", json_string(r->conversation_id));
+    json_object_set_new(o, "output", json_string(r->output));
+    json_object_set_new(o, "stop_reason", json_string(r->stop_reason));
+    json_object_set_new(o, "iterations", json_integer(r->iterations));
+    json_object_set(o, "degraded", (json_t *)r->degraded);
+    json_object_set(o, "tool_calls", (json_t *)r->tool_calls);
+    json_object_set_new(o, "usage",
+                        json_pack("{s:I, s:I, s:i, s:i}", "input_tokens",
+                                  (json_int_t)r->input_tokens, "output_tokens",
+                                  (json_int_t)r->output_tokens, "llm_calls", r->llm_calls,
+                                  "llm_attempts", r->llm_attempts));
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return body;
 }
 
-/* Idempotency-Key: answers a replay, a duplicate in progress or a reused key here (*ret_answered),
-   otherwise remembers the key so the run's answer is stored when it ends. */
-static enum MHD_Result agent_idempotency(struct conn *c, bool *ret_answered)
+/* How each outcome is answered: the status and error.type of docs/API.md. */
+static void outcome_status(enum run_outcome o, int *ret_status, const char **ret_type)
 {
-    struct app *app = http_conn_app(c);
-    const char *key = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Idempotency-Key");
-    *ret_answered = true;
-    if (!key || !app->idem) {
-        *ret_answered = false;
-        return MHD_YES;
-    }
-    if (!request_idempotency_key_valid(key))
-        return http_reply_error(c, 400, "invalid_request", 0, NULL,
-                                "Idempotency-Key: expected 1..255 printable ASCII characters");
-    unsigned char fp[IDEM_FINGERPRINT_BYTES];
-    int status = 0;
-    char *body = NULL;
-    idem_fingerprint(c->body ? c->body : "", c->len, fp);
-    switch (idem_begin(app->idem, key, fp, clock_now_ms(), &status, &body)) {
-    case IDEM_IN_PROGRESS:
-        return http_reply_error(c, 409, "idempotency_in_progress", 1000, NULL,
-                                "a request with this Idempotency-Key is still running");
-    case IDEM_MISMATCH:
-        return http_reply_error(c, 422, "idempotency_key_reused", 0, NULL,
-                                "this Idempotency-Key was used with a different request body");
-    case IDEM_FULL:
-        return http_reply_error(c, 429, "overloaded", 1000, NULL,
-                                "too many idempotent requests in progress; retry later");
-    case IDEM_REPLAY:
-        return http_reply_as(c, (unsigned)status, body, 0, "Idempotent-Replayed", "true",
-                             HTTP_JSON_CONTENT_TYPE);
-    case IDEM_NEW:
-    default:
-        c->idem_key = strdup(key);
-        if (!c->idem_key) {
-            idem_abandon(app->idem, key);
-            return http_reply_error(c, 500, "internal_error", 0, NULL, "out of memory");
-        }
-        *ret_answered = false;
-        return MHD_YES;
-    }
+    static const struct {
+        int status;
+        const char *type;
+    } map[] = {
+        [RUN_OK] = {200, NULL},
+        [RUN_UPSTREAM_ERROR] = {502, "upstream_error"},
+        [RUN_UPSTREAM_UNAVAILABLE] = {503, "upstream_unavailable"},
+        [RUN_TOOL_UNAVAILABLE] = {503, "tool_unavailable"},
+        [RUN_RATE_LIMITED] = {429, "rate_limited"},
+        [RUN_BUDGET_EXCEEDED] = {429, "budget_exceeded"},
+        [RUN_DEADLINE_EXCEEDED] = {504, "deadline_exceeded"},
+        [RUN_HISTORY_TOO_LARGE] = {422, "history_too_large"},
+        /* nginx's "client closed request": logged and counted, never read by the client */
+        [RUN_CLIENT_CLOSED] = {499, "client_closed"},
+        [RUN_SHUTTING_DOWN] = {503, "shutting_down"},
+        [RUN_INTERNAL_ERROR] = {500, "internal_error"},
+    };
+    if ((unsigned)o >= sizeof(map) / sizeof(map[0]))
+        o = RUN_INTERNAL_ERROR;
+    *ret_status = map[o].status;
+    *ret_type = map[o].type;
 }
 
-/* Takes the run's conversation; answers and returns false when it cannot. */
-static bool agent_conversation(struct conn *c, const char *id, json_t **ret_history,
-                               enum MHD_Result *ret)
+/* Where the run ends (its worker): the answer to send, and to store for its Idempotency-Key. */
+static void render_answer(const struct run_result *r, void *arg, struct run_answer *ret)
 {
-    struct app *app = http_conn_app(c);
-    int r = app->convs ? conv_store_acquire(app->convs, id, clock_now_ms(), ret_history) : -ENOTSUP;
-    if (r == 0)
-        return true;
-    if (r == -EBUSY)
-        *ret = http_reply_error(c, 409, "conversation_busy", 1000, NULL,
-                                "conversation '%s' has a run in progress; retry when it ends", id);
-    else if (r == -ENOTSUP)
-        *ret = http_reply_error(c, 400, "invalid_request", 0, NULL,
-                                "conversation_id: conversations are disabled "
-                                "(AGENTD_CONVERSATIONS_MAX=0)");
-    else
-        *ret = http_reply_error(c, 429, "overloaded", 1000, NULL,
-                                "conversation store is full of running conversations");
-    return false;
+    (void)arg;
+    const char *type;
+    outcome_status(r->outcome, &ret->status, &type);
+    ret->retry_after_ms = r->retry_after_ms;
+    ret->body = type ? request_error_body(type, r->message, r->request_id,
+                                          r->outcome == RUN_UPSTREAM_ERROR ? r->upstream_status : 0)
+                     : answer_body(r);
 }
 
 /* Worker thread: the run has its answer; wake the connection. */
 static void on_run_finished(struct run *run, void *arg)
 {
-    struct conn *c = arg;
-    struct app *app = http_conn_app(c);
-    if (c->idem_key) {
-        idem_complete(app->idem, c->idem_key, run->http_status, run->body);
-        free(c->idem_key);
-        c->idem_key = NULL;
-    }
-    if (c->counted) {
-        atomic_fetch_sub(&app->inflight, 1);
-        c->counted = false;
-    }
-    http_resume_if_suspended(c);
+    (void)run;
+    http_resume_if_suspended(arg);
 }
 
-enum MHD_Result route_agent_run(struct conn *c)
+/* ---- admission ---------------------------------------------------------------------------- */
+
+static enum MHD_Result reply_refusal(struct conn *c, enum run_admission a,
+                                     struct run_answer *replay, const char *conversation_id)
+{
+    struct app *app = http_conn_app(c);
+    switch (a) {
+    case RUN_REPLAYED:
+        return http_reply_as(c, (unsigned)replay->status, replay->body, 0, "Idempotent-Replayed",
+                             "true", HTTP_JSON_CONTENT_TYPE);
+    case RUN_REFUSED_OVERLOADED:
+        return http_reply_error(c, 429, "overloaded", 1000, NULL,
+                                "%d runs in flight (AGENTD_MAX_INFLIGHT); retry later",
+                                app->cfg.max_inflight);
+    case RUN_REFUSED_IDEM_IN_PROGRESS:
+        return http_reply_error(c, 409, "idempotency_in_progress", 1000, NULL,
+                                "a request with this Idempotency-Key is still running");
+    case RUN_REFUSED_IDEM_MISMATCH:
+        return http_reply_error(c, 422, "idempotency_key_reused", 0, NULL,
+                                "this Idempotency-Key was used with a different request body");
+    case RUN_REFUSED_IDEM_FULL:
+        return http_reply_error(c, 429, "overloaded", 1000, NULL,
+                                "too many idempotent requests in progress; retry later");
+    case RUN_REFUSED_CONVERSATION_BUSY:
+        return http_reply_error(c, 409, "conversation_busy", 1000, NULL,
+                                "conversation '%s' has a run in progress; retry when it ends",
+                                conversation_id);
+    case RUN_REFUSED_CONVERSATIONS_OFF:
+        return http_reply_error(c, 400, "invalid_request", 0, NULL,
+                                "conversation_id: conversations are disabled "
+                                "(AGENTD_CONVERSATIONS_MAX=0)");
+    case RUN_REFUSED_CONVERSATIONS_FULL:
+        return http_reply_error(c, 429, "overloaded", 1000, NULL,
+                                "conversation store is full of running conversations");
+    default:
+        return http_reply_error(c, 500, "internal_error", 0, NULL,
+                                "out of memory creating the run");
+    }
+}
+
+static enum MHD_Result agent_run(struct conn *c)
 {
     struct app *app = http_conn_app(c);
     if (c->too_large)
@@ -247,60 +263,82 @@ enum MHD_Result route_agent_run(struct conn *c)
     if (request_parse(c->body ? c->body : "", c->len, app->cfg.max_iterations,
                       app->cfg.total_timeout_ms, &req, err, sizeof(err)) < 0)
         return http_reply_error(c, 400, "invalid_request", 0, NULL, "%s", err);
-    bool answered;
-    enum MHD_Result ret = agent_idempotency(c, &answered);
-    if (answered) {
+    const char *key = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Idempotency-Key");
+    unsigned char fp[IDEM_FINGERPRINT_BYTES];
+    if (!app->idem) {
+        key = NULL; /* keys are off (AGENTD_IDEMPOTENCY_MAX=0): the header is ignored */
+    } else if (key) {
+        if (!request_idempotency_key_valid(key)) {
+            agent_request_clear(&req);
+            return http_reply_error(c, 400, "invalid_request", 0, NULL,
+                                    "Idempotency-Key: expected 1..255 printable ASCII characters");
+        }
+        idem_fingerprint(c->body ? c->body : "", c->len, fp);
+    }
+    struct run_owner owner = {.render = render_answer, .finished = on_run_finished, .arg = c};
+    struct run_spec spec = {.req = &req,
+                            .request_id = c->request_id,
+                            .idem_key = key,
+                            .idem_fingerprint = fp,
+                            .owner = &owner};
+    struct run_answer replay = {0};
+    struct run *run = NULL;
+    enum run_admission a = run_admit(app, &spec, &run, &replay);
+    if (a != RUN_ADMITTED) {
+        enum MHD_Result ret = reply_refusal(c, a, &replay, req.conversation_id);
         agent_request_clear(&req);
         return ret;
     }
-    c->counted = true;
-    if (atomic_fetch_add(&app->inflight, 1) >= app->cfg.max_inflight) {
-        unadmit(c);
-        agent_request_clear(&req);
-        return http_reply_error(c, 429, "overloaded", 1000, NULL,
-                                "%d runs in flight (AGENTD_MAX_INFLIGHT); retry later",
-                                app->cfg.max_inflight);
-    }
-    json_t *history = NULL;
-    if (req.conversation_id && !agent_conversation(c, req.conversation_id, &history, &ret)) {
-        unadmit(c);
-        agent_request_clear(&req);
-        return ret;
-    }
-    char *conv_id = req.conversation_id ? strdup(req.conversation_id) : NULL;
-    struct run *run = run_new(app, &req, c->request_id, history, on_run_finished, c);
-    if (!run) {
-        if (conv_id)
-            conv_store_release(app->convs, conv_id, NULL, clock_now_ms());
-        free(conv_id);
-        agent_request_clear(&req);
-        unadmit(c);
-        return http_reply_error(c, 500, "internal_error", 0, NULL,
-                                "out of memory creating the run");
-    }
-    free(conv_id);
+    /* The body is the run's now (parsed into it): no need to hold the upload any longer. */
+    free(c->body);
+    c->body = NULL;
+    c->len = c->alloc = 0;
     c->run = run;
-    metrics_run_started();
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci)
         run_set_client_fd(run, ci->connect_fd);
     http_suspend(c);
     if (run_submit(run, app_pick_worker(app)) < 0) {
-        /* Answer as the run would have: it never started. */
+        /* The run has ended at once, with an answer: give it. */
         http_untrack_suspended(c);
-        unadmit(c);
-        run->http_status = 500;
-        run->body =
-            request_error_body("internal_error", "could not schedule the run", c->request_id, 0);
         MHD_resume_connection(c->mhd);
     }
     return MHD_YES;
 }
 
-void route_agent_release(struct conn *c)
+static enum MHD_Result agent_resumed(struct conn *c)
 {
-    unadmit(c);
+    struct run_answer a;
+    run_take_answer(c->run, &a);
+    run_release(c->run);
+    c->run = NULL;
+    return http_reply(c, (unsigned)a.status, a.body, a.retry_after_ms, NULL);
+}
+
+static void agent_abort(struct conn *c)
+{
+    if (c->run)
+        run_abort(c->run);
+}
+
+static void agent_release(struct conn *c)
+{
+    if (c->run) {
+        run_release(c->run);
+        c->run = NULL;
+    }
     free(c->body);
     c->body = NULL;
 }
+
+const struct http_route route_agent = {
+    .path = "/v1/agent",
+    .allow = "POST",
+    .headers = agent_headers,
+    .body = agent_body,
+    .complete = agent_run,
+    .resumed = agent_resumed,
+    .abort = agent_abort,
+    .release = agent_release,
+};

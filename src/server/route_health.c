@@ -11,12 +11,12 @@
 #include "agentd/app.h"
 #include "agentd/health.h"
 
-enum MHD_Result route_health_live(struct conn *c)
+static enum MHD_Result live(struct conn *c)
 {
     return http_reply(c, 200, strdup("{\"status\":\"ok\"}"), 0, NULL);
 }
 
-enum MHD_Result route_health_ready(struct conn *c)
+static enum MHD_Result ready(struct conn *c)
 {
     char *body = NULL;
     int status = health_render(http_conn_app(c)->health, &body);
@@ -24,3 +24,15 @@ enum MHD_Result route_health_ready(struct conn *c)
         return http_reply_error(c, 500, "internal_error", 0, NULL, "cannot render readiness");
     return http_reply(c, (unsigned)status, body, 0, NULL);
 }
+
+const struct http_route route_health_live = {
+    .path = "/health/live",
+    .allow = "GET, HEAD",
+    .headers = live,
+};
+
+const struct http_route route_health_ready = {
+    .path = "/health/ready",
+    .allow = "GET, HEAD",
+    .headers = ready,
+};

@@ -8,7 +8,13 @@
 
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
-enum MHD_Result route_metrics(struct conn *c)
+static enum MHD_Result render(struct conn *c)
 {
     return http_reply_as(c, 200, metrics_render(), 0, NULL, NULL, METRICS_CONTENT_TYPE);
 }
+
+const struct http_route route_metrics = {
+    .path = "/metrics",
+    .allow = "GET, HEAD",
+    .headers = render,
+};
