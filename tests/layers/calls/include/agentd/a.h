@@ -1,0 +1,2 @@
+int a_value(void);
+extern int a_count;

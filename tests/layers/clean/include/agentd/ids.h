@@ -1,0 +1,2 @@
+/* Type-only, not core. */
+enum id_kind { ID_RUN, ID_TOOL };

@@ -1,0 +1,2 @@
+#include "agentd/ids.h"
+int run_start(enum id_kind kind);

@@ -1,0 +1,1 @@
+int text_len(const char *s);

@@ -1,0 +1,2 @@
+/* Type-only: listed as core. */
+enum vocab_level { VOCAB_LOW, VOCAB_HIGH };

@@ -1,0 +1,3 @@
+#include "agentd/http.h"
+#include "agentd/run.h"
+int http_serve(void) { return run_start(ID_RUN); }

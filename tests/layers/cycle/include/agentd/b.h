@@ -1,0 +1,2 @@
+#include "agentd/a.h"
+int b_fn(void);

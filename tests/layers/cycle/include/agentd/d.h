@@ -1,0 +1,1 @@
+int d_fn(void);

@@ -1,0 +1,1 @@
+int e_fn(void);

@@ -1,0 +1,3 @@
+#include "agentd/a.h"
+#include "agentd/b.h"
+int a_fn(void) { return b_fn(); }

@@ -1,0 +1,2 @@
+#include "agentd/b.h"
+int b_fn(void) { return 1; }

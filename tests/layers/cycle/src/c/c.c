@@ -1,0 +1,3 @@
+#include "agentd/c.h"
+#include "agentd/a.h"
+int c_fn(void) { return a_fn(); }

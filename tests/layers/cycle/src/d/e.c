@@ -1,0 +1,3 @@
+#include "agentd/e.h"
+#include "agentd/f.h"
+int e_fn(void) { return f_fn(); }

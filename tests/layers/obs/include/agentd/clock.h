@@ -1,0 +1,1 @@
+long clock_now(void);

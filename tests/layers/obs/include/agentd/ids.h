@@ -1,0 +1,1 @@
+enum id_kind { ID_RUN, ID_TOOL };

@@ -1,0 +1,1 @@
+enum vocab_level { VOCAB_LOW, VOCAB_HIGH };

@@ -1,0 +1,2 @@
+#include "agentd/clock.h"
+long clock_now(void) { return 0; }

@@ -1,0 +1,1 @@
+int req_parse(const char *s);

@@ -1,0 +1,2 @@
+#include "agentd/req.h"
+int run_start(void);

@@ -1,0 +1,1 @@
+int t_call(void);

@@ -1,0 +1,3 @@
+#include "agentd/http.h"
+#include "agentd/req.h"
+int main(void) { return http_serve(); }

@@ -1,0 +1,3 @@
+#include "agentd/t.h"
+#include "agentd/req.h"
+int t_call(void) { return req_parse("x"); }
