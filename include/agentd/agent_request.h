@@ -1,8 +1,10 @@
 /*
  * agent_request.h — the engine's vocabulary for what a client asked of one
  * run: a validated POST /v1/agent body. The server builds it (request.h
- * parses and validates the body); the engine consumes it (run_new() takes
- * it over), so the engine needs this header, not the server's.
+ * parses and validates the body); the engine consumes it (run_admit() moves
+ * it into the run and zeroes the caller's copy, but only when the run is
+ * admitted; otherwise the caller still owns it), so the engine needs this
+ * header, not the server's.
  *
  * Pure data and its destructor: no I/O, no global state. A struct
  * agent_request belongs to one thread at a time; its strings are heap memory

@@ -14,6 +14,12 @@
  * several threads at once. A `messages` array that is being grown must not be
  * used concurrently.
  *
+ * Memory: bodies and prefixes are malloc'd (caller free()s); a struct
+ * llm_response owns everything it points to (llm_response_clear());
+ * struct llm_error is filled in place. json_t arguments are borrowed and
+ * nothing here keeps a pointer to them after returning; what is appended to
+ * `messages` is a fresh value owned by that array.
+ *
  * History shape (what the API requires, and what these builders guarantee for
  * what they append):
  *   - messages alternate user / assistant, starting with user;
@@ -75,8 +81,9 @@ char *anthropic_build_request(const struct llm_params *p, const json_t *messages
 /*
  * The part of every request that never changes (model, max_tokens, system,
  * temperature, tools), serialised once: a malloc'd prefix ending in
- * "\"messages\":". anthropic_build_request_from_prefix() then only has to
- * serialise the messages; it returns the same body as
+ * "\"messages\":" (caller frees; NULL with errno ENOMEM). p is not validated
+ * here. anthropic_build_request_from_prefix() then only has to serialise the
+ * messages; given a prefix built from the same p, it returns the same body as
  * anthropic_build_request(p, messages), with the same checks and errno.
  */
 char *anthropic_request_prefix(const struct llm_params *p);
@@ -132,10 +139,12 @@ int64_t llm_tokens_add(int64_t a, int64_t b);
  * not JSON (incl. duplicate keys or a U+0000 escape), not an object,
  * type != "message", content not an array, a block that is not an object
  * with a string type, a text block without string text, a tool_use without a
- * valid id / name / object input, stop_reason neither string nor null — gives
- * -EBADMSG and a one-line reason in err (if err && errlen > 0). Unknown block
- * types and unknown stop reasons never fail (LLM_STOP_UNKNOWN). A stop_reason
- * of "tool_use" without tool_use blocks is not checked here.
+ * valid id / name / object input, a repeated tool_use id, more than
+ * ANTHROPIC_MAX_TOOL_USES tool_use blocks, stop_reason neither string nor
+ * null, an empty body — gives -EBADMSG and a one-line reason in err (if
+ * err && errlen > 0). Unknown block types and unknown stop reasons never
+ * fail (LLM_STOP_UNKNOWN). A stop_reason of "tool_use" without tool_use
+ * blocks is not checked here.
  *
  * Returns 0 and fills *ret (release with llm_response_clear), -EBADMSG, or
  * -ENOMEM. *ret is written only on success.

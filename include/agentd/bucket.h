@@ -11,11 +11,15 @@
  * bucket_cancel()). Waits are rounded up to whole ms: the bucket errs on
  * the slow side.
  *
- * Pure policy: the caller passes now_ms (monotonic clock, ms). A now_ms a
- * little older than one already seen (threads race to the lock) is fine.
+ * Pure policy: the caller passes now_ms (monotonic clock, ms); nothing here
+ * reads a clock, sleeps or logs. A now_ms a little older than one already
+ * seen (threads race to the lock) is fine.
  *
  * Thread-safety: one struct bucket is shared by all workers; every function
  * takes the bucket's own mutex for a few arithmetic operations only.
+ *
+ * Memory: bucket_new() returns a bucket the caller frees with bucket_free();
+ * nothing else allocates or returns memory.
  */
 #ifndef AGENTD_BUCKET_H
 #define AGENTD_BUCKET_H
@@ -59,7 +63,8 @@ void bucket_cancel(struct bucket *b, int64_t now_ms);
  * A 429 with retry-after from the upstream pauses the whole dependency until
  * until_ms (the later of the existing and the new pause), so one rate-limit
  * answer does not become a herd of retries. Tokens keep accruing (up to
- * burst) during the pause.
+ * burst) during the pause. It also (re)starts the throttle below, releasing
+ * any probe slot that was out.
  */
 void bucket_pause_until(struct bucket *b, int64_t until_ms);
 

@@ -12,10 +12,14 @@
  * attempts <= (1 + ratio) * R + min_retries.
  *
  * Pure policy: the caller passes now_ms (monotonic clock, ms); a now_ms older
- * than one already seen counts as the newest one seen.
+ * than one already seen counts as the newest one seen. Nothing here reads a
+ * clock, sleeps or logs.
  *
  * Thread-safety: one struct retry_budget is shared by all workers; every
  * function takes the budget's own mutex for a few arithmetic operations.
+ *
+ * Memory: retry_budget_new() returns a budget the caller frees with
+ * retry_budget_free(); nothing else allocates or returns memory.
  */
 #ifndef AGENTD_BUDGET_H
 #define AGENTD_BUDGET_H

@@ -20,7 +20,9 @@
  * unary signs are folded in a loop, not by recursion, so with these limits the
  * parser's stack use is bounded for every input.
  *
- * Thread-safety: every function is reentrant (no global state).
+ * Thread-safety: every function is reentrant (no global state, no logging);
+ * safe from any thread at once. Memory: only calculator_tool_run() allocates,
+ * the text of the caller's struct tool_result; err and buf are caller buffers.
  */
 #ifndef AGENTD_CALCULATOR_H
 #define AGENTD_CALCULATOR_H
@@ -63,10 +65,11 @@ void calculator_format(double v, char *buf, size_t buflen);
 
 /*
  * Tool glue. input is the tool_use "input" object (jansson json_t*, borrowed).
- * Missing/non-string "expression" (or one containing a NUL byte) →
- * TOOL_INPUT_ERROR. Success: TOOL_OK with text like "15 * 23 = 345" (the
- * expression as given, without surrounding whitespace). Any evaluation error →
- * TOOL_INPUT_ERROR with the message from calculator_eval().
+ * Not an object, missing/non-string "expression" (or one containing a NUL
+ * byte) → TOOL_INPUT_ERROR; other members are ignored. Success: TOOL_OK
+ * with text like "15 * 23 = 345" (the expression as given, without
+ * surrounding whitespace). Any evaluation error → TOOL_INPUT_ERROR with the
+ * message from calculator_eval().
  *
  * ret must be zero-initialised or hold a previous result (its text is
  * replaced); the caller frees it with tool_result_clear().

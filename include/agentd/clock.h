@@ -1,8 +1,10 @@
 /*
- * clock.h — the only place the I/O shell reads clocks (src/core/clock.c).
- * Pure modules never call these: they take now_ms as an argument.
+ * clock.h — the clocks the I/O shell reads (src/core/clock.c), both in
+ * milliseconds. Pure modules never call these: they take now_ms as an
+ * argument.
  *
- * Safe from any thread at once; nothing here allocates or returns memory.
+ * Safe from any thread at once; no I/O beyond clock_gettime(), no logging;
+ * nothing here allocates or returns memory.
  */
 #ifndef AGENTD_CLOCK_H
 #define AGENTD_CLOCK_H

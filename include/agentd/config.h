@@ -5,7 +5,13 @@
  * table in tests); config_print_help() prints the table for `agentd --help`.
  *
  * Ownership: strings in struct agentd_config are owned by it; free them with
- * config_free(). Not thread-safe while loading; read-only afterwards.
+ * config_free(), which also wipes the secrets. A struct copy (struct app
+ * keeps one) shares those strings: exactly one copy is freed, last.
+ *
+ * Threads: config_load() reads the environment (getenv by default) and the
+ * key file, so it runs on the main thread before any other thread starts;
+ * the loaded struct is read-only afterwards and may then be read from any
+ * thread. The print functions write to `out` only.
  *
  * Value rules (shared by every variable of a kind):
  *  - integers: decimal, whole string, no sign other than '-', no spaces, within
@@ -13,8 +19,9 @@
  *  - URLs: http:// or https://, printable ASCII without spaces, trailing '/'
  *    stripped (so callers append "/v1/messages" etc.).
  *  - text (model, system prompt, notes dir): valid UTF-8, length in bytes.
- *  - ANTHROPIC_API_KEY / ANTHROPIC_API_KEY_FILE: set-but-empty counts as unset;
- *    setting both is an error; a missing key is allowed.
+ *  - secrets (ANTHROPIC_API_KEY, ANTHROPIC_API_KEY_FILE, AGENTD_AUTH_TOKENS):
+ *    set-but-empty counts as unset; setting both key variables is an error;
+ *    a missing key is allowed.
  */
 #ifndef AGENTD_CONFIG_H
 #define AGENTD_CONFIG_H

@@ -9,11 +9,16 @@
  * two concurrent runs would each append to the same starting point and one
  * answer would be lost — without queueing unbounded work in the daemon.
  *
- * Thread-safety: every function may be called from any thread; one mutex
- * guards the table and is held only for pointer work, never while copying
- * JSON. Time: now_ms is a monotonic millisecond clock supplied by the caller;
- * the store never reads a clock. All operations are O(1) apart from the JSON
- * copies (O(history)) and conv_store_sweep (O(expired entries)).
+ * Thread-safety: every function but conv_store_free() may be called from
+ * any thread at once; one mutex guards the table and is held only for
+ * pointer work, never while copying JSON. Time: now_ms is a monotonic
+ * millisecond clock supplied by the caller; the store never reads a clock
+ * and never logs. All operations are O(1) apart from the JSON copies
+ * (O(history)) and conv_store_sweep (O(expired entries)).
+ *
+ * Memory: the store owns its histories and copies on the way in and out:
+ * conv_store_acquire() hands the caller a new array (json_decref() it),
+ * conv_store_release() copies what it is given and keeps no reference.
  *
  * History format: a JSON array of Messages API messages
  * ({"role": "user"|"assistant", "content": string | [blocks]}).
@@ -36,7 +41,8 @@ struct conv_store;
  */
 struct conv_store *conv_store_new(int max_conversations, int64_t ttl_ms, int max_messages);
 
-/* Frees the store and every history, busy or not; s may be NULL. Returns NULL. */
+/* Frees the store and every history, busy or not; s may be NULL. Returns NULL. No other
+   thread may still use s. */
 struct conv_store *conv_store_free(struct conv_store *s);
 
 /*
@@ -49,7 +55,8 @@ struct conv_store *conv_store_free(struct conv_store *s);
  *   -EINVAL   s, id or ret_messages is NULL, or id is not 1..128 bytes;
  *   -EBUSY    another run holds this conversation;
  *   -ENOSPC   the id is new and every slot holds a busy conversation;
- *   -ENOMEM   (the conversation may now exist, idle, with its old history).
+ *   -ENOMEM   (the conversation may now exist, idle, with its old history,
+ *             or an empty one if it was new or had expired).
  * When the id is new and the store is full, the least recently used idle
  * conversation is evicted. Every successful acquire must be followed by
  * exactly one conv_store_release() for the same id.
@@ -72,7 +79,8 @@ void conv_store_release(struct conv_store *s, const char *id, const json_t *mess
                         int64_t now_ms);
 
 /* Drops idle conversations idle for more than ttl_ms at now_ms; returns how
- * many. Called periodically by the server; busy conversations are kept. */
+ * many. Called periodically by main's serve loop; busy conversations are
+ * kept. */
 size_t conv_store_sweep(struct conv_store *s, int64_t now_ms);
 
 /* Number of stored conversations, busy ones and not-yet-swept expired ones

@@ -8,11 +8,17 @@
  *    in, readiness, the JSON body (API.md "GET /health/ready") and readiness
  *    transitions come out. No clock, no I/O, no lock, no logging; unit-tested
  *    with injected results and wall times.
- *  - struct health: the I/O shell. One thread of its own runs every probe
- *    with blocking calls (libcurl easy, statvfs, open) once per interval and
- *    records the results in a health_state under a mutex. Readers take that
- *    mutex only to copy or render a few fields, so a hanging LLM API never
- *    delays GET /health/ready.
+ *  - struct health: the I/O shell. One thread of its own (all signals
+ *    blocked) runs every probe with blocking calls (libcurl easy, statvfs,
+ *    open) once per interval and records the results in a health_state under
+ *    a mutex. Readers take that mutex only to copy or render a few fields, so
+ *    a hanging LLM API never delays GET /health/ready.
+ *
+ * Threads: a struct health_state has no lock of its own; one thread at a
+ * time, or under the caller's lock (struct health's mutex). health_start()
+ * and health_stop() run on the thread that owns the daemon (main);
+ * health_set_shutdown(), health_render() and health_is_ready() from any
+ * thread. The probes are blocking and reentrant.
  *
  * Readiness = every check ok and not shutting down:
  *  - anthropic_api: GET {base_url}/v1/models?limit=1 (spends no tokens).
@@ -24,8 +30,8 @@
  *    reached once, a single failure is enough: a pod that never reached the
  *    API has no readiness to protect from flapping.
  *  - disk_space: statvfs(notes_dir) f_bavail * f_frsize >= min_free_bytes.
- *  - notes_writable: a probe file ".ready-probe-<pid>" can be created with
- *    O_CREAT|O_EXCL, written and removed in notes_dir.
+ *  - notes_writable: a probe file ".ready-probe-<host>-<pid>" can be created
+ *    with O_CREAT|O_EXCL, written and removed in notes_dir.
  *  - shutdown: fails from health_set_shutdown() on, at once.
  * A check that has not run yet fails with reason "not checked yet".
  *
@@ -34,7 +40,9 @@
  *
  * Conventions: 0 / positive on success, -errno on failure; destructors take
  * NULL and return NULL; "reason" texts are short, human readable and
- * truncated to HEALTH_REASON_BYTES - 1 bytes.
+ * truncated to HEALTH_REASON_BYTES - 1 bytes. Memory: rendered bodies are
+ * malloc'd (caller free()s); strings passed in (cfg, reasons) are copied,
+ * never kept.
  */
 #ifndef AGENTD_HEALTH_H
 #define AGENTD_HEALTH_H
@@ -168,7 +176,8 @@ int health_probe_api(const char *base_url, const char *api_key, int64_t timeout_
 int health_probe_disk(const char *dir, uint64_t *ret_free_bytes);
 
 /*
- * Creates dir/.ready-probe-<pid> with O_CREAT|O_EXCL, writes one byte and
+ * Creates dir/.ready-probe-<host>-<pid> (host: gethostname(), characters
+ * outside [A-Za-z0-9.-] as '_') with O_CREAT|O_EXCL, writes one byte and
  * removes it. A leftover probe file (from a crashed process that had the
  * same pid, common with pid 1 in containers) is removed and the create
  * retried once; a probe file that someone else already removed counts as

@@ -5,10 +5,16 @@
  * body gets 422 idempotency_key_reused.
  *
  * In memory, bounded by count and age (first use + ttl_ms), one mutex with
- * short critical sections; thread-safe. Keys are hashed with a per-store
- * random secret so clients cannot aim many keys at one bucket. Answers that
- * a retry could change (429, 5xx but 502, 409) are not stored: the entry is
- * dropped and the next request with that key runs again.
+ * short critical sections; thread-safe (every function but idem_store_free()
+ * from any thread at once). Keys are hashed with a per-store random secret so
+ * clients cannot aim many keys at one bucket. Answers that a retry could
+ * change (429, 5xx but 502, 409) are not stored: the entry is dropped and the
+ * next request with that key runs again.
+ *
+ * The caller passes now_ms (monotonic clock, ms); nothing here reads a clock
+ * or logs. Memory: keys and bodies are copied in; the body handed out on
+ * IDEM_REPLAY is the caller's to free(). Expiry happens in FIFO order of
+ * first use and stops at the oldest entry still running.
  */
 #ifndef AGENTD_IDEMPOTENCY_H
 #define AGENTD_IDEMPOTENCY_H
@@ -28,19 +34,22 @@ enum idem_begin_result {
     IDEM_FULL,        /* store full of running requests → 429 overloaded */
 };
 
+/* NULL on ENOMEM or when getrandom() fails (it may block until the kernel has entropy). */
 struct idem_store *idem_store_new(size_t max_entries, int64_t ttl_ms);
+/* Frees s and every entry (NULL is fine); returns NULL. No other thread may still use s. */
 struct idem_store *idem_store_free(struct idem_store *s);
 
 /* SHA-256 of the request body: what "same request" means. */
 void idem_fingerprint(const void *body, size_t len, unsigned char ret[IDEM_FINGERPRINT_BYTES]);
 
 /* Looks key up at now_ms. On IDEM_REPLAY, *ret_body is a malloc'd copy of the stored body
-   (NULL on ENOMEM) and *ret_status its status. */
+   (NULL on ENOMEM) and *ret_status its status; neither is written otherwise. Out of memory
+   while adding a new key also gives IDEM_FULL. */
 enum idem_begin_result idem_begin(struct idem_store *s, const char *key,
                                   const unsigned char fp[IDEM_FINGERPRINT_BYTES], int64_t now_ms,
                                   int *ret_status, char **ret_body);
 /* Stores the answer of a request that got IDEM_NEW (body copied), or drops the entry when the
-   answer should not be replayed (see above). */
+   answer should not be replayed (see above), body is NULL or the copy fails. */
 void idem_complete(struct idem_store *s, const char *key, int status, const char *body);
 /* Drops the entry of a request that got IDEM_NEW and was not run (e.g. refused at admission). */
 void idem_abandon(struct idem_store *s, const char *key);

@@ -3,10 +3,17 @@
  * "key=value" text line), with RFC 3339 UTC timestamps in milliseconds.
  *
  * Thread-safe without a global lock: each line is formatted into the calling
- * thread's stack buffer and written with one write(2), so workers never wait
- * on each other to log. Lines longer than LOG_LINE_MAX_BYTES are truncated
- * (string values are cut first). Never pass secrets: callers log ids, counts
- * and reasons, not keys, tokens or note content.
+ * thread's stack buffer and written with one write(2) (continued if
+ * partial; a failed write drops the line), so workers never wait on each
+ * other to log. A line that would exceed LOG_LINE_MAX_BYTES is replaced, in
+ * JSON, by one with only ts, level, msg "log line truncated" and
+ * "truncated":true (so it stays valid JSON); in text it is cut. Never pass
+ * secrets: callers log ids, counts and reasons, not keys, tokens or note
+ * content.
+ *
+ * Memory: msg, keys and string values are borrowed for the call only
+ * (msg and keys must not be NULL); nothing is allocated. log_write() reads
+ * the wall clock; log_format_line() is pure.
  */
 #ifndef AGENTD_LOG_H
 #define AGENTD_LOG_H
@@ -35,15 +42,17 @@ struct log_field {
 #define LF_D(k, val) ((struct log_field){.key = (k), .type = LOGF_DBL, .v.d = (double)(val)})
 #define LF_B(k, val) ((struct log_field){.key = (k), .type = LOGF_BOOL, .v.i = !!(val)})
 
-/* Set once at start-up, before threads exist. */
+/* Set once at start-up, before threads exist. fd is written to, never closed (default 2). */
 void log_setup(enum log_level min_level, enum log_format format, int fd);
+/* "debug", "info", "warn", "error" (any case) -> 0 and *ret; else -EINVAL. s must not be NULL. */
 int log_parse_level(const char *s, enum log_level *ret);
 int log_enabled(enum log_level level);
 
 /* Writes one line; a NULL string value is written as null (JSON) / "-" (text). */
 void log_write(enum log_level level, const char *msg, const struct log_field *fields, size_t n);
 
-/* Formats one line into buf (for tests); returns its length, newline included. */
+/* Formats one line into buf (for tests; buflen >= 2), NUL-terminated; returns its length,
+   newline included. */
 size_t log_format_line(char *buf, size_t buflen, enum log_format format, int64_t wall_ms,
                        enum log_level level, const char *msg, const struct log_field *fields,
                        size_t n);

@@ -17,6 +17,11 @@
  *
  * Thread-safety: all functions are safe to call concurrently, also for the
  * same directory and name (one writer wins, the others see its file).
+ * notes_save() and notes_tool_run() block on the disk: the engine runs them
+ * on an io_pool thread, never on a worker.
+ *
+ * Memory: nothing is kept after a call; err and buf are caller buffers, and
+ * only notes_tool_run() allocates (the text of the caller's tool_result).
  */
 #ifndef AGENTD_NOTES_H
 #define AGENTD_NOTES_H
@@ -65,8 +70,8 @@ enum notes_outcome { NOTES_CREATED, NOTES_ALREADY_SAVED };
  * regular file → -EEXIST (never overwritten). On every failure the temp file
  * is removed, so no reader ever sees half a note.
  *
- * Returns 0 and sets *ret_outcome, or a negative errno with a message in err
- * (err may be NULL; *ret_outcome untouched):
+ * Returns 0 and sets *ret_outcome (when not NULL), or a negative errno with a
+ * message in err (err may be NULL; *ret_outcome untouched):
  *   -EINVAL   dir NULL/empty, invalid name (see notes_validate_filename),
  *             content NULL with len > 0
  *   -E2BIG    len > NOTES_MAX_CONTENT_BYTES
@@ -87,10 +92,11 @@ int notes_save(const char *dir, const char *name, const char *content, size_t le
 
 /*
  * Tool glue. input = {"content": string (required, non-empty), "filename":
- * string (optional; null means absent)}. Bad/missing fields, invalid
- * filename, content too large, or existing file with different content →
- * TOOL_INPUT_ERROR (the model can fix it). I/O failures (ENOSPC, EACCES,
- * EROFS, EIO, missing dir…) and a NULL/empty dir → TOOL_SYSTEM_ERROR.
+ * string (optional; null means absent)}; other members are ignored.
+ * Bad/missing fields, invalid filename, content too large, or existing file
+ * with different content → TOOL_INPUT_ERROR (the model can fix it). I/O
+ * failures (ENOSPC, EACCES, EROFS, EIO, missing dir…) and a NULL/empty dir
+ * → TOOL_SYSTEM_ERROR.
  * Success: TOOL_OK with text "saved note <name> (<n> bytes)" or
  * "note <name> already saved (<n> bytes, same content)". now_s gives the
  * date for the default name. input is borrowed; ret must be zero-initialised

@@ -12,6 +12,10 @@
  * timeout, other status), 2 on a usage error; on failure one short line
  * goes to stderr; --help prints the usage to stdout and exits 0. Proxy
  * variables are ignored: the daemon is local.
+ *
+ * Runs on the main thread of its own short-lived process, before any other
+ * thread exists; it blocks on the network. It keeps nothing: argv is only
+ * read, and everything it allocates is freed before it returns.
  */
 #ifndef AGENTD_PROBE_H
 #define AGENTD_PROBE_H

@@ -42,7 +42,8 @@
  *
  * Returns 0 and fills *ret (caller clears it), or -EINVAL with the message in
  * err (always NUL-terminated and valid UTF-8 when errlen > 0; may be
- * truncated), or -ENOMEM. *ret is written only on success. err may be NULL.
+ * truncated), or -ENOMEM (err not necessarily written). *ret is written only
+ * on success. err may be NULL; body is only read during the call.
  * The message may quote client-supplied names, bounded to a few dozen bytes.
  */
 int request_parse(const char *body, size_t len, int max_iterations_cap, int64_t timeout_cap_ms,

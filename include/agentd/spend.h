@@ -10,13 +10,18 @@
  * the window's total has reached its limit (>=); each budget set to 0 is off.
  *
  * Pure policy: the caller passes now_ms (monotonic clock, ms); a now_ms older
- * than one already seen counts as the newest one seen. Nothing here logs:
+ * than one already seen counts as the newest one seen. Nothing here reads a
+ * clock, sleeps or logs:
  * changes between spent and available are queued and handed out once each by
  * spend_drain_transitions(), for one warning log line and one metric update
  * per change.
  *
  * Thread-safety: one struct spend is shared by all workers; every function
- * takes its own mutex for a few arithmetic operations.
+ * takes its own mutex for a few arithmetic operations (spend_cost_usd()
+ * reads only the prices, fixed at creation, and needs none).
+ *
+ * Memory: spend_new() returns a guard the caller frees with spend_free();
+ * nothing else allocates or returns memory.
  */
 #ifndef AGENTD_SPEND_H
 #define AGENTD_SPEND_H

@@ -2,9 +2,14 @@
  * timerheap.h — an intrusive binary min-heap of timers, keyed by due time.
  *
  * Each worker owns one heap (not thread-safe: one thread only). A timer is
- * embedded in the object it belongs to (a run, a call), so arming, moving
- * and cancelling never allocate, and cancelling is O(log n). Times are
- * monotonic milliseconds supplied by the caller.
+ * embedded in the object it belongs to (a run, a call), so moving and
+ * cancelling never allocate, and cancelling is O(log n); arming allocates
+ * only when the heap's array grows. Times are monotonic milliseconds
+ * supplied by the caller; nothing here reads a clock or logs.
+ *
+ * Memory: the heap owns only its array of pointers. Timers are the caller's:
+ * the heap never frees one, and an armed timer must be cancelled before the
+ * object holding it is freed.
  */
 #ifndef AGENTD_TIMERHEAP_H
 #define AGENTD_TIMERHEAP_H
@@ -40,7 +45,7 @@ static inline bool timer_armed(const struct timer *t)
 void timerheap_init(struct timerheap *h);
 void timerheap_fini(struct timerheap *h); /* frees the array; armed timers are simply forgotten */
 
-/* Arms t at due_ms (re-arms it if it was armed). Returns 0 or -ENOMEM. */
+/* Arms t at due_ms (re-arms it if it was armed). Returns 0 or -ENOMEM (t then not armed). */
 int timerheap_arm(struct timerheap *h, struct timer *t, int64_t due_ms);
 /* Disarms t; a no-op when it is not armed. */
 void timerheap_cancel(struct timerheap *h, struct timer *t);
@@ -49,7 +54,7 @@ int64_t timerheap_next_due(const struct timerheap *h);
 /* Removes and returns the earliest timer if it is due at now_ms, else NULL. */
 struct timer *timerheap_pop_due(struct timerheap *h, int64_t now_ms);
 /* Pops and fires every timer due at now_ms; returns how many fired. A callback may arm or cancel
-   timers (including re-arming itself). */
+   timers (including re-arming itself); one armed at or before now_ms fires again in this call. */
 size_t timerheap_run_due(struct timerheap *h, int64_t now_ms);
 
 #endif

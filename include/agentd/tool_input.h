@@ -5,8 +5,9 @@
  * (included here for the files that reach them through this header).
  *
  * Pure: no I/O, no global state; safe from any thread at once. The value it
- * returns is borrowed from the input; the message goes into the caller's
- * struct tool_result (see tool_result.h for who frees it).
+ * returns is borrowed from the input (valid while input lives); the message
+ * goes into the caller's struct tool_result (see tool_result.h for who frees
+ * it).
  */
 #ifndef AGENTD_TOOL_INPUT_H
 #define AGENTD_TOOL_INPUT_H

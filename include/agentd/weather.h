@@ -9,6 +9,10 @@
  * functions never do I/O, read a clock or log. Numbers are printed with '.'
  * as the decimal separator because the daemon never calls setlocale().
  * Pure and reentrant; safe from any thread.
+ *
+ * Memory: URLs are malloc'd (caller free()s); results and messages go into
+ * the caller's struct tool_result (tool_result.h); bodies and inputs are
+ * only read during the call, apart from *ret_location, borrowed from input.
  */
 #ifndef AGENTD_WEATHER_H
 #define AGENTD_WEATHER_H
@@ -25,7 +29,8 @@
 #define WEATHER_MAX_BODY_BYTES (256 * 1024)
 
 /* A geocoded place. Strings are NUL-terminated UTF-8, cut on a character boundary to fit,
- * with control characters replaced by spaces; country is "" when the backend gave none. */
+ * with runs of spaces and control characters folded into one space and trimmed; country is ""
+ * when the backend gave none. */
 struct weather_place {
     char name[128];
     char country[96];
@@ -80,8 +85,9 @@ char *weather_build_forecast_url(const char *forecast_base, double latitude, dou
  * "km/h"); the "(observed ...)" part is left out when current.time is missing; ", <country>" is
  * left out when place->country is empty. Returns 0 on success; -EBADMSG with ret =
  * TOOL_SYSTEM_ERROR when the body is not JSON, has no "current" object, a missing or non-numeric
- * temperature_2m, wind_speed_10m or weather_code (a weather_code must be an integer), or is over
- * WEATHER_MAX_BODY_BYTES; -EINVAL when place is NULL; -ENOMEM when out of memory.
+ * temperature_2m, wind_speed_10m or weather_code (a weather_code must be an integer), a reading
+ * beyond +-1000, or is over WEATHER_MAX_BODY_BYTES; -EINVAL (ret untouched) when place is NULL;
+ * -ENOMEM when out of memory.
  */
 int weather_parse_forecast(const char *body, size_t len, const struct weather_place *place,
                            struct tool_result *ret);

@@ -7,6 +7,10 @@
  * transport or HTTP-status failures to TOOL_SYSTEM_ERROR itself; these
  * functions never do I/O, read a clock or log. Pure and reentrant; safe from
  * any thread.
+ *
+ * Memory: the URL is malloc'd (caller free()s); results and messages go into
+ * the caller's struct tool_result (tool_result.h); bodies and inputs are
+ * only read during the call, apart from *ret_query, borrowed from input.
  */
 #ifndef AGENTD_WEB_SEARCH_H
 #define AGENTD_WEB_SEARCH_H
@@ -52,7 +56,7 @@ char *web_search_build_url(const char *base_url, const char *query);
  *   - TOOL_OK with a numbered list of the first WEB_SEARCH_MAX_RESULTS results
  *     (title, url, snippet); returns 0. Missing or non-string fields are left
  *     out, results that are not objects or have none of the three are skipped,
- *     control characters are replaced by spaces.
+ *     runs of spaces and control characters are folded into one space.
  *   - no usable result: TOOL_OK "No results for '<query>'."; returns 0.
  *   - not JSON, not an object, no "results" array, or over WEB_SEARCH_MAX_BODY_BYTES:
  *     TOOL_SYSTEM_ERROR "search backend returned a malformed response"; returns -EBADMSG.
