@@ -33,6 +33,8 @@
 
 #include <microhttpd.h>
 
+#include "agentd/metrics.h"
+
 #define HTTP_JSON_CONTENT_TYPE "application/json; charset=utf-8"
 
 struct app;
@@ -46,6 +48,7 @@ struct server;
 struct http_route {
     const char *path;
     const char *allow; /* the methods it accepts, as the Allow header says them: "GET, HEAD" */
+    enum metrics_route metric; /* its route label in the HTTP metrics */
     /* The headers are in: answer now (http_reply*), or return MHD_YES to read the body. */
     enum MHD_Result (*headers)(struct conn *c);
     /* Optional: a chunk of the body, nothing answered yet (NULL = the body is dropped). */

@@ -110,11 +110,9 @@ enum metrics_budget_kind {
  */
 void metrics_init(const char *version);
 
-/* Label helpers for the server: exact, case-sensitive matches; anything else maps to OTHER. */
-enum metrics_route metrics_route_from_path(const char *path);
+/* Label helper for the server: exact, case-sensitive match; anything else maps to OTHER. (Each
+   route names its own METRICS_ROUTE_* value.) */
 enum metrics_method metrics_method_from_string(const char *method);
-/* "ok" or an API.md error.type -> outcome; NULL or unknown -> METRICS_RUN_INTERNAL_ERROR. */
-enum metrics_run_outcome metrics_run_outcome_from_type(const char *type);
 
 /*
  * The code label of both HTTP families: the exact status when it is one of

@@ -26,12 +26,6 @@
 static const char *const route_names[METRICS_ROUTE__COUNT] = {
     "agent", "health_live", "health_ready", "metrics", "other",
 };
-static const char *const route_paths[METRICS_ROUTE__COUNT - 1] = {
-    "/v1/agent",
-    "/health/live",
-    "/health/ready",
-    "/metrics",
-};
 static const char *const method_names[METRICS_METHOD__COUNT] = {"GET", "POST", "HEAD", "other"};
 static const char *const run_outcome_names[METRICS_RUN__COUNT] = {
     "ok",
@@ -129,28 +123,12 @@ void metrics_init(const char *version)
 
 /* ---- label helpers ---- */
 
-enum metrics_route metrics_route_from_path(const char *path)
-{
-    for (int i = 0; path && i < METRICS_ROUTE_OTHER; i++)
-        if (strcmp(path, route_paths[i]) == 0)
-            return (enum metrics_route)i;
-    return METRICS_ROUTE_OTHER;
-}
-
 enum metrics_method metrics_method_from_string(const char *method)
 {
     for (int i = 0; method && i < METRICS_METHOD_OTHER; i++)
         if (strcmp(method, method_names[i]) == 0)
             return (enum metrics_method)i;
     return METRICS_METHOD_OTHER;
-}
-
-enum metrics_run_outcome metrics_run_outcome_from_type(const char *type)
-{
-    for (int i = 0; type && i < METRICS_RUN__COUNT; i++)
-        if (strcmp(type, run_outcome_names[i]) == 0)
-            return (enum metrics_run_outcome)i;
-    return METRICS_RUN_INTERNAL_ERROR;
 }
 
 static size_t code_index(int status)

@@ -370,7 +370,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
         return;
     *con_cls = NULL;
     int64_t duration_ms = clock_now_ms() - c->start_ms;
-    metrics_http_request(metrics_route_from_path(route_path(c->route)),
+    metrics_http_request(c->route ? c->route->metric : METRICS_ROUTE_OTHER,
                          metrics_method_from_string(c->method), (int)c->status,
                          (double)duration_ms / 1000.0);
     log_info("http request", LF_S("request_id", c->request_id), LF_S("method", c->method),

@@ -334,6 +334,7 @@ static void agent_release(struct conn *c)
 
 const struct http_route route_agent = {
     .path = "/v1/agent",
+    .metric = METRICS_ROUTE_AGENT,
     .allow = "POST",
     .headers = agent_headers,
     .body = agent_body,

@@ -27,12 +27,14 @@ static enum MHD_Result ready(struct conn *c)
 
 const struct http_route route_health_live = {
     .path = "/health/live",
+    .metric = METRICS_ROUTE_HEALTH_LIVE,
     .allow = "GET, HEAD",
     .headers = live,
 };
 
 const struct http_route route_health_ready = {
     .path = "/health/ready",
+    .metric = METRICS_ROUTE_HEALTH_READY,
     .allow = "GET, HEAD",
     .headers = ready,
 };

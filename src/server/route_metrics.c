@@ -15,6 +15,7 @@ static enum MHD_Result render(struct conn *c)
 
 const struct http_route route_metrics = {
     .path = "/metrics",
+    .metric = METRICS_ROUTE_METRICS,
     .allow = "GET, HEAD",
     .headers = render,
 };
