@@ -155,6 +155,11 @@ int anthropic_parse_response(const char *body, size_t len, struct llm_response *
 /* Frees everything r owns and zeroes it; r may be NULL. */
 void llm_response_clear(struct llm_response *r);
 
+/* The usage of an answer that anthropic_parse_response() rejected but that may still have been
+   billed: 0 and the token counts (input includes cache writes and reads) when body is a JSON
+   object with a "usage" object, else -EBADMSG and nothing written. */
+int anthropic_parse_usage(const char *body, size_t len, int64_t *ret_in, int64_t *ret_out);
+
 struct llm_error {
     char type[64];        /* error.type, e.g. "rate_limit_error"; the list grows */
     char message[512];    /* error.message */

@@ -43,6 +43,9 @@ struct call {
     const char *request_id; /* for logs (borrowed) */
     call_done_fn done;
     void *arg;
+    /* Optional: judges a 2xx body as it arrives (c->resp holds it). false = unusable (why says
+       why): the attempt is a transient failure, retried when the policies allow. */
+    bool (*accept)(struct call *c, void *arg, char *why, size_t why_len);
 
     /* result, valid in done() */
     enum call_outcome outcome;
@@ -75,10 +78,6 @@ void call_init(struct call *c);
 void call_start(struct worker *w, struct call *c);
 /* Stops the call wherever it is; done() is not called. Safe when not started. */
 void call_cancel(struct call *c);
-/* After done() with CALL_OK: the body was unusable (e.g. malformed JSON). Treats it as a transient
-   failure of the dependency; done() is called again later, with a new attempt's result when the
-   policies allow a retry, else with CALL_EXHAUSTED. */
-void call_retry_malformed(struct call *c, const char *why);
 /* Frees request and result buffers; c can be filled and started again. */
 void call_reset(struct call *c);
 

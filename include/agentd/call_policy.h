@@ -67,7 +67,6 @@ enum call_phase {
     CALL_PHASE_TOKEN_WAIT, /* a limiter token is reserved; a timer, then CALL_EV_TOKEN_DUE */
     CALL_PHASE_LAUNCHING,  /* told to launch; CALL_EV_LAUNCHED or _LAUNCH_FAILED comes next */
     CALL_PHASE_IN_FLIGHT,  /* an attempt is on the wire; CALL_EV_ATTEMPT_END comes next */
-    CALL_PHASE_ANSWERED,   /* finished with CALL_OK: the owner may still send CALL_EV_MALFORMED */
 };
 
 /* One call's progress, owned by the caller. Set it up with call_progress_init(). */
@@ -91,7 +90,6 @@ enum call_event_kind {
     CALL_EV_LAUNCHED,  /* the attempt the verdict asked for is on the wire */
     CALL_EV_LAUNCH_FAILED, /* it could not be started (no memory for a transfer) */
     CALL_EV_ATTEMPT_END,   /* an attempt ended; see the fields below */
-    CALL_EV_MALFORMED,     /* after CALL_OK: the body was unusable; a transient failure */
     CALL_EV_CANCEL,        /* the owner stops the call wherever it is */
 };
 
@@ -105,7 +103,9 @@ struct call_event {
     enum call_event_kind kind;
     /* CALL_EV_ATTEMPT_END */
     enum call_transport transport;
-    long status;                    /* CALL_TRANSPORT_ANSWERED */
+    long status;        /* CALL_TRANSPORT_ANSWERED */
+    bool body_rejected; /* a 2xx whose body the owner cannot use: a transient failure of the
+                           dependency (one breaker outcome for the attempt, never two) */
     const char *retry_after_ms_hdr; /* the answer's headers, NULL when absent */
     const char *retry_after_hdr;
     const char *should_retry_hdr;

@@ -358,20 +358,19 @@ static void on_transfer_done(struct worker_transfer *x, CURL *easy, CURLcode res
         metrics_llm_attempt(ok ? METRICS_ATTEMPT_SUCCESS : METRICS_ATTEMPT_HTTP_ERROR, (int)status);
     if (!ok)
         snprintf(c->error, sizeof(c->error), "%s answered HTTP %ld", name, status);
+    if (ok && c->accept && !c->accept(c, c->arg, c->error, sizeof(c->error))) {
+        log_warn(
+            "malformed answer", LF_S("request_id", c->request_id), LF_S("dependency", name),
+            LF_S("reason", c->error),
+            LF_S("upstream_request_id", c->upstream_request_id[0] ? c->upstream_request_id : NULL));
+        ev.body_rejected = true;
+    }
     ev.transport = CALL_TRANSPORT_ANSWERED;
     ev.status = status;
     ev.retry_after_ms_hdr = c->hdr_retry_after_ms[0] ? c->hdr_retry_after_ms : NULL;
     ev.retry_after_hdr = c->hdr_retry_after[0] ? c->hdr_retry_after : NULL;
     ev.should_retry_hdr = c->hdr_should_retry[0] ? c->hdr_should_retry : NULL;
     step(c, &ev);
-}
-
-void call_retry_malformed(struct call *c, const char *why)
-{
-    worker_refresh_now(c->w);
-    snprintf(c->error, sizeof(c->error), "%s", why);
-    c->outcome = CALL_EXHAUSTED;
-    step(c, &(struct call_event){.kind = CALL_EV_MALFORMED});
 }
 
 void call_cancel(struct call *c)

@@ -58,6 +58,7 @@ struct run {
     json_t *tool_calls; /* [{id, name, ok, duration_ms}] */
     json_t *degraded;   /* [{tool, reason}] */
     struct call llm;
+    struct llm_response resp; /* the last LLM answer, parsed as it arrived (accept_llm_answer) */
     struct tool_exec *tools;
     size_t n_tools, n_tools_done;
     struct timer deadline_timer;
@@ -198,7 +199,8 @@ static void settle(struct run *run, int64_t now)
     fill_result(run, &r);
     run->owner.render(&r, run->owner.arg, &run->answer);
     if (run->idem_key) {
-        if (run->answer.body)
+        /* A client-gone outcome is never stored: the retry must get a real answer. */
+        if (run->answer.body && run->outcome != RUN_CLIENT_CLOSED)
             idem_complete(app->idem, run->idem_key, run->answer.status, run->answer.body);
         else
             idem_abandon(app->idem, run->idem_key);
@@ -291,6 +293,7 @@ static void run_free(struct run *run)
 {
     free_tools(run);
     call_reset(&run->llm);
+    llm_response_clear(&run->resp);
     agent_request_clear(&run->req);
     json_decref(run->messages);
     json_decref(run->tool_calls);
@@ -438,33 +441,46 @@ static void llm_failed(struct run *run, struct call *c)
     }
 }
 
+/* Tokens the API billed: the run's totals, the hourly budget, the metrics. */
+static void record_usage(struct run *run, int64_t input_tokens, int64_t output_tokens)
+{
+    struct app *app = run->app;
+    run->input_tokens = llm_tokens_add(run->input_tokens, input_tokens);
+    run->output_tokens = llm_tokens_add(run->output_tokens, output_tokens);
+    spend_record(app->spend, worker_now_ms(run->w), input_tokens, output_tokens);
+    app_log_spend_transitions(app);
+    metrics_llm_tokens(input_tokens, output_tokens);
+    metrics_llm_cost_usd(spend_cost_usd(app->spend, input_tokens, output_tokens));
+}
+
+/* Judges each 2xx answer as it arrives, so an unusable one is a failed attempt (retried) and
+   never a success followed by a failure. */
+static bool accept_llm_answer(struct call *c, void *arg, char *why, size_t why_len)
+{
+    struct run *run = arg;
+    llm_response_clear(&run->resp);
+    if (anthropic_parse_response(c->resp, c->resp_len, &run->resp, why, why_len) == 0)
+        return true;
+    /* Rejected, but possibly billed: its tokens count all the same. */
+    int64_t in = 0, out = 0;
+    if (anthropic_parse_usage(c->resp, c->resp_len, &in, &out) == 0)
+        record_usage(run, in, out);
+    return false;
+}
+
 static void on_llm_done(struct call *c, void *arg)
 {
     struct run *run = arg;
+    run->llm_attempts += c->attempts;
     if (c->outcome != CALL_OK) {
-        run->llm_attempts += c->attempts;
         llm_failed(run, c);
         return;
     }
-    struct llm_response resp;
-    char err[256];
-    if (anthropic_parse_response(c->resp, c->resp_len, &resp, err, sizeof(err)) != 0) {
-        log_warn("malformed LLM response", LF_S("request_id", run->request_id), LF_S("reason", err),
-                 LF_S("upstream_request_id", c->upstream_request_id));
-        /* done() comes back with a new attempt's result or CALL_EXHAUSTED. */
-        call_retry_malformed(c, err);
-        return;
-    }
-    struct app *app = run->app;
-    run->llm_attempts += c->attempts;
+    struct llm_response resp = run->resp;
+    memset(&run->resp, 0, sizeof(run->resp));
     run->iterations++;
     run->llm_calls++;
-    run->input_tokens = llm_tokens_add(run->input_tokens, resp.input_tokens);
-    run->output_tokens = llm_tokens_add(run->output_tokens, resp.output_tokens);
-    spend_record(app->spend, worker_now_ms(run->w), resp.input_tokens, resp.output_tokens);
-    app_log_spend_transitions(app);
-    metrics_llm_tokens(resp.input_tokens, resp.output_tokens);
-    metrics_llm_cost_usd(spend_cost_usd(app->spend, resp.input_tokens, resp.output_tokens));
+    record_usage(run, resp.input_tokens, resp.output_tokens);
     free(run->last_text);
     run->last_text = strdup(resp.text ? resp.text : "");
     append_assistant(run, resp.content);
@@ -523,6 +539,7 @@ static bool build_llm_call(struct run *run, struct call *c)
     c->low_priority = run->req.priority == AGENT_PRIORITY_LOW;
     c->request_id = run->request_id;
     c->done = on_llm_done;
+    c->accept = accept_llm_answer;
     c->arg = run;
     return true;
 }
@@ -633,6 +650,15 @@ static void on_client_gone(struct worker *w, void *arg)
     struct run *run = arg;
     if (run->finished)
         return;
+    if (run->idem_key) {
+        /* Its retry will come with the same key: finish, so that it gets the stored answer. */
+        log_info("client went away: run goes on for its Idempotency-Key",
+                 LF_S("request_id", run->request_id), LF_S("run_id", run->id),
+                 LF_I("iterations", run->iterations));
+        worker_unwatch_client(run->w, &run->client);
+        run->client_watched = false;
+        return;
+    }
     log_info("client went away: run cancelled", LF_S("request_id", run->request_id),
              LF_S("run_id", run->id), LF_I("iterations", run->iterations));
     finish(run, RUN_CLIENT_CLOSED, 0, "the client closed the connection");

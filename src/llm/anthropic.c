@@ -376,6 +376,29 @@ static char *anth_dup_string_or_empty(const json_t *v)
     return strdup(s ? s : "");
 }
 
+/* input_tokens counts what was billed as input: plain, cache writes and cache reads. */
+static void anth_usage(const json_t *usage, int64_t *ret_in, int64_t *ret_out)
+{
+    int64_t in = anth_count(usage, "input_tokens");
+    in = llm_tokens_add(in, anth_count(usage, "cache_creation_input_tokens"));
+    in = llm_tokens_add(in, anth_count(usage, "cache_read_input_tokens"));
+    *ret_in = in;
+    *ret_out = anth_count(usage, "output_tokens");
+}
+
+int anthropic_parse_usage(const char *body, size_t len, int64_t *ret_in, int64_t *ret_out)
+{
+    if (!body || len == 0)
+        return -EBADMSG;
+    json_t *root = json_loadb(body, len, 0, NULL);
+    const json_t *usage = json_object_get(root, "usage");
+    int rc = json_is_object(usage) ? 0 : -EBADMSG;
+    if (rc == 0)
+        anth_usage(usage, ret_in, ret_out);
+    json_decref(root);
+    return rc;
+}
+
 int anthropic_parse_response(const char *body, size_t len, struct llm_response *ret, char *err,
                              size_t errlen)
 {
@@ -430,12 +453,7 @@ int anthropic_parse_response(const char *body, size_t len, struct llm_response *
         goto fail;
 
     usage = json_object_get(root, "usage");
-    out.input_tokens = anth_count(usage, "input_tokens");
-    out.input_tokens =
-        llm_tokens_add(out.input_tokens, anth_count(usage, "cache_creation_input_tokens"));
-    out.input_tokens =
-        llm_tokens_add(out.input_tokens, anth_count(usage, "cache_read_input_tokens"));
-    out.output_tokens = anth_count(usage, "output_tokens");
+    anth_usage(usage, &out.input_tokens, &out.output_tokens);
 
     json_decref(root);
     *ret = out;

@@ -38,7 +38,7 @@ static int64_t or_default(int64_t ms)
 static void finish(struct call_progress *st, struct call_verdict *v, enum call_outcome outcome,
                    int64_t retry_after_ms, enum call_note note)
 {
-    st->phase = outcome == CALL_OK ? CALL_PHASE_ANSWERED : CALL_PHASE_IDLE;
+    st->phase = CALL_PHASE_IDLE;
     v->action = CALL_ACT_FINISH;
     v->outcome = outcome;
     v->retry_after_ms = retry_after_ms;
@@ -188,9 +188,16 @@ static void attempt_end(const struct call_policy *p, const struct call_guards *g
     /* The throttle probe is over unless a new 429 pause (below) takes its place. */
     if (status != 429)
         end_probe(g, st, true);
-    if (status >= 200 && status < 300) {
+    if (status >= 200 && status < 300 && !ev->body_rejected) {
         breaker_record(g->breaker, now, BREAKER_SUCCESS);
         finish(st, v, CALL_OK, 0, CALL_NOTE_SUCCESS);
+        return;
+    }
+    if (status >= 200 && status < 300) {
+        /* Answered, but unusable: a failure of the dependency, worth another attempt. */
+        v->reason = CALL_RETRY_MALFORMED;
+        breaker_record(g->breaker, now, BREAKER_FAILURE);
+        retry_or_give_up(p, g, st, -1, false, now, rng, v);
         return;
     }
     int should = backoff_parse_should_retry(ev->should_retry_hdr);
@@ -272,15 +279,6 @@ void call_policy_step(const struct call_policy *p, const struct call_guards *g,
     case CALL_EV_ATTEMPT_END:
         if (st->phase == CALL_PHASE_IN_FLIGHT)
             attempt_end(p, g, st, ev, now_ms, rng, ret);
-        break;
-    case CALL_EV_MALFORMED:
-        if (st->phase != CALL_PHASE_ANSWERED)
-            break;
-        /* The attempt was a success at the HTTP level; a broken body is still a failure of the
-           dependency. */
-        breaker_record(g->breaker, now_ms, BREAKER_FAILURE);
-        ret->reason = CALL_RETRY_MALFORMED;
-        retry_or_give_up(p, g, st, -1, false, now_ms, rng, ret);
         break;
     case CALL_EV_CANCEL:
         cancel(g, st, now_ms);

@@ -561,6 +561,43 @@ START_TEST(test_run_is_cancelled_when_the_client_goes_away)
 }
 END_TEST
 
+/* A run with an Idempotency-Key is not cancelled when its client leaves: the client's retry (same
+   key) waits for it (409 while it runs) and then gets its real answer, replayed, without a second
+   run. A client-gone outcome is never stored under the key. */
+START_TEST(test_keyed_run_survives_its_client_and_the_retry_gets_the_answer)
+{
+    fake_add_fault(&H, "{\"route\":\"messages\",\"delay_ms\":1000,\"count\":1}");
+    int fd = connect_agentd();
+    const char *body = "{\"input\":\"What is 6 * 7?\"}";
+    char req[320];
+    int n = snprintf(req, sizeof(req),
+                     "POST /v1/agent HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Idempotency-Key: gone-key-1\r\nContent-Length: %zu\r\n\r\n%s",
+                     strlen(body), body);
+    ck_assert_int_eq(write(fd, req, (size_t)n), n);
+    fake_wait_count(&H, "messages", 1, 5000);
+    close(fd);
+    struct http_resp r;
+    long st = post_with_key("gone-key-1", body, &r);
+    int64_t until = harness_now_ms() + 10000;
+    while (st == 409 && harness_now_ms() < until) {
+        http_resp_free(&r);
+        usleep(100 * 1000);
+        st = post_with_key("gone-key-1", body, &r);
+    }
+    ck_assert_int_eq(st, 200);
+    char replayed[16];
+    ck_assert(http_header(&r, "Idempotent-Replayed", replayed, sizeof(replayed)));
+    ck_assert_ptr_nonnull(strstr(r.body, "42"));
+    http_resp_free(&r);
+    /* One run: the tool round trip's two LLM calls, nothing more. */
+    ck_assert_uint_eq(fake_count(&H, "messages"), 2);
+    char *log = harness_read_log(&H);
+    ck_assert_ptr_nonnull(strstr(log, "run goes on for its Idempotency-Key"));
+    free(log);
+}
+END_TEST
+
 /* ---- concurrency ------------------------------------------------------------------ */
 
 struct worker_arg {
@@ -675,6 +712,7 @@ int main(void)
     tcase_add_test(tc, test_agent_request_id_is_echoed_or_generated);
     tcase_add_test(tc, test_every_request_body_sent_validates_against_openapi);
     tcase_add_test(tc, test_run_is_cancelled_when_the_client_goes_away);
+    tcase_add_test(tc, test_keyed_run_survives_its_client_and_the_retry_gets_the_answer);
     tcase_add_test(tc, test_idempotency_key_replays_byte_identical_answer);
     tcase_add_test(tc, test_idempotency_key_in_progress_is_409);
     tcase_add_test(tc, test_api_400_for_bad_bodies);

@@ -879,6 +879,29 @@ START_TEST(test_append_assistant_rejects_empty_or_non_array_content)
 }
 END_TEST
 
+/* An answer the parser rejects (here: a repeated tool_use id) may still have been billed. */
+START_TEST(test_parse_usage_of_a_rejected_answer)
+{
+    const char *body =
+        "{\"type\":\"message\",\"content\":["
+        "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"calculator\",\"input\":{}},"
+        "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"calculator\",\"input\":{}}],"
+        "\"stop_reason\":\"tool_use\",\"usage\":{\"input_tokens\":100,"
+        "\"cache_read_input_tokens\":20,\"output_tokens\":7}}";
+    struct llm_response r;
+    ck_assert_int_eq(anthropic_parse_response(body, strlen(body), &r, NULL, 0), -EBADMSG);
+    int64_t in = -1, out = -1;
+    ck_assert_int_eq(anthropic_parse_usage(body, strlen(body), &in, &out), 0);
+    ck_assert_int_eq(in, 120);
+    ck_assert_int_eq(out, 7);
+    in = out = -1;
+    ck_assert_int_eq(anthropic_parse_usage("{\"type\":\"mess", 13, &in, &out), -EBADMSG);
+    ck_assert_int_eq(anthropic_parse_usage("{\"usage\":3}", 11, &in, &out), -EBADMSG);
+    ck_assert_int_eq(anthropic_parse_usage(NULL, 0, &in, &out), -EBADMSG);
+    ck_assert_int_eq(in, -1);
+}
+END_TEST
+
 START_TEST(test_append_tool_results_one_message_blocks_in_order)
 {
     json_t *m = one_user_message("hi");
@@ -1025,6 +1048,7 @@ static Suite *anthropic_suite(void)
     tcase_add_test(tc, test_append_user_text_appends_and_validates);
     tcase_add_test(tc, test_append_assistant_deep_copies_content);
     tcase_add_test(tc, test_append_assistant_rejects_empty_or_non_array_content);
+    tcase_add_test(tc, test_parse_usage_of_a_rejected_answer);
     tcase_add_test(tc, test_append_tool_results_one_message_blocks_in_order);
     tcase_add_test(tc, test_append_tool_results_rejects_bad_input_and_leaves_history);
     tcase_add_test(tc, test_tool_round_trip_builds_a_valid_second_turn);

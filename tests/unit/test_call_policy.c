@@ -103,7 +103,7 @@ START_TEST(test_policy_success_on_first_attempt)
     ck_assert_int_eq(v.outcome, CALL_OK);
     ck_assert_int_eq(v.note, CALL_NOTE_SUCCESS);
     ck_assert_int_eq(fx->st.attempts, 1);
-    ck_assert_int_eq(fx->st.phase, CALL_PHASE_ANSWERED);
+    ck_assert_int_eq(fx->st.phase, CALL_PHASE_IDLE);
 }
 END_TEST
 
@@ -246,32 +246,43 @@ START_TEST(test_policy_spent_retry_budget_gives_up_but_429_with_retry_after_bypa
 }
 END_TEST
 
+static struct call_verdict rejected_200(void)
+{
+    return ev(&(struct call_event){.kind = CALL_EV_ATTEMPT_END,
+                                   .transport = CALL_TRANSPORT_ANSWERED,
+                                   .status = 200,
+                                   .body_rejected = true});
+}
+
 START_TEST(test_policy_malformed_answer_is_a_transient_failure)
 {
     teardown();
     setup_with(1, 1000, 1000, 1.0, 100, 100);
     start_attempt();
-    ck_assert_int_eq(answered(200, NULL).outcome, CALL_OK);
-    struct call_verdict v = ev(&(struct call_event){.kind = CALL_EV_MALFORMED});
+    struct call_verdict v = rejected_200();
     ck_assert_int_eq(v.action, CALL_ACT_WAIT);
     ck_assert_int_eq(v.reason, CALL_RETRY_MALFORMED);
     fx->now = v.at_ms;
     start_attempt();
-    ck_assert_int_eq(answered(200, NULL).outcome, CALL_OK);
-    v = ev(&(struct call_event){.kind = CALL_EV_MALFORMED});
+    v = rejected_200();
     ck_assert_int_eq(v.action, CALL_ACT_FINISH);
     ck_assert_int_eq(v.outcome, CALL_EXHAUSTED);
     ck_assert_int_eq(v.reason, CALL_RETRY_MALFORMED);
 }
 END_TEST
 
-START_TEST(test_policy_malformed_counts_against_the_breaker)
+/* One attempt, one breaker outcome: a rejected 200 is a failure, not a success and a failure
+   (which would reset the consecutive count, so no run of them could ever open the circuit). */
+START_TEST(test_policy_malformed_answers_open_the_breaker_like_any_failure)
 {
     teardown();
-    setup_with(0, 1000, 1000, 1.0, 100, 1);
+    setup_with(3, 1000, 1000, 1.0, 100, 2);
     start_attempt();
-    answered(200, NULL);
-    ev(&(struct call_event){.kind = CALL_EV_MALFORMED});
+    struct call_verdict v = rejected_200();
+    ck_assert_int_eq(breaker_state(fx->g.breaker, fx->now), BREAKER_CLOSED);
+    fx->now = v.at_ms;
+    start_attempt();
+    rejected_200();
     ck_assert_int_eq(breaker_state(fx->g.breaker, fx->now), BREAKER_OPEN);
 }
 END_TEST
@@ -390,8 +401,6 @@ START_TEST(test_policy_events_out_of_phase_change_nothing)
 {
     struct call_verdict v = answered(200, NULL); /* nothing in flight */
     ck_assert_int_eq(v.action, CALL_ACT_NONE);
-    v = ev(&(struct call_event){.kind = CALL_EV_MALFORMED});
-    ck_assert_int_eq(v.action, CALL_ACT_NONE);
     v = ev(&(struct call_event){.kind = CALL_EV_TOKEN_DUE});
     ck_assert_int_eq(v.action, CALL_ACT_NONE);
     ck_assert_int_eq(fx->st.attempts, 0);
@@ -422,7 +431,7 @@ static Suite *call_policy_suite(void)
     tcase_add_test(tc,
                    test_policy_spent_retry_budget_gives_up_but_429_with_retry_after_bypasses_it);
     tcase_add_test(tc, test_policy_malformed_answer_is_a_transient_failure);
-    tcase_add_test(tc, test_policy_malformed_counts_against_the_breaker);
+    tcase_add_test(tc, test_policy_malformed_answers_open_the_breaker_like_any_failure);
     tcase_add_test(tc, test_policy_deadline_passed_before_an_attempt);
     tcase_add_test(tc, test_policy_open_breaker_refuses_with_its_retry_after);
     tcase_add_test(tc, test_policy_limiter_makes_high_priority_wait_and_refuses_low_priority);
