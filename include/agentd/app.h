@@ -45,8 +45,11 @@ struct app {
     struct worker **workers;
     int n_workers;
     atomic_uint next_worker;
-    atomic_int inflight;  /* admitted runs not yet answered */
-    atomic_bool draining; /* shutting down: new runs are refused with 503 shutting_down */
+    atomic_int inflight; /* admitted runs not yet answered */
+    atomic_size_t
+        buffered_bytes;      /* request bodies held by the server (AGENTD_MAX_BUFFERED_BYTES) */
+    atomic_size_t run_bytes; /* conversation JSON held by runs (AGENTD_RUNS_MAX_BYTES) */
+    atomic_bool draining;    /* shutting down: new runs are refused with 503 shutting_down */
     atomic_uint_fast64_t run_seq;
 };
 

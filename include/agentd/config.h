@@ -32,13 +32,15 @@
 
 struct agentd_config {
     /* server */
-    char *listen_host;     /* AGENTD_LISTEN host part, e.g. "0.0.0.0" */
-    int listen_port;       /* AGENTD_LISTEN port part, 0..65535 (0 = ephemeral) */
-    int workers;           /* AGENTD_WORKERS, 0 in the table = number of CPUs (resolved
-                              at load, so always 1..256 here) */
-    int max_inflight;      /* AGENTD_MAX_INFLIGHT */
-    size_t max_body_bytes; /* AGENTD_MAX_BODY_BYTES */
-    int io_threads;        /* AGENTD_IO_THREADS: blocking file I/O pool */
+    char *listen_host;         /* AGENTD_LISTEN host part, e.g. "0.0.0.0" */
+    int listen_port;           /* AGENTD_LISTEN port part, 0..65535 (0 = ephemeral) */
+    int workers;               /* AGENTD_WORKERS, 0 in the table = number of CPUs (resolved
+                                  at load, so always 1..256 here) */
+    int max_inflight;          /* AGENTD_MAX_INFLIGHT */
+    size_t max_body_bytes;     /* AGENTD_MAX_BODY_BYTES */
+    size_t max_buffered_bytes; /* AGENTD_MAX_BUFFERED_BYTES */
+    size_t runs_max_bytes;     /* AGENTD_RUNS_MAX_BYTES */
+    int io_threads;            /* AGENTD_IO_THREADS: blocking file I/O pool */
 
     char *auth_tokens; /* AGENTD_AUTH_TOKENS: comma-separated bearer tokens; secret; NULL = off */
 

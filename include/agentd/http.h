@@ -88,7 +88,7 @@ struct conn {
 
     /* route_agent.c: POST /v1/agent */
     char *body;
-    size_t len, alloc;
+    size_t len, alloc; /* alloc bytes are counted in app->buffered_bytes */
     bool too_large;
     /* The run a suspended connection waits for; the run holds the admission (run.h). */
     struct run *run;
@@ -116,8 +116,9 @@ enum MHD_Result http_reply_error(struct conn *c, unsigned status, const char *ty
    counted as drained, and the error answer waits for the body's end like one decided before
    it. */
 enum MHD_Result http_reply_error_after_body(struct conn *c, size_t dropped, unsigned status,
-                                            const char *type, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+                                            const char *type, int64_t retry_after_ms,
+                                            const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 /* Suspends c until its run ends and tracks it, so shutdown can answer it in the run's place. */
 void http_suspend(struct conn *c);

@@ -83,6 +83,7 @@ struct run_owner {
 enum run_admission {
     RUN_ADMITTED = 0,
     RUN_REFUSED_OVERLOADED,         /* AGENTD_MAX_INFLIGHT runs in flight */
+    RUN_REFUSED_MEMORY,             /* the runs in flight hold AGENTD_RUNS_MAX_BYTES already */
     RUN_REFUSED_IDEM_IN_PROGRESS,   /* the same key is still running */
     RUN_REFUSED_IDEM_MISMATCH,      /* the same key came with another body */
     RUN_REFUSED_IDEM_FULL,          /* too many keyed runs in progress */
@@ -103,9 +104,11 @@ struct run_spec {
 
 /*
  * Admits a run: takes an in-flight unit, the Idempotency-Key claim (when a key is given and keys
- * are on), the conversation slot (when the request names one), in that order, and creates the
- * run. RUN_ADMITTED: *ret_run is the run. RUN_REPLAYED: *ret_replay holds the stored answer
- * (body owned by the caller). Any other value: nothing is held and *req is untouched.
+ * are on), the conversation slot (when the request names one), and its share of
+ * AGENTD_RUNS_MAX_BYTES (the size of its conversation JSON, re-counted before each LLM call as
+ * the history grows), in that order, and creates the run. RUN_ADMITTED: *ret_run is the run.
+ * RUN_REPLAYED: *ret_replay holds the stored answer (body owned by the caller). Any other value:
+ * nothing is held and *req is untouched.
  */
 enum run_admission run_admit(struct app *app, struct run_spec *spec, struct run **ret_run,
                              struct run_answer *ret_replay);

@@ -60,6 +60,8 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
     app->cfg = *cfg;
     atomic_init(&app->next_worker, 0);
     atomic_init(&app->inflight, 0);
+    atomic_init(&app->buffered_bytes, 0);
+    atomic_init(&app->run_bytes, 0);
     atomic_init(&app->draining, false);
     atomic_init(&app->run_seq, 1);
 

@@ -50,6 +50,7 @@ struct run {
     bool holds_inflight;
     char *idem_key;          /* the Idempotency-Key claim, NULL when none */
     bool holds_conversation; /* req.conversation_id's slot */
+    size_t held_bytes;       /* its share of app->run_bytes */
 
     /* progress */
     int iterations, llm_calls, llm_attempts;
@@ -212,6 +213,29 @@ static void settle(struct run *run, int64_t now)
         metrics_run_finished(metrics_outcome(run->outcome));
         run->holds_inflight = false;
     }
+    atomic_fetch_sub(&app->run_bytes, run->held_bytes);
+    run->held_bytes = 0;
+}
+
+/* Sets the run's share of app->run_bytes to bytes. With check, refuses (false, nothing changed)
+   when the total would pass AGENTD_RUNS_MAX_BYTES; a run already going is never stopped by it,
+   its growth only keeps new runs out. */
+static bool hold_bytes(struct run *run, size_t bytes, bool check)
+{
+    struct app *app = run->app;
+    if (bytes <= run->held_bytes) {
+        atomic_fetch_sub(&app->run_bytes, run->held_bytes - bytes);
+        run->held_bytes = bytes;
+        return true;
+    }
+    size_t more = bytes - run->held_bytes;
+    size_t before = atomic_fetch_add(&app->run_bytes, more);
+    if (check && before + more > app->cfg.runs_max_bytes) {
+        atomic_fetch_sub(&app->run_bytes, more);
+        return false;
+    }
+    run->held_bytes = bytes;
+    return true;
 }
 
 static void free_tools(struct run *run)
@@ -533,6 +557,7 @@ static bool build_llm_call(struct run *run, struct call *c)
         finish(run, RUN_INTERNAL_ERROR, 0, "out of memory building the LLM request");
         return false;
     }
+    hold_bytes(run, strlen(c->body), false);
     c->max_response_bytes = LLM_MAX_RESPONSE_BYTES;
     c->attempt_timeout_ms = cfg->llm_timeout_ms;
     c->deadline_ms = run->deadline_ms;
@@ -795,6 +820,8 @@ static void unadmit(struct run *run)
         idem_abandon(app->idem, run->idem_key);
     if (run->holds_inflight)
         atomic_fetch_sub(&app->inflight, 1);
+    atomic_fetch_sub(&app->run_bytes, run->held_bytes);
+    run->held_bytes = 0;
     free(run->idem_key);
     run->idem_key = NULL;
     run->holds_conversation = run->holds_inflight = false;
@@ -826,6 +853,9 @@ enum run_admission run_admit(struct app *app, struct run_spec *spec, struct run 
         if (!run->messages || anthropic_append_user_text(run->messages, spec->req->input) < 0)
             a = RUN_REFUSED_NOMEM;
     }
+    if (a == RUN_ADMITTED &&
+        !hold_bytes(run, json_dumpb(run->messages, NULL, 0, JSON_COMPACT), true))
+        a = RUN_REFUSED_MEMORY;
     if (a != RUN_ADMITTED) {
         if (run->holds_conversation) {
             /* The conversation's history was not touched: give it back as it was. */

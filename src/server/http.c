@@ -205,13 +205,14 @@ enum MHD_Result http_reply_error(struct conn *c, unsigned status, const char *ty
 
 /* A body over its cap is only found out while it arrives: its answer, too, waits for the end. */
 enum MHD_Result http_reply_error_after_body(struct conn *c, size_t dropped, unsigned status,
-                                            const char *type, const char *fmt, ...)
+                                            const char *type, int64_t retry_after_ms,
+                                            const char *fmt, ...)
 {
     va_list ap;
     c->discarded += dropped;
     c->defer = true;
     va_start(ap, fmt);
-    enum MHD_Result ret = reply_error_v(c, status, type, 0, NULL, fmt, ap);
+    enum MHD_Result ret = reply_error_v(c, status, type, retry_after_ms, NULL, fmt, ap);
     va_end(ap);
     c->defer = false;
     return ret;

@@ -91,6 +91,13 @@ static enum MHD_Result agent_headers(struct conn *c)
                                     "(AGENTD_MAX_BODY_BYTES)",
                                     n, app->cfg.max_body_bytes);
     }
+    if (cl) {
+        unsigned long long n = strtoull(cl, NULL, 10);
+        if (atomic_load(&app->buffered_bytes) + n > app->cfg.max_buffered_bytes)
+            return http_reply_error(c, 503, "overloaded", 1000, NULL,
+                                    "request bodies in memory are at their limit "
+                                    "(AGENTD_MAX_BUFFERED_BYTES); retry later");
+    }
     if (atomic_load(&app->inflight) >= app->cfg.max_inflight)
         return http_reply_error(c, 429, "overloaded", 1000, NULL,
                                 "%d runs in flight (AGENTD_MAX_INFLIGHT); retry later",
@@ -106,30 +113,59 @@ static enum MHD_Result agent_headers(struct conn *c)
     return MHD_YES;
 }
 
+/* Takes more bytes of AGENTD_MAX_BUFFERED_BYTES for c's body; false when they are not there. */
+static bool charge_upload(struct conn *c, size_t more)
+{
+    struct app *app = http_conn_app(c);
+    size_t before = atomic_fetch_add(&app->buffered_bytes, more);
+    if (before + more > app->cfg.max_buffered_bytes) {
+        atomic_fetch_sub(&app->buffered_bytes, more);
+        return false;
+    }
+    return true;
+}
+
+/* Frees c's body and gives its bytes back. */
+static void drop_upload(struct conn *c)
+{
+    atomic_fetch_sub(&http_conn_app(c)->buffered_bytes, c->alloc);
+    free(c->body);
+    c->body = NULL;
+    c->len = c->alloc = 0;
+}
+
 static enum MHD_Result agent_body(struct conn *c, const char *data, size_t size)
 {
     size_t cap = http_conn_app(c)->cfg.max_body_bytes;
     if (c->too_large || size > cap - c->len) {
         /* Over the cap (chunked upload): stop storing; the 413 waits for the end of the body. */
         c->too_large = true;
-        free(c->body);
-        c->body = NULL;
-        c->len = c->alloc = 0;
+        drop_upload(c);
         http_reply_error_after_body(
-            c, size, 413, "payload_too_large",
+            c, size, 413, "payload_too_large", 0,
             "request body exceeds the limit of %zu bytes (AGENTD_MAX_BODY_BYTES)", cap);
         return MHD_YES;
     }
     if (c->len + size + 1 > c->alloc) {
-        /* Grow geometrically up to the cap (+1 for a terminating NUL). */
+        /* Grow geometrically up to the cap (+1 for a terminating NUL), within the bytes all
+           uploads together may hold. */
         size_t want = c->alloc ? c->alloc : 4096;
         while (want < c->len + size + 1)
             want *= 2;
         if (want > cap + 1)
             want = cap + 1;
+        if (!charge_upload(c, want - c->alloc)) {
+            drop_upload(c);
+            http_reply_error_after_body(c, size, 503, "overloaded", 1000,
+                                        "request bodies in memory are at their limit "
+                                        "(AGENTD_MAX_BUFFERED_BYTES); retry later");
+            return MHD_YES;
+        }
         char *p = realloc(c->body, want);
-        if (!p)
+        if (!p) {
+            atomic_fetch_sub(&http_conn_app(c)->buffered_bytes, want - c->alloc);
             return MHD_NO;
+        }
         c->body = p;
         c->alloc = want;
     }
@@ -220,6 +256,11 @@ static enum MHD_Result reply_refusal(struct conn *c, enum run_admission a,
     case RUN_REPLAYED:
         return http_reply_as(c, (unsigned)replay->status, replay->body, 0, "Idempotent-Replayed",
                              "true", HTTP_JSON_CONTENT_TYPE);
+    case RUN_REFUSED_MEMORY:
+        return http_reply_error(
+            c, 503, "overloaded", 1000, NULL,
+            "the runs in flight hold their memory limit (AGENTD_RUNS_MAX_BYTES); "
+            "retry later");
     case RUN_REFUSED_OVERLOADED:
         return http_reply_error(c, 429, "overloaded", 1000, NULL,
                                 "%d runs in flight (AGENTD_MAX_INFLIGHT); retry later",
@@ -290,9 +331,7 @@ static enum MHD_Result agent_run(struct conn *c)
         return ret;
     }
     /* The body is the run's now (parsed into it): no need to hold the upload any longer. */
-    free(c->body);
-    c->body = NULL;
-    c->len = c->alloc = 0;
+    drop_upload(c);
     c->run = run;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -328,8 +367,7 @@ static void agent_release(struct conn *c)
         run_release(c->run);
         c->run = NULL;
     }
-    free(c->body);
-    c->body = NULL;
+    drop_upload(c);
 }
 
 const struct http_route route_agent = {

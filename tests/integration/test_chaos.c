@@ -805,6 +805,83 @@ START_TEST(test_descriptor_exhaustion_is_survived)
 }
 END_TEST
 
+/* ---- hostile uploads ---------------------------------------------------------------- */
+
+static int connect_loopback(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+/* A valid-so-far JSON body of len bytes: {"input":"What is 2 * 3?" + spaces + }. */
+static char *padded_body(size_t len)
+{
+    const char *head = "{\"input\":\"What is 2 * 3?\"";
+    char *b = malloc(len + 1);
+    memset(b, ' ', len);
+    memcpy(b, head, strlen(head));
+    b[len - 1] = '}';
+    b[len] = '\0';
+    return b;
+}
+
+/* Uploads still arriving count against AGENTD_MAX_BUFFERED_BYTES: clients that send most of a
+   large body and stall hold it, a new upload past the limit gets 503 overloaded (after its body,
+   like the other early answers) while /health/live still answers, and the bytes come back when
+   the stalled clients go. */
+START_TEST(test_stalled_uploads_are_capped_by_buffered_bytes)
+{
+    start((const char *const[]){"AGENTD_MAX_BUFFERED_BYTES=1048576", NULL});
+    const size_t len = 400000;
+    char *body = padded_body(len);
+    char head[256];
+    int hn = snprintf(head, sizeof(head),
+                      "POST /v1/agent HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n\r\n",
+                      len);
+    int stalled[2];
+    for (int i = 0; i < 2; i++) {
+        stalled[i] = connect_loopback(H.agentd_port);
+        ck_assert_int_eq(write(stalled[i], head, (size_t)hn), hn);
+        ck_assert_int_eq(write(stalled[i], body, 300000), 300000); /* and no more */
+    }
+    sleep_ms(300);
+    char url[128];
+    snprintf(url, sizeof(url), "%s/v1/agent", H.agentd_url);
+    const char *hdrs[] = {"Content-Type: application/json", NULL};
+    struct http_resp r;
+    ck_assert_int_eq(http_do("POST", url, hdrs, body, len, false, &r), 0);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"overloaded\""));
+    ck_assert_ptr_nonnull(strstr(r.body, "AGENTD_MAX_BUFFERED_BYTES"));
+    char ra[16];
+    ck_assert(http_header(&r, "Retry-After", ra, sizeof(ra)));
+    http_resp_free(&r);
+    snprintf(url, sizeof(url), "%s/health/live", H.agentd_url);
+    ck_assert_int_eq(http_do("GET", url, NULL, NULL, 0, false, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+    /* The stalled clients leave: their bytes are given back and the same upload runs. */
+    close(stalled[0]);
+    close(stalled[1]);
+    snprintf(url, sizeof(url), "%s/v1/agent", H.agentd_url);
+    long st = 0;
+    for (int i = 0; i < 50 && st != 200; i++) {
+        sleep_ms(100);
+        ck_assert_int_eq(http_do("POST", url, hdrs, body, len, false, &r), 0);
+        st = r.status;
+        http_resp_free(&r);
+    }
+    ck_assert_int_eq(st, 200);
+    free(body);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("chaos");
@@ -824,6 +901,7 @@ int main(void)
     tcase_add_test(tc, test_retry_wait_past_deadline_answers_now_with_retry_after);
     tcase_add_test(tc, test_malformed_llm_body_is_retried_then_unavailable);
     tcase_add_test(tc, test_descriptor_exhaustion_is_survived);
+    tcase_add_test(tc, test_stalled_uploads_are_capped_by_buffered_bytes);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }

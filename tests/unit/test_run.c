@@ -27,6 +27,8 @@ static const char *lookup(const char *name, void *ctx)
         return "1";
     if (strcmp(name, "AGENTD_MAX_INFLIGHT") == 0)
         return "2";
+    if (strcmp(name, "AGENTD_RUNS_MAX_BYTES") == 0)
+        return "1048576";
     return NULL;
 }
 
@@ -71,9 +73,10 @@ static void teardown(void)
     config_free(&cfg);
 }
 
-static enum run_admission admit(const char *conv, const char *key, struct run **ret)
+static enum run_admission admit_input(const char *input, const char *conv, const char *key,
+                                      struct run **ret)
 {
-    struct agent_request req = {.input = strdup("hello"),
+    struct agent_request req = {.input = strdup(input),
                                 .conversation_id = conv ? strdup(conv) : NULL};
     struct run_answer replay = {0};
     struct run_spec spec = {.req = &req,
@@ -85,6 +88,11 @@ static enum run_admission admit(const char *conv, const char *key, struct run **
     agent_request_clear(&req); /* zeroed when admitted; still ours when refused */
     free(replay.body);
     return a;
+}
+
+static enum run_admission admit(const char *conv, const char *key, struct run **ret)
+{
+    return admit_input("hello", conv, key, ret);
 }
 
 /* Everything is free again: the conversation can be taken, the key is new, no run counts. */
@@ -191,6 +199,33 @@ START_TEST(test_run_same_key_in_progress_is_refused)
 }
 END_TEST
 
+/* The conversation JSON of the runs in flight is bounded (AGENTD_RUNS_MAX_BYTES, 1 MiB here). */
+START_TEST(test_run_admission_stops_at_the_memory_limit_and_recovers)
+{
+    char *big = malloc(400001);
+    memset(big, 'x', 400000);
+    big[400000] = '\0';
+    struct run *a = NULL, *b = NULL, *c = NULL;
+    ck_assert_int_eq(admit_input(big, NULL, NULL, &a), RUN_ADMITTED);
+    ck_assert_uint_ge(atomic_load(&app.run_bytes), 400000);
+    ck_assert_int_eq(admit_input(big, NULL, NULL, &b), RUN_ADMITTED);
+    run_release(a);
+    a = NULL;
+    ck_assert_int_eq(admit_input(big, NULL, NULL, &a), RUN_ADMITTED);
+    /* two in flight is also AGENTD_MAX_INFLIGHT here: free one unit by hand for the third */
+    ck_assert_int_eq(admit_input(big, "chat-7", "key-7", &c), RUN_REFUSED_OVERLOADED);
+    app.cfg.max_inflight = 10;
+    ck_assert_int_eq(admit_input(big, "chat-7", "key-7", &c), RUN_REFUSED_MEMORY);
+    run_release(a);
+    ck_assert_int_eq(admit_input(big, "chat-7", "key-7", &c), RUN_ADMITTED);
+    run_release(b);
+    run_release(c);
+    ck_assert_uint_eq(atomic_load(&app.run_bytes), 0);
+    assert_nothing_held("chat-7", "key-7");
+    free(big);
+}
+END_TEST
+
 static Suite *run_suite(void)
 {
     Suite *s = suite_create("run");
@@ -202,6 +237,7 @@ static Suite *run_suite(void)
     tcase_add_test(tc, test_run_abort_answers_shutting_down_and_gives_back_everything);
     tcase_add_test(tc, test_run_admission_stops_at_max_inflight_and_recovers);
     tcase_add_test(tc, test_run_same_key_in_progress_is_refused);
+    tcase_add_test(tc, test_run_admission_stops_at_the_memory_limit_and_recovers);
     suite_add_tcase(s, tc);
     return s;
 }
