@@ -125,10 +125,12 @@ static bool shut_down(struct app *app, struct server *srv, const sigset_t *set)
     server_quiesce(srv);
     atomic_store(&app->draining, true);
     log_info("shutdown: stopped accepting, draining",
-             LF_I("in_flight", (int64_t)server_suspended_count(srv)),
+             LF_I("in_flight", (int64_t)server_requests_in_progress(srv)),
              LF_I("grace_ms", app->cfg.shutdown_grace_ms));
     int64_t until = clock_now_ms() + app->cfg.shutdown_grace_ms;
-    while (server_suspended_count(srv) > 0 && clock_now_ms() < until)
+    /* Everything accepted finishes if it can: runs in flight, and requests whose body is still
+       arriving (they were admitted at their headers, before draining began). */
+    while (server_requests_in_progress(srv) > 0 && clock_now_ms() < until)
         if (wait_signal(set, 50))
             return false;
     return true;

@@ -29,6 +29,10 @@ struct io_pool *io_pool_new(int threads);
 /* Runs the jobs still queued, posting their completions as usual (so the workers must still be
    running: a completion that worker_post() refuses is lost), then joins the threads and frees p
    (NULL is fine). Returns NULL. */
+/* Refuses new jobs (io_pool_submit then answers -ESHUTDOWN), lets the queued ones finish (their
+   completions are posted to their workers, which must still run) and joins the threads. The pool
+   stays valid for io_pool_submit until io_pool_free. Idempotent; one thread at a time. */
+void io_pool_stop(struct io_pool *p);
 struct io_pool *io_pool_free(struct io_pool *p);
 /* Queues a job. 0 or -ENOMEM / -ESHUTDOWN. */
 int io_pool_submit(struct io_pool *p, io_job_fn fn, struct worker *w, worker_task_fn complete,

@@ -29,6 +29,9 @@ void server_quiesce(struct server *s);
 size_t server_abort_suspended(struct server *s);
 /* Number of suspended (running) requests. */
 size_t server_suspended_count(struct server *s);
+/* Requests in progress: from their headers to their completion, whether their body is still
+   arriving, their run is going or their answer is being sent (any thread). */
+size_t server_requests_in_progress(struct server *s);
 /* Stops the daemon and frees it; NULL is fine. Returns NULL. */
 struct server *server_stop(struct server *s);
 

@@ -140,9 +140,9 @@ int app_start(struct app *app)
 
 void app_stop_threads(struct app *app)
 {
-    /* Pool first: its completions go to workers that still run. */
-    app->io = io_pool_free(app->io);
-    app->tool_env.io = NULL;
+    /* Pool first: its completions go to workers that still run. It stays allocated (refusing
+       jobs) until app_fini, since a worker may still try to submit one until it stops. */
+    io_pool_stop(app->io);
     for (int i = 0; app->workers && i < app->n_workers; i++)
         worker_stop(app->workers[i]);
     /* Completions that arrived too late still release what they hold. */
@@ -154,6 +154,8 @@ void app_stop_threads(struct app *app)
 void app_fini(struct app *app)
 {
     app_stop_threads(app);
+    app->io = io_pool_free(app->io);
+    app->tool_env.io = NULL;
     for (int i = 0; app->workers && i < app->n_workers; i++)
         app->workers[i] = worker_free(app->workers[i]);
     free(app->workers);

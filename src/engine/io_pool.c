@@ -70,16 +70,24 @@ struct io_pool *io_pool_new(int threads)
     return p;
 }
 
-struct io_pool *io_pool_free(struct io_pool *p)
+void io_pool_stop(struct io_pool *p)
 {
     if (!p)
-        return NULL;
+        return;
     pthread_mutex_lock(&p->lock);
     p->stopping = true;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < p->n_threads; i++)
         pthread_join(p->threads[i], NULL);
+    p->n_threads = 0;
+}
+
+struct io_pool *io_pool_free(struct io_pool *p)
+{
+    if (!p)
+        return NULL;
+    io_pool_stop(p);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->cond);
     free(p->threads);

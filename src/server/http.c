@@ -60,6 +60,7 @@ struct server {
     pthread_mutex_t lock; /* protects the suspended list */
     struct conn *suspended;
     size_t n_suspended;
+    atomic_size_t n_requests; /* requests between their first header and their completion */
 };
 
 /* ---- request ids ---------------------------------------------------------------- */
@@ -328,6 +329,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
             return MHD_NO;
         c->srv = s;
         c->mhd = mc;
+        atomic_fetch_add(&s->n_requests, 1);
         c->start_ms = clock_now_ms();
         snprintf(c->method, sizeof(c->method), "%s", method);
         set_request_id(c);
@@ -383,6 +385,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
         MHD_destroy_response(c->deferred);
     if (c->route && c->route->release)
         c->route->release(c);
+    atomic_fetch_sub(&c->srv->n_requests, 1);
     free(c);
 }
 
@@ -554,6 +557,11 @@ void server_quiesce(struct server *s)
     close(s->listen_fd);
     s->listen_fd = -1;
     s->accepting = false;
+}
+
+size_t server_requests_in_progress(struct server *s)
+{
+    return atomic_load(&s->n_requests);
 }
 
 size_t server_suspended_count(struct server *s)

@@ -516,3 +516,37 @@ size_t harness_count_notes(struct harness *h)
         closedir(d);
     return n;
 }
+
+int harness_connect(struct harness *h)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)h->agentd_port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+int harness_read_response(int fd, char *buf, size_t cap)
+{
+    size_t got = 0, want = 0;
+    for (;;) {
+        char *end = memmem(buf, got, "\r\n\r\n", 4);
+        if (end && !want) {
+            char *cl = strcasestr(buf, "\r\nContent-Length:");
+            want = (size_t)(end + 4 - buf) + (cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0);
+        }
+        if (want && got >= want)
+            break;
+        if (got == cap - 1)
+            return -1;
+        ssize_t r = recv(fd, buf + got, cap - 1 - got, 0);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+        buf[got] = '\0';
+    }
+    buf[got] = '\0';
+    return strncmp(buf, "HTTP/1.1 ", 9) == 0 ? atoi(buf + 9) : -1;
+}

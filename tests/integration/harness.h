@@ -80,4 +80,11 @@ int64_t harness_now_ms(void);
    status for main(). */
 int harness_run_suite(Suite *s);
 
+/* A raw TCP connection to agentd (for tests that control every byte); aborts the test on
+   failure. */
+int harness_connect(struct harness *h);
+/* Reads one whole HTTP response (headers and Content-Length body) from fd into buf
+   (NUL-terminated); returns its status code, or -1 when the connection fails or ends first. */
+int harness_read_response(int fd, char *buf, size_t cap);
+
 #endif

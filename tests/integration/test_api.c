@@ -463,41 +463,6 @@ START_TEST(test_idempotency_key_in_progress_is_409)
 }
 END_TEST
 
-static int connect_agentd(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)H.agentd_port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    return fd;
-}
-
-/* Reads one whole HTTP response (headers and Content-Length body) from fd into buf; returns its
-   status code, or -1 when the connection fails or ends first. */
-static int read_response(int fd, char *buf, size_t cap)
-{
-    size_t got = 0, want = 0;
-    for (;;) {
-        char *end = memmem(buf, got, "\r\n\r\n", 4);
-        if (end && !want) {
-            char *cl = strcasestr(buf, "\r\nContent-Length:");
-            want = (size_t)(end + 4 - buf) + (cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0);
-        }
-        if (want && got >= want)
-            break;
-        if (got == cap - 1)
-            return -1;
-        ssize_t r = recv(fd, buf + got, cap - 1 - got, 0);
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-    }
-    buf[got] = '\0';
-    return strncmp(buf, "HTTP/1.1 ", 9) == 0 ? atoi(buf + 9) : -1;
-}
-
 START_TEST(test_api_413_reaches_a_client_that_sends_the_whole_body_first)
 {
     /* A plain client writes its whole request before it reads. Were agentd to answer and close
@@ -512,7 +477,7 @@ START_TEST(test_api_413_reaches_a_client_that_sends_the_whole_body_first)
                         n);
     memset(req + hlen, 'a', n);
     for (int i = 0; i < 6; i++) {
-        int fd = connect_agentd();
+        int fd = harness_connect(&H);
         size_t off = 0;
         while (off < hlen + n) {
             ssize_t w = send(fd, req + off, hlen + n - off, MSG_NOSIGNAL);
@@ -521,11 +486,11 @@ START_TEST(test_api_413_reaches_a_client_that_sends_the_whole_body_first)
             off += (size_t)w;
         }
         char resp[2048];
-        ck_assert_int_eq(read_response(fd, resp, sizeof(resp)), 413);
+        ck_assert_int_eq(harness_read_response(fd, resp, sizeof(resp)), 413);
         /* The body was read, so the connection is still good for the next request. */
         const char *next = "GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n";
         ck_assert_int_eq(send(fd, next, strlen(next), MSG_NOSIGNAL), (ssize_t)strlen(next));
-        ck_assert_int_eq(read_response(fd, resp, sizeof(resp)), 200);
+        ck_assert_int_eq(harness_read_response(fd, resp, sizeof(resp)), 200);
         close(fd);
     }
     free(req);
@@ -536,7 +501,7 @@ START_TEST(test_run_is_cancelled_when_the_client_goes_away)
 {
     /* The first LLM call asks for a tool, slowly; the client gives up before it answers. */
     fake_add_fault(&H, "{\"route\":\"messages\",\"delay_ms\":1500,\"count\":1}");
-    int fd = connect_agentd();
+    int fd = harness_connect(&H);
     const char *body = "{\"input\":\"What is 2 * 3?\"}";
     char req[256];
     int n = snprintf(req, sizeof(req),
@@ -567,7 +532,7 @@ END_TEST
 START_TEST(test_keyed_run_survives_its_client_and_the_retry_gets_the_answer)
 {
     fake_add_fault(&H, "{\"route\":\"messages\",\"delay_ms\":1000,\"count\":1}");
-    int fd = connect_agentd();
+    int fd = harness_connect(&H);
     const char *body = "{\"input\":\"What is 6 * 7?\"}";
     char req[320];
     int n = snprintf(req, sizeof(req),

@@ -807,17 +807,6 @@ END_TEST
 
 /* ---- hostile uploads ---------------------------------------------------------------- */
 
-static int connect_loopback(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    return fd;
-}
-
 /* A valid-so-far JSON body of len bytes: {"input":"What is 2 * 3?" + spaces + }. */
 static char *padded_body(size_t len)
 {
@@ -846,7 +835,7 @@ START_TEST(test_stalled_uploads_are_capped_by_buffered_bytes)
                       len);
     int stalled[2];
     for (int i = 0; i < 2; i++) {
-        stalled[i] = connect_loopback(H.agentd_port);
+        stalled[i] = harness_connect(&H);
         ck_assert_int_eq(write(stalled[i], head, (size_t)hn), hn);
         ck_assert_int_eq(write(stalled[i], body, 300000), 300000); /* and no more */
     }

@@ -263,6 +263,57 @@ START_TEST(test_second_signal_answers_unfinished_runs_and_exits)
 }
 END_TEST
 
+/* A request admitted at its headers before the stop signal, whose body is still arriving, is
+   part of what the grace period waits for: it runs and is answered. */
+START_TEST(test_sigterm_waits_for_an_upload_in_progress)
+{
+    static const char *env[] = {"AGENTD_SHUTDOWN_DELAY_MS=0", "AGENTD_SHUTDOWN_GRACE_MS=10000",
+                                NULL};
+    harness_start(&H, env);
+    const char *body = "{\"input\":\"What is 6 * 7?\"}";
+    size_t len = strlen(body);
+    char head[256];
+    int hn = snprintf(head, sizeof(head),
+                      "POST /v1/agent HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n\r\n",
+                      len);
+    int fd = harness_connect(&H);
+    ck_assert_int_eq(write(fd, head, (size_t)hn), hn);
+    ck_assert_int_eq(write(fd, body, 10), 10);
+    usleep(200 * 1000);
+    ck_assert_int_eq(kill(H.agentd_pid, SIGTERM), 0);
+    usleep(500 * 1000); /* well into the grace period, nothing suspended yet */
+    ck_assert_int_eq(write(fd, body + 10, len - 10), (ssize_t)(len - 10));
+    char resp[8192];
+    ck_assert_int_eq(harness_read_response(fd, resp, sizeof(resp)), 200);
+    ck_assert_ptr_nonnull(strstr(resp, "42"));
+    close(fd);
+    ck_assert_int_eq(harness_wait_agentd(&H, 15000), 0);
+}
+END_TEST
+
+/* A run still going when the grace period ends is answered 503 shutting_down with Retry-After,
+   and agentd exits 0. */
+START_TEST(test_runs_past_the_grace_period_get_503_shutting_down)
+{
+    static const char *env[] = {"AGENTD_SHUTDOWN_DELAY_MS=0", "AGENTD_SHUTDOWN_GRACE_MS=500", NULL};
+    harness_start(&H, env);
+    fake_add_fault(&H, "{\"route\":\"messages\",\"hang\":true}");
+    int fd = harness_connect(&H);
+    const char *req = "POST /v1/agent HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      "Content-Length: 17\r\n\r\n{\"input\":\"hello\"}";
+    ck_assert_int_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    fake_wait_count(&H, "messages", 1, 5000);
+    ck_assert_int_eq(kill(H.agentd_pid, SIGTERM), 0);
+    char resp[8192];
+    ck_assert_int_eq(harness_read_response(fd, resp, sizeof(resp)), 503);
+    ck_assert_ptr_nonnull(strstr(resp, "shutting_down"));
+    ck_assert_ptr_nonnull(strcasestr(resp, "\r\nRetry-After:"));
+    close(fd);
+    ck_assert_int_eq(harness_wait_agentd(&H, 15000), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("health");
@@ -278,6 +329,8 @@ int main(void)
     tcase_add_test(tc, test_ready_answers_fast_while_api_hangs);
     tcase_add_test(tc, test_sigterm_drains_in_flight_runs_then_exits_zero);
     tcase_add_test(tc, test_second_signal_answers_unfinished_runs_and_exits);
+    tcase_add_test(tc, test_sigterm_waits_for_an_upload_in_progress);
+    tcase_add_test(tc, test_runs_past_the_grace_period_get_503_shutting_down);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }
