@@ -52,7 +52,8 @@ struct conv_store *conv_store_free(struct conv_store *s);
  * conversation is new or expired (idle for more than ttl_ms).
  * Errors (nothing changed, *ret_messages untouched):
  *   -ENOTSUP  the store was created with max_conversations == 0;
- *   -EINVAL   s, id or ret_messages is NULL, or id is not 1..128 bytes;
+ *   -EINVAL   s, id or ret_messages is NULL, or id is not 1..192 bytes (a caller's
+ *             namespace, "/", and a conversation_id of up to 128);
  *   -EBUSY    another run holds this conversation;
  *   -ENOSPC   the id is new and every slot holds a busy conversation;
  *   -ENOMEM   (the conversation may now exist, idle, with its old history,

@@ -34,6 +34,7 @@
 #include <microhttpd.h>
 
 #include "agentd/metrics.h"
+#include "agentd/request.h"
 
 #define HTTP_JSON_CONTENT_TYPE "application/json; charset=utf-8"
 
@@ -90,6 +91,7 @@ struct conn {
     char *body;
     size_t len, alloc; /* alloc bytes are counted in app->buffered_bytes */
     bool too_large;
+    char caller[REQUEST_CALLER_ID_BYTES]; /* the bearer token's caller id; "" without tokens */
     /* The run a suspended connection waits for; the run holds the admission (run.h). */
     struct run *run;
 };

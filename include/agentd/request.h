@@ -49,6 +49,12 @@
 int request_parse(const char *body, size_t len, int max_iterations_cap, int64_t timeout_cap_ms,
                   struct agent_request *ret, char *err, size_t errlen);
 
+/* What names a caller in the stores without being its credential: "c" and the first 16 hex digits
+   of SHA-256(token), NUL-terminated, in ret. (SHA-256 cannot be run backwards to the token; 64
+   bits keep distinct tokens apart.) */
+#define REQUEST_CALLER_ID_BYTES 18
+void request_caller_id(const char *token, size_t len, char ret[REQUEST_CALLER_ID_BYTES]);
+
 /* 1..128 characters of [A-Za-z0-9._:-]; NULL → false. */
 bool request_id_valid(const char *s);
 

@@ -95,8 +95,11 @@ enum run_admission {
 };
 
 struct run_spec {
-    struct agent_request *req;             /* moved into the run when admitted (zeroed) */
-    const char *request_id;                /* copied */
+    struct agent_request *req; /* moved into the run when admitted (zeroed) */
+    const char *request_id;    /* copied */
+    /* Who asks (from its credentials; NULL or "" = anonymous): conversations and
+       Idempotency-Keys live in the caller's own namespace. */
+    const char *caller;
     const char *idem_key;                  /* NULL = none; copied */
     const unsigned char *idem_fingerprint; /* IDEM_FINGERPRINT_BYTES, with idem_key */
     const struct run_owner *owner;         /* copied */

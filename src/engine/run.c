@@ -49,7 +49,9 @@ struct run {
     /* what the run holds until it settles (run_admit) */
     bool holds_inflight;
     char *idem_key;          /* the Idempotency-Key claim, NULL when none */
-    bool holds_conversation; /* req.conversation_id's slot */
+    bool holds_conversation; /* conv_key's slot */
+    char *conv_key;          /* the conversation's key in the store: the caller's namespace and
+                                req.conversation_id; NULL when the request names none */
     size_t held_bytes;       /* its share of app->run_bytes */
 
     /* progress */
@@ -193,7 +195,7 @@ static void settle(struct run *run, int64_t now)
         bool ok = run->outcome == RUN_OK;
         if (ok)
             history_close(run->messages, run->last_text);
-        conv_store_release(app->convs, run->req.conversation_id, ok ? run->messages : NULL, now);
+        conv_store_release(app->convs, run->conv_key, ok ? run->messages : NULL, now);
         run->holds_conversation = false;
     }
     struct run_result r;
@@ -319,6 +321,7 @@ static void run_free(struct run *run)
     call_reset(&run->llm);
     llm_response_clear(&run->resp);
     agent_request_clear(&run->req);
+    free(run->conv_key);
     json_decref(run->messages);
     json_decref(run->tool_calls);
     json_decref(run->degraded);
@@ -761,6 +764,15 @@ static struct run *run_new(struct app *app, const struct run_spec *spec)
     return run;
 }
 
+/* A key in the caller's namespace: "<caller>/<key>", or the key itself without a caller. */
+static char *caller_scoped(const char *caller, const char *key)
+{
+    char *s = NULL;
+    if (!caller || !*caller)
+        return strdup(key);
+    return asprintf(&s, "%s/%s", caller, key) < 0 ? NULL : s;
+}
+
 static enum run_admission take_idempotency(struct app *app, const struct run_spec *spec,
                                            struct run *run, struct run_answer *ret_replay)
 {
@@ -768,8 +780,17 @@ static enum run_admission take_idempotency(struct app *app, const struct run_spe
         return RUN_ADMITTED;
     int status = 0;
     char *body = NULL;
-    switch (idem_begin(app->idem, spec->idem_key, spec->idem_fingerprint, clock_now_ms(), &status,
-                       &body)) {
+    char *key = caller_scoped(spec->caller, spec->idem_key);
+    if (!key)
+        return RUN_REFUSED_NOMEM;
+    enum idem_begin_result r =
+        idem_begin(app->idem, key, spec->idem_fingerprint, clock_now_ms(), &status, &body);
+    if (r == IDEM_NEW) {
+        run->idem_key = key;
+        return RUN_ADMITTED;
+    }
+    free(key);
+    switch (r) {
     case IDEM_IN_PROGRESS:
         return RUN_REFUSED_IDEM_IN_PROGRESS;
     case IDEM_MISMATCH:
@@ -779,26 +800,22 @@ static enum run_admission take_idempotency(struct app *app, const struct run_spe
     case IDEM_REPLAY:
         *ret_replay = (struct run_answer){.status = status, .body = body};
         return RUN_REPLAYED;
-    case IDEM_NEW:
     default:
-        run->idem_key = strdup(spec->idem_key);
-        if (!run->idem_key) {
-            idem_abandon(app->idem, spec->idem_key);
-            return RUN_REFUSED_NOMEM;
-        }
-        return RUN_ADMITTED;
+        return RUN_REFUSED_NOMEM;
     }
 }
 
 static enum run_admission take_conversation(struct app *app, struct run *run,
-                                            const struct agent_request *req)
+                                            const struct run_spec *spec)
 {
-    if (!req->conversation_id)
+    if (!spec->req->conversation_id)
         return RUN_ADMITTED;
+    run->conv_key = caller_scoped(spec->caller, spec->req->conversation_id);
+    if (!run->conv_key)
+        return RUN_REFUSED_NOMEM;
     json_t *history = NULL;
-    int r = app->convs
-                ? conv_store_acquire(app->convs, req->conversation_id, clock_now_ms(), &history)
-                : -ENOTSUP;
+    int r = app->convs ? conv_store_acquire(app->convs, run->conv_key, clock_now_ms(), &history)
+                       : -ENOTSUP;
     if (r == 0) {
         run->holds_conversation = true;
         json_decref(run->messages);
@@ -815,7 +832,7 @@ static void unadmit(struct run *run)
 {
     struct app *app = run->app;
     if (run->holds_conversation)
-        conv_store_release(app->convs, run->req.conversation_id, NULL, clock_now_ms());
+        conv_store_release(app->convs, run->conv_key, NULL, clock_now_ms());
     if (run->idem_key)
         idem_abandon(app->idem, run->idem_key);
     if (run->holds_inflight)
@@ -840,13 +857,8 @@ enum run_admission run_admit(struct app *app, struct run_spec *spec, struct run 
         if (atomic_fetch_add(&app->inflight, 1) >= app->cfg.max_inflight)
             a = RUN_REFUSED_OVERLOADED;
     }
-    if (a == RUN_ADMITTED) {
-        /* The conversation's history is borrowed while we check it, so the request is moved in
-           only once nothing can fail any more. */
-        run->req.conversation_id = spec->req->conversation_id;
-        a = take_conversation(app, run, spec->req);
-        run->req.conversation_id = NULL;
-    }
+    if (a == RUN_ADMITTED)
+        a = take_conversation(app, run, spec);
     if (a == RUN_ADMITTED) {
         if (!run->messages)
             run->messages = json_array();
@@ -857,14 +869,7 @@ enum run_admission run_admit(struct app *app, struct run_spec *spec, struct run 
         !hold_bytes(run, json_dumpb(run->messages, NULL, 0, JSON_COMPACT), true))
         a = RUN_REFUSED_MEMORY;
     if (a != RUN_ADMITTED) {
-        if (run->holds_conversation) {
-            /* The conversation's history was not touched: give it back as it was. */
-            run->req.conversation_id = spec->req->conversation_id;
-            unadmit(run);
-            run->req.conversation_id = NULL;
-        } else {
-            unadmit(run);
-        }
+        unadmit(run);
         run_free(run);
         return a;
     }

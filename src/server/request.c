@@ -18,6 +18,8 @@
 
 #include "agentd/text.h"
 
+#include <openssl/evp.h>
+
 /* Client-supplied names quoted in messages are cut to this many bytes so an
  * error body never echoes a large part of the request. */
 #define REQUEST_NAME_SHOW_MAX_BYTES 40
@@ -585,4 +587,19 @@ bool request_idempotency_key_valid(const char *s)
             return false;
     }
     return i > 0;
+}
+
+void request_caller_id(const char *token, size_t len, char ret[REQUEST_CALLER_ID_BYTES])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (EVP_Digest(token, len, md, &n, EVP_sha256(), NULL) != 1 || n < 8)
+        memset(md, 0, sizeof(md));
+    ret[0] = 'c';
+    for (int i = 0; i < 8; i++) {
+        ret[1 + 2 * i] = hex[md[i] >> 4];
+        ret[2 + 2 * i] = hex[md[i] & 15];
+    }
+    ret[REQUEST_CALLER_ID_BYTES - 1] = '\0';
 }

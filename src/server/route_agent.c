@@ -40,7 +40,8 @@ static bool token_equal(const char *given, size_t given_len, const char *want, s
     return diff == 0;
 }
 
-/* With AGENTD_AUTH_TOKENS set, a request needs "Authorization: Bearer <one of them>". */
+/* With AGENTD_AUTH_TOKENS set, a request needs "Authorization: Bearer <one of them>"; the caller
+   id of the token it gave then scopes its conversations and Idempotency-Keys. */
 static bool authorized(struct conn *c)
 {
     const char *tokens = http_conn_app(c)->cfg.auth_tokens;
@@ -60,6 +61,8 @@ static bool authorized(struct conn *c)
         if (*p == ',')
             p++;
     }
+    if (ok)
+        request_caller_id(given, given_len, c->caller);
     return ok;
 }
 
@@ -319,6 +322,7 @@ static enum MHD_Result agent_run(struct conn *c)
     struct run_owner owner = {.render = render_answer, .finished = on_run_finished, .arg = c};
     struct run_spec spec = {.req = &req,
                             .request_id = c->request_id,
+                            .caller = c->caller,
                             .idem_key = key,
                             .idem_fingerprint = fp,
                             .owner = &owner};

@@ -19,7 +19,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#define CONV_ID_MAX_BYTES      128
+#define CONV_ID_MAX_BYTES      192
 #define CONV_MAX_CONVERSATIONS (1 << 20)
 #define CONV_MIN_BUCKETS       16
 

@@ -204,6 +204,58 @@ START_TEST(test_budget_refuses_new_runs_when_spent)
 }
 END_TEST
 
+/* ---- callers --------------------------------------------------------------------- */
+
+static long ask_as(const char *token, const char *key, const char *body, struct http_resp *r)
+{
+    char url[128], h_auth[160], h_key[160];
+    snprintf(url, sizeof(url), "%s/v1/agent", H.agentd_url);
+    snprintf(h_auth, sizeof(h_auth), "Authorization: Bearer %s", token);
+    snprintf(h_key, sizeof(h_key), "Idempotency-Key: %s", key ? key : "");
+    const char *hdrs[] = {"Content-Type: application/json", h_auth, key ? h_key : NULL, NULL};
+    ck_assert_int_eq(http_do("POST", url, hdrs, body, strlen(body), false, r), 0);
+    return r->status;
+}
+
+/* With bearer tokens, conversations and Idempotency-Keys belong to the token that made them:
+   another token with the same conversation_id or key gets its own, and never sees, continues,
+   blocks or replays the first one's. */
+START_TEST(test_conversations_and_keys_are_scoped_to_the_caller)
+{
+    static const char *env[] = {"AGENTD_AUTH_TOKENS=token-alice," AUTH_TOKEN, NULL};
+    harness_start(&H, env);
+    struct http_resp r;
+    const char *turn = "{\"input\":\"hello\",\"conversation_id\":\"shared-1\"}";
+    ck_assert_int_eq(ask_as("token-alice", NULL, turn, &r), 200);
+    http_resp_free(&r);
+    ck_assert_int_eq(ask_as("token-alice", NULL, turn, &r), 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "(turn 2)")); /* alice's history is there */
+    http_resp_free(&r);
+    ck_assert_int_eq(ask_as(AUTH_TOKEN, NULL, turn, &r), 200);
+    ck_assert_ptr_null(strstr(r.body, "(turn")); /* not for the other caller */
+    http_resp_free(&r);
+
+    const char *q = "{\"input\":\"What is 3 * 3?\"}";
+    ck_assert_int_eq(ask_as("token-alice", "order-1", q, &r), 200);
+    char replayed[16];
+    ck_assert(!http_header(&r, "Idempotent-Replayed", replayed, sizeof(replayed)));
+    http_resp_free(&r);
+    ck_assert_int_eq(ask_as(AUTH_TOKEN, "order-1", q, &r), 200);
+    ck_assert(!http_header(&r, "Idempotent-Replayed", replayed, sizeof(replayed)));
+    http_resp_free(&r);
+    ck_assert_int_eq(ask_as(AUTH_TOKEN, "order-1", "{\"input\":\"What is 4 * 4?\"}", &r), 422);
+    http_resp_free(&r);
+    ck_assert_int_eq(ask_as("token-alice", "order-1", q, &r), 200);
+    ck_assert(http_header(&r, "Idempotent-Replayed", replayed, sizeof(replayed)));
+    http_resp_free(&r);
+    /* The token itself is never what the stores or the logs hold. */
+    stop_agentd_keep_log();
+    char *log = harness_read_log(&H);
+    ck_assert_ptr_null(strstr(log, "token-alice"));
+    free(log);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("obs");
@@ -214,6 +266,7 @@ int main(void)
     tcase_add_test(tc, test_secrets_never_appear_in_any_output);
     tcase_add_test(tc, test_metrics_pass_promtool_and_move_through_retries_and_breaker);
     tcase_add_test(tc, test_budget_refuses_new_runs_when_spent);
+    tcase_add_test(tc, test_conversations_and_keys_are_scoped_to_the_caller);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }

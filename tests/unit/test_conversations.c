@@ -328,10 +328,10 @@ START_TEST(test_conv_rejects_bad_arguments)
 {
     struct conv_store *s = conv_store_new(4, TTL_MS, 10);
     json_t *msgs = NULL;
-    char long_id[200];
+    char long_id[256];
 
-    memset(long_id, 'x', 129);
-    long_id[129] = '\0';
+    memset(long_id, 'x', 193);
+    long_id[193] = '\0';
     ck_assert_ptr_null(conv_store_new(-1, TTL_MS, 10));
     ck_assert_ptr_null(conv_store_new(4, 0, 10));
     ck_assert_ptr_null(conv_store_new(4, TTL_MS, 0));
