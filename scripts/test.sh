@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds agentd and runs every test suite (unit, contract, integration), then
-# the same suites once more under AddressSanitizer + UndefinedBehaviorSanitizer, and validates
-# the Kubernetes manifests.
+# the same suites once more under AddressSanitizer + UndefinedBehaviorSanitizer and once under
+# ThreadSanitizer, and validates the Kubernetes manifests. --no-asan skips both sanitizer runs.
 # Installs missing Debian packages first. Usage: scripts/test.sh [--no-asan]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +17,17 @@ if [ "${1:-}" != "--no-asan" ]; then
     --wipe >/dev/null 2>&1 \
     || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug >/dev/null
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    CK_TIMEOUT_MULTIPLIER=3 \
     meson test -C build-asan --print-errorlogs --num-processes 2 --timeout-multiplier 3
   runs+=(build-asan)
+  # ThreadSanitizer: the same suites once more, for data races between the HTTP threads, the
+  # workers, the I/O pool and the readiness checker.
+  meson setup build-tsan -Db_sanitize=thread -Db_lundef=false --buildtype=debug \
+    --wipe >/dev/null 2>&1 \
+    || meson setup build-tsan -Db_sanitize=thread -Db_lundef=false --buildtype=debug >/dev/null
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 CK_TIMEOUT_MULTIPLIER=4 \
+    meson test -C build-tsan --print-errorlogs --num-processes 2 --timeout-multiplier 3
+  runs+=(build-tsan)
 fi
 # One closing line over every meson test run above.
 python3 - "${runs[@]}" <<'PY'

@@ -37,6 +37,8 @@ struct agentd_config {
     int workers;               /* AGENTD_WORKERS, 0 in the table = number of CPUs (resolved
                                   at load, so always 1..256 here) */
     int max_inflight;          /* AGENTD_MAX_INFLIGHT */
+    int64_t header_timeout_ms;  /* AGENTD_HEADER_TIMEOUT_MS */
+    int max_connections_per_ip; /* AGENTD_MAX_CONNECTIONS_PER_IP, 0 = no limit */
     size_t max_body_bytes;     /* AGENTD_MAX_BODY_BYTES */
     size_t max_buffered_bytes; /* AGENTD_MAX_BUFFERED_BYTES */
     size_t runs_max_bytes;     /* AGENTD_RUNS_MAX_BYTES */

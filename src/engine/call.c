@@ -375,7 +375,9 @@ static void on_transfer_done(struct worker_transfer *x, CURL *easy, CURLcode res
 
 void call_cancel(struct call *c)
 {
-    if (!c->w)
+    /* Nothing armed, nothing in flight: nothing of the worker's to touch (a finished run is
+       freed from another thread). */
+    if (!c->w || (c->progress.phase == CALL_PHASE_IDLE && !c->easy && !timer_armed(&c->timer)))
         return;
     timerheap_cancel(worker_timers(c->w), &c->timer);
     if (c->easy) {

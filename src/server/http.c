@@ -39,7 +39,9 @@
 #include "agentd/request.h"
 #include "agentd/server.h"
 
-/* Seconds a kept-alive connection may idle between requests. */
+/* Seconds of inactivity allowed while a request's body is read or its answer written. Waiting
+   for or reading headers (a new connection, or a kept-alive one between requests) gets the
+   shorter AGENTD_HEADER_TIMEOUT_MS, so a client trickling headers cannot hold a slot for long. */
 #define SERVER_IDLE_TIMEOUT_S    60
 #define SERVER_EXTRA_CONNECTIONS 1024
 #define SERVER_LISTEN_BACKLOG    4096
@@ -316,6 +318,12 @@ static enum MHD_Result first_call(struct conn *c, const char *url, const char *m
     return r->headers(c);
 }
 
+/* libmicrohttpd counts timeouts in whole seconds: round up. */
+static unsigned header_timeout_s(const struct server *s)
+{
+    return (unsigned)((s->app->cfg.header_timeout_ms + 999) / 1000);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -334,6 +342,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         snprintf(c->method, sizeof(c->method), "%s", method);
         set_request_id(c);
         *con_cls = c;
+        /* The headers are in: the request's own, longer inactivity allowance from here on. */
+        MHD_set_connection_option(mc, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  (unsigned)SERVER_IDLE_TIMEOUT_S);
         c->defer = drain_first(c);
         enum MHD_Result ret = first_call(c, url, method);
         c->defer = false;
@@ -367,11 +378,12 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)mc;
     struct conn *c = *con_cls;
     if (!c)
         return;
     *con_cls = NULL;
+    /* Back to waiting for headers (keep-alive). */
+    MHD_set_connection_option(mc, MHD_CONNECTION_OPTION_TIMEOUT, header_timeout_s(c->srv));
     int64_t duration_ms = clock_now_ms() - c->start_ms;
     metrics_http_request(c->route ? c->route->metric : METRICS_ROUTE_OTHER,
                          metrics_method_from_string(c->method), (int)c->status,
@@ -518,8 +530,9 @@ struct server *server_start(struct app *app, const struct http_route *const *rou
         MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(app->cfg.max_inflight + SERVER_EXTRA_CONNECTIONS),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVER_CONNECTION_MEMORY_BYTES,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVER_IDLE_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, s, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, header_timeout_s(s), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)app->cfg.max_connections_per_ip, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_END);
     if (!s->mhd) {
         snprintf(err, errlen, "cannot start the HTTP server (libmicrohttpd)");
         goto fail;

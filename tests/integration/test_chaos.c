@@ -21,6 +21,7 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -871,6 +872,87 @@ START_TEST(test_stalled_uploads_are_capped_by_buffered_bytes)
 }
 END_TEST
 
+/* ---- slow clients --------------------------------------------------------------------- */
+
+/* Whether the server closed fd within timeout_ms (it reads EOF or a reset). */
+static bool closed_by_server(int fd, int timeout_ms)
+{
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char b[256];
+    ssize_t r = recv(fd, b, sizeof(b), 0);
+    return r == 0 || (r < 0 && errno == ECONNRESET);
+}
+
+/* A few hundred clients trickling their headers leave liveness and runs answering; a client that
+   stops sending in the middle of its headers is closed after AGENTD_HEADER_TIMEOUT_MS, long
+   before the 60 s allowed while a body is read. */
+START_TEST(test_slowloris_leaves_agentd_answering_and_stalled_headers_are_closed)
+{
+    start((const char *const[]){"AGENTD_HEADER_TIMEOUT_MS=1000", NULL});
+    enum { SLOW = 200 };
+    static int fds[SLOW];
+    const char *line = "POST /v1/agent HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    for (int i = 0; i < SLOW; i++) {
+        fds[i] = harness_connect(&H);
+        ck_assert_int_eq(write(fds[i], line, strlen(line)), (ssize_t)strlen(line));
+    }
+    char url[128];
+    struct http_resp r;
+    int64_t until = harness_now_ms() + 3000;
+    int rounds = 0;
+    while (harness_now_ms() < until) {
+        for (int i = 0; i < SLOW; i++)
+            if (write(fds[i], "a", 1) != 1) /* the trickle: one byte per client per round */
+                fds[i] = -1;
+        snprintf(url, sizeof(url), "%s/health/live", H.agentd_url);
+        ck_assert_int_eq(http_do("GET", url, NULL, NULL, 0, false, &r), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_msg(r.seconds < 2.0, "liveness took %.2f s", r.seconds);
+        http_resp_free(&r);
+        sleep_ms(300);
+        rounds++;
+    }
+    ck_assert_int_ge(rounds, 3);
+    json_t *o = NULL;
+    ck_assert_int_eq(agent_ask(&H, "What is 6 * 7?", &o), 200);
+    json_decref(o);
+    for (int i = 0; i < SLOW; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    /* Headers started, then silence: closed within the header timeout (1 s, with slack). */
+    int fd = harness_connect(&H);
+    ck_assert_int_eq(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+    int64_t t0 = harness_now_ms();
+    ck_assert(closed_by_server(fd, 8000));
+    ck_assert_int_lt(harness_now_ms() - t0, 8000);
+    close(fd);
+}
+END_TEST
+
+/* One client address cannot take every connection slot (AGENTD_MAX_CONNECTIONS_PER_IP). */
+START_TEST(test_one_address_is_held_to_its_connection_limit)
+{
+    start((const char *const[]){"AGENTD_MAX_CONNECTIONS_PER_IP=20", NULL});
+    int fds[20];
+    for (int i = 0; i < 20; i++)
+        fds[i] = harness_connect(&H);
+    sleep_ms(200);
+    int extra = harness_connect(&H); /* accepted by the kernel, refused by agentd */
+    ck_assert(closed_by_server(extra, 5000));
+    close(extra);
+    for (int i = 0; i < 20; i++)
+        close(fds[i]);
+    sleep_ms(300);
+    char url[128];
+    struct http_resp r;
+    snprintf(url, sizeof(url), "%s/health/live", H.agentd_url);
+    ck_assert_int_eq(http_do("GET", url, NULL, NULL, 0, false, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("chaos");
@@ -891,6 +973,8 @@ int main(void)
     tcase_add_test(tc, test_malformed_llm_body_is_retried_then_unavailable);
     tcase_add_test(tc, test_descriptor_exhaustion_is_survived);
     tcase_add_test(tc, test_stalled_uploads_are_capped_by_buffered_bytes);
+    tcase_add_test(tc, test_slowloris_leaves_agentd_answering_and_stalled_headers_are_closed);
+    tcase_add_test(tc, test_one_address_is_held_to_its_connection_limit);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }
