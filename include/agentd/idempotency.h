@@ -13,8 +13,9 @@
  *
  * The caller passes now_ms (monotonic clock, ms); nothing here reads a clock
  * or logs. Memory: keys and bodies are copied in; the body handed out on
- * IDEM_REPLAY is the caller's to free(). Expiry happens in FIFO order of
- * first use and stops at the oldest entry still running.
+ * IDEM_REPLAY is the caller's to free(). A finished entry expires ttl_ms
+ * after first use whatever older requests are still running: every lookup
+ * checks the entry's own age.
  */
 #ifndef AGENTD_IDEMPOTENCY_H
 #define AGENTD_IDEMPOTENCY_H
@@ -34,17 +35,21 @@ enum idem_begin_result {
     IDEM_FULL,        /* store full of running requests → 429 overloaded */
 };
 
-/* NULL on ENOMEM or when getrandom() fails (it may block until the kernel has entropy). */
+/* NULL on ENOMEM, when getrandom() fails (it may block until the kernel has entropy) or when
+   the mutex cannot be initialised. */
 struct idem_store *idem_store_new(size_t max_entries, int64_t ttl_ms);
 /* Frees s and every entry (NULL is fine); returns NULL. No other thread may still use s. */
 struct idem_store *idem_store_free(struct idem_store *s);
 
-/* SHA-256 of the request body: what "same request" means. */
-void idem_fingerprint(const void *body, size_t len, unsigned char ret[IDEM_FINGERPRINT_BYTES]);
+/* SHA-256 of the request body: what "same request" means. Returns 0, or -ENOMEM when OpenSSL
+   fails; ret is then all zeros, which idem_begin() refuses with IDEM_FULL, so a failed digest
+   can never make two bodies look the same. */
+int idem_fingerprint(const void *body, size_t len, unsigned char ret[IDEM_FINGERPRINT_BYTES]);
 
 /* Looks key up at now_ms. On IDEM_REPLAY, *ret_body is a malloc'd copy of the stored body
-   (NULL on ENOMEM) and *ret_status its status; neither is written otherwise. Out of memory
-   while adding a new key also gives IDEM_FULL. */
+   (NULL on ENOMEM) and *ret_status its status; neither is written otherwise. A finished
+   entry older than ttl_ms counts as absent. Out of memory while adding a new key, and an
+   all-zero fingerprint (a failed idem_fingerprint()), also give IDEM_FULL. */
 enum idem_begin_result idem_begin(struct idem_store *s, const char *key,
                                   const unsigned char fp[IDEM_FINGERPRINT_BYTES], int64_t now_ms,
                                   int *ret_status, char **ret_body);

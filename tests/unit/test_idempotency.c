@@ -2,14 +2,70 @@
  * test_idempotency.c — the Idempotency-Key store: first use runs, a
  * concurrent duplicate is in progress, a finished one replays, another body
  * under the same key is a mismatch; transient answers are not kept; bounds
- * by count and age (fake clock).
+ * by count and age (fake clock); what happens when OpenSSL or pthreads fail
+ * (the failures are injected by interposing those functions in this binary).
  */
 #include <check.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "agentd/idempotency.h"
+
+/* --- failure injection: each flag makes the next calls of one function fail --- */
+
+static bool fail_md_ctx_new, fail_digest, fail_mutex_init;
+
+/* The next definition of `name` after this binary's, i.e. the library's. */
+static void *next_symbol(const char *name)
+{
+    void *sym = dlsym(RTLD_NEXT, name);
+    ck_assert_msg(sym != NULL, "dlsym(%s): %s", name, dlerror());
+    return sym;
+}
+
+EVP_MD_CTX *EVP_MD_CTX_new(void)
+{
+    EVP_MD_CTX *(*real)(void);
+    void *sym;
+
+    if (fail_md_ctx_new)
+        return NULL;
+    sym = next_symbol("EVP_MD_CTX_new");
+    memcpy(&real, &sym, sizeof(real));
+    return real();
+}
+
+int EVP_Digest(const void *data, size_t count, unsigned char *md, unsigned int *size,
+               const EVP_MD *type, ENGINE *impl)
+{
+    int (*real)(const void *, size_t, unsigned char *, unsigned int *, const EVP_MD *, ENGINE *);
+    void *sym;
+
+    if (fail_digest)
+        return 0;
+    sym = next_symbol("EVP_Digest");
+    memcpy(&real, &sym, sizeof(real));
+    return real(data, count, md, size, type, impl);
+}
+
+int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *attr)
+{
+    int (*real)(pthread_mutex_t *, const pthread_mutexattr_t *);
+    void *sym;
+
+    if (fail_mutex_init)
+        return ENOMEM;
+    sym = next_symbol("pthread_mutex_init");
+    memcpy(&real, &sym, sizeof(real));
+    return real(m, attr);
+}
 
 static unsigned char FP_A[IDEM_FINGERPRINT_BYTES], FP_B[IDEM_FINGERPRINT_BYTES];
 
@@ -128,6 +184,77 @@ START_TEST(test_idempotency_many_keys_are_found_again)
 }
 END_TEST
 
+START_TEST(test_idempotency_finished_entry_expires_while_an_older_request_runs)
+{
+    struct idem_store *s = idem_store_new(10, 1000);
+    int status;
+    char *body = NULL;
+    ck_assert_int_eq(idem_begin(s, "old", FP_A, 0, &status, &body), IDEM_NEW);
+    ck_assert_int_eq(idem_begin(s, "done", FP_A, 10, &status, &body), IDEM_NEW);
+    idem_complete(s, "done", 200, "{}");
+    ck_assert_int_eq(idem_begin(s, "done", FP_A, 1009, &status, &body), IDEM_REPLAY);
+    free(body);
+    body = NULL;
+    /* "old" still runs and is older, but "done" is past its own ttl: it runs again. */
+    ck_assert_int_eq(idem_begin(s, "done", FP_B, 1010, &status, &body), IDEM_NEW);
+    ck_assert_ptr_null(body);
+    ck_assert_int_eq(idem_begin(s, "old", FP_A, 5000, &status, &body), IDEM_IN_PROGRESS);
+    idem_store_free(s);
+}
+END_TEST
+
+START_TEST(test_idempotency_keys_stay_findable_when_sha256_setup_fails)
+{
+    struct idem_store *s = idem_store_new(100, 1000);
+    int status;
+    char *body, key[16];
+    /* The key's bucket must not depend on an allocation that can fail. */
+    fail_md_ctx_new = true;
+    for (int i = 0; i < 8; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        ck_assert_int_eq(idem_begin(s, key, FP_A, 0, &status, &body), IDEM_NEW);
+    }
+    fail_md_ctx_new = false;
+    for (int i = 0; i < 8; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        ck_assert_int_eq(idem_begin(s, key, FP_A, 1, &status, &body), IDEM_IN_PROGRESS);
+        idem_abandon(s, key);
+        ck_assert_uint_eq(idem_store_count(s), (size_t)(7 - i));
+    }
+    idem_store_free(s);
+}
+END_TEST
+
+START_TEST(test_idempotency_fingerprint_failure_is_reported_and_refused)
+{
+    struct idem_store *s = idem_store_new(10, 1000);
+    unsigned char fp[IDEM_FINGERPRINT_BYTES], zero[IDEM_FINGERPRINT_BYTES] = {0};
+    int status;
+    char *body;
+    memset(fp, 0xa5, sizeof(fp));
+    fail_digest = true;
+    ck_assert_int_lt(idem_fingerprint("{}", 2, fp), 0);
+    fail_digest = false;
+    /* Never stale bytes that could match another body's fingerprint. */
+    ck_assert_int_eq(memcmp(fp, zero, sizeof(fp)), 0);
+    /* A zeroed fingerprint cannot tell bodies apart: refused like out of memory. */
+    ck_assert_int_eq(idem_begin(s, "k", fp, 0, &status, &body), IDEM_FULL);
+    ck_assert_uint_eq(idem_store_count(s), 0);
+    ck_assert_int_eq(idem_fingerprint("{}", 2, fp), 0);
+    ck_assert_int_ne(memcmp(fp, zero, sizeof(fp)), 0);
+    idem_store_free(s);
+}
+END_TEST
+
+START_TEST(test_idempotency_store_new_fails_when_the_mutex_cannot_be_made)
+{
+    fail_mutex_init = true;
+    struct idem_store *s = idem_store_new(10, 1000);
+    fail_mutex_init = false;
+    ck_assert_ptr_null(s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("idempotency");
@@ -140,6 +267,10 @@ int main(void)
     tcase_add_test(tc, test_idempotency_entries_expire_after_ttl);
     tcase_add_test(tc, test_idempotency_full_store_evicts_oldest_finished_or_refuses);
     tcase_add_test(tc, test_idempotency_many_keys_are_found_again);
+    tcase_add_test(tc, test_idempotency_finished_entry_expires_while_an_older_request_runs);
+    tcase_add_test(tc, test_idempotency_keys_stay_findable_when_sha256_setup_fails);
+    tcase_add_test(tc, test_idempotency_fingerprint_failure_is_reported_and_refused);
+    tcase_add_test(tc, test_idempotency_store_new_fails_when_the_mutex_cannot_be_made);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
