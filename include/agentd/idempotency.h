@@ -4,9 +4,11 @@
  * one replays the stored answer byte for byte, and the same key with another
  * body gets 422 idempotency_key_reused.
  *
- * In memory, bounded by count and age (first use + ttl_ms), one mutex with
- * short critical sections; thread-safe (every function but idem_store_free()
- * from any thread at once). Keys are hashed with a per-store random secret so
+ * In memory, bounded by count and age (first use + ttl_ms). A new key in a
+ * full store evicts the entry that finished first; only when every entry is
+ * still running does it get IDEM_FULL. One mutex with short critical
+ * sections; thread-safe (every function but idem_store_free() from any
+ * thread at once). Keys are hashed with a per-store random secret so
  * clients cannot aim many keys at one bucket. Answers that a retry could
  * change (429, 5xx but 502, 409) are not stored: the entry is dropped and the
  * next request with that key runs again.

@@ -1,7 +1,11 @@
 /*
  * idempotency.c — bounded in-memory Idempotency-Key store (see idempotency.h).
- * Entries sit in a hash table (chained) and in a FIFO by first use, which is
- * also expiry order since every entry lives ttl_ms from its first use.
+ * Every entry sits in a hash table (chained). Finished entries also sit in a
+ * list in the order they finished: the next to evict is its head, O(1), and
+ * running entries are on no list, so they can never stand in the way of
+ * eviction. That order is expiry order too, up to the length of a run (an
+ * entry lives ttl_ms from its first use), which is why lookups also check
+ * each entry's own age.
  */
 #include "agentd/idempotency.h"
 
@@ -26,7 +30,7 @@ struct entry {
     int status;
     char *body;
     struct entry *chain;         /* next in bucket */
-    struct entry *older, *newer; /* FIFO */
+    struct entry *older, *newer; /* finished list; both NULL while running */
 };
 
 struct idem_store {
@@ -35,7 +39,7 @@ struct idem_store {
     int64_t ttl_ms;
     uint64_t secret[IDEM_SECRET_BYTES / sizeof(uint64_t)];
     struct entry *buckets[IDEM_BUCKETS];
-    struct entry *oldest, *newest;
+    struct entry *oldest, *newest; /* finished entries, in the order they finished */
 };
 
 int idem_fingerprint(const void *body, size_t len, unsigned char ret[IDEM_FINGERPRINT_BYTES])
@@ -142,7 +146,20 @@ static void entry_free(struct entry *e)
     free(e);
 }
 
-/* Unlinks e from its bucket and the FIFO and frees it. Lock held. */
+/* Appends a newly finished entry to the finished list. Lock held. */
+static void finished_push(struct idem_store *s, struct entry *e)
+{
+    e->older = s->newest;
+    e->newer = NULL;
+    if (s->newest)
+        s->newest->newer = e;
+    else
+        s->oldest = e;
+    s->newest = e;
+}
+
+/* Unlinks e from its bucket and, when finished, from the finished list, and frees it. Lock
+ * held. */
 static void remove_entry(struct idem_store *s, struct entry *e)
 {
     struct entry **p = &s->buckets[e->bucket];
@@ -150,14 +167,16 @@ static void remove_entry(struct idem_store *s, struct entry *e)
         p = &(*p)->chain;
     if (*p)
         *p = e->chain;
-    if (e->older)
-        e->older->newer = e->newer;
-    else
-        s->oldest = e->newer;
-    if (e->newer)
-        e->newer->older = e->older;
-    else
-        s->newest = e->older;
+    if (e->done) {
+        if (e->older)
+            e->older->newer = e->newer;
+        else
+            s->oldest = e->newer;
+        if (e->newer)
+            e->newer->older = e->older;
+        else
+            s->newest = e->older;
+    }
     s->count--;
     entry_free(e);
 }
@@ -166,8 +185,9 @@ struct idem_store *idem_store_free(struct idem_store *s)
 {
     if (!s)
         return NULL;
-    while (s->oldest)
-        remove_entry(s, s->oldest);
+    for (size_t b = 0; b < IDEM_BUCKETS; b++)
+        while (s->buckets[b])
+            remove_entry(s, s->buckets[b]);
     pthread_mutex_destroy(&s->lock);
     free(s);
     return NULL;
@@ -187,7 +207,8 @@ static bool expired(const struct idem_store *s, const struct entry *e, int64_t n
     return e->done && now_ms - e->created_ms >= s->ttl_ms;
 }
 
-/* Drops the expired entries at the old end of the FIFO. It stops at the oldest running entry, so
+/* Drops the expired entries at the old end of the finished list. The list is in the order
+ * entries finished, not started, so an expired entry can sit behind one that is not yet:
  * lookups check each entry's own expiry too. Lock held. */
 static void expire(struct idem_store *s, int64_t now_ms)
 {
@@ -231,7 +252,8 @@ enum idem_begin_result idem_begin(struct idem_store *s, const char *key,
         return r;
     }
     if (s->count >= s->max_entries) {
-        if (!s->oldest || !s->oldest->done) {
+        /* Only when every entry is still running is there nothing to give up. */
+        if (!s->oldest) {
             pthread_mutex_unlock(&s->lock);
             return IDEM_FULL;
         }
@@ -248,12 +270,6 @@ enum idem_begin_result idem_begin(struct idem_store *s, const char *key,
     e->bucket = b;
     e->chain = s->buckets[b];
     s->buckets[b] = e;
-    e->older = s->newest;
-    if (s->newest)
-        s->newest->newer = e;
-    else
-        s->oldest = e;
-    s->newest = e;
     s->count++;
     pthread_mutex_unlock(&s->lock);
     return IDEM_NEW;
@@ -271,6 +287,7 @@ void idem_complete(struct idem_store *s, const char *key, int status, const char
             e->status = status;
             e->body = copy;
             copy = NULL;
+            finished_push(s, e);
         } else {
             remove_entry(s, e);
         }

@@ -164,6 +164,57 @@ START_TEST(test_idempotency_full_store_evicts_oldest_finished_or_refuses)
 }
 END_TEST
 
+START_TEST(test_idempotency_running_entry_does_not_block_eviction_of_finished_ones)
+{
+    struct idem_store *s = idem_store_new(3, 100000);
+    int status;
+    char *body = NULL;
+    ck_assert_int_eq(idem_begin(s, "slow", FP_A, 0, &status, &body), IDEM_NEW);
+    ck_assert_int_eq(idem_begin(s, "f1", FP_A, 1, &status, &body), IDEM_NEW);
+    ck_assert_int_eq(idem_begin(s, "f2", FP_A, 2, &status, &body), IDEM_NEW);
+    idem_complete(s, "f1", 200, "1");
+    idem_complete(s, "f2", 200, "2");
+    /* "slow" is the oldest and still running: the oldest finished answer goes instead. */
+    ck_assert_int_eq(idem_begin(s, "n1", FP_A, 3, &status, &body), IDEM_NEW);
+    ck_assert_int_eq(idem_begin(s, "slow", FP_A, 4, &status, &body), IDEM_IN_PROGRESS);
+    ck_assert_int_eq(idem_begin(s, "f2", FP_A, 5, &status, &body), IDEM_REPLAY);
+    ck_assert_str_eq(body, "2");
+    free(body);
+    body = NULL;
+    ck_assert_int_eq(idem_begin(s, "n2", FP_A, 6, &status, &body), IDEM_NEW); /* evicts f2 */
+    /* Now every entry runs: only then is the store full. */
+    ck_assert_int_eq(idem_begin(s, "f1", FP_A, 7, &status, &body), IDEM_FULL);
+    ck_assert_uint_eq(idem_store_count(s), 3);
+    idem_store_free(s);
+}
+END_TEST
+
+START_TEST(test_idempotency_finished_entries_are_evicted_in_the_order_they_finished)
+{
+    struct idem_store *s = idem_store_new(3, 100000);
+    int status;
+    char *body = NULL;
+    ck_assert_int_eq(idem_begin(s, "a", FP_A, 0, &status, &body), IDEM_NEW);
+    ck_assert_int_eq(idem_begin(s, "b", FP_A, 1, &status, &body), IDEM_NEW);
+    ck_assert_int_eq(idem_begin(s, "c", FP_A, 2, &status, &body), IDEM_NEW);
+    idem_complete(s, "b", 200, "b");
+    idem_complete(s, "c", 200, "c");
+    idem_complete(s, "a", 200, "a");
+    ck_assert_int_eq(idem_begin(s, "d", FP_A, 3, &status, &body), IDEM_NEW); /* evicts b */
+    idem_complete(s, "d", 200, "d");
+    ck_assert_int_eq(idem_begin(s, "e", FP_A, 4, &status, &body), IDEM_NEW); /* evicts c */
+    idem_abandon(s, "e");
+    ck_assert_int_eq(idem_begin(s, "a", FP_A, 5, &status, &body), IDEM_REPLAY);
+    ck_assert_str_eq(body, "a");
+    free(body);
+    ck_assert_int_eq(idem_begin(s, "d", FP_A, 6, &status, &body), IDEM_REPLAY);
+    ck_assert_str_eq(body, "d");
+    free(body);
+    ck_assert_int_eq(idem_begin(s, "b", FP_A, 7, &status, &body), IDEM_NEW);
+    idem_store_free(s);
+}
+END_TEST
+
 START_TEST(test_idempotency_many_keys_are_found_again)
 {
     struct idem_store *s = idem_store_new(20000, 100000);
@@ -266,6 +317,8 @@ int main(void)
     tcase_add_test(tc, test_idempotency_abandon_frees_the_key);
     tcase_add_test(tc, test_idempotency_entries_expire_after_ttl);
     tcase_add_test(tc, test_idempotency_full_store_evicts_oldest_finished_or_refuses);
+    tcase_add_test(tc, test_idempotency_running_entry_does_not_block_eviction_of_finished_ones);
+    tcase_add_test(tc, test_idempotency_finished_entries_are_evicted_in_the_order_they_finished);
     tcase_add_test(tc, test_idempotency_many_keys_are_found_again);
     tcase_add_test(tc, test_idempotency_finished_entry_expires_while_an_older_request_runs);
     tcase_add_test(tc, test_idempotency_keys_stay_findable_when_sha256_setup_fails);
