@@ -121,6 +121,10 @@ static const struct config_row config_table[] = {
     {"AGENTD_IDEMPOTENCY_MAX", CONFIG_INT, "10000", 0, 1000000, "keys",
      "Idempotency-Key answers kept for replay (0 = the header is ignored)",
      CONFIG_FIELD(idempotency_max), 0},
+    {"AGENTD_IDEMPOTENCY_MAX_BYTES", CONFIG_BYTES, "67108864", 65536, 17179869184.0, "bytes",
+     "bytes of stored answers in all, the first finished evicted first; an answer over 1/16 of "
+     "this is not stored (its key runs again)",
+     CONFIG_FIELD(idempotency_max_bytes), 0},
     {"AGENTD_IDEMPOTENCY_TTL_MS", CONFIG_MS, "86400000", 1000, 604800000, "ms",
      "how long a key's answer is replayed", CONFIG_FIELD(idempotency_ttl_ms), 0},
     {"AGENTD_RETRY_MAX", CONFIG_INT, "3", 0, 20, "retries",

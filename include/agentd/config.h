@@ -70,8 +70,9 @@ struct agentd_config {
     int conversation_max_messages; /* AGENTD_CONVERSATION_MAX_MESSAGES */
 
     /* idempotency keys */
-    int idempotency_max;        /* AGENTD_IDEMPOTENCY_MAX, 0 = off */
-    int64_t idempotency_ttl_ms; /* AGENTD_IDEMPOTENCY_TTL_MS */
+    int idempotency_max;          /* AGENTD_IDEMPOTENCY_MAX, 0 = off */
+    size_t idempotency_max_bytes; /* AGENTD_IDEMPOTENCY_MAX_BYTES: stored answer bodies */
+    int64_t idempotency_ttl_ms;   /* AGENTD_IDEMPOTENCY_TTL_MS */
 
     /* resilience (rows added with the resilience layer) */
     int retry_max;                  /* AGENTD_RETRY_MAX: retries after the first attempt */

@@ -4,9 +4,13 @@
  * one replays the stored answer byte for byte, and the same key with another
  * body gets 422 idempotency_key_reused.
  *
- * In memory, bounded by count and age (first use + ttl_ms). A new key in a
- * full store evicts the entry that finished first; only when every entry is
- * still running does it get IDEM_FULL. One mutex with short critical
+ * In memory, bounded by count, by the bytes of the stored answers and by age
+ * (first use + ttl_ms). A new key in a full store evicts the entry that
+ * finished first; only when every entry is still running does it get
+ * IDEM_FULL. Storing an answer that would go over max_bytes evicts finished
+ * entries the same way; an answer larger than max_bytes /
+ * IDEM_MAX_ANSWER_SHARE is not stored at all (its key runs again, as after a
+ * transient answer), so one huge answer cannot flush every other key. One mutex with short critical
  * sections; thread-safe (every function but idem_store_free() from any
  * thread at once). Keys are hashed with a per-store random secret so
  * clients cannot aim many keys at one bucket. Answers that a retry could
@@ -26,6 +30,8 @@
 #include <stdint.h>
 
 #define IDEM_FINGERPRINT_BYTES 32
+/* An answer is stored only when it takes at most 1/IDEM_MAX_ANSWER_SHARE of max_bytes. */
+#define IDEM_MAX_ANSWER_SHARE 16
 
 struct idem_store;
 
@@ -37,9 +43,11 @@ enum idem_begin_result {
     IDEM_FULL,        /* store full of running requests → 429 overloaded */
 };
 
-/* NULL on ENOMEM, when getrandom() fails (it may block until the kernel has entropy) or when
-   the mutex cannot be initialised. */
-struct idem_store *idem_store_new(size_t max_entries, int64_t ttl_ms);
+/* A store of at most max_entries keys whose stored answer bodies take at most max_bytes
+   (strlen of each), each answer replayed until ttl_ms after its key's first use. NULL on ENOMEM,
+   when getrandom() fails (it may block until the kernel has entropy) or when the mutex cannot
+   be initialised. */
+struct idem_store *idem_store_new(size_t max_entries, size_t max_bytes, int64_t ttl_ms);
 /* Frees s and every entry (NULL is fine); returns NULL. No other thread may still use s. */
 struct idem_store *idem_store_free(struct idem_store *s);
 
@@ -55,8 +63,10 @@ int idem_fingerprint(const void *body, size_t len, unsigned char ret[IDEM_FINGER
 enum idem_begin_result idem_begin(struct idem_store *s, const char *key,
                                   const unsigned char fp[IDEM_FINGERPRINT_BYTES], int64_t now_ms,
                                   int *ret_status, char **ret_body);
-/* Stores the answer of a request that got IDEM_NEW (body copied), or drops the entry when the
-   answer should not be replayed (see above), body is NULL or the copy fails. */
+/* Stores the answer of a request that got IDEM_NEW (body copied), evicting the entries that
+   finished first until the stored bodies fit in max_bytes; or drops the entry when the answer
+   should not be replayed (see above), is larger than max_bytes / IDEM_MAX_ANSWER_SHARE, body
+   is NULL or the copy fails. */
 void idem_complete(struct idem_store *s, const char *key, int status, const char *body);
 /* Drops the entry of a request that got IDEM_NEW and was not run (e.g. refused at admission). */
 void idem_abandon(struct idem_store *s, const char *key);

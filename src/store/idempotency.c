@@ -29,6 +29,7 @@ struct entry {
     bool done;
     int status;
     char *body;
+    size_t body_bytes;           /* strlen(body) */
     struct entry *chain;         /* next in bucket */
     struct entry *older, *newer; /* finished list; both NULL while running */
 };
@@ -36,6 +37,7 @@ struct entry {
 struct idem_store {
     pthread_mutex_t lock;
     size_t max_entries, count;
+    size_t max_bytes, bytes; /* bytes: body_bytes summed over finished entries */
     int64_t ttl_ms;
     uint64_t secret[IDEM_SECRET_BYTES / sizeof(uint64_t)];
     struct entry *buckets[IDEM_BUCKETS];
@@ -121,7 +123,7 @@ static size_t bucket_of(const struct idem_store *s, const char *key)
     return (size_t)(idem_siphash(s->secret, key, strlen(key)) % IDEM_BUCKETS);
 }
 
-struct idem_store *idem_store_new(size_t max_entries, int64_t ttl_ms)
+struct idem_store *idem_store_new(size_t max_entries, size_t max_bytes, int64_t ttl_ms)
 {
     struct idem_store *s = calloc(1, sizeof(*s));
     if (!s)
@@ -135,6 +137,7 @@ struct idem_store *idem_store_new(size_t max_entries, int64_t ttl_ms)
         return NULL;
     }
     s->max_entries = max_entries;
+    s->max_bytes = max_bytes;
     s->ttl_ms = ttl_ms;
     return s;
 }
@@ -156,6 +159,7 @@ static void finished_push(struct idem_store *s, struct entry *e)
     else
         s->oldest = e;
     s->newest = e;
+    s->bytes += e->body_bytes;
 }
 
 /* Unlinks e from its bucket and, when finished, from the finished list, and frees it. Lock
@@ -176,6 +180,7 @@ static void remove_entry(struct idem_store *s, struct entry *e)
             e->newer->older = e->older;
         else
             s->newest = e->older;
+        s->bytes -= e->body_bytes;
     }
     s->count--;
     entry_free(e);
@@ -275,17 +280,31 @@ enum idem_begin_result idem_begin(struct idem_store *s, const char *key,
     return IDEM_NEW;
 }
 
+/* The answer of a request that got IDEM_NEW, copied when it is to be replayed; NULL otherwise
+ * (including ENOMEM). */
+static char *replay_copy(const struct idem_store *s, int status, const char *body, size_t len)
+{
+    if (!body || !idem_status_replayable(status) || len > s->max_bytes / IDEM_MAX_ANSWER_SHARE)
+        return NULL;
+    return strndup(body, len);
+}
+
 void idem_complete(struct idem_store *s, const char *key, int status, const char *body)
 {
-    char *copy = idem_status_replayable(status) && body ? strdup(body) : NULL;
+    size_t len = body ? strlen(body) : 0;
+    char *copy = replay_copy(s, status, body, len);
     size_t b = bucket_of(s, key);
     pthread_mutex_lock(&s->lock);
     struct entry *e = find(s, b, key);
     if (e && !e->done) {
         if (copy) {
+            /* Ends: the answer is at most a share of max_bytes, an empty list holds 0. */
+            while (s->oldest && s->bytes + len > s->max_bytes)
+                remove_entry(s, s->oldest);
             e->done = true;
             e->status = status;
             e->body = copy;
+            e->body_bytes = len;
             copy = NULL;
             finished_push(s, e);
         } else {

@@ -95,6 +95,7 @@ static const char *all_names[] = {
     "AGENTD_CONVERSATION_TTL_MS",
     "AGENTD_CONVERSATION_MAX_MESSAGES",
     "AGENTD_IDEMPOTENCY_MAX",
+    "AGENTD_IDEMPOTENCY_MAX_BYTES",
     "AGENTD_IDEMPOTENCY_TTL_MS",
     "AGENTD_RETRY_MAX",
     "AGENTD_RETRY_INITIAL_MS",
@@ -165,6 +166,7 @@ START_TEST(test_config_defaults_apply_when_nothing_is_set)
     ck_assert_int_eq(cfg.conversations_max, 10000);
     ck_assert_int_eq(cfg.conversation_ttl_ms, 3600000);
     ck_assert_int_eq(cfg.conversation_max_messages, 200);
+    ck_assert_uint_eq(cfg.idempotency_max_bytes, 67108864);
     config_free(&cfg);
 }
 END_TEST
@@ -256,6 +258,10 @@ static const struct {
     {"AGENTD_CONVERSATION_TTL_MS", "604800000", 1},
     {"AGENTD_CONVERSATION_TTL_MS", "999", 0},
     {"AGENTD_CONVERSATION_TTL_MS", "604800001", 0},
+    {"AGENTD_IDEMPOTENCY_MAX_BYTES", "65536", 1},
+    {"AGENTD_IDEMPOTENCY_MAX_BYTES", "17179869184", 1},
+    {"AGENTD_IDEMPOTENCY_MAX_BYTES", "65535", 0},
+    {"AGENTD_IDEMPOTENCY_MAX_BYTES", "17179869185", 0},
     {"AGENTD_TEMPERATURE", "0.0", 1},
     {"AGENTD_TEMPERATURE", "1.0", 1},
     {"AGENTD_TEMPERATURE", "1", 1},

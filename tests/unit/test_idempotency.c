@@ -67,6 +67,9 @@ int pthread_mutex_init(pthread_mutex_t *m, const pthread_mutexattr_t *attr)
     return real(m, attr);
 }
 
+/* A byte budget that never binds. */
+#define BIG ((size_t)1 << 30)
+
 static unsigned char FP_A[IDEM_FINGERPRINT_BYTES], FP_B[IDEM_FINGERPRINT_BYTES];
 
 static void setup(void)
@@ -77,7 +80,7 @@ static void setup(void)
 
 START_TEST(test_idempotency_first_use_runs_then_replays_the_same_bytes)
 {
-    struct idem_store *s = idem_store_new(10, 1000);
+    struct idem_store *s = idem_store_new(10, BIG, 1000);
     int status = 0;
     char *body = NULL;
     ck_assert_int_eq(idem_begin(s, "k1", FP_A, 0, &status, &body), IDEM_NEW);
@@ -93,7 +96,7 @@ END_TEST
 
 START_TEST(test_idempotency_same_key_other_body_is_a_mismatch)
 {
-    struct idem_store *s = idem_store_new(10, 1000);
+    struct idem_store *s = idem_store_new(10, BIG, 1000);
     int status;
     char *body;
     ck_assert_int_eq(idem_begin(s, "k", FP_A, 0, &status, &body), IDEM_NEW);
@@ -107,7 +110,7 @@ END_TEST
 START_TEST(test_idempotency_transient_answers_are_not_stored)
 {
     static const int transient[] = {429, 500, 503, 504, 409};
-    struct idem_store *s = idem_store_new(10, 1000);
+    struct idem_store *s = idem_store_new(10, BIG, 1000);
     int status;
     char *body;
     for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++) {
@@ -123,7 +126,7 @@ END_TEST
 
 START_TEST(test_idempotency_abandon_frees_the_key)
 {
-    struct idem_store *s = idem_store_new(10, 1000);
+    struct idem_store *s = idem_store_new(10, BIG, 1000);
     int status;
     char *body;
     ck_assert_int_eq(idem_begin(s, "a", FP_A, 0, &status, &body), IDEM_NEW);
@@ -135,7 +138,7 @@ END_TEST
 
 START_TEST(test_idempotency_entries_expire_after_ttl)
 {
-    struct idem_store *s = idem_store_new(10, 1000);
+    struct idem_store *s = idem_store_new(10, BIG, 1000);
     int status;
     char *body;
     ck_assert_int_eq(idem_begin(s, "e", FP_A, 0, &status, &body), IDEM_NEW);
@@ -149,7 +152,7 @@ END_TEST
 
 START_TEST(test_idempotency_full_store_evicts_oldest_finished_or_refuses)
 {
-    struct idem_store *s = idem_store_new(2, 100000);
+    struct idem_store *s = idem_store_new(2, BIG, 100000);
     int status;
     char *body;
     ck_assert_int_eq(idem_begin(s, "1", FP_A, 0, &status, &body), IDEM_NEW);
@@ -166,7 +169,7 @@ END_TEST
 
 START_TEST(test_idempotency_running_entry_does_not_block_eviction_of_finished_ones)
 {
-    struct idem_store *s = idem_store_new(3, 100000);
+    struct idem_store *s = idem_store_new(3, BIG, 100000);
     int status;
     char *body = NULL;
     ck_assert_int_eq(idem_begin(s, "slow", FP_A, 0, &status, &body), IDEM_NEW);
@@ -191,7 +194,7 @@ END_TEST
 
 START_TEST(test_idempotency_finished_entries_are_evicted_in_the_order_they_finished)
 {
-    struct idem_store *s = idem_store_new(3, 100000);
+    struct idem_store *s = idem_store_new(3, BIG, 100000);
     int status;
     char *body = NULL;
     ck_assert_int_eq(idem_begin(s, "a", FP_A, 0, &status, &body), IDEM_NEW);
@@ -215,9 +218,63 @@ START_TEST(test_idempotency_finished_entries_are_evicted_in_the_order_they_finis
 }
 END_TEST
 
+START_TEST(test_idempotency_stored_answers_are_bounded_by_bytes)
+{
+    /* 1600 bytes: answers of up to 1600 / IDEM_MAX_ANSWER_SHARE = 100 bytes are kept. */
+    struct idem_store *s = idem_store_new(100, 1600, 100000);
+    char body100[101], key[16], *body = NULL;
+    int status;
+    ck_assert_int_eq(IDEM_MAX_ANSWER_SHARE, 16);
+    memset(body100, 'x', 100);
+    body100[100] = '\0';
+    for (int i = 0; i < 16; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        ck_assert_int_eq(idem_begin(s, key, FP_A, i, &status, &body), IDEM_NEW);
+        idem_complete(s, key, 200, body100);
+    }
+    ck_assert_uint_eq(idem_store_count(s), 16); /* exactly 1600 bytes */
+    ck_assert_int_eq(idem_begin(s, "k16", FP_A, 16, &status, &body), IDEM_NEW);
+    idem_complete(s, "k16", 200, body100); /* 1700 bytes: k0 goes */
+    ck_assert_uint_eq(idem_store_count(s), 16);
+    ck_assert_int_eq(idem_begin(s, "k1", FP_A, 17, &status, &body), IDEM_REPLAY);
+    ck_assert_str_eq(body, body100);
+    free(body);
+    body = NULL;
+    ck_assert_int_eq(idem_begin(s, "k0", FP_A, 18, &status, &body), IDEM_NEW);
+    /* A small answer makes room for itself only: k1 goes. */
+    idem_complete(s, "k0", 200, "{}");
+    ck_assert_uint_eq(idem_store_count(s), 16);
+    ck_assert_int_eq(idem_begin(s, "k1", FP_A, 19, &status, &body), IDEM_NEW);
+    idem_abandon(s, "k1");
+    ck_assert_int_eq(idem_begin(s, "k2", FP_A, 20, &status, &body), IDEM_REPLAY);
+    free(body);
+    idem_store_free(s);
+}
+END_TEST
+
+START_TEST(test_idempotency_an_answer_over_its_share_of_the_bytes_is_not_stored)
+{
+    struct idem_store *s = idem_store_new(100, 1600, 100000);
+    char body101[102], *body = NULL;
+    int status;
+    memset(body101, 'x', 101);
+    body101[101] = '\0';
+    ck_assert_int_eq(idem_begin(s, "small", FP_A, 0, &status, &body), IDEM_NEW);
+    idem_complete(s, "small", 200, "{}");
+    ck_assert_int_eq(idem_begin(s, "big", FP_A, 1, &status, &body), IDEM_NEW);
+    idem_complete(s, "big", 200, body101);
+    /* Dropped like a transient answer: the key runs again; nothing else was evicted. */
+    ck_assert_uint_eq(idem_store_count(s), 1);
+    ck_assert_int_eq(idem_begin(s, "big", FP_A, 2, &status, &body), IDEM_NEW);
+    ck_assert_int_eq(idem_begin(s, "small", FP_A, 3, &status, &body), IDEM_REPLAY);
+    free(body);
+    idem_store_free(s);
+}
+END_TEST
+
 START_TEST(test_idempotency_many_keys_are_found_again)
 {
-    struct idem_store *s = idem_store_new(20000, 100000);
+    struct idem_store *s = idem_store_new(20000, BIG, 100000);
     int status;
     char *body, key[32];
     for (int i = 0; i < 10000; i++) {
@@ -237,7 +294,7 @@ END_TEST
 
 START_TEST(test_idempotency_finished_entry_expires_while_an_older_request_runs)
 {
-    struct idem_store *s = idem_store_new(10, 1000);
+    struct idem_store *s = idem_store_new(10, BIG, 1000);
     int status;
     char *body = NULL;
     ck_assert_int_eq(idem_begin(s, "old", FP_A, 0, &status, &body), IDEM_NEW);
@@ -256,7 +313,7 @@ END_TEST
 
 START_TEST(test_idempotency_keys_stay_findable_when_sha256_setup_fails)
 {
-    struct idem_store *s = idem_store_new(100, 1000);
+    struct idem_store *s = idem_store_new(100, BIG, 1000);
     int status;
     char *body, key[16];
     /* The key's bucket must not depend on an allocation that can fail. */
@@ -278,7 +335,7 @@ END_TEST
 
 START_TEST(test_idempotency_fingerprint_failure_is_reported_and_refused)
 {
-    struct idem_store *s = idem_store_new(10, 1000);
+    struct idem_store *s = idem_store_new(10, BIG, 1000);
     unsigned char fp[IDEM_FINGERPRINT_BYTES], zero[IDEM_FINGERPRINT_BYTES] = {0};
     int status;
     char *body;
@@ -300,7 +357,7 @@ END_TEST
 START_TEST(test_idempotency_store_new_fails_when_the_mutex_cannot_be_made)
 {
     fail_mutex_init = true;
-    struct idem_store *s = idem_store_new(10, 1000);
+    struct idem_store *s = idem_store_new(10, BIG, 1000);
     fail_mutex_init = false;
     ck_assert_ptr_null(s);
 }
@@ -319,6 +376,8 @@ int main(void)
     tcase_add_test(tc, test_idempotency_full_store_evicts_oldest_finished_or_refuses);
     tcase_add_test(tc, test_idempotency_running_entry_does_not_block_eviction_of_finished_ones);
     tcase_add_test(tc, test_idempotency_finished_entries_are_evicted_in_the_order_they_finished);
+    tcase_add_test(tc, test_idempotency_stored_answers_are_bounded_by_bytes);
+    tcase_add_test(tc, test_idempotency_an_answer_over_its_share_of_the_bytes_is_not_stored);
     tcase_add_test(tc, test_idempotency_many_keys_are_found_again);
     tcase_add_test(tc, test_idempotency_finished_entry_expires_while_an_older_request_runs);
     tcase_add_test(tc, test_idempotency_keys_stay_findable_when_sha256_setup_fails);
