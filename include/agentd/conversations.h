@@ -3,6 +3,13 @@
  * conversation_id, bounded in count (LRU eviction), in length (trimmed on
  * save) and in time (idle TTL).
  *
+ * Only a successful run counts as use: a conversation exists once a run has
+ * stored its history, and "recently used" and "idle" are measured from the
+ * last history stored. A run that fails or is cancelled changes nothing: a
+ * conversation its acquire created goes again, an existing one keeps its
+ * history, idle time and LRU position. So requests that fail cheaply with
+ * fresh ids cannot evict or outlive real conversations.
+ *
  * One run at a time per conversation: a second run on a conversation that is
  * already running gets -EBUSY (the server answers 409 conversation_busy with
  * Retry-After: 1) and the client retries. This keeps each history linear —
@@ -14,7 +21,8 @@
  * pointer work, never while copying JSON. Time: now_ms is a monotonic
  * millisecond clock supplied by the caller; the store never reads a clock
  * and never logs. All operations are O(1) apart from the JSON copies
- * (O(history)) and conv_store_sweep (O(expired entries)).
+ * (O(history)), conv_store_sweep (O(expired entries)) and eviction, which
+ * steps over conversations a run holds (O(running conversations) at worst).
  *
  * Memory: the store owns its histories and copies on the way in and out:
  * conv_store_acquire() hands the caller a new array (json_decref() it),
@@ -54,12 +62,13 @@ struct conv_store *conv_store_free(struct conv_store *s);
  *   -ENOTSUP  the store was created with max_conversations == 0;
  *   -EINVAL   s, id or ret_messages is NULL, or id is not 1..128 bytes;
  *   -EBUSY    another run holds this conversation;
- *   -ENOSPC   the id is new and every slot holds a busy conversation;
- *   -ENOMEM   (the conversation may now exist, idle, with its old history,
- *             or an empty one if it was new or had expired).
- * When the id is new and the store is full, the least recently used idle
- * conversation is evicted. Every successful acquire must be followed by
- * exactly one conv_store_release() for the same id.
+ *   -ENOSPC   the id is new and max_conversations runs hold conversations;
+ *   -ENOMEM   (as after a failed run: an expired conversation is gone).
+ * A new id evicts no live conversation: its run may still fail. Only
+ * expired idle conversations make room here; the count bound is enforced
+ * when its history is stored (conv_store_release()). Every successful
+ * acquire must be followed by exactly one conv_store_release() for the
+ * same id.
  */
 int conv_store_acquire(struct conv_store *s, const char *id, int64_t now_ms, json_t **ret_messages);
 
@@ -70,21 +79,28 @@ int conv_store_acquire(struct conv_store *s, const char *id, int64_t now_ms, jso
  * that it still starts with a user message whose content is plain text (a
  * string, or an array of only "text" blocks) — never with a dangling
  * tool_result or an assistant message; when no such start exists the history
- * becomes empty. messages == NULL, a non-array, or ENOMEM while copying keep
- * the old history (a failed run adds nothing). Always refreshes the last-use
- * time to now_ms and clears busy. An unknown id, or one that is not busy,
- * is a no-op.
+ * becomes empty. Storing sets the last-use time to now_ms and makes the
+ * conversation the most recently used; then, while more than
+ * max_conversations histories are stored, the least recently used idle
+ * conversation is evicted (the one just stored only when every other one is
+ * running).
+ * messages == NULL, a non-array, or ENOMEM while copying mean the run
+ * failed: a conversation created (or found expired) by its acquire is
+ * removed; an existing one keeps its history, last-use time and LRU
+ * position as before the acquire. Clears busy either way. An unknown id, or
+ * one that is not busy, is a no-op.
  */
 void conv_store_release(struct conv_store *s, const char *id, const json_t *messages,
                         int64_t now_ms);
 
-/* Drops idle conversations idle for more than ttl_ms at now_ms; returns how
- * many. Called periodically by main's serve loop; busy conversations are
- * kept. */
+/* Drops idle conversations whose history was stored more than ttl_ms before
+ * now_ms; returns how many. Called periodically by main's serve loop; busy
+ * conversations are kept. */
 size_t conv_store_sweep(struct conv_store *s, int64_t now_ms);
 
-/* Number of stored conversations, busy ones and not-yet-swept expired ones
- * included; 0 when s is NULL. */
+/* Number of conversations, busy ones, not-yet-swept expired ones and new ones
+ * whose first run is still going included (so up to max_conversations more
+ * than max_conversations); 0 when s is NULL. */
 size_t conv_store_count(struct conv_store *s);
 
 #endif

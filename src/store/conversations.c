@@ -1,10 +1,13 @@
 /*
  * conversations.c — in-memory conversation store (see conversations.h).
  *
- * A chained hash table keyed by id plus an LRU list. Only idle entries are
- * on the LRU list: busy ones can never be evicted or swept, so keeping them
- * off the list makes "evict the least recently used idle entry" the list tail,
- * O(1), and lets sweep stop at the first unexpired entry from the tail.
+ * A chained hash table keyed by id plus an LRU list. An entry is either
+ * stored (a run stored its history: it is on the LRU list, ordered by the
+ * time that history was stored) or pending (created by an acquire whose run
+ * has not stored anything yet: on no list, always busy). A stored entry
+ * keeps its place on the list while a run holds it, so a run that fails
+ * leaves it exactly where it was; eviction and sweep step over the busy
+ * ones, which costs O(running conversations) at worst and O(1) usually.
  *
  * Histories are immutable once stored: a release swaps in a fresh copy. That
  * is what lets acquire copy the history after dropping the mutex — while an
@@ -26,20 +29,23 @@
 struct conv_entry {
     char *id;
     uint64_t hash;
-    json_t *messages; /* owned, never modified in place */
-    int64_t last_used_ms;
+    json_t *messages;     /* owned, never modified in place */
+    int64_t last_used_ms; /* when its history was stored */
     bool busy;
+    bool stored; /* holds a history a run stored; on the LRU list exactly when set */
     struct conv_entry *chain_next;
-    struct conv_entry *lru_prev, *lru_next; /* linked only while idle */
+    struct conv_entry *lru_prev, *lru_next;
 };
 
 struct conv_store {
     pthread_mutex_t lock;
     struct conv_entry **buckets;
     size_t bucket_mask;
-    struct conv_entry *lru_head; /* most recently released */
-    struct conv_entry *lru_tail; /* next to evict */
-    size_t count;
+    struct conv_entry *lru_head; /* most recently stored */
+    struct conv_entry *lru_tail; /* least recently stored */
+    size_t count;                /* entries, pending ones included */
+    size_t n_stored;             /* entries with a stored history: at most max_conversations */
+    size_t n_busy;               /* entries a run holds */
     size_t max_conversations;
     size_t max_messages;
     int64_t ttl_ms;
@@ -226,6 +232,35 @@ static bool entry_expired(const struct conv_store *s, const struct conv_entry *e
     return now_ms - e->last_used_ms > s->ttl_ms;
 }
 
+/* The least recently stored conversation no run holds, or NULL. */
+static struct conv_entry *lru_oldest_idle(struct conv_store *s)
+{
+    struct conv_entry *e = s->lru_tail;
+
+    while (e && e->busy)
+        e = e->lru_prev;
+    return e;
+}
+
+/* Makes a stored entry pending again: off the list, no longer counted as stored. */
+static void entry_unstore(struct conv_store *s, struct conv_entry *e)
+{
+    if (!e->stored)
+        return;
+    lru_unlink(s, e);
+    e->stored = false;
+    s->n_stored--;
+}
+
+/* Takes e out of the store and onto *garbage (linked through chain_next), to free unlocked. */
+static void entry_drop(struct conv_store *s, struct conv_entry *e, struct conv_entry **garbage)
+{
+    entry_unstore(s, e);
+    table_remove(s, e);
+    e->chain_next = *garbage;
+    *garbage = e;
+}
+
 /* Allocated before taking the lock so the critical section does no malloc. */
 static struct conv_entry *entry_new(const char *id, uint64_t hash, int64_t now_ms)
 {
@@ -249,13 +284,18 @@ static struct conv_entry *entry_new(const char *id, uint64_t hash, int64_t now_m
  * Takes from *spare (a fresh empty entry) when it needs a new entry or an
  * empty history; leaves what must be freed after unlocking in *ret_garbage
  * (entries linked through chain_next) and *ret_old_messages.
+ *
+ * A new id evicts nothing that is still alive: until its run stores a
+ * history it may fail, and a failed run must not cost a real conversation
+ * its place. Only expired conversations make room here; release() enforces
+ * max_conversations when the new history arrives.
  */
 static struct conv_entry *acquire_locked(struct conv_store *s, const char *id, uint64_t hash,
                                          int64_t now_ms, struct conv_entry **spare,
                                          struct conv_entry **ret_garbage, json_t **ret_old_messages,
                                          int *ret_err)
 {
-    struct conv_entry *e = table_find(s, hash, id);
+    struct conv_entry *e = table_find(s, hash, id), *victim;
 
     if (e) {
         if (e->busy) {
@@ -263,28 +303,27 @@ static struct conv_entry *acquire_locked(struct conv_store *s, const char *id, u
             return NULL;
         }
         if (entry_expired(s, e, now_ms)) {
-            /* Treated as absent: the run starts from an empty history. */
+            /* Treated as absent: the run starts from an empty history, like a new id. */
             *ret_old_messages = e->messages;
             e->messages = (*spare)->messages;
             (*spare)->messages = NULL;
+            entry_unstore(s, e);
         }
-        lru_unlink(s, e);
         e->busy = true;
+        s->n_busy++;
         return e;
     }
-    if (s->count >= s->max_conversations) {
-        struct conv_entry *victim = s->lru_tail;
-        if (!victim) {
-            *ret_err = -ENOSPC;
-            return NULL;
-        }
-        lru_unlink(s, victim);
-        table_remove(s, victim);
-        *ret_garbage = victim;
+    if (s->n_busy >= s->max_conversations) {
+        *ret_err = -ENOSPC;
+        return NULL;
     }
+    while (s->count >= s->max_conversations && (victim = lru_oldest_idle(s)) &&
+           entry_expired(s, victim, now_ms))
+        entry_drop(s, victim, ret_garbage);
     e = *spare;
     *spare = NULL;
     e->busy = true;
+    s->n_busy++;
     table_insert(s, e);
     return e;
 }
@@ -375,10 +414,41 @@ static json_t *history_trimmed_copy(const json_t *messages, size_t max_messages)
     return out;
 }
 
+/* Under the lock: ends the run on e, storing `fresh` (taken, may be NULL) as its history. */
+static void release_locked(struct conv_store *s, struct conv_entry *e, json_t **fresh,
+                           int64_t now_ms, json_t **ret_old, struct conv_entry **garbage)
+{
+    struct conv_entry *victim;
+
+    e->busy = false;
+    s->n_busy--;
+    if (!*fresh) {
+        /* A failed run: a conversation it created goes again; an existing one keeps its
+         * history, its last use and its place in the LRU order, as if the run never was. */
+        if (!e->stored)
+            entry_drop(s, e, garbage);
+        return;
+    }
+    *ret_old = e->messages;
+    e->messages = *fresh;
+    *fresh = NULL;
+    e->last_used_ms = now_ms;
+    if (e->stored) {
+        lru_unlink(s, e);
+    } else {
+        e->stored = true;
+        s->n_stored++;
+    }
+    lru_push_head(s, e);
+    /* e is the most recent, so it goes last, only when every other one is running. */
+    while (s->n_stored > s->max_conversations && (victim = lru_oldest_idle(s)))
+        entry_drop(s, victim, garbage);
+}
+
 void conv_store_release(struct conv_store *s, const char *id, const json_t *messages,
                         int64_t now_ms)
 {
-    struct conv_entry *e;
+    struct conv_entry *e, *garbage = NULL;
     json_t *fresh = NULL, *old = NULL;
 
     if (!s || !id || s->max_conversations == 0)
@@ -388,38 +458,32 @@ void conv_store_release(struct conv_store *s, const char *id, const json_t *mess
 
     pthread_mutex_lock(&s->lock);
     e = table_find(s, conv_siphash(s->hash_key, id, strnlen(id, CONV_ID_MAX_BYTES + 1)), id);
-    if (e && e->busy) {
-        if (fresh) {
-            old = e->messages;
-            e->messages = fresh;
-            fresh = NULL;
-        }
-        e->busy = false;
-        e->last_used_ms = now_ms;
-        lru_push_head(s, e);
-    }
+    if (e && e->busy)
+        release_locked(s, e, &fresh, now_ms, &old, &garbage);
     pthread_mutex_unlock(&s->lock);
 
+    entry_list_free(garbage);
     json_decref(old);
     json_decref(fresh);
 }
 
 size_t conv_store_sweep(struct conv_store *s, int64_t now_ms)
 {
-    struct conv_entry *garbage = NULL;
+    struct conv_entry *garbage = NULL, *e, *prev;
     size_t n = 0;
 
     if (!s)
         return 0;
     pthread_mutex_lock(&s->lock);
-    /* The list is in release order, so the expired entries are a tail run
-     * (exactly so while callers pass a monotonic now_ms). */
-    while (s->lru_tail && entry_expired(s, s->lru_tail, now_ms)) {
-        struct conv_entry *e = s->lru_tail;
-        lru_unlink(s, e);
-        table_remove(s, e);
-        e->chain_next = garbage;
-        garbage = e;
+    /* The list is in the order histories were stored, so the expired entries are a tail run
+     * (exactly so while callers pass a monotonic now_ms), with running ones in between. */
+    for (e = s->lru_tail; e; e = prev) {
+        prev = e->lru_prev;
+        if (e->busy)
+            continue;
+        if (!entry_expired(s, e, now_ms))
+            break;
+        entry_drop(s, e, &garbage);
         n++;
     }
     pthread_mutex_unlock(&s->lock);

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,12 +156,19 @@ START_TEST(test_conv_history_expires_after_ttl_idle)
 {
     struct conv_store *s = conv_store_new(4, TTL_MS, 10);
 
+    json_t *msgs = history(user_text("q"), assistant_text("a"), NULL);
+
     store_turn(s, "c1", "hello", 1000);
     /* Idle exactly ttl: still there; acquiring refreshes nothing until release. */
     ck_assert_uint_eq(acquire_size(s, "c1", 1000 + TTL_MS), 2);
-    conv_store_release(s, "c1", NULL, 5000);
-    /* Release refreshed last use to 5000: idle ttl + 1 → treated as absent. */
+    conv_store_release(s, "c1", msgs, 5000);
+    /* Storing a history refreshed last use to 5000; a failed run refreshes nothing, so idle
+     * ttl + 1 after 5000 the conversation is treated as absent. */
+    ck_assert_uint_eq(acquire_size(s, "c1", 5000 + TTL_MS), 2);
+    conv_store_release(s, "c1", NULL, 5000 + TTL_MS);
     ck_assert_uint_eq(acquire_size(s, "c1", 5000 + TTL_MS + 1), 0);
+    conv_store_release(s, "c1", NULL, 5000 + TTL_MS + 1);
+    json_decref(msgs);
     conv_store_free(s);
 }
 END_TEST
@@ -174,16 +182,17 @@ START_TEST(test_conv_full_store_evicts_least_recently_used_idle)
     store_turn(s, "a", "a again", 20); /* a is now the most recently used */
     ck_assert_uint_eq(conv_store_count(s), 2);
 
-    ck_assert_uint_eq(acquire_size(s, "c", 30), 0); /* evicts b */
-    conv_store_release(s, "c", NULL, 30);
+    store_turn(s, "c", "c", 30); /* a third history: b goes */
     ck_assert_uint_eq(conv_store_count(s), 2);
 
     ck_assert_uint_eq(acquire_size(s, "a", 40), 2); /* a survived */
     conv_store_release(s, "a", NULL, 40);
-    ck_assert_uint_eq(acquire_size(s, "b", 50), 0); /* b was evicted (evicts c now) */
+    ck_assert_uint_eq(acquire_size(s, "b", 50), 0); /* b was evicted */
     conv_store_release(s, "b", NULL, 50);
-    ck_assert_uint_eq(acquire_size(s, "a", 60), 2);
-    conv_store_release(s, "a", NULL, 60);
+    ck_assert_uint_eq(acquire_size(s, "c", 60), 2);
+    conv_store_release(s, "c", NULL, 60);
+    ck_assert_uint_eq(acquire_size(s, "a", 70), 2);
+    conv_store_release(s, "a", NULL, 70);
     conv_store_free(s);
 }
 END_TEST
@@ -202,10 +211,79 @@ START_TEST(test_conv_busy_conversations_are_never_evicted)
     ck_assert_uint_eq(conv_store_count(s), 2);
     ck_assert_uint_eq(conv_store_sweep(s, 100000), 0);
 
+    /* The failed run leaves "a" as it was: idle, last used at 0, expired by now. A new id in
+     * a full store drops it (only expired conversations go before a history is stored). */
     conv_store_release(s, "a", NULL, 100001);
-    ck_assert_uint_eq(acquire_size(s, "c", 100002), 0); /* evicts the now idle "a" */
+    ck_assert_uint_eq(acquire_size(s, "c", 100002), 0);
     ck_assert_int_eq(conv_store_acquire(s, "b", 100003, &msgs), -EBUSY);
     ck_assert_uint_eq(conv_store_count(s), 2);
+    conv_store_free(s);
+}
+END_TEST
+
+START_TEST(test_conv_failed_run_neither_refreshes_ttl_nor_lru_position)
+{
+    struct conv_store *s = conv_store_new(2, TTL_MS, 10);
+
+    store_turn(s, "a", "a", 0);
+    store_turn(s, "b", "b", 10);
+    /* A failed run on "a" late in its life: "a" keeps last use 0 and stays least recent. */
+    ck_assert_uint_eq(acquire_size(s, "a", 900), 2);
+    conv_store_release(s, "a", NULL, 950);
+    store_turn(s, "c", "c", 960); /* a third history: the least recently used goes */
+    ck_assert_uint_eq(conv_store_count(s), 2);
+    ck_assert_uint_eq(acquire_size(s, "b", 970), 2); /* b survived */
+    conv_store_release(s, "b", NULL, 970);
+    ck_assert_uint_eq(acquire_size(s, "a", 980), 0); /* a was the one evicted */
+    conv_store_release(s, "a", NULL, 980);
+
+    /* And its ttl still counts from its last stored history. */
+    ck_assert_uint_eq(acquire_size(s, "b", 10 + TTL_MS), 2);
+    conv_store_release(s, "b", NULL, 10 + TTL_MS);
+    ck_assert_uint_eq(acquire_size(s, "b", 10 + TTL_MS + 1), 0);
+    conv_store_release(s, "b", NULL, 10 + TTL_MS + 1);
+    conv_store_free(s);
+}
+END_TEST
+
+START_TEST(test_conv_failed_run_on_a_new_id_leaves_nothing_behind)
+{
+    struct conv_store *s = conv_store_new(4, TTL_MS, 10);
+
+    ck_assert_uint_eq(acquire_size(s, "new", 0), 0);
+    ck_assert_uint_eq(conv_store_count(s), 1); /* running */
+    conv_store_release(s, "new", NULL, 1);
+    ck_assert_uint_eq(conv_store_count(s), 0);
+    /* An expired conversation whose run fails is gone as well: its history went at acquire. */
+    store_turn(s, "old", "x", 0);
+    ck_assert_uint_eq(acquire_size(s, "old", TTL_MS + 1), 0);
+    conv_store_release(s, "old", NULL, TTL_MS + 2);
+    ck_assert_uint_eq(conv_store_count(s), 0);
+    conv_store_free(s);
+}
+END_TEST
+
+START_TEST(test_conv_failing_requests_with_fresh_ids_evict_no_real_conversation)
+{
+    enum { N = 16 };
+    struct conv_store *s = conv_store_new(N, TTL_MS, 10);
+    char id[32];
+
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "real-%d", i);
+        store_turn(s, id, "hello", i);
+    }
+    for (int i = 0; i < 10 * N; i++) {
+        snprintf(id, sizeof(id), "cheap-%d", i);
+        ck_assert_uint_eq(acquire_size(s, id, 100 + i), 0);
+        conv_store_release(s, id, NULL, 100 + i);
+    }
+    ck_assert_uint_eq(conv_store_count(s), N);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "real-%d", i);
+        ck_assert_uint_eq(acquire_size(s, id, 500), 2);
+        conv_store_release(s, id, NULL, 500);
+    }
     conv_store_free(s);
 }
 END_TEST
@@ -431,6 +509,9 @@ static Suite *conversations_suite(void)
     tcase_add_test(tc, test_conv_history_expires_after_ttl_idle);
     tcase_add_test(tc, test_conv_full_store_evicts_least_recently_used_idle);
     tcase_add_test(tc, test_conv_busy_conversations_are_never_evicted);
+    tcase_add_test(tc, test_conv_failed_run_neither_refreshes_ttl_nor_lru_position);
+    tcase_add_test(tc, test_conv_failed_run_on_a_new_id_leaves_nothing_behind);
+    tcase_add_test(tc, test_conv_failing_requests_with_fresh_ids_evict_no_real_conversation);
     tcase_add_test(tc, test_conv_trim_drops_front_to_a_user_text_start);
     tcase_add_test(tc, test_conv_trim_skips_tool_result_and_assistant_starts);
     tcase_add_test(tc, test_conv_short_history_is_not_trimmed);
