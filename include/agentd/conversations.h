@@ -1,7 +1,21 @@
 /*
  * conversations.h — the in-memory conversation store: message history per
- * conversation_id, bounded in count (LRU eviction), in length (trimmed on
+ * conversation_id, bounded in count and in bytes of all histories together
+ * (LRU eviction), in length and bytes per history (oldest turns trimmed on
  * save) and in time (idle TTL).
+ *
+ * Bytes of a history: its messages' compact JSON serializations summed (the
+ * form they take in an LLM request; no array brackets or commas).
+ *
+ * Trimming: a history over max_messages or max_history_bytes loses whole
+ * messages from the front, and then more until it starts with a user turn
+ * whose content is plain text (a string, or only "text" blocks). So a stored
+ * history is always valid for the Messages API: it starts with a user turn,
+ * its roles alternate as they did, and it never holds a tool_result whose
+ * tool_use was cut away (tool_results travel in user turns that are not
+ * plain text, so no history starts with one). When the last such turn alone
+ * is too large, the history is stored empty: the conversation goes on, its
+ * earlier turns forgotten.
  *
  * Only a successful run counts as use: a conversation exists once a run has
  * stored its history, and "recently used" and "idle" are measured from the
@@ -40,14 +54,20 @@
 
 struct conv_store;
 
+struct conv_store_limits {
+    int max_conversations;    /* stored histories; 0 = the feature is disabled
+                                 (conv_store_acquire() returns -ENOTSUP); 0..1<<20 */
+    int64_t ttl_ms;           /* idle time after which a conversation is forgotten; >= 1 */
+    int max_messages;         /* messages per history; >= 1 */
+    size_t max_history_bytes; /* bytes per history; >= 1, applied as at most max_total_bytes */
+    size_t max_total_bytes;   /* bytes of all stored histories together; >= 1 */
+};
+
 /*
- * Creates a store holding at most max_conversations conversations (0 = the
- * feature is disabled: conv_store_acquire() returns -ENOTSUP), each kept
- * until idle for more than ttl_ms and holding at most max_messages messages.
- * Returns NULL when max_conversations < 0 or > 1<<20, ttl_ms < 1,
- * max_messages < 1, or on ENOMEM.
+ * Creates a store with the given limits (copied). Returns NULL when limits is
+ * NULL or a limit is out of its range, or on ENOMEM.
  */
-struct conv_store *conv_store_new(int max_conversations, int64_t ttl_ms, int max_messages);
+struct conv_store *conv_store_new(const struct conv_store_limits *limits);
 
 /* Frees the store and every history, busy or not; s may be NULL. Returns NULL. No other
    thread may still use s. */
@@ -75,15 +95,13 @@ int conv_store_acquire(struct conv_store *s, const char *id, int64_t now_ms, jso
 /*
  * Ends the run on `id` that conv_store_acquire() started. messages != NULL
  * (a JSON array; the store copies it, the caller keeps its reference)
- * replaces the history, trimmed from the front to at most max_messages so
- * that it still starts with a user message whose content is plain text (a
- * string, or an array of only "text" blocks) — never with a dangling
- * tool_result or an assistant message; when no such start exists the history
- * becomes empty. Storing sets the last-use time to now_ms and makes the
- * conversation the most recently used; then, while more than
- * max_conversations histories are stored, the least recently used idle
- * conversation is evicted (the one just stored only when every other one is
- * running).
+ * replaces the history, trimmed from the front to at most max_messages and
+ * max_history_bytes (see Trimming above). Storing sets the last-use time to
+ * now_ms and makes the conversation the most recently used; then, while more
+ * than max_conversations histories are stored or they hold more than
+ * max_total_bytes, the least recently used idle conversation is evicted (the
+ * one just stored only when every other one is running: the bounds hold
+ * after every release).
  * messages == NULL, a non-array, or ENOMEM while copying mean the run
  * failed: a conversation created (or found expired) by its acquire is
  * removed; an existing one keeps its history, last-use time and LRU

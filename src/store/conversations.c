@@ -30,6 +30,7 @@ struct conv_entry {
     char *id;
     uint64_t hash;
     json_t *messages;     /* owned, never modified in place */
+    size_t bytes;         /* of messages, see message_bytes() */
     int64_t last_used_ms; /* when its history was stored */
     bool busy;
     bool stored; /* holds a history a run stored; on the LRU list exactly when set */
@@ -46,8 +47,11 @@ struct conv_store {
     size_t count;                /* entries, pending ones included */
     size_t n_stored;             /* entries with a stored history: at most max_conversations */
     size_t n_busy;               /* entries a run holds */
+    size_t total_bytes;          /* bytes summed over stored entries */
     size_t max_conversations;
     size_t max_messages;
+    size_t max_history_bytes; /* never above max_total_bytes: one history always fits */
+    size_t max_total_bytes;
     int64_t ttl_ms;
     uint64_t hash_key[2]; /* random, so clients cannot pick ids that share a chain */
 };
@@ -108,18 +112,19 @@ static uint64_t conv_siphash(const uint64_t key[2], const char *data, size_t len
     return v0 ^ v1 ^ v2 ^ v3;
 }
 
-struct conv_store *conv_store_new(int max_conversations, int64_t ttl_ms, int max_messages)
+struct conv_store *conv_store_new(const struct conv_store_limits *limits)
 {
     struct conv_store *s;
     size_t nbuckets = CONV_MIN_BUCKETS;
 
-    if (max_conversations < 0 || max_conversations > CONV_MAX_CONVERSATIONS || ttl_ms < 1 ||
-        max_messages < 1)
+    if (!limits || limits->max_conversations < 0 ||
+        limits->max_conversations > CONV_MAX_CONVERSATIONS || limits->ttl_ms < 1 ||
+        limits->max_messages < 1 || limits->max_history_bytes < 1 || limits->max_total_bytes < 1)
         return NULL;
     s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
-    while (nbuckets < (size_t)max_conversations) /* load factor <= 1 */
+    while (nbuckets < (size_t)limits->max_conversations) /* load factor <= 1 */
         nbuckets *= 2;
     s->buckets = calloc(nbuckets, sizeof(*s->buckets));
     if (!s->buckets || pthread_mutex_init(&s->lock, NULL) != 0) {
@@ -128,9 +133,13 @@ struct conv_store *conv_store_new(int max_conversations, int64_t ttl_ms, int max
         return NULL;
     }
     s->bucket_mask = nbuckets - 1;
-    s->max_conversations = (size_t)max_conversations;
-    s->max_messages = (size_t)max_messages;
-    s->ttl_ms = ttl_ms;
+    s->max_conversations = (size_t)limits->max_conversations;
+    s->max_messages = (size_t)limits->max_messages;
+    s->max_total_bytes = limits->max_total_bytes;
+    s->max_history_bytes = limits->max_history_bytes < limits->max_total_bytes
+                               ? limits->max_history_bytes
+                               : limits->max_total_bytes;
+    s->ttl_ms = limits->ttl_ms;
     if (getrandom(s->hash_key, sizeof(s->hash_key), GRND_NONBLOCK) != sizeof(s->hash_key)) {
         /* No entropy yet (early boot): still correct, only less collision-resistant. */
         s->hash_key[0] = (uint64_t)(uintptr_t)s ^ 0x9e3779b97f4a7c15ULL;
@@ -250,6 +259,7 @@ static void entry_unstore(struct conv_store *s, struct conv_entry *e)
     lru_unlink(s, e);
     e->stored = false;
     s->n_stored--;
+    s->total_bytes -= e->bytes;
 }
 
 /* Takes e out of the store and onto *garbage (linked through chain_next), to free unlocked. */
@@ -304,10 +314,11 @@ static struct conv_entry *acquire_locked(struct conv_store *s, const char *id, u
         }
         if (entry_expired(s, e, now_ms)) {
             /* Treated as absent: the run starts from an empty history, like a new id. */
+            entry_unstore(s, e);
             *ret_old_messages = e->messages;
             e->messages = (*spare)->messages;
             (*spare)->messages = NULL;
-            entry_unstore(s, e);
+            e->bytes = 0;
         }
         e->busy = true;
         s->n_busy++;
@@ -393,30 +404,72 @@ static bool message_is_user_text(const json_t *m)
     return true;
 }
 
-/* Deep copy of the last <= max_messages messages, starting at a user text
- * message (possibly empty). NULL on ENOMEM. */
-static json_t *history_trimmed_copy(const json_t *messages, size_t max_messages)
+static int count_bytes(const char *buffer, size_t size, void *data)
+{
+    (void)buffer;
+    *(size_t *)data += size;
+    return 0;
+}
+
+/* What a message counts for against the byte caps: its compact JSON serialization, the form
+ * it takes in an LLM request. SIZE_MAX when it cannot be serialized (ENOMEM). */
+static size_t message_bytes(const json_t *m)
+{
+    size_t n = 0;
+
+    if (json_dump_callback(m, count_bytes, &n, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+        return SIZE_MAX;
+    return n;
+}
+
+/*
+ * Deep copy of the longest tail of `messages` that holds at most max_messages
+ * messages and max_bytes bytes (message_bytes() summed) and starts at a user
+ * text message — possibly empty. The byte rule cuts whole messages from the
+ * front exactly as the count rule does, so the same start rule keeps the
+ * history valid for the Messages API: user first, roles alternating as they
+ * did, no tool_result whose tool_use was cut. *ret_bytes = the copy's bytes.
+ * NULL on ENOMEM.
+ */
+static json_t *history_trimmed_copy(const json_t *messages, size_t max_messages, size_t max_bytes,
+                                    size_t *ret_bytes)
 {
     size_t n = json_array_size(messages);
-    size_t start = n > max_messages ? n - max_messages : 0;
-    json_t *out = json_array();
+    size_t first = n > max_messages ? n - max_messages : 0;
+    size_t start = n, bytes = 0, m;
+    json_t *out;
 
+    /* Grow the tail backwards while it fits, then move its start forward to a user text. */
+    while (start > first) {
+        m = message_bytes(json_array_get(messages, start - 1));
+        if (m == SIZE_MAX)
+            return NULL;
+        if (m > max_bytes - bytes)
+            break;
+        bytes += m;
+        start--;
+    }
+    while (start < n && !message_is_user_text(json_array_get(messages, start))) {
+        bytes -= message_bytes(json_array_get(messages, start));
+        start++;
+    }
+    out = json_array();
     if (!out)
         return NULL;
-    while (start < n && !message_is_user_text(json_array_get(messages, start)))
-        start++;
     for (size_t i = start; i < n; i++) {
         if (json_array_append_new(out, json_deep_copy(json_array_get(messages, i))) < 0) {
             json_decref(out);
             return NULL;
         }
     }
+    *ret_bytes = bytes;
     return out;
 }
 
 /* Under the lock: ends the run on e, storing `fresh` (taken, may be NULL) as its history. */
 static void release_locked(struct conv_store *s, struct conv_entry *e, json_t **fresh,
-                           int64_t now_ms, json_t **ret_old, struct conv_entry **garbage)
+                           size_t fresh_bytes, int64_t now_ms, json_t **ret_old,
+                           struct conv_entry **garbage)
 {
     struct conv_entry *victim;
 
@@ -433,15 +486,15 @@ static void release_locked(struct conv_store *s, struct conv_entry *e, json_t **
     e->messages = *fresh;
     *fresh = NULL;
     e->last_used_ms = now_ms;
-    if (e->stored) {
-        lru_unlink(s, e);
-    } else {
-        e->stored = true;
-        s->n_stored++;
-    }
+    entry_unstore(s, e);
+    e->bytes = fresh_bytes;
+    e->stored = true;
+    s->n_stored++;
+    s->total_bytes += fresh_bytes;
     lru_push_head(s, e);
     /* e is the most recent, so it goes last, only when every other one is running. */
-    while (s->n_stored > s->max_conversations && (victim = lru_oldest_idle(s)))
+    while ((s->n_stored > s->max_conversations || s->total_bytes > s->max_total_bytes) &&
+           (victim = lru_oldest_idle(s)))
         entry_drop(s, victim, garbage);
 }
 
@@ -450,16 +503,17 @@ void conv_store_release(struct conv_store *s, const char *id, const json_t *mess
 {
     struct conv_entry *e, *garbage = NULL;
     json_t *fresh = NULL, *old = NULL;
+    size_t fresh_bytes = 0;
 
     if (!s || !id || s->max_conversations == 0)
         return;
     if (json_is_array(messages))
-        fresh = history_trimmed_copy(messages, s->max_messages);
+        fresh = history_trimmed_copy(messages, s->max_messages, s->max_history_bytes, &fresh_bytes);
 
     pthread_mutex_lock(&s->lock);
     e = table_find(s, conv_siphash(s->hash_key, id, strnlen(id, CONV_ID_MAX_BYTES + 1)), id);
     if (e && e->busy)
-        release_locked(s, e, &fresh, now_ms, &old, &garbage);
+        release_locked(s, e, &fresh, fresh_bytes, now_ms, &old, &garbage);
     pthread_mutex_unlock(&s->lock);
 
     entry_list_free(garbage);
