@@ -10,9 +10,10 @@
  * IDEM_FULL. Storing an answer that would go over max_bytes evicts finished
  * entries the same way; an answer larger than max_bytes /
  * IDEM_MAX_ANSWER_SHARE is not stored at all (its key runs again, as after a
- * transient answer), so one huge answer cannot flush every other key. One mutex with short critical
- * sections; thread-safe (every function but idem_store_free() from any
- * thread at once). Keys are hashed with a per-store random secret so
+ * transient answer), so one huge answer cannot flush every other key.
+ *
+ * One mutex with short critical sections; thread-safe (every function but
+ * idem_store_free() from any thread at once). Keys are hashed with a per-store random secret so
  * clients cannot aim many keys at one bucket. Answers that a retry could
  * change (429, 5xx but 502, 409) are not stored: the entry is dropped and the
  * next request with that key runs again.
