@@ -69,13 +69,16 @@ struct agentd_config {
     char *weather_forecast_url;  /* AGENTD_WEATHER_FORECAST_URL */
 
     /* conversations */
-    int conversations_max;         /* AGENTD_CONVERSATIONS_MAX */
-    int64_t conversation_ttl_ms;   /* AGENTD_CONVERSATION_TTL_MS */
-    int conversation_max_messages; /* AGENTD_CONVERSATION_MAX_MESSAGES */
+    int conversations_max;          /* AGENTD_CONVERSATIONS_MAX */
+    size_t conversations_max_bytes; /* AGENTD_CONVERSATIONS_MAX_BYTES: all histories */
+    int64_t conversation_ttl_ms;    /* AGENTD_CONVERSATION_TTL_MS */
+    int conversation_max_messages;  /* AGENTD_CONVERSATION_MAX_MESSAGES */
+    size_t conversation_max_bytes;  /* AGENTD_CONVERSATION_MAX_BYTES: one history */
 
     /* idempotency keys */
-    int idempotency_max;        /* AGENTD_IDEMPOTENCY_MAX, 0 = off */
-    int64_t idempotency_ttl_ms; /* AGENTD_IDEMPOTENCY_TTL_MS */
+    int idempotency_max;          /* AGENTD_IDEMPOTENCY_MAX, 0 = off */
+    size_t idempotency_max_bytes; /* AGENTD_IDEMPOTENCY_MAX_BYTES: stored answer bodies */
+    int64_t idempotency_ttl_ms;   /* AGENTD_IDEMPOTENCY_TTL_MS */
 
     /* resilience (rows added with the resilience layer) */
     int retry_max;                  /* AGENTD_RETRY_MAX: retries after the first attempt */

@@ -80,11 +80,17 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
     app->spend = spend_new(cfg->price_input_per_mtok, cfg->price_output_per_mtok,
                            cfg->budget_usd_per_hour, cfg->budget_tokens_per_hour);
     if (cfg->idempotency_max > 0)
-        app->idem = idem_store_new((size_t)cfg->idempotency_max, cfg->idempotency_ttl_ms);
+        app->idem = idem_store_new((size_t)cfg->idempotency_max, cfg->idempotency_max_bytes,
+                                   cfg->idempotency_ttl_ms);
     app->tools_json = tools_definitions_json(cfg->search_url && cfg->search_url[0]);
     if (cfg->conversations_max > 0)
-        app->convs = conv_store_new(cfg->conversations_max, cfg->conversation_ttl_ms,
-                                    cfg->conversation_max_messages);
+        app->convs = conv_store_new(&(struct conv_store_limits){
+            .max_conversations = cfg->conversations_max,
+            .ttl_ms = cfg->conversation_ttl_ms,
+            .max_messages = cfg->conversation_max_messages,
+            .max_history_bytes = cfg->conversation_max_bytes,
+            .max_total_bytes = cfg->conversations_max_bytes,
+        });
     app->llm_params = (struct llm_params){
         .model = app->cfg.model,
         .max_tokens = app->cfg.max_tokens,

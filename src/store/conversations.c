@@ -1,10 +1,13 @@
 /*
  * conversations.c — in-memory conversation store (see conversations.h).
  *
- * A chained hash table keyed by id plus an LRU list. Only idle entries are
- * on the LRU list: busy ones can never be evicted or swept, so keeping them
- * off the list makes "evict the least recently used idle entry" the list tail,
- * O(1), and lets sweep stop at the first unexpired entry from the tail.
+ * A chained hash table keyed by id plus an LRU list. An entry is either
+ * stored (a run stored its history: it is on the LRU list, ordered by the
+ * time that history was stored) or pending (created by an acquire whose run
+ * has not stored anything yet: on no list, always busy). A stored entry
+ * keeps its place on the list while a run holds it, so a run that fails
+ * leaves it exactly where it was; eviction and sweep step over the busy
+ * ones, which costs O(running conversations) at worst and O(1) usually.
  *
  * Histories are immutable once stored: a release swaps in a fresh copy. That
  * is what lets acquire copy the history after dropping the mutex — while an
@@ -26,22 +29,29 @@
 struct conv_entry {
     char *id;
     uint64_t hash;
-    json_t *messages; /* owned, never modified in place */
-    int64_t last_used_ms;
+    json_t *messages;     /* owned, never modified in place */
+    size_t bytes;         /* of messages, see message_bytes() */
+    int64_t last_used_ms; /* when its history was stored */
     bool busy;
+    bool stored; /* holds a history a run stored; on the LRU list exactly when set */
     struct conv_entry *chain_next;
-    struct conv_entry *lru_prev, *lru_next; /* linked only while idle */
+    struct conv_entry *lru_prev, *lru_next;
 };
 
 struct conv_store {
     pthread_mutex_t lock;
     struct conv_entry **buckets;
     size_t bucket_mask;
-    struct conv_entry *lru_head; /* most recently released */
-    struct conv_entry *lru_tail; /* next to evict */
-    size_t count;
+    struct conv_entry *lru_head; /* most recently stored */
+    struct conv_entry *lru_tail; /* least recently stored */
+    size_t count;                /* entries, pending ones included */
+    size_t n_stored;             /* entries with a stored history: at most max_conversations */
+    size_t n_busy;               /* entries a run holds */
+    size_t total_bytes;          /* bytes summed over stored entries */
     size_t max_conversations;
     size_t max_messages;
+    size_t max_history_bytes; /* never above max_total_bytes: one history always fits */
+    size_t max_total_bytes;
     int64_t ttl_ms;
     uint64_t hash_key[2]; /* random, so clients cannot pick ids that share a chain */
 };
@@ -102,18 +112,19 @@ static uint64_t conv_siphash(const uint64_t key[2], const char *data, size_t len
     return v0 ^ v1 ^ v2 ^ v3;
 }
 
-struct conv_store *conv_store_new(int max_conversations, int64_t ttl_ms, int max_messages)
+struct conv_store *conv_store_new(const struct conv_store_limits *limits)
 {
     struct conv_store *s;
     size_t nbuckets = CONV_MIN_BUCKETS;
 
-    if (max_conversations < 0 || max_conversations > CONV_MAX_CONVERSATIONS || ttl_ms < 1 ||
-        max_messages < 1)
+    if (!limits || limits->max_conversations < 0 ||
+        limits->max_conversations > CONV_MAX_CONVERSATIONS || limits->ttl_ms < 1 ||
+        limits->max_messages < 1 || limits->max_history_bytes < 1 || limits->max_total_bytes < 1)
         return NULL;
     s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
-    while (nbuckets < (size_t)max_conversations) /* load factor <= 1 */
+    while (nbuckets < (size_t)limits->max_conversations) /* load factor <= 1 */
         nbuckets *= 2;
     s->buckets = calloc(nbuckets, sizeof(*s->buckets));
     if (!s->buckets || pthread_mutex_init(&s->lock, NULL) != 0) {
@@ -122,9 +133,13 @@ struct conv_store *conv_store_new(int max_conversations, int64_t ttl_ms, int max
         return NULL;
     }
     s->bucket_mask = nbuckets - 1;
-    s->max_conversations = (size_t)max_conversations;
-    s->max_messages = (size_t)max_messages;
-    s->ttl_ms = ttl_ms;
+    s->max_conversations = (size_t)limits->max_conversations;
+    s->max_messages = (size_t)limits->max_messages;
+    s->max_total_bytes = limits->max_total_bytes;
+    s->max_history_bytes = limits->max_history_bytes < limits->max_total_bytes
+                               ? limits->max_history_bytes
+                               : limits->max_total_bytes;
+    s->ttl_ms = limits->ttl_ms;
     if (getrandom(s->hash_key, sizeof(s->hash_key), GRND_NONBLOCK) != sizeof(s->hash_key)) {
         /* No entropy yet (early boot): still correct, only less collision-resistant. */
         s->hash_key[0] = (uint64_t)(uintptr_t)s ^ 0x9e3779b97f4a7c15ULL;
@@ -226,6 +241,36 @@ static bool entry_expired(const struct conv_store *s, const struct conv_entry *e
     return now_ms - e->last_used_ms > s->ttl_ms;
 }
 
+/* The least recently stored conversation no run holds, or NULL. */
+static struct conv_entry *lru_oldest_idle(struct conv_store *s)
+{
+    struct conv_entry *e = s->lru_tail;
+
+    while (e && e->busy)
+        e = e->lru_prev;
+    return e;
+}
+
+/* Makes a stored entry pending again: off the list, no longer counted as stored. */
+static void entry_unstore(struct conv_store *s, struct conv_entry *e)
+{
+    if (!e->stored)
+        return;
+    lru_unlink(s, e);
+    e->stored = false;
+    s->n_stored--;
+    s->total_bytes -= e->bytes;
+}
+
+/* Takes e out of the store and onto *garbage (linked through chain_next), to free unlocked. */
+static void entry_drop(struct conv_store *s, struct conv_entry *e, struct conv_entry **garbage)
+{
+    entry_unstore(s, e);
+    table_remove(s, e);
+    e->chain_next = *garbage;
+    *garbage = e;
+}
+
 /* Allocated before taking the lock so the critical section does no malloc. */
 static struct conv_entry *entry_new(const char *id, uint64_t hash, int64_t now_ms)
 {
@@ -249,13 +294,18 @@ static struct conv_entry *entry_new(const char *id, uint64_t hash, int64_t now_m
  * Takes from *spare (a fresh empty entry) when it needs a new entry or an
  * empty history; leaves what must be freed after unlocking in *ret_garbage
  * (entries linked through chain_next) and *ret_old_messages.
+ *
+ * A new id evicts nothing that is still alive: until its run stores a
+ * history it may fail, and a failed run must not cost a real conversation
+ * its place. Only expired conversations make room here; release() enforces
+ * max_conversations when the new history arrives.
  */
 static struct conv_entry *acquire_locked(struct conv_store *s, const char *id, uint64_t hash,
                                          int64_t now_ms, struct conv_entry **spare,
                                          struct conv_entry **ret_garbage, json_t **ret_old_messages,
                                          int *ret_err)
 {
-    struct conv_entry *e = table_find(s, hash, id);
+    struct conv_entry *e = table_find(s, hash, id), *victim;
 
     if (e) {
         if (e->busy) {
@@ -263,28 +313,28 @@ static struct conv_entry *acquire_locked(struct conv_store *s, const char *id, u
             return NULL;
         }
         if (entry_expired(s, e, now_ms)) {
-            /* Treated as absent: the run starts from an empty history. */
+            /* Treated as absent: the run starts from an empty history, like a new id. */
+            entry_unstore(s, e);
             *ret_old_messages = e->messages;
             e->messages = (*spare)->messages;
             (*spare)->messages = NULL;
+            e->bytes = 0;
         }
-        lru_unlink(s, e);
         e->busy = true;
+        s->n_busy++;
         return e;
     }
-    if (s->count >= s->max_conversations) {
-        struct conv_entry *victim = s->lru_tail;
-        if (!victim) {
-            *ret_err = -ENOSPC;
-            return NULL;
-        }
-        lru_unlink(s, victim);
-        table_remove(s, victim);
-        *ret_garbage = victim;
+    if (s->n_busy >= s->max_conversations) {
+        *ret_err = -ENOSPC;
+        return NULL;
     }
+    while (s->count >= s->max_conversations && (victim = lru_oldest_idle(s)) &&
+           entry_expired(s, victim, now_ms))
+        entry_drop(s, victim, ret_garbage);
     e = *spare;
     *spare = NULL;
     e->busy = true;
+    s->n_busy++;
     table_insert(s, e);
     return e;
 }
@@ -354,72 +404,140 @@ static bool message_is_user_text(const json_t *m)
     return true;
 }
 
-/* Deep copy of the last <= max_messages messages, starting at a user text
- * message (possibly empty). NULL on ENOMEM. */
-static json_t *history_trimmed_copy(const json_t *messages, size_t max_messages)
+static int count_bytes(const char *buffer, size_t size, void *data)
+{
+    (void)buffer;
+    *(size_t *)data += size;
+    return 0;
+}
+
+/* What a message counts for against the byte caps: its compact JSON serialization, the form
+ * it takes in an LLM request. SIZE_MAX when it cannot be serialized (ENOMEM). */
+static size_t message_bytes(const json_t *m)
+{
+    size_t n = 0;
+
+    if (json_dump_callback(m, count_bytes, &n, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+        return SIZE_MAX;
+    return n;
+}
+
+/*
+ * Deep copy of the longest tail of `messages` that holds at most max_messages
+ * messages and max_bytes bytes (message_bytes() summed) and starts at a user
+ * text message — possibly empty. The byte rule cuts whole messages from the
+ * front exactly as the count rule does, so the same start rule keeps the
+ * history valid for the Messages API: user first, roles alternating as they
+ * did, no tool_result whose tool_use was cut. *ret_bytes = the copy's bytes.
+ * NULL on ENOMEM.
+ */
+static json_t *history_trimmed_copy(const json_t *messages, size_t max_messages, size_t max_bytes,
+                                    size_t *ret_bytes)
 {
     size_t n = json_array_size(messages);
-    size_t start = n > max_messages ? n - max_messages : 0;
-    json_t *out = json_array();
+    size_t first = n > max_messages ? n - max_messages : 0;
+    size_t start = n, bytes = 0, m;
+    json_t *out;
 
+    /* Grow the tail backwards while it fits, then move its start forward to a user text. */
+    while (start > first) {
+        m = message_bytes(json_array_get(messages, start - 1));
+        if (m == SIZE_MAX)
+            return NULL;
+        if (m > max_bytes - bytes)
+            break;
+        bytes += m;
+        start--;
+    }
+    while (start < n && !message_is_user_text(json_array_get(messages, start))) {
+        bytes -= message_bytes(json_array_get(messages, start));
+        start++;
+    }
+    out = json_array();
     if (!out)
         return NULL;
-    while (start < n && !message_is_user_text(json_array_get(messages, start)))
-        start++;
     for (size_t i = start; i < n; i++) {
         if (json_array_append_new(out, json_deep_copy(json_array_get(messages, i))) < 0) {
             json_decref(out);
             return NULL;
         }
     }
+    *ret_bytes = bytes;
     return out;
+}
+
+/* Under the lock: ends the run on e, storing `fresh` (taken, may be NULL) as its history. */
+static void release_locked(struct conv_store *s, struct conv_entry *e, json_t **fresh,
+                           size_t fresh_bytes, int64_t now_ms, json_t **ret_old,
+                           struct conv_entry **garbage)
+{
+    struct conv_entry *victim;
+
+    e->busy = false;
+    s->n_busy--;
+    if (!*fresh) {
+        /* A failed run: a conversation it created goes again; an existing one keeps its
+         * history, its last use and its place in the LRU order, as if the run never was. */
+        if (!e->stored)
+            entry_drop(s, e, garbage);
+        return;
+    }
+    *ret_old = e->messages;
+    e->messages = *fresh;
+    *fresh = NULL;
+    e->last_used_ms = now_ms;
+    entry_unstore(s, e);
+    e->bytes = fresh_bytes;
+    e->stored = true;
+    s->n_stored++;
+    s->total_bytes += fresh_bytes;
+    lru_push_head(s, e);
+    /* e is the most recent, so it goes last, only when every other one is running. */
+    while ((s->n_stored > s->max_conversations || s->total_bytes > s->max_total_bytes) &&
+           (victim = lru_oldest_idle(s)))
+        entry_drop(s, victim, garbage);
 }
 
 void conv_store_release(struct conv_store *s, const char *id, const json_t *messages,
                         int64_t now_ms)
 {
-    struct conv_entry *e;
+    struct conv_entry *e, *garbage = NULL;
     json_t *fresh = NULL, *old = NULL;
+    size_t fresh_bytes = 0;
 
     if (!s || !id || s->max_conversations == 0)
         return;
     if (json_is_array(messages))
-        fresh = history_trimmed_copy(messages, s->max_messages);
+        fresh = history_trimmed_copy(messages, s->max_messages, s->max_history_bytes, &fresh_bytes);
 
     pthread_mutex_lock(&s->lock);
     e = table_find(s, conv_siphash(s->hash_key, id, strnlen(id, CONV_ID_MAX_BYTES + 1)), id);
-    if (e && e->busy) {
-        if (fresh) {
-            old = e->messages;
-            e->messages = fresh;
-            fresh = NULL;
-        }
-        e->busy = false;
-        e->last_used_ms = now_ms;
-        lru_push_head(s, e);
-    }
+    if (e && e->busy)
+        release_locked(s, e, &fresh, fresh_bytes, now_ms, &old, &garbage);
     pthread_mutex_unlock(&s->lock);
 
+    entry_list_free(garbage);
     json_decref(old);
     json_decref(fresh);
 }
 
 size_t conv_store_sweep(struct conv_store *s, int64_t now_ms)
 {
-    struct conv_entry *garbage = NULL;
+    struct conv_entry *garbage = NULL, *e, *prev;
     size_t n = 0;
 
     if (!s)
         return 0;
     pthread_mutex_lock(&s->lock);
-    /* The list is in release order, so the expired entries are a tail run
-     * (exactly so while callers pass a monotonic now_ms). */
-    while (s->lru_tail && entry_expired(s, s->lru_tail, now_ms)) {
-        struct conv_entry *e = s->lru_tail;
-        lru_unlink(s, e);
-        table_remove(s, e);
-        e->chain_next = garbage;
-        garbage = e;
+    /* The list is in the order histories were stored, so the expired entries are a tail run
+     * (exactly so while callers pass a monotonic now_ms), with running ones in between. */
+    for (e = s->lru_tail; e; e = prev) {
+        prev = e->lru_prev;
+        if (e->busy)
+            continue;
+        if (!entry_expired(s, e, now_ms))
+            break;
+        entry_drop(s, e, &garbage);
         n++;
     }
     pthread_mutex_unlock(&s->lock);

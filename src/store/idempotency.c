@@ -1,7 +1,11 @@
 /*
  * idempotency.c — bounded in-memory Idempotency-Key store (see idempotency.h).
- * Entries sit in a hash table (chained) and in a FIFO by first use, which is
- * also expiry order since every entry lives ttl_ms from its first use.
+ * Every entry sits in a hash table (chained). Finished entries also sit in a
+ * list in the order they finished: the next to evict is its head, O(1), and
+ * running entries are on no list, so they can never stand in the way of
+ * eviction. That order is expiry order too, up to the length of a run (an
+ * entry lives ttl_ms from its first use), which is why lookups also check
+ * each entry's own age.
  */
 #include "agentd/idempotency.h"
 
@@ -19,48 +23,107 @@
 
 struct entry {
     char *key;
+    size_t bucket; /* of key, computed once */
     unsigned char fp[IDEM_FINGERPRINT_BYTES];
     int64_t created_ms;
     bool done;
     int status;
     char *body;
+    size_t body_bytes;           /* strlen(body) */
     struct entry *chain;         /* next in bucket */
-    struct entry *older, *newer; /* FIFO */
+    struct entry *older, *newer; /* finished list; both NULL while running */
 };
 
 struct idem_store {
     pthread_mutex_t lock;
     size_t max_entries, count;
+    size_t max_bytes, bytes; /* bytes: body_bytes summed over finished entries */
     int64_t ttl_ms;
-    unsigned char secret[IDEM_SECRET_BYTES];
+    uint64_t secret[IDEM_SECRET_BYTES / sizeof(uint64_t)];
     struct entry *buckets[IDEM_BUCKETS];
-    struct entry *oldest, *newest;
+    struct entry *oldest, *newest; /* finished entries, in the order they finished */
 };
 
-void idem_fingerprint(const void *body, size_t len, unsigned char ret[IDEM_FINGERPRINT_BYTES])
+int idem_fingerprint(const void *body, size_t len, unsigned char ret[IDEM_FINGERPRINT_BYTES])
 {
     unsigned int n = 0;
-    EVP_Digest(body, len, ret, &n, EVP_sha256(), NULL);
+    if (EVP_Digest(body, len, ret, &n, EVP_sha256(), NULL) != 1 || n != IDEM_FINGERPRINT_BYTES) {
+        memset(ret, 0, IDEM_FINGERPRINT_BYTES);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static bool fingerprint_is_zero(const unsigned char fp[IDEM_FINGERPRINT_BYTES])
+{
+    unsigned char any = 0;
+    for (size_t i = 0; i < IDEM_FINGERPRINT_BYTES; i++)
+        any |= fp[i];
+    return any == 0;
+}
+
+static uint64_t rotl64(uint64_t x, int b)
+{
+    return (x << b) | (x >> (64 - b));
+}
+
+#define SIPROUND(v0, v1, v2, v3)                                                                   \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = rotl64(v1, 13);                                                                       \
+        v1 ^= v0;                                                                                  \
+        v0 = rotl64(v0, 32);                                                                       \
+        v2 += v3;                                                                                  \
+        v3 = rotl64(v3, 16);                                                                       \
+        v3 ^= v2;                                                                                  \
+        v0 += v3;                                                                                  \
+        v3 = rotl64(v3, 21);                                                                       \
+        v3 ^= v0;                                                                                  \
+        v2 += v1;                                                                                  \
+        v1 = rotl64(v1, 17);                                                                       \
+        v1 ^= v2;                                                                                  \
+        v2 = rotl64(v2, 32);                                                                       \
+    } while (0)
+
+/* SipHash-2-4 keyed with the store's secret: clients cannot aim keys at one bucket, and unlike a
+ * digest through OpenSSL it needs no allocation, so a key's bucket is the same on every call. */
+static uint64_t idem_siphash(const uint64_t key[2], const char *data, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    uint64_t v0 = key[0] ^ 0x736f6d6570736575ULL;
+    uint64_t v1 = key[1] ^ 0x646f72616e646f6dULL;
+    uint64_t v2 = key[0] ^ 0x6c7967656e657261ULL;
+    uint64_t v3 = key[1] ^ 0x7465646279746573ULL;
+    uint64_t m, last = (uint64_t)len << 56;
+    size_t i, full = len - len % 8;
+
+    for (i = 0; i < full; i += 8) {
+        m = 0;
+        for (int b = 0; b < 8; b++)
+            m |= (uint64_t)p[i + b] << (8 * b);
+        v3 ^= m;
+        SIPROUND(v0, v1, v2, v3);
+        SIPROUND(v0, v1, v2, v3);
+        v0 ^= m;
+    }
+    for (int b = 0; i + b < len; b++)
+        last |= (uint64_t)p[i + b] << (8 * b);
+    v3 ^= last;
+    SIPROUND(v0, v1, v2, v3);
+    SIPROUND(v0, v1, v2, v3);
+    v0 ^= last;
+    v2 ^= 0xff;
+    for (int r = 0; r < 4; r++)
+        SIPROUND(v0, v1, v2, v3);
+    return v0 ^ v1 ^ v2 ^ v3;
 }
 
 static size_t bucket_of(const struct idem_store *s, const char *key)
 {
-    unsigned char h[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    size_t b = 0;
-    if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-        EVP_DigestUpdate(ctx, s->secret, sizeof(s->secret)) &&
-        EVP_DigestUpdate(ctx, key, strlen(key)) && EVP_DigestFinal_ex(ctx, h, &n) && n >= 8) {
-        uint64_t v;
-        memcpy(&v, h, sizeof(v));
-        b = (size_t)(v % IDEM_BUCKETS);
-    }
-    EVP_MD_CTX_free(ctx);
-    return b;
+    return (size_t)(idem_siphash(s->secret, key, strlen(key)) % IDEM_BUCKETS);
 }
 
-struct idem_store *idem_store_new(size_t max_entries, int64_t ttl_ms)
+struct idem_store *idem_store_new(size_t max_entries, size_t max_bytes, int64_t ttl_ms)
 {
     struct idem_store *s = calloc(1, sizeof(*s));
     if (!s)
@@ -69,8 +132,12 @@ struct idem_store *idem_store_new(size_t max_entries, int64_t ttl_ms)
         free(s);
         return NULL;
     }
-    pthread_mutex_init(&s->lock, NULL);
+    if (pthread_mutex_init(&s->lock, NULL) != 0) {
+        free(s);
+        return NULL;
+    }
     s->max_entries = max_entries;
+    s->max_bytes = max_bytes;
     s->ttl_ms = ttl_ms;
     return s;
 }
@@ -82,22 +149,39 @@ static void entry_free(struct entry *e)
     free(e);
 }
 
-/* Unlinks e from its bucket and the FIFO and frees it. Lock held. */
+/* Appends a newly finished entry to the finished list. Lock held. */
+static void finished_push(struct idem_store *s, struct entry *e)
+{
+    e->older = s->newest;
+    e->newer = NULL;
+    if (s->newest)
+        s->newest->newer = e;
+    else
+        s->oldest = e;
+    s->newest = e;
+    s->bytes += e->body_bytes;
+}
+
+/* Unlinks e from its bucket and, when finished, from the finished list, and frees it. Lock
+ * held. */
 static void remove_entry(struct idem_store *s, struct entry *e)
 {
-    struct entry **p = &s->buckets[bucket_of(s, e->key)];
+    struct entry **p = &s->buckets[e->bucket];
     while (*p && *p != e)
         p = &(*p)->chain;
     if (*p)
         *p = e->chain;
-    if (e->older)
-        e->older->newer = e->newer;
-    else
-        s->oldest = e->newer;
-    if (e->newer)
-        e->newer->older = e->older;
-    else
-        s->newest = e->older;
+    if (e->done) {
+        if (e->older)
+            e->older->newer = e->newer;
+        else
+            s->oldest = e->newer;
+        if (e->newer)
+            e->newer->older = e->older;
+        else
+            s->newest = e->older;
+        s->bytes -= e->body_bytes;
+    }
     s->count--;
     entry_free(e);
 }
@@ -106,25 +190,34 @@ struct idem_store *idem_store_free(struct idem_store *s)
 {
     if (!s)
         return NULL;
-    while (s->oldest)
-        remove_entry(s, s->oldest);
+    for (size_t b = 0; b < IDEM_BUCKETS; b++)
+        while (s->buckets[b])
+            remove_entry(s, s->buckets[b]);
     pthread_mutex_destroy(&s->lock);
     free(s);
     return NULL;
 }
 
-static struct entry *find(struct idem_store *s, const char *key)
+static struct entry *find(struct idem_store *s, size_t bucket, const char *key)
 {
-    for (struct entry *e = s->buckets[bucket_of(s, key)]; e; e = e->chain)
+    for (struct entry *e = s->buckets[bucket]; e; e = e->chain)
         if (strcmp(e->key, key) == 0)
             return e;
     return NULL;
 }
 
-/* Drops expired entries (finished ones only: a running request keeps its key). Lock held. */
+/* Finished and past its ttl (a running request keeps its key however old). */
+static bool expired(const struct idem_store *s, const struct entry *e, int64_t now_ms)
+{
+    return e->done && now_ms - e->created_ms >= s->ttl_ms;
+}
+
+/* Drops the expired entries at the old end of the finished list. The list is in the order
+ * entries finished, not started, so an expired entry can sit behind one that is not yet:
+ * lookups check each entry's own expiry too. Lock held. */
 static void expire(struct idem_store *s, int64_t now_ms)
 {
-    while (s->oldest && s->oldest->done && now_ms - s->oldest->created_ms >= s->ttl_ms)
+    while (s->oldest && expired(s, s->oldest, now_ms))
         remove_entry(s, s->oldest);
 }
 
@@ -139,9 +232,17 @@ enum idem_begin_result idem_begin(struct idem_store *s, const char *key,
                                   int *ret_status, char **ret_body)
 {
     enum idem_begin_result r;
+    /* All zeros is what idem_fingerprint() leaves when it fails: it cannot tell bodies apart. */
+    if (fingerprint_is_zero(fp))
+        return IDEM_FULL;
+    size_t b = bucket_of(s, key);
     pthread_mutex_lock(&s->lock);
     expire(s, now_ms);
-    struct entry *e = find(s, key);
+    struct entry *e = find(s, b, key);
+    if (e && expired(s, e, now_ms)) {
+        remove_entry(s, e);
+        e = NULL;
+    }
     if (e) {
         if (memcmp(e->fp, fp, IDEM_FINGERPRINT_BYTES) != 0) {
             r = IDEM_MISMATCH;
@@ -156,7 +257,8 @@ enum idem_begin_result idem_begin(struct idem_store *s, const char *key,
         return r;
     }
     if (s->count >= s->max_entries) {
-        if (!s->oldest || !s->oldest->done) {
+        /* Only when every entry is still running is there nothing to give up. */
+        if (!s->oldest) {
             pthread_mutex_unlock(&s->lock);
             return IDEM_FULL;
         }
@@ -170,31 +272,41 @@ enum idem_begin_result idem_begin(struct idem_store *s, const char *key,
     }
     memcpy(e->fp, fp, IDEM_FINGERPRINT_BYTES);
     e->created_ms = now_ms;
-    size_t b = bucket_of(s, key);
+    e->bucket = b;
     e->chain = s->buckets[b];
     s->buckets[b] = e;
-    e->older = s->newest;
-    if (s->newest)
-        s->newest->newer = e;
-    else
-        s->oldest = e;
-    s->newest = e;
     s->count++;
     pthread_mutex_unlock(&s->lock);
     return IDEM_NEW;
 }
 
+/* The answer of a request that got IDEM_NEW, copied when it is to be replayed; NULL otherwise
+ * (including ENOMEM). */
+static char *replay_copy(const struct idem_store *s, int status, const char *body, size_t len)
+{
+    if (!body || !idem_status_replayable(status) || len > s->max_bytes / IDEM_MAX_ANSWER_SHARE)
+        return NULL;
+    return strndup(body, len);
+}
+
 void idem_complete(struct idem_store *s, const char *key, int status, const char *body)
 {
-    char *copy = idem_status_replayable(status) && body ? strdup(body) : NULL;
+    size_t len = body ? strlen(body) : 0;
+    char *copy = replay_copy(s, status, body, len);
+    size_t b = bucket_of(s, key);
     pthread_mutex_lock(&s->lock);
-    struct entry *e = find(s, key);
+    struct entry *e = find(s, b, key);
     if (e && !e->done) {
         if (copy) {
+            /* Ends: the answer is at most a share of max_bytes, an empty list holds 0. */
+            while (s->oldest && s->bytes + len > s->max_bytes)
+                remove_entry(s, s->oldest);
             e->done = true;
             e->status = status;
             e->body = copy;
+            e->body_bytes = len;
             copy = NULL;
+            finished_push(s, e);
         } else {
             remove_entry(s, e);
         }
@@ -205,8 +317,9 @@ void idem_complete(struct idem_store *s, const char *key, int status, const char
 
 void idem_abandon(struct idem_store *s, const char *key)
 {
+    size_t b = bucket_of(s, key);
     pthread_mutex_lock(&s->lock);
-    struct entry *e = find(s, key);
+    struct entry *e = find(s, b, key);
     if (e && !e->done)
         remove_entry(s, e);
     pthread_mutex_unlock(&s->lock);

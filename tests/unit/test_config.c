@@ -96,9 +96,12 @@ static const char *all_names[] = {
     "AGENTD_WEATHER_GEOCODING_URL",
     "AGENTD_WEATHER_FORECAST_URL",
     "AGENTD_CONVERSATIONS_MAX",
+    "AGENTD_CONVERSATIONS_MAX_BYTES",
     "AGENTD_CONVERSATION_TTL_MS",
     "AGENTD_CONVERSATION_MAX_MESSAGES",
+    "AGENTD_CONVERSATION_MAX_BYTES",
     "AGENTD_IDEMPOTENCY_MAX",
+    "AGENTD_IDEMPOTENCY_MAX_BYTES",
     "AGENTD_IDEMPOTENCY_TTL_MS",
     "AGENTD_RETRY_MAX",
     "AGENTD_RETRY_INITIAL_MS",
@@ -169,6 +172,9 @@ START_TEST(test_config_defaults_apply_when_nothing_is_set)
     ck_assert_int_eq(cfg.conversations_max, 10000);
     ck_assert_int_eq(cfg.conversation_ttl_ms, 3600000);
     ck_assert_int_eq(cfg.conversation_max_messages, 200);
+    ck_assert_uint_eq(cfg.conversation_max_bytes, 1048576);
+    ck_assert_uint_eq(cfg.conversations_max_bytes, 268435456);
+    ck_assert_uint_eq(cfg.idempotency_max_bytes, 67108864);
     config_free(&cfg);
 }
 END_TEST
@@ -260,6 +266,18 @@ static const struct {
     {"AGENTD_CONVERSATION_TTL_MS", "604800000", 1},
     {"AGENTD_CONVERSATION_TTL_MS", "999", 0},
     {"AGENTD_CONVERSATION_TTL_MS", "604800001", 0},
+    {"AGENTD_CONVERSATION_MAX_BYTES", "1024", 1},
+    {"AGENTD_CONVERSATION_MAX_BYTES", "33554432", 1},
+    {"AGENTD_CONVERSATION_MAX_BYTES", "1023", 0},
+    {"AGENTD_CONVERSATION_MAX_BYTES", "33554433", 0},
+    {"AGENTD_CONVERSATIONS_MAX_BYTES", "1024", 1},
+    {"AGENTD_CONVERSATIONS_MAX_BYTES", "68719476736", 1},
+    {"AGENTD_CONVERSATIONS_MAX_BYTES", "1023", 0},
+    {"AGENTD_CONVERSATIONS_MAX_BYTES", "68719476737", 0},
+    {"AGENTD_IDEMPOTENCY_MAX_BYTES", "65536", 1},
+    {"AGENTD_IDEMPOTENCY_MAX_BYTES", "17179869184", 1},
+    {"AGENTD_IDEMPOTENCY_MAX_BYTES", "65535", 0},
+    {"AGENTD_IDEMPOTENCY_MAX_BYTES", "17179869185", 0},
     {"AGENTD_TEMPERATURE", "0.0", 1},
     {"AGENTD_TEMPERATURE", "1.0", 1},
     {"AGENTD_TEMPERATURE", "1", 1},
