@@ -26,7 +26,8 @@
 #        SOAK_DURATION_S=90 bench/soak.sh
 # Environment (all optional):
 #   SOAK_DURATION_S=600     length of the load, 30..86400 s
-#   SOAK_WARMUP_S=          default max(10 % of the duration, min(60 s, a third of it))
+#   SOAK_WARMUP_S=          default: one full fault rotation (16 faults x SOAK_FAULT_EVERY_S
+#                           = 80 s) or 10 % of the duration if longer, at most a third of it
 #   SOAK_RSS_WINDOW_S=20    RSS at warm-up end / at the end = median of the samples
 #                           in the window that ends there (at most half the warm-up)
 #   SOAK_CONCURRENCY=48     client threads (each has at most 2 requests in flight)
@@ -323,16 +324,20 @@ main() {
         command -v "$tool" >/dev/null || die "$tool is not installed"
     done
     check_int SOAK_DURATION_S "$DURATION_S" 30 86400
+    check_int SOAK_FAULT_EVERY_S "$FAULT_EVERY_S" 1 600
     if [ -z "$WARMUP_S" ]; then
-        WARMUP_S=$((DURATION_S / 3 < 60 ? DURATION_S / 3 : 60))
-        [ $((DURATION_S / 10)) -gt "$WARMUP_S" ] && WARMUP_S=$((DURATION_S / 10))
+        # The baseline must have seen every fault once: each leaves the heap at
+        # its own high-water mark (e.g. the most runs in flight at once).
+        local rotation
+        rotation=$(($(python3 "$DRIVER" --rotation-length) * FAULT_EVERY_S))
+        WARMUP_S=$((DURATION_S / 10 > rotation ? DURATION_S / 10 : rotation))
+        if [ "$WARMUP_S" -gt $((DURATION_S / 3)) ]; then WARMUP_S=$((DURATION_S / 3)); fi
     fi
     check_int SOAK_WARMUP_S "$WARMUP_S" 1 $((DURATION_S - 10))
     check_int SOAK_RSS_WINDOW_S "$RSS_WINDOW_S" 1 3600
     check_int SOAK_CONCURRENCY "$CONCURRENCY" 1 256
     check_int SOAK_RATE "$RATE" 1 1000
     check_int SOAK_SAMPLE_S "$SAMPLE_S" 1 60
-    check_int SOAK_FAULT_EVERY_S "$FAULT_EVERY_S" 1 600
     check_int SOAK_FAULT_MS "$FAULT_MS" 100 $((FAULT_EVERY_S * 1000))
     check_int SOAK_FD_SLACK "$FD_SLACK" 0 100000
     check_int SOAK_SEED "$SEED" 0 1000000
