@@ -262,6 +262,7 @@ summary() { # KV CRASH_NOTE STOP_RC
     fi
     [ -z "$crash" ] && crash_ok=met
     [ "$rss_ok" = met ] && [ "$fd_ok" = met ] && [ "$crash_ok" = met ] || verdict=MISSED
+    # shellcheck disable=SC2016 # an awk program
     local mb='{ printf "%.1f MB", $1 / 1024 }'
     echo "agentd soak — $(date -u +%Y-%m-%dT%H:%M:%SZ), git $(git -C "$ROOT" rev-parse --short HEAD \
         2>/dev/null || echo unknown)$([ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] &&
@@ -363,7 +364,7 @@ main() {
     [ -s "$WORK/results.kv" ] || die "the driver failed (status $drc) without results"
 
     # Crash check: agentd must still be running, then stop on SIGTERM with status 0.
-    local crash= stop_rc=
+    local crash='' stop_rc=''
     if ! alive "$AGENTD_PID"; then
         wait "$AGENTD_PID" && stop_rc=0 || stop_rc=$?
         crash="agentd died during the soak (wait status $stop_rc)"
