@@ -22,6 +22,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "agentd/siphash.h"
+
 #define CONV_ID_MAX_BYTES      192
 #define CONV_MAX_CONVERSATIONS (1 << 20)
 #define CONV_MIN_BUCKETS       16
@@ -55,62 +57,6 @@ struct conv_store {
     int64_t ttl_ms;
     uint64_t hash_key[2]; /* random, so clients cannot pick ids that share a chain */
 };
-
-static uint64_t rotl64(uint64_t x, int b)
-{
-    return (x << b) | (x >> (64 - b));
-}
-
-#define SIPROUND(v0, v1, v2, v3)                                                                   \
-    do {                                                                                           \
-        v0 += v1;                                                                                  \
-        v1 = rotl64(v1, 13);                                                                       \
-        v1 ^= v0;                                                                                  \
-        v0 = rotl64(v0, 32);                                                                       \
-        v2 += v3;                                                                                  \
-        v3 = rotl64(v3, 16);                                                                       \
-        v3 ^= v2;                                                                                  \
-        v0 += v3;                                                                                  \
-        v3 = rotl64(v3, 21);                                                                       \
-        v3 ^= v0;                                                                                  \
-        v2 += v1;                                                                                  \
-        v1 = rotl64(v1, 17);                                                                       \
-        v1 ^= v2;                                                                                  \
-        v2 = rotl64(v2, 32);                                                                       \
-    } while (0)
-
-/* SipHash-2-4: a keyed hash, so chain lengths stay short even when clients
- * choose the ids. */
-static uint64_t conv_siphash(const uint64_t key[2], const char *data, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)data;
-    uint64_t v0 = key[0] ^ 0x736f6d6570736575ULL;
-    uint64_t v1 = key[1] ^ 0x646f72616e646f6dULL;
-    uint64_t v2 = key[0] ^ 0x6c7967656e657261ULL;
-    uint64_t v3 = key[1] ^ 0x7465646279746573ULL;
-    uint64_t m, last = (uint64_t)len << 56;
-    size_t i, full = len - len % 8;
-
-    for (i = 0; i < full; i += 8) {
-        m = 0;
-        for (int b = 0; b < 8; b++)
-            m |= (uint64_t)p[i + b] << (8 * b);
-        v3 ^= m;
-        SIPROUND(v0, v1, v2, v3);
-        SIPROUND(v0, v1, v2, v3);
-        v0 ^= m;
-    }
-    for (int b = 0; i + b < len; b++)
-        last |= (uint64_t)p[i + b] << (8 * b);
-    v3 ^= last;
-    SIPROUND(v0, v1, v2, v3);
-    SIPROUND(v0, v1, v2, v3);
-    v0 ^= last;
-    v2 ^= 0xff;
-    for (int r = 0; r < 4; r++)
-        SIPROUND(v0, v1, v2, v3);
-    return v0 ^ v1 ^ v2 ^ v3;
-}
 
 struct conv_store *conv_store_new(const struct conv_store_limits *limits)
 {
@@ -354,7 +300,7 @@ int conv_store_acquire(struct conv_store *s, const char *id, int64_t now_ms, jso
     id_len = strnlen(id, CONV_ID_MAX_BYTES + 1);
     if (id_len == 0 || id_len > CONV_ID_MAX_BYTES)
         return -EINVAL;
-    hash = conv_siphash(s->hash_key, id, id_len);
+    hash = siphash24(s->hash_key, id, id_len);
     spare = entry_new(id, hash, now_ms);
     if (!spare)
         return -ENOMEM;
@@ -511,7 +457,7 @@ void conv_store_release(struct conv_store *s, const char *id, const json_t *mess
         fresh = history_trimmed_copy(messages, s->max_messages, s->max_history_bytes, &fresh_bytes);
 
     pthread_mutex_lock(&s->lock);
-    e = table_find(s, conv_siphash(s->hash_key, id, strnlen(id, CONV_ID_MAX_BYTES + 1)), id);
+    e = table_find(s, siphash24(s->hash_key, id, strnlen(id, CONV_ID_MAX_BYTES + 1)), id);
     if (e && e->busy)
         release_locked(s, e, &fresh, fresh_bytes, now_ms, &old, &garbage);
     pthread_mutex_unlock(&s->lock);

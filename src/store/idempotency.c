@@ -18,6 +18,8 @@
 
 #include <openssl/evp.h>
 
+#include "agentd/siphash.h"
+
 #define IDEM_BUCKETS      4096
 #define IDEM_SECRET_BYTES 16
 
@@ -62,65 +64,9 @@ static bool fingerprint_is_zero(const unsigned char fp[IDEM_FINGERPRINT_BYTES])
     return any == 0;
 }
 
-static uint64_t rotl64(uint64_t x, int b)
-{
-    return (x << b) | (x >> (64 - b));
-}
-
-#define SIPROUND(v0, v1, v2, v3)                                                                   \
-    do {                                                                                           \
-        v0 += v1;                                                                                  \
-        v1 = rotl64(v1, 13);                                                                       \
-        v1 ^= v0;                                                                                  \
-        v0 = rotl64(v0, 32);                                                                       \
-        v2 += v3;                                                                                  \
-        v3 = rotl64(v3, 16);                                                                       \
-        v3 ^= v2;                                                                                  \
-        v0 += v3;                                                                                  \
-        v3 = rotl64(v3, 21);                                                                       \
-        v3 ^= v0;                                                                                  \
-        v2 += v1;                                                                                  \
-        v1 = rotl64(v1, 17);                                                                       \
-        v1 ^= v2;                                                                                  \
-        v2 = rotl64(v2, 32);                                                                       \
-    } while (0)
-
-/* SipHash-2-4 keyed with the store's secret: clients cannot aim keys at one bucket, and unlike a
- * digest through OpenSSL it needs no allocation, so a key's bucket is the same on every call. */
-static uint64_t idem_siphash(const uint64_t key[2], const char *data, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)data;
-    uint64_t v0 = key[0] ^ 0x736f6d6570736575ULL;
-    uint64_t v1 = key[1] ^ 0x646f72616e646f6dULL;
-    uint64_t v2 = key[0] ^ 0x6c7967656e657261ULL;
-    uint64_t v3 = key[1] ^ 0x7465646279746573ULL;
-    uint64_t m, last = (uint64_t)len << 56;
-    size_t i, full = len - len % 8;
-
-    for (i = 0; i < full; i += 8) {
-        m = 0;
-        for (int b = 0; b < 8; b++)
-            m |= (uint64_t)p[i + b] << (8 * b);
-        v3 ^= m;
-        SIPROUND(v0, v1, v2, v3);
-        SIPROUND(v0, v1, v2, v3);
-        v0 ^= m;
-    }
-    for (int b = 0; i + b < len; b++)
-        last |= (uint64_t)p[i + b] << (8 * b);
-    v3 ^= last;
-    SIPROUND(v0, v1, v2, v3);
-    SIPROUND(v0, v1, v2, v3);
-    v0 ^= last;
-    v2 ^= 0xff;
-    for (int r = 0; r < 4; r++)
-        SIPROUND(v0, v1, v2, v3);
-    return v0 ^ v1 ^ v2 ^ v3;
-}
-
 static size_t bucket_of(const struct idem_store *s, const char *key)
 {
-    return (size_t)(idem_siphash(s->secret, key, strlen(key)) % IDEM_BUCKETS);
+    return (size_t)(siphash24(s->secret, key, strlen(key)) % IDEM_BUCKETS);
 }
 
 struct idem_store *idem_store_new(size_t max_entries, size_t max_bytes, int64_t ttl_ms)
