@@ -22,6 +22,9 @@
 #include <stdint.h>
 
 #define LOG_LINE_MAX_BYTES 4096
+/* The smallest buffer log_format_line() always fills with a line (timestamps in years
+   0..9999): room for the truncation line of either format. */
+#define LOG_LINE_MIN_BYTES 128
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 enum log_format { LOG_FORMAT_JSON = 0, LOG_FORMAT_TEXT };
@@ -51,8 +54,10 @@ int log_enabled(enum log_level level);
 /* Writes one line; a NULL string value is written as null (JSON) / "-" (text). */
 void log_write(enum log_level level, const char *msg, const struct log_field *fields, size_t n);
 
-/* Formats one line into buf (for tests; buflen >= 2), NUL-terminated; returns its length,
-   newline included. */
+/* Formats one line into buf, NUL-terminated, and returns its length, newline included; it
+   never writes past buf[buflen - 1]. When buflen is too small for even the truncation line
+   (never from LOG_LINE_MIN_BYTES on), returns 0 with buf[0] = NUL, and writes nothing when
+   buflen is 0. For log_write() and tests. */
 size_t log_format_line(char *buf, size_t buflen, enum log_format format, int64_t wall_ms,
                        enum log_level level, const char *msg, const struct log_field *fields,
                        size_t n);

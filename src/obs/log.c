@@ -133,11 +133,70 @@ static void put_value(struct out *o, enum log_format format, const struct log_fi
     }
 }
 
+static void put_json_head(struct out *o, const char *ts, enum log_level level)
+{
+    put(o, "{\"ts\":\"", 7);
+    put(o, ts, strlen(ts));
+    put(o, "\",\"level\":\"", 11);
+    put(o, level_names[level], strlen(level_names[level]));
+    put(o, "\",\"msg\":", 8);
+}
+
+/* A line that does not fit is replaced by one with only ts, level, msg "log line truncated" and
+   "truncated":true, so it stays one valid JSON object. False when even that does not fit. */
+static bool format_json(struct out *o, const char *ts, enum log_level level, const char *msg,
+                        const struct log_field *fields, size_t n)
+{
+    /* Hold back the closing brace's byte, so a body that fills the buffer counts as cut. */
+    o->cap--;
+    put_json_head(o, ts, level);
+    put_json_str(o, msg);
+    for (size_t i = 0; i < n && !o->full; i++) {
+        put(o, ",", 1);
+        put_json_str(o, fields[i].key);
+        put(o, ":", 1);
+        put_value(o, LOG_FORMAT_JSON, &fields[i]);
+    }
+    o->cap++;
+    if (o->full) {
+        o->full = false;
+        o->len = 0;
+        put_json_head(o, ts, level);
+        put(o, "\"log line truncated\",\"truncated\":true", 37);
+    }
+    put(o, "}", 1);
+    return !o->full;
+}
+
+/* Text: a line that does not fit is cut. */
+static bool format_text(struct out *o, const char *ts, enum log_level level, const char *msg,
+                        const struct log_field *fields, size_t n)
+{
+    put(o, ts, strlen(ts));
+    put(o, " ", 1);
+    put(o, level_names[level], strlen(level_names[level]));
+    put(o, " ", 1);
+    put_text_str(o, msg);
+    for (size_t i = 0; i < n; i++) {
+        put(o, " ", 1);
+        put(o, fields[i].key, strlen(fields[i].key));
+        put(o, "=", 1);
+        put_value(o, LOG_FORMAT_TEXT, &fields[i]);
+    }
+    return true;
+}
+
 size_t log_format_line(char *buf, size_t buflen, enum log_format format, int64_t wall_ms,
                        enum log_level level, const char *msg, const struct log_field *fields,
                        size_t n)
 {
-    struct out o = {.buf = buf, .len = 0, .cap = buflen > 2 ? buflen - 2 : 0};
+    /* The line's body needs at least one byte besides its '\n' and the NUL. */
+    if (buflen < 3) {
+        if (buflen > 0)
+            buf[0] = '\0';
+        return 0;
+    }
+    struct out o = {.buf = buf, .len = 0, .cap = buflen - 2};
     time_t secs = (time_t)(wall_ms / 1000);
     struct tm tm;
     char ts[64];
@@ -145,42 +204,11 @@ size_t log_format_line(char *buf, size_t buflen, enum log_format format, int64_t
     snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(wall_ms % 1000));
 
-    if (format == LOG_FORMAT_JSON) {
-        put(&o, "{\"ts\":\"", 7);
-        put(&o, ts, strlen(ts));
-        put(&o, "\",\"level\":\"", 11);
-        put(&o, level_names[level], strlen(level_names[level]));
-        put(&o, "\",\"msg\":", 8);
-        put_json_str(&o, msg);
-        for (size_t i = 0; i < n; i++) {
-            put(&o, ",", 1);
-            put_json_str(&o, fields[i].key);
-            put(&o, ":", 1);
-            put_value(&o, format, &fields[i]);
-        }
-        /* A truncated line must still be one valid JSON object. */
-        if (o.full) {
-            o.full = false;
-            o.len = 0;
-            put(&o, "{\"ts\":\"", 7);
-            put(&o, ts, strlen(ts));
-            put(&o, "\",\"level\":\"", 11);
-            put(&o, level_names[level], strlen(level_names[level]));
-            put(&o, "\",\"msg\":\"log line truncated\",\"truncated\":true", 45);
-        }
-        put(&o, "}", 1);
-    } else {
-        put(&o, ts, strlen(ts));
-        put(&o, " ", 1);
-        put(&o, level_names[level], strlen(level_names[level]));
-        put(&o, " ", 1);
-        put_text_str(&o, msg);
-        for (size_t i = 0; i < n; i++) {
-            put(&o, " ", 1);
-            put(&o, fields[i].key, strlen(fields[i].key));
-            put(&o, "=", 1);
-            put_value(&o, format, &fields[i]);
-        }
+    bool fits = format == LOG_FORMAT_JSON ? format_json(&o, ts, level, msg, fields, n)
+                                          : format_text(&o, ts, level, msg, fields, n);
+    if (!fits) {
+        buf[0] = '\0';
+        return 0;
     }
     buf[o.len++] = '\n';
     buf[o.len] = '\0';

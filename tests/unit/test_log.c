@@ -1,9 +1,11 @@
 /*
  * test_log.c — log lines: valid JSON with the fixed fields, escaping,
- * truncation that still yields one JSON object, and the text format.
+ * truncation that still yields one JSON object, the text format, and
+ * buffers of every size.
  */
 #include <check.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +80,52 @@ START_TEST(test_log_text_format_quotes_values_with_spaces)
 }
 END_TEST
 
+START_TEST(test_log_json_line_is_valid_at_every_buffer_size)
+{
+    char big[300];
+    memset(big, 'y', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    struct log_field f[] = {LF_S("request_id", "req_1"), LF_S("reason", big)};
+    for (size_t cap = LOG_LINE_MIN_BYTES; cap < 400; cap++) {
+        char buf[400];
+        size_t n = log_format_line(buf, cap, LOG_FORMAT_JSON, WALL_MS, LOG_ERROR, "m", f, 2);
+        ck_assert_uint_gt(n, 0);
+        ck_assert_uint_lt(n, cap);
+        ck_assert_uint_eq(n, strlen(buf));
+        ck_assert_ptr_eq(strchr(buf, '\n'), buf + n - 1);
+        json_t *o = parse_line(buf);
+        ck_assert_msg(o != NULL, "buflen %zu: not JSON: %s", cap, buf);
+        json_decref(o);
+    }
+}
+END_TEST
+
+START_TEST(test_log_format_line_never_writes_past_buflen)
+{
+    enum log_format formats[] = {LOG_FORMAT_JSON, LOG_FORMAT_TEXT};
+    struct log_field f[] = {LF_S("reason", "some reason")};
+    for (size_t k = 0; k < 2; k++) {
+        for (size_t cap = 0; cap < 200; cap++) {
+            char mem[256];
+            memset(mem, 'X', sizeof(mem));
+            size_t n = log_format_line(mem, cap, formats[k], WALL_MS, LOG_INFO, "m", f, 1);
+            for (size_t i = cap; i < sizeof(mem); i++)
+                ck_assert_msg(mem[i] == 'X', "format %zu buflen %zu wrote byte %zu", k, cap, i);
+            if (cap == 0) {
+                ck_assert_uint_eq(n, 0);
+                continue;
+            }
+            ck_assert_uint_lt(n, cap);
+            ck_assert_uint_eq(n, strlen(mem));
+            if (cap >= LOG_LINE_MIN_BYTES)
+                ck_assert_uint_gt(n, 0);
+            if (n > 0)
+                ck_assert_ptr_eq(strchr(mem, '\n'), mem + n - 1);
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_log_parse_level_accepts_names_only)
 {
     enum log_level l;
@@ -97,6 +145,8 @@ int main(void)
     tcase_add_test(tc, test_log_json_escapes_quotes_and_control_bytes);
     tcase_add_test(tc, test_log_overlong_line_is_still_one_json_object);
     tcase_add_test(tc, test_log_text_format_quotes_values_with_spaces);
+    tcase_add_test(tc, test_log_json_line_is_valid_at_every_buffer_size);
+    tcase_add_test(tc, test_log_format_line_never_writes_past_buflen);
     tcase_add_test(tc, test_log_parse_level_accepts_names_only);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
