@@ -2,6 +2,12 @@
  * log.h — structured logs: one JSON object per line on stderr (or a plain
  * "key=value" text line), with RFC 3339 UTC timestamps in milliseconds.
  *
+ * JSON: {"ts":..,"level":..,"msg":..,<key>:<value>...}. Strings escape '"',
+ * '\\', newline (\n) and other control bytes and DEL (\u00XX); valid UTF-8
+ * passes through; each byte that does not start a valid UTF-8 sequence
+ * becomes U+FFFD (\ufffd). A NULL string and a NaN or infinite double are
+ * null.
+ *
  * Thread-safe without a global lock: each line is formatted into the calling
  * thread's stack buffer and written with one write(2) (continued if
  * partial; a failed write drops the line), so workers never wait on each

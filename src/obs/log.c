@@ -5,6 +5,7 @@
 #include "agentd/log.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -12,6 +13,8 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "agentd/text.h"
 
 static enum log_level g_min_level = LOG_INFO;
 static enum log_format g_format = LOG_FORMAT_JSON;
@@ -73,22 +76,30 @@ static void putf(struct out *o, const char *fmt, ...)
         put(o, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
-/* JSON string body: escapes quotes, backslashes and control bytes; other
-   bytes pass through (values come from validated UTF-8 or ASCII sources). */
+/* JSON string body: escapes quotes, backslashes and control bytes; valid UTF-8 passes through,
+   and each byte that does not start a valid UTF-8 sequence becomes U+FFFD, so the line is always
+   valid JSON whatever the caller passed. */
 static void put_json_str(struct out *o, const char *s)
 {
+    size_t len = strlen(s);
     put(o, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            char esc[2] = {'\\', (char)*p};
+    for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t n = text_utf8_char_len(s + i, len - i);
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
             put(o, esc, 2);
-        } else if (*p == '\n') {
+        } else if (c == '\n') {
             put(o, "\\n", 2);
-        } else if (*p < 0x20 || *p == 0x7f) {
-            putf(o, "\\u%04x", *p);
+        } else if (c < 0x20 || c == 0x7f) {
+            putf(o, "\\u%04x", c);
+        } else if (n == 0) {
+            put(o, "\\ufffd", 6);
+            n = 1;
         } else {
-            put(o, (const char *)p, 1);
+            put(o, s + i, n);
         }
+        i += n;
     }
     put(o, "\"", 1);
 }
@@ -112,11 +123,12 @@ static void put_text_str(struct out *o, const char *s)
 
 static void put_value(struct out *o, enum log_format format, const struct log_field *f)
 {
+    bool json = format == LOG_FORMAT_JSON;
     switch (f->type) {
     case LOGF_STR:
         if (!f->v.s)
-            put(o, format == LOG_FORMAT_JSON ? "null" : "-", format == LOG_FORMAT_JSON ? 4 : 1);
-        else if (format == LOG_FORMAT_JSON)
+            put(o, json ? "null" : "-", json ? 4 : 1);
+        else if (json)
             put_json_str(o, f->v.s);
         else
             put_text_str(o, f->v.s);
@@ -125,7 +137,11 @@ static void put_value(struct out *o, enum log_format format, const struct log_fi
         putf(o, "%lld", (long long)f->v.i);
         break;
     case LOGF_DBL:
-        putf(o, "%.6g", f->v.d);
+        /* JSON has no NaN or infinity; text writes nan, inf, -inf. */
+        if (json && !isfinite(f->v.d))
+            put(o, "null", 4);
+        else
+            putf(o, "%.6g", f->v.d);
         break;
     case LOGF_BOOL:
         put(o, f->v.i ? "true" : "false", f->v.i ? 4 : 5);

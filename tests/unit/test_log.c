@@ -5,6 +5,7 @@
  */
 #include <check.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,24 @@ START_TEST(test_log_text_format_quotes_values_with_spaces)
 }
 END_TEST
 
+START_TEST(test_log_json_replaces_invalid_utf8_and_non_finite_numbers)
+{
+    char buf[LOG_LINE_MAX_BYTES];
+    struct log_field f[] = {LF_S("reason", "a\xff\xc3(b\xe2\x82"), LF_D("ratio", NAN),
+                            LF_D("rate", INFINITY), LF_S("ok", "\xc3\xa9\xe2\x82\xac")};
+    log_format_line(buf, sizeof(buf), LOG_FORMAT_JSON, WALL_MS, LOG_INFO, "m\xfe", f, 4);
+    json_t *o = parse_line(buf);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "msg")), "m\xef\xbf\xbd");
+    ck_assert_str_eq(json_string_value(json_object_get(o, "reason")),
+                     "a\xef\xbf\xbd\xef\xbf\xbd(b\xef\xbf\xbd\xef\xbf\xbd");
+    ck_assert(json_is_null(json_object_get(o, "ratio")));
+    ck_assert(json_is_null(json_object_get(o, "rate")));
+    ck_assert_str_eq(json_string_value(json_object_get(o, "ok")), "\xc3\xa9\xe2\x82\xac");
+    json_decref(o);
+}
+END_TEST
+
 START_TEST(test_log_json_line_is_valid_at_every_buffer_size)
 {
     char big[300];
@@ -145,6 +164,7 @@ int main(void)
     tcase_add_test(tc, test_log_json_escapes_quotes_and_control_bytes);
     tcase_add_test(tc, test_log_overlong_line_is_still_one_json_object);
     tcase_add_test(tc, test_log_text_format_quotes_values_with_spaces);
+    tcase_add_test(tc, test_log_json_replaces_invalid_utf8_and_non_finite_numbers);
     tcase_add_test(tc, test_log_json_line_is_valid_at_every_buffer_size);
     tcase_add_test(tc, test_log_format_line_never_writes_past_buflen);
     tcase_add_test(tc, test_log_parse_level_accepts_names_only);
