@@ -1,6 +1,7 @@
 /*
  * log.h — structured logs: one JSON object per line on stderr (or a plain
  * "key=value" text line), with RFC 3339 UTC timestamps in milliseconds.
+ * Each call formats exactly one line, whatever bytes msg, keys and values hold.
  *
  * JSON: {"ts":..,"level":..,"msg":..,<key>:<value>...}. Strings escape '"',
  * '\\', newline (\n) and other control bytes and DEL (\u00XX); valid UTF-8
@@ -8,12 +9,26 @@
  * becomes U+FFFD (\ufffd). A NULL string and a NaN or infinite double are
  * null.
  *
+ * Text: "TS LEVEL MSG KEY=VALUE KEY=VALUE...", single spaces between. MSG,
+ * each KEY and each string VALUE is one token, written bare when it is not
+ * empty, not "-", and only printable ASCII other than space, '"', '=' and
+ * '\\'; otherwise double-quoted, with inside the quotes '\\' as \\, '"' as
+ * \", newline as \n, CR as \r, tab as \t, and as \xHH (lowercase hex) every
+ * other byte below 0x20, DEL, each byte of a C1 control (U+0080..U+009F) or
+ * of U+2028/U+2029, and each byte that does not start a valid UTF-8
+ * sequence; other valid UTF-8 passes through. So a bare token never holds a
+ * space, '=', '"' or '\\', a quoted one ends at the first unescaped '"', and
+ * decoding the escapes gives back the exact bytes. A NULL value is a bare
+ * "-"; integers are %lld, doubles %.6g (nan, inf, -inf), booleans true/false.
+ *
  * Thread-safe without a global lock: each line is formatted into the calling
  * thread's stack buffer and written with one write(2) (continued if
  * partial; a failed write drops the line), so workers never wait on each
  * other to log. A line that would exceed LOG_LINE_MAX_BYTES is replaced, in
  * JSON, by one with only ts, level, msg "log line truncated" and
- * "truncated":true (so it stays valid JSON); in text it is cut. Never pass
+ * "truncated":true (so it stays valid JSON); in text it keeps msg and the
+ * whole fields that fit, then "truncated=true" (msg becomes "log line
+ * truncated" when even msg does not fit), never cutting a token. Never pass
  * secrets: callers log ids, counts and reasons, not keys, tokens or note
  * content.
  *
