@@ -23,6 +23,7 @@ srcs_for() {
     calculator) echo "src/tools/calculator.c src/tools/tool_result.c" ;;
     tools) echo "src/tools/web_search.c src/tools/weather.c src/tools/tool_input.c
         src/tools/tool_result.c src/tools/urlenc.c src/resilience/backoff.c src/core/text.c" ;;
+    log) echo "src/obs/log.c src/core/text.c" ;;
     esac
 }
 
@@ -31,7 +32,7 @@ cflags="-std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -fno-omit-frame-poin
   $(pkg-config --cflags jansson)"
 libs="$(pkg-config --libs jansson) -lm"
 
-for t in request anthropic calculator tools; do
+for t in request anthropic calculator tools log; do
     paths=""
     for s in $(srcs_for "$t"); do
         paths="$paths $root/$s"

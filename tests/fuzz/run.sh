@@ -5,7 +5,7 @@
 # never to the repository.
 #
 # Usage: tests/fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
-#   SECONDS_PER_TARGET  default 60; targets default to all four
+#   SECONDS_PER_TARGET  default 60; targets default to all five
 #   FUZZ_OUT=DIR        write there instead of a new mktemp directory
 # Builds the targets first when tests/fuzz/.build/ lacks them.
 # Exit status: 0 when no target found anything, 1 when one crashed, leaked,
@@ -21,24 +21,26 @@ case $secs in
     ;;
 esac
 if [ $# -gt 0 ]; then shift; fi
-targets=${*:-request anthropic calculator tools}
+targets=${*:-request anthropic calculator tools log}
 
 # Longest input the fuzzer may generate: enough to cross every length cap the
-# parser has (calculator: 1000 bytes; web_search: 1000-byte URLs) while keeping
-# executions fast. The targets themselves cap at what the daemon accepts.
+# parser has (calculator: 1000 bytes; web_search: 1000-byte URLs; log: its
+# 4096-byte line) while keeping executions fast. The targets themselves cap at
+# what the daemon accepts.
 max_len() {
     case $1 in
     request) echo 4096 ;;
     anthropic) echo 8192 ;;
     calculator) echo 1200 ;;
     tools) echo 8192 ;;
+    log) echo 8192 ;;
     *) return 1 ;;
     esac
 }
 
 for t in $targets; do
     if ! max_len "$t" >/dev/null; then
-        echo "run: unknown target '$t' (request anthropic calculator tools)" >&2
+        echo "run: unknown target '$t' (request anthropic calculator tools log)" >&2
         exit 2
     fi
     [ -x "$here/.build/fuzz_$t" ] || "$here/build.sh"
