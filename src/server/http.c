@@ -36,6 +36,7 @@
 #include "agentd/clock.h"
 #include "agentd/log.h"
 #include "agentd/metrics.h"
+#include "agentd/peer_limit.h"
 #include "agentd/request.h"
 #include "agentd/server.h"
 
@@ -62,6 +63,7 @@ struct server {
     pthread_mutex_t lock; /* protects the suspended list */
     struct conn *suspended;
     size_t n_suspended;
+    struct peer_limit *peers; /* connections per client address; NULL = no limit */
     atomic_size_t n_requests; /* requests between their first header and their completion */
 };
 
@@ -401,6 +403,20 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     free(c);
 }
 
+/* A connection closed: its address gives back the slot it held. */
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)socket_context;
+    struct server *s = cls;
+    if (toe != MHD_CONNECTION_NOTIFY_CLOSED || !s->peers)
+        return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci)
+        peer_limit_give(s->peers, ci->connect_fd);
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
@@ -462,6 +478,11 @@ static void *acceptor(void *arg)
         if (starved)
             log_info("accepting connections again");
         starved = false;
+        if (s->peers && !peer_limit_take(s->peers, fd, (struct sockaddr *)&peer)) {
+            /* This address holds AGENTD_MAX_CONNECTIONS_PER_IP connections already. */
+            close(fd);
+            continue;
+        }
         /* At the connection limit MHD refuses the socket and closes it. */
         MHD_add_connection(s->mhd, fd, (struct sockaddr *)&peer, plen);
     }
@@ -513,6 +534,12 @@ struct server *server_start(struct app *app, const struct http_route *const *rou
     }
     s->app = app;
     s->routes = routes;
+    if (app->cfg.max_connections_per_ip > 0 &&
+        !(s->peers = peer_limit_new((unsigned)app->cfg.max_connections_per_ip))) {
+        snprintf(err, errlen, "out of memory");
+        free(s);
+        return NULL;
+    }
     pthread_mutex_init(&s->lock, NULL);
     s->listen_fd = open_listener(&addr, err, errlen);
     if (s->listen_fd < 0) {
@@ -530,9 +557,8 @@ struct server *server_start(struct app *app, const struct http_route *const *rou
         MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(app->cfg.max_inflight + SERVER_EXTRA_CONNECTIONS),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVER_CONNECTION_MEMORY_BYTES,
-        MHD_OPTION_CONNECTION_TIMEOUT, header_timeout_s(s), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)app->cfg.max_connections_per_ip, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, header_timeout_s(s), MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!s->mhd) {
         snprintf(err, errlen, "cannot start the HTTP server (libmicrohttpd)");
         goto fail;
@@ -548,6 +574,7 @@ fail:
         MHD_stop_daemon(s->mhd);
     if (s->listen_fd >= 0)
         close(s->listen_fd);
+    peer_limit_free(s->peers);
     pthread_mutex_destroy(&s->lock);
     free(s);
     return NULL;
@@ -614,6 +641,7 @@ struct server *server_stop(struct server *s)
         return NULL;
     server_quiesce(s);
     MHD_stop_daemon(s->mhd);
+    peer_limit_free(s->peers);
     pthread_mutex_destroy(&s->lock);
     free(s);
     return NULL;
