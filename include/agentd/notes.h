@@ -10,6 +10,9 @@
  * are removed on every failure path; only a crash between create and rename
  * can leave one behind.
  *
+ * A quota (struct notes_usage, AGENTD_NOTES_MAX_FILES / AGENTD_NOTES_MAX_BYTES)
+ * bounds what the directory holds (notes_save_ctl()).
+ *
  * Filenames come from the model, so they are checked against a strict
  * pattern before they reach the filesystem; the directory is always
  * configured by the operator. No function reads the clock (the date for
@@ -17,16 +20,19 @@
  *
  * Thread-safety: all functions are safe to call concurrently, also for the
  * same directory and name (one writer wins, the others see its file).
- * notes_save() and notes_tool_run() block on the disk: the engine runs them
- * on an io_pool thread, never on a worker.
+ * notes_save*(), notes_tool_run() and notes_usage_scan() block on the disk:
+ * the engine runs saves on an io_pool thread, never on a worker.
  *
- * Memory: nothing is kept after a call; err and buf are caller buffers, and
- * only notes_tool_run() allocates (the text of the caller's tool_result).
+ * Memory: nothing is kept after a call; err and buf are caller buffers;
+ * notes_tool_run() allocates the text of the caller's tool_result, and a
+ * struct notes_usage is the caller's until notes_usage_free().
  */
 #ifndef AGENTD_NOTES_H
 #define AGENTD_NOTES_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -56,7 +62,78 @@ int notes_validate_filename(const char *name, char *err, size_t errlen);
  */
 void notes_default_name(const char *content, size_t len, time_t now_s, char *buf, size_t buflen);
 
+/* ---- quota --------------------------------------------------------------
+ *
+ * struct notes_usage counts the notes of one directory against two limits:
+ * files (AGENTD_NOTES_MAX_FILES) and bytes (AGENTD_NOTES_MAX_BYTES); 0 means
+ * no limit. A note is any regular file whose name does not start with '.',
+ * counted at its st_size (content bytes, not disk blocks); temp files and
+ * the readiness probe file do not count.
+ *
+ * Accounting is cheap: notes_usage_scan() counts the directory once (one
+ * readdir and one fstatat per entry), and from then on every note published
+ * through notes_save_ctl() with this usage adds itself to running totals.
+ * Notes deleted by an operator, or written by other replicas sharing the
+ * volume, are seen at the next scan. With neither limit set nothing is
+ * counted at all.
+ *
+ * Correct across concurrent writers: one mutex guards the totals. A save
+ * checks the quota and publishes (the rename) under it, so two writers can
+ * never both take the last free slot, and a scan holds it for its whole pass,
+ * so a note this process publishes is never missed or counted twice. The
+ * lock is held for a rename and for a scan, never across writing or syncing
+ * a note's data. Other processes' saves are not under this lock: replicas
+ * sharing a volume may together overshoot a limit by what they save between
+ * two scans; each limit is exact for one replica on its own directory.
+ *
+ * Re-saving a note that is already there (NOTES_ALREADY_SAVED) costs no
+ * quota and succeeds even when the quota is full.
+ *
+ * Threads: any thread; notes_usage_free() when no other thread uses it.
+ */
+
+struct notes_usage;
+
+struct notes_usage_snapshot {
+    bool counted;       /* a scan succeeded: files and bytes are meaningful */
+    int scan_error;     /* -errno of the last scan when it failed, else 0 */
+    uint64_t files;     /* notes counted */
+    uint64_t bytes;     /* their total size */
+    uint64_t max_files; /* limits; 0 = no limit */
+    uint64_t max_bytes;
+};
+
+/* A usage of dir (copied) with these limits, nothing counted yet. NULL on ENOMEM or bad dir. */
+struct notes_usage *notes_usage_new(const char *dir, uint64_t max_files, uint64_t max_bytes);
+
+/* Frees u (NULL is fine); returns NULL. */
+struct notes_usage *notes_usage_free(struct notes_usage *u);
+
+/*
+ * (Re)counts the notes of the directory and replaces the totals, holding the
+ * lock throughout (saves wait at their publish step meanwhile). Does nothing
+ * and returns 0 when neither limit is set. Returns 0, or -errno of opening
+ * or reading the directory (the totals then stay as they were, and the
+ * error is in the snapshot until a scan succeeds). Blocking.
+ */
+int notes_usage_scan(struct notes_usage *u);
+
+/* Copies the current totals and limits into *ret. Never blocks on the disk (it may wait for a
+   scan in progress to finish). */
+void notes_usage_get(struct notes_usage *u, struct notes_usage_snapshot *ret);
+
+/* True when no new note fits: files >= max_files, or bytes >= max_bytes (a limit of 0 never
+   fills). False when nothing has been counted. */
+bool notes_usage_full(const struct notes_usage_snapshot *s);
+
+/* ---- saving ----------------------------------------------------------- */
+
 enum notes_outcome { NOTES_CREATED, NOTES_ALREADY_SAVED };
+
+/* What a save is checked against besides the filesystem; every member may be NULL. */
+struct notes_save_ctl {
+    struct notes_usage *usage; /* the directory's quota; NULL = no quota */
+};
 
 /*
  * Atomically saves content (len bytes, any bytes) as dir/name:
@@ -81,7 +158,8 @@ enum notes_outcome { NOTES_CREATED, NOTES_ALREADY_SAVED };
  *   other     -errno of the failed I/O operation (ENOSPC, EACCES, EROFS, EIO,
  *             ENOENT for a missing dir, ENOTDIR if dir is a file or a symlink…);
  *             the message names the operation, never the note content or the
- *             directory path.
+ *             directory path. A filesystem's own quota (EDQUOT from the
+ *             kernel) is reported as -ENOSPC: to the caller the disk is full.
  * A failure of the final directory fsync is reported as an error even though
  * the note is already visible; a retry then returns NOTES_ALREADY_SAVED.
  *
@@ -91,20 +169,45 @@ int notes_save(const char *dir, const char *name, const char *content, size_t le
                enum notes_outcome *ret_outcome, char *err, size_t errlen);
 
 /*
+ * notes_save() checked against ctl (NULL = notes_save()):
+ *  - quota: with ctl->usage (which must count dir), a note that is not there
+ *    yet is refused with -EDQUOT when it does not fit: one more file than
+ *    max_files, or its len on top of bytes more than max_bytes. The message
+ *    says so for the model to relay: "the notes quota is full: <files> files
+ *    / <bytes> bytes (AGENTD_NOTES_MAX_FILES is <max>); this note was not
+ *    saved" (or the AGENTD_NOTES_MAX_BYTES variant). Checked cheaply before
+ *    writing and again, authoritatively, while publishing. A note already
+ *    saved with the same content is NOTES_ALREADY_SAVED whatever the quota.
+ *    When nothing has been counted yet the first save counts (a scan error
+ *    is returned as the save's error).
+ */
+int notes_save_ctl(const char *dir, const char *name, const char *content, size_t len,
+                   const struct notes_save_ctl *ctl, enum notes_outcome *ret_outcome, char *err,
+                   size_t errlen);
+
+/*
  * Tool glue. input = {"content": string (required, non-empty), "filename":
- * string (optional; null means absent)}; other members are ignored.
+ * string (optional; null means absent)}; other members are ignored. The
+ * save goes through notes_save_ctl() with ctl (NULL = no quota).
  * Bad/missing fields, invalid filename, content too large, or existing file
  * with different content → TOOL_INPUT_ERROR (the model can fix it). I/O
  * failures (ENOSPC, EACCES, EROFS, EIO, missing dir…) and a NULL/empty dir
  * → TOOL_SYSTEM_ERROR.
+ * A full quota (-EDQUOT) → TOOL_INPUT_ERROR with the quota message: it is the
+ * operator's limit working as configured, not an outage. The model can still
+ * answer and tell the user the note was not kept; as a TOOL_SYSTEM_ERROR it
+ * would fail every run that tries to save (save_note is critical by default)
+ * with a 503 and a Retry-After that no retry soon can honour, losing the
+ * rest of the answer.
  * Success: TOOL_OK with text "saved note <name> (<n> bytes)" or
  * "note <name> already saved (<n> bytes, same content)". now_s gives the
- * date for the default name. input is borrowed; ret must be zero-initialised
- * or hold a previous result (its text is replaced), freed by the caller with
- * tool_result_clear().
+ * date for the default name. input and ctl are borrowed; ret must be
+ * zero-initialised or hold a previous result (its text is replaced), freed
+ * by the caller with tool_result_clear().
  * Returns 0, or -ENOMEM (ret unchanged). Blocking (fsync): the engine calls
  * it from an I/O thread. Thread-safe.
  */
-int notes_tool_run(const json_t *input, const char *dir, time_t now_s, struct tool_result *ret);
+int notes_tool_run(const json_t *input, const char *dir, time_t now_s,
+                   const struct notes_save_ctl *ctl, struct tool_result *ret);
 
 #endif

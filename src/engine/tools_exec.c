@@ -185,7 +185,7 @@ static void note_job_free(struct note_job *j)
 static void note_job_run(void *arg)
 {
     struct note_job *j = arg;
-    if (notes_tool_run(j->input, j->dir, j->now_s, &j->result) < 0)
+    if (notes_tool_run(j->input, j->dir, j->now_s, NULL, &j->result) < 0)
         tool_result_setf(&j->result, TOOL_SYSTEM_ERROR, "out of memory");
 }
 
