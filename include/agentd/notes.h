@@ -11,7 +11,9 @@
  * can leave one behind.
  *
  * A quota (struct notes_usage, AGENTD_NOTES_MAX_FILES / AGENTD_NOTES_MAX_BYTES)
- * bounds what the directory holds (notes_save_ctl()).
+ * bounds what the directory holds, and a caller can withdraw a save until the
+ * moment it is published (notes_save_ctl()): a save that nobody waits for any
+ * more leaves nothing behind.
  *
  * Filenames come from the model, so they are checked against a strict
  * pattern before they reach the filesystem; the directory is always
@@ -130,9 +132,15 @@ bool notes_usage_full(const struct notes_usage_snapshot *s);
 
 enum notes_outcome { NOTES_CREATED, NOTES_ALREADY_SAVED };
 
+/* Asked whether the save has been withdrawn; true = do not publish. Called from the saving
+   thread, so it must be thread-safe against whoever withdraws (e.g. read an atomic flag). */
+typedef bool (*notes_cancelled_fn)(void *arg);
+
 /* What a save is checked against besides the filesystem; every member may be NULL. */
 struct notes_save_ctl {
-    struct notes_usage *usage; /* the directory's quota; NULL = no quota */
+    struct notes_usage *usage;    /* the directory's quota; NULL = no quota */
+    notes_cancelled_fn cancelled; /* asked before any write and right before publishing */
+    void *cancelled_arg;
 };
 
 /*
@@ -180,6 +188,10 @@ int notes_save(const char *dir, const char *name, const char *content, size_t le
  *    saved with the same content is NOTES_ALREADY_SAVED whatever the quota.
  *    When nothing has been counted yet the first save counts (a scan error
  *    is returned as the save's error).
+ *  - withdrawal: ctl->cancelled is asked before anything is written and
+ *    again right before the rename that publishes the note (with the quota
+ *    lock held, so nothing is published after a true answer). True → the
+ *    temp file is removed and -ECANCELED returned; nothing is left behind.
  */
 int notes_save_ctl(const char *dir, const char *name, const char *content, size_t len,
                    const struct notes_save_ctl *ctl, enum notes_outcome *ret_outcome, char *err,
@@ -188,11 +200,12 @@ int notes_save_ctl(const char *dir, const char *name, const char *content, size_
 /*
  * Tool glue. input = {"content": string (required, non-empty), "filename":
  * string (optional; null means absent)}; other members are ignored. The
- * save goes through notes_save_ctl() with ctl (NULL = no quota).
+ * save goes through notes_save_ctl() with ctl (NULL = no quota, never
+ * withdrawn).
  * Bad/missing fields, invalid filename, content too large, or existing file
  * with different content → TOOL_INPUT_ERROR (the model can fix it). I/O
- * failures (ENOSPC, EACCES, EROFS, EIO, missing dir…) and a NULL/empty dir
- * → TOOL_SYSTEM_ERROR.
+ * failures (ENOSPC, EACCES, EROFS, EIO, missing dir…), a NULL/empty dir and
+ * a withdrawn save → TOOL_SYSTEM_ERROR.
  * A full quota (-EDQUOT) → TOOL_INPUT_ERROR with the quota message: it is the
  * operator's limit working as configured, not an outage. The model can still
  * answer and tell the user the note was not kept; as a TOOL_SYSTEM_ERROR it

@@ -428,11 +428,17 @@ static int notes_usage_admit(struct notes_usage *u, size_t len, char *err, size_
 
 /* ---- saving ---------------------------------------------------------------- */
 
+static bool notes_withdrawn(const struct notes_save_ctl *ctl)
+{
+    return ctl && ctl->cancelled && ctl->cancelled(ctl->cancelled_arg);
+}
+
 /*
- * The commit point: publishes tmp as name unless the note no longer fits, and charges the quota.
- * The quota lock is held from the check to the charge, so concurrent savers cannot both take the
- * last slot, and a scan sees every note of this process exactly once. Returns 0, -EEXIST (name
- * taken; no message), or another negative errno with a message.
+ * The commit point: publishes tmp as name unless the save was withdrawn or no longer fits, and
+ * charges the quota. The quota lock is held from the last withdrawal check to the charge, so a
+ * withdrawn save never publishes, concurrent savers cannot both take the last slot, and a scan
+ * sees every note of this process exactly once. Returns 0, -EEXIST (name taken; no message), or
+ * another negative errno with a message.
  */
 static int notes_commit(int dfd, const char *tmp, const char *name, size_t len,
                         const struct notes_save_ctl *ctl, char *err, size_t errlen)
@@ -441,7 +447,9 @@ static int notes_commit(int dfd, const char *tmp, const char *name, size_t len,
     int r;
     if (u)
         pthread_mutex_lock(&u->lock);
-    if (!u || (r = notes_usage_admit_locked(u, len, err, errlen)) == 0) {
+    if (notes_withdrawn(ctl)) {
+        r = notes_fail(err, errlen, -ECANCELED, "the save was withdrawn before it was published");
+    } else if (!u || (r = notes_usage_admit_locked(u, len, err, errlen)) == 0) {
         r = notes_publish(dfd, tmp, name);
         if (r == 0 && u && u->counted) {
             u->files = notes_add_saturating(u->files, 1);
@@ -493,6 +501,10 @@ int notes_save_ctl(const char *dir, const char *name, const char *content, size_
         goto out;
     }
 
+    if (notes_withdrawn(ctl)) {
+        r = notes_fail(err, errlen, -ECANCELED, "the save was withdrawn before it started");
+        goto out;
+    }
     r = notes_usage_admit(ctl ? ctl->usage : NULL, len, err, errlen);
     if (r < 0)
         goto out;

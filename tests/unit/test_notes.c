@@ -2,8 +2,9 @@
  * test_notes.c — unit tests for the save_note tool: default names (known
  * SHA-256), the filename policy, atomic create / idempotent re-save /
  * never-overwrite, temp-file cleanup on every outcome, I/O error mapping,
- * the JSON tool glue, and the quota (files, bytes, re-saves when full,
- * concurrent writers). Each test
+ * the JSON tool glue, the quota (files, bytes, re-saves when full,
+ * concurrent writers), and a withdrawn save — down to the engine's job on
+ * the I/O pool — never publishing. Each test
  * works in a fresh mkdtemp directory under /tmp that the fixture removes
  * again.
  */
@@ -25,6 +26,10 @@
 #include <unistd.h>
 
 #include <jansson.h>
+
+#include "agentd/io_pool.h"
+#include "agentd/tools_exec.h"
+#include "agentd/worker.h"
 
 /* 2024-01-02T00:00:00Z */
 #define JAN_2_2024_S ((time_t)1704153600)
@@ -858,6 +863,161 @@ START_TEST(test_notes_quota_is_not_charged_when_the_write_fails)
 }
 END_TEST
 
+/* --- withdrawn saves --- */
+
+struct withdraw {
+    int calls;
+    int withdraw_at;   /* the call that answers true (1 = the first) */
+    int temps_seen;    /* temp files of this pid when that call came */
+    bool note_visible; /* the note already existed then */
+};
+
+static bool exists(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", g_dir, name);
+    return access(path, F_OK) == 0;
+}
+
+static bool withdraw_cb(void *arg)
+{
+    struct withdraw *w = arg;
+    if (++w->calls != w->withdraw_at)
+        return false;
+    char prefix[128];
+    snprintf(prefix, sizeof(prefix), ".tmp-%ld-", (long)getpid());
+    w->temps_seen = count_entries(g_dir, prefix);
+    w->note_visible = exists("late.txt");
+    return true;
+}
+
+START_TEST(test_notes_save_withdrawn_before_it_starts_writes_nothing)
+{
+    struct withdraw w = {.withdraw_at = 1};
+    struct notes_save_ctl ctl = {.cancelled = withdraw_cb, .cancelled_arg = &w};
+    enum notes_outcome outcome;
+    char err[256] = "";
+    ck_assert_int_eq(notes_save_ctl(g_dir, "late.txt", "late", 4, &ctl, &outcome, err, sizeof(err)),
+                     -ECANCELED);
+    ck_assert_int_eq(w.calls, 1);
+    ck_assert_int_eq(w.temps_seen, 0);
+    ck_assert_int_eq(count_entries(g_dir, ""), 0);
+}
+END_TEST
+
+START_TEST(test_notes_save_withdrawn_at_the_commit_point_removes_its_temp_file)
+{
+    struct notes_usage *u = new_usage(10, 0);
+    struct withdraw w = {.withdraw_at = 2};
+    struct notes_save_ctl ctl = {.usage = u, .cancelled = withdraw_cb, .cancelled_arg = &w};
+    enum notes_outcome outcome;
+    char err[256] = "";
+    ck_assert_int_eq(notes_save_ctl(g_dir, "late.txt", "late", 4, &ctl, &outcome, err, sizeof(err)),
+                     -ECANCELED);
+    /* Asked once more with the note fully written to its temp file and not yet published. */
+    ck_assert_int_eq(w.calls, 2);
+    ck_assert_int_eq(w.temps_seen, 1);
+    ck_assert(!w.note_visible);
+    ck_assert_int_eq(count_entries(g_dir, ""), 0);
+    ck_assert_uint_eq(usage_of(u).files, 0);
+
+    /* Not withdrawn: the same save publishes. */
+    w = (struct withdraw){.withdraw_at = 0};
+    ck_assert_int_eq(notes_save_ctl(g_dir, "late.txt", "late", 4, &ctl, &outcome, NULL, 0), 0);
+    ck_assert_int_eq(w.calls, 2);
+    ck_assert(exists("late.txt"));
+    ck_assert_uint_eq(usage_of(u).files, 1);
+    notes_usage_free(u);
+}
+END_TEST
+
+START_TEST(test_notes_tool_reports_a_withdrawn_save_as_a_system_error)
+{
+    struct withdraw w = {.withdraw_at = 2};
+    struct notes_save_ctl ctl = {.cancelled = withdraw_cb, .cancelled_arg = &w};
+    struct tool_result res =
+        run_tool_ctl("{\"content\":\"x\",\"filename\":\"late.txt\"}", g_dir, &ctl);
+    ck_assert_int_eq(res.kind, TOOL_SYSTEM_ERROR);
+    ck_assert_ptr_nonnull(strstr(res.text, "withdrawn"));
+    tool_result_clear(&res);
+    ck_assert_int_eq(count_entries(g_dir, ""), 0);
+}
+END_TEST
+
+/* --- the engine's job on the I/O pool --- */
+
+/* Holds the pool's only thread until the test writes to the pipe, so a job queues behind it. */
+static void gate_job(void *arg)
+{
+    char c;
+    ck_assert_int_eq(read(*(int *)arg, &c, 1), 1);
+}
+
+static void gate_done(struct worker *w, void *arg)
+{
+    (void)w;
+    (void)arg;
+}
+
+static void tool_done(struct tool_exec *t, void *arg)
+{
+    (void)t;
+    (*(int *)arg)++;
+}
+
+/* Starts save_note on a worker that is never started (its posted completions run when the test
+   says), with its job queued behind a gate on a one-thread pool; cancel = cancel the tool while
+   the job waits, as when the run ends. Returns how often done() was called. */
+static int run_note_job(bool cancel, struct tool_exec *t)
+{
+    struct worker *w = worker_new(0, 4);
+    ck_assert_ptr_nonnull(w);
+    struct io_pool *io = io_pool_new(1);
+    ck_assert_ptr_nonnull(io);
+    int gate[2];
+    ck_assert_int_eq(pipe(gate), 0);
+    ck_assert_int_eq(io_pool_submit(io, gate_job, w, gate_done, &gate[0]), 0);
+
+    struct tool_exec_env env = {.io = io, .notes_dir = g_dir, .tool_timeout_ms = 60000};
+    json_t *input = json_pack("{s:s, s:s}", "content", "late note", "filename", "late.txt");
+    ck_assert_int_eq(tool_exec_init(t, "toolu_1", "save_note", input), 0);
+    json_decref(input);
+    int done = 0;
+    tool_exec_start(t, w, &env, INT64_MAX, false, "req_test", tool_done, &done);
+    ck_assert_int_eq(done, 0);
+    if (cancel)
+        tool_exec_cancel(t);
+
+    ck_assert_int_eq(write(gate[1], "g", 1), 1);
+    io = io_pool_free(io); /* runs the queued job and posts its completion */
+    worker_run_pending(w); /* the completion, on "the worker" */
+    close(gate[0]);
+    close(gate[1]);
+    worker_free(w);
+    return done;
+}
+
+START_TEST(test_notes_job_of_a_finished_tool_call_publishes)
+{
+    struct tool_exec t;
+    ck_assert_int_eq(run_note_job(false, &t), 1);
+    ck_assert_int_eq(t.result.kind, TOOL_OK);
+    ck_assert_str_eq(t.result.text, "saved note late.txt (9 bytes)");
+    ck_assert(exists("late.txt"));
+    tool_exec_clear(&t);
+}
+END_TEST
+
+START_TEST(test_notes_job_of_a_cancelled_tool_call_does_not_commit)
+{
+    struct tool_exec t;
+    ck_assert_int_eq(run_note_job(true, &t), 0);
+    /* The run no longer waits for it: nothing published, nothing left behind. */
+    ck_assert_int_eq(count_entries(g_dir, ""), 0);
+    tool_exec_clear(&t);
+}
+END_TEST
+
 static Suite *notes_suite(void)
 {
     Suite *s = suite_create("notes");
@@ -913,6 +1073,14 @@ static Suite *notes_suite(void)
     tcase_add_test(quota, test_notes_quota_is_not_charged_when_the_write_fails);
     suite_add_tcase(s, quota);
 
+    TCase *withdrawn = tcase_create("withdrawn");
+    tcase_add_checked_fixture(withdrawn, setup, teardown);
+    tcase_add_test(withdrawn, test_notes_save_withdrawn_before_it_starts_writes_nothing);
+    tcase_add_test(withdrawn, test_notes_save_withdrawn_at_the_commit_point_removes_its_temp_file);
+    tcase_add_test(withdrawn, test_notes_tool_reports_a_withdrawn_save_as_a_system_error);
+    tcase_add_test(withdrawn, test_notes_job_of_a_finished_tool_call_publishes);
+    tcase_add_test(withdrawn, test_notes_job_of_a_cancelled_tool_call_does_not_commit);
+    suite_add_tcase(s, withdrawn);
     return s;
 }
 
