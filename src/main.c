@@ -21,6 +21,7 @@
 #include "agentd/health.h"
 #include "agentd/log.h"
 #include "agentd/metrics.h"
+#include "agentd/notes.h"
 #include "agentd/probe.h"
 #include "agentd/server.h"
 #include "agentd/worker.h"
@@ -134,6 +135,21 @@ static bool shut_down(struct app *app, struct server *srv, const sigset_t *set)
     return true;
 }
 
+/* Before serving: clears the temp files a crash left in the notes directory (notes.h says which
+   are safe to remove when replicas share the volume). A directory that cannot be read is no
+   reason not to start: readiness reports it. */
+static void prepare_notes(struct app *app)
+{
+    const char *dir = app->cfg.notes_dir;
+    char errbuf[96];
+    int removed = notes_remove_stale_temps(dir, (time_t)(clock_wall_ms() / 1000));
+    if (removed < 0)
+        log_warn("cannot look for stale note temp files", LF_S("path", dir),
+                 LF_S("reason", strerror_r(-removed, errbuf, sizeof(errbuf))));
+    else
+        log_info("removed stale note temp files", LF_S("path", dir), LF_I("count", removed));
+}
+
 static void on_ready_change(const struct health_transition *t, void *arg)
 {
     (void)arg;
@@ -197,6 +213,7 @@ int main(int argc, char **argv)
     sigset_t stop_signals;
     block_stop_signals(&stop_signals);
     raise_fd_limit();
+    prepare_notes(&app);
 
     if (app_start(&app) < 0) {
         log_error("cannot start worker threads", LF_S("reason", strerror(errno)));

@@ -6,9 +6,10 @@
  * fsync'ed temporary file, so a reader sees either no note or the whole note,
  * an existing note is never overwritten, and a retried call with the same
  * content finds its earlier result (NOTES_ALREADY_SAVED) instead of failing.
- * Temporary files are named ".tmp-..." (which no valid note name can be) and
- * are removed on every failure path; only a crash between create and rename
- * can leave one behind.
+ * Temporary files are named ".tmp-<host>-<pid>-<seq>-<random>" (which no
+ * valid note name can be; host as in notes_host_tag()) and are removed on
+ * every failure path; only a crash between create and rename can leave one
+ * behind, and notes_remove_stale_temps() clears those at start-up.
  *
  * A quota (struct notes_usage, AGENTD_NOTES_MAX_FILES / AGENTD_NOTES_MAX_BYTES)
  * bounds what the directory holds, and a caller can withdraw a save until the
@@ -18,12 +19,14 @@
  * Filenames come from the model, so they are checked against a strict
  * pattern before they reach the filesystem; the directory is always
  * configured by the operator. No function reads the clock (the date for
- * default names is passed in) and none logs.
+ * default names and the time for stale temp files are passed in) and none
+ * logs.
  *
  * Thread-safety: all functions are safe to call concurrently, also for the
- * same directory and name (one writer wins, the others see its file).
- * notes_save*(), notes_tool_run() and notes_usage_scan() block on the disk:
- * the engine runs saves on an io_pool thread, never on a worker.
+ * same directory and name (one writer wins, the others see its file), except
+ * notes_remove_stale_temps() (start-up only, see there). notes_save*(),
+ * notes_tool_run(), notes_usage_scan() and notes_remove_stale_temps() block
+ * on the disk: the engine runs saves on an io_pool thread, never on a worker.
  *
  * Memory: nothing is kept after a call; err and buf are caller buffers;
  * notes_tool_run() allocates the text of the caller's tool_result, and a
@@ -44,6 +47,12 @@
 #define NOTES_MAX_CONTENT_BYTES  (1024 * 1024)
 #define NOTES_MAX_NAME_BYTES     128 /* longest valid filename, excluding NUL */
 #define NOTES_DEFAULT_NAME_BYTES 64  /* buffer size that fits any default name */
+#define NOTES_HOST_TAG_BYTES     65  /* buffer size that fits any notes_host_tag() */
+/* A temp file this old is left over by a crash, whoever made it: a save's temp file lives at most
+   as long as its tool call (AGENTD_TOOL_TIMEOUT_MS, 10 minutes at most), and a save that outlives
+   its call is withdrawn before it publishes. The margin covers clocks of replicas sharing a
+   network volume that disagree by a few minutes. */
+#define NOTES_STALE_TEMP_AGE_S (15 * 60)
 
 /*
  * filename rule: ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$ and must not contain ".."
@@ -63,6 +72,16 @@ int notes_validate_filename(const char *name, char *err, size_t errlen);
  * collision.
  */
 void notes_default_name(const char *content, size_t len, time_t now_s, char *buf, size_t buflen);
+
+/*
+ * This host's name as it appears in temp file names: gethostname() with
+ * every character outside [A-Za-z0-9.-] replaced by '_' ("unknown" if the
+ * name cannot be read), cut to buflen - 1 (NOTES_HOST_TAG_BYTES fits any).
+ * On Kubernetes the host name is the pod's name, so replicas that share a
+ * notes volume tell their temp files apart by it (as the readiness probe
+ * file does, health.h).
+ */
+void notes_host_tag(char *buf, size_t buflen);
 
 /* ---- quota --------------------------------------------------------------
  *
@@ -196,6 +215,27 @@ int notes_save(const char *dir, const char *name, const char *content, size_t le
 int notes_save_ctl(const char *dir, const char *name, const char *content, size_t len,
                    const struct notes_save_ctl *ctl, enum notes_outcome *ret_outcome, char *err,
                    size_t errlen);
+
+/*
+ * Removes the temp files a crashed process left in dir: every regular file
+ * named ".tmp-*" that either
+ *  - carries this host's tag (".tmp-<notes_host_tag()>-<pid>-<seq>-<rnd>")
+ *    with the pid of this process or of no live process (kill(pid, 0) says
+ *    ESRCH): on Kubernetes a restarted container keeps its pod's name and
+ *    runs as the same pid 1, so its predecessor's leftovers go at once; or
+ *  - was last modified NOTES_STALE_TEMP_AGE_S or more before now_s, whoever
+ *    made it (another replica sharing the volume, an older agentd whose temp
+ *    names carried no host).
+ * A fresh temp file of another host may be a save in progress of a replica
+ * sharing the volume, so it is left alone. Host names must be unique among
+ * the replicas sharing a volume (pod names are; pods on the host network
+ * share the node's name and should not share a notes volume).
+ *
+ * Call it before this process saves anything (start-up): this process's own
+ * temp files would match. Returns the number of files removed (a file that
+ * cannot be removed is skipped), or -errno when dir cannot be read. Blocking.
+ */
+int notes_remove_stale_temps(const char *dir, time_t now_s);
 
 /*
  * Tool glue. input = {"content": string (required, non-empty), "filename":

@@ -1,8 +1,9 @@
 /*
  * notes.c — the `save_note` tool (see notes.h): filename policy, default
  * names from a content hash, the atomic, no-overwrite, idempotent write
- * (temp file + fsync + no-replace rename + directory fsync) and the quota
- * (counted notes and running totals under one lock).
+ * (temp file + fsync + no-replace rename + directory fsync), the quota
+ * (counted notes and running totals under one lock) and the start-up
+ * removal of temp files a crash left behind.
  *
  * Everything is relative to a directory fd opened once per save, so the
  * model-chosen name is only ever resolved inside that directory, and
@@ -14,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -27,15 +29,18 @@
 
 #include <openssl/evp.h>
 
-#define NOTES_ERR_BYTES       256
-#define NOTES_TMP_NAME_BYTES  64
+#define NOTES_ERR_BYTES 256
+/* ".tmp-" host "-" pid "-" seq "-" 16 hex digits, with room to spare. */
+#define NOTES_TMP_NAME_BYTES  (NOTES_HOST_TAG_BYTES + 96)
+#define NOTES_TMP_PREFIX      ".tmp-"
+#define NOTES_TMP_RANDOM_HEX  16
 #define NOTES_TMP_ATTEMPTS    16   /* O_EXCL collisions tolerated before giving up */
 #define NOTES_CMP_CHUNK_BYTES 8192 /* stack buffer for comparing an existing note */
 #define NOTES_HASH_HEX_CHARS  12
 
-/* Makes temp names unique between threads of this process; the pid and
- * random part make them unique against leftovers of earlier processes
- * (in a container every run may be pid 1). */
+/* Makes temp names unique between threads of this process; the host, pid and
+ * random part make them unique against other replicas and leftovers of
+ * earlier processes (in a container every run may be pid 1). */
 static atomic_ulong notes_tmp_counter;
 
 struct notes_usage {
@@ -186,15 +191,31 @@ static int notes_compare_existing(int dfd, const char *name, const char *content
     return r;
 }
 
+void notes_host_tag(char *buf, size_t buflen)
+{
+    char host[NOTES_HOST_TAG_BYTES] = "";
+    if (!buf || buflen == 0)
+        return;
+    if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+        snprintf(host, sizeof(host), "unknown");
+    for (char *p = host; *p; p++)
+        if (!notes_is_alnum(*p) && *p != '-' && *p != '.')
+            *p = '_';
+    snprintf(buf, buflen, "%s", host);
+}
+
 static int notes_open_temp(int dfd, char *name_buf, size_t name_buf_len)
 {
+    char host[NOTES_HOST_TAG_BYTES];
+    notes_host_tag(host, sizeof(host));
     for (int attempt = 0; attempt < NOTES_TMP_ATTEMPTS; attempt++) {
         unsigned long long rnd = 0;
-        /* Best effort: pid + counter alone are unique within this process. */
+        /* Best effort: host + pid + counter alone are unique within this process. */
         if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
             rnd = 0;
         unsigned long seq = atomic_fetch_add(&notes_tmp_counter, 1);
-        snprintf(name_buf, name_buf_len, ".tmp-%ld-%lu-%016llx", (long)getpid(), seq, rnd);
+        snprintf(name_buf, name_buf_len, NOTES_TMP_PREFIX "%s-%ld-%lu-%016llx", host,
+                 (long)getpid(), seq, rnd);
         int fd = openat(dfd, name_buf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
         if (fd >= 0)
             return fd;
@@ -566,6 +587,80 @@ out:
     if (r == 0 && ret_outcome)
         *ret_outcome = outcome;
     return r;
+}
+
+/* ---- stale temp files ------------------------------------------------------- */
+
+/* Skips "<digits><sep>" at *p; false when that is not what is there. */
+static bool notes_skip_number(const char **p, char sep, unsigned long long *ret_value)
+{
+    char *end;
+    if (**p < '0' || **p > '9')
+        return false;
+    errno = 0;
+    unsigned long long v = strtoull(*p, &end, 10);
+    if (errno || *end != sep)
+        return false;
+    *ret_value = v;
+    *p = end + 1;
+    return true;
+}
+
+/* name is ".tmp-<host>-<pid>-<seq>-<16 hex>" of this host, and no live process made it. */
+static bool notes_temp_of_dead_local_process(const char *name, const char *host)
+{
+    const char *p = name + strlen(NOTES_TMP_PREFIX);
+    size_t host_len = strlen(host);
+    unsigned long long pid, seq;
+    if (strncmp(p, host, host_len) != 0 || p[host_len] != '-')
+        return false;
+    p += host_len + 1;
+    if (!notes_skip_number(&p, '-', &pid) || !notes_skip_number(&p, '-', &seq))
+        return false;
+    if (strlen(p) != NOTES_TMP_RANDOM_HEX || strspn(p, "0123456789abcdef") != NOTES_TMP_RANDOM_HEX)
+        return false;
+    if (pid == 0 || pid > (unsigned long long)INT32_MAX)
+        return false;
+    if ((pid_t)pid == getpid())
+        return true;
+    return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+int notes_remove_stale_temps(const char *dir, time_t now_s)
+{
+    if (!dir || !*dir)
+        return -EINVAL;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        int r = -errno;
+        close(dfd);
+        return r;
+    }
+    char host[NOTES_HOST_TAG_BYTES];
+    notes_host_tag(host, sizeof(host));
+    int removed = 0, r = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(d);
+        if (!e) {
+            r = errno ? -errno : 0;
+            break;
+        }
+        if (strncmp(e->d_name, NOTES_TMP_PREFIX, strlen(NOTES_TMP_PREFIX)) != 0)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        bool stale = notes_temp_of_dead_local_process(e->d_name, host) ||
+                     now_s - st.st_mtime >= NOTES_STALE_TEMP_AGE_S;
+        if (stale && unlinkat(dirfd(d), e->d_name, 0) == 0 && removed < INT32_MAX)
+            removed++;
+    }
+    closedir(d);
+    return r < 0 ? r : removed;
 }
 
 int notes_tool_run(const json_t *input, const char *dir, time_t now_s,

@@ -3,8 +3,8 @@
  * SHA-256), the filename policy, atomic create / idempotent re-save /
  * never-overwrite, temp-file cleanup on every outcome, I/O error mapping,
  * the JSON tool glue, the quota (files, bytes, re-saves when full,
- * concurrent writers), and a withdrawn save — down to the engine's job on
- * the I/O pool — never publishing. Each test
+ * concurrent writers), the removal of stale temp files, and a withdrawn save
+ * — down to the engine's job on the I/O pool — never publishing. Each test
  * works in a fresh mkdtemp directory under /tmp that the fixture removes
  * again.
  */
@@ -23,6 +23,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -863,14 +865,19 @@ START_TEST(test_notes_quota_is_not_charged_when_the_write_fails)
 }
 END_TEST
 
-/* --- withdrawn saves --- */
+/* --- stale temp files --- */
 
-struct withdraw {
-    int calls;
-    int withdraw_at;   /* the call that answers true (1 = the first) */
-    int temps_seen;    /* temp files of this pid when that call came */
-    bool note_visible; /* the note already existed then */
-};
+static char g_host[NOTES_HOST_TAG_BYTES];
+
+/* Creates g_dir/name with its modification time set to mtime_s. */
+static void write_file_at(const char *name, time_t mtime_s)
+{
+    write_file(name, "partial");
+    struct timespec times[2] = {{.tv_sec = mtime_s}, {.tv_sec = mtime_s}};
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", g_dir, name);
+    ck_assert_int_eq(utimensat(AT_FDCWD, path, times, AT_SYMLINK_NOFOLLOW), 0);
+}
 
 static bool exists(const char *name)
 {
@@ -879,13 +886,108 @@ static bool exists(const char *name)
     return access(path, F_OK) == 0;
 }
 
+/* A pid no process has: a child that has exited and been reaped. */
+static pid_t dead_pid(void)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(0);
+    ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+    return pid;
+}
+
+START_TEST(test_notes_host_tag_is_the_sanitised_host_name)
+{
+    char host[NOTES_HOST_TAG_BYTES] = "";
+    ck_assert_int_eq(gethostname(host, sizeof(host) - 1), 0);
+    for (char *p = host; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '.'))
+            *p = '_';
+    char tag[NOTES_HOST_TAG_BYTES];
+    notes_host_tag(tag, sizeof(tag));
+    ck_assert_str_eq(tag, host[0] ? host : "unknown");
+    char small[4];
+    notes_host_tag(small, sizeof(small));
+    ck_assert_uint_le(strlen(small), 3);
+}
+END_TEST
+
+START_TEST(test_notes_remove_stale_temps_takes_leftovers_and_spares_live_saves)
+{
+    const time_t now = JAN_2_2024_S;
+    const time_t fresh = now - 60, old = now - NOTES_STALE_TEMP_AGE_S;
+    char own[256], dead[256], live[256], other_fresh[256], other_old[256];
+    notes_host_tag(g_host, sizeof(g_host));
+    ck_assert_str_ne(g_host, "other-replica-7");
+    /* This process's own pid (a restarted container is pid 1 again) and a dead pid of this
+       host: a crash's leftovers, removed however fresh. */
+    snprintf(own, sizeof(own), ".tmp-%s-%ld-3-0123456789abcdef", g_host, (long)getpid());
+    snprintf(dead, sizeof(dead), ".tmp-%s-%ld-0-fedcba9876543210", g_host, (long)dead_pid());
+    /* A live process of this host (our parent) may be saving right now. */
+    snprintf(live, sizeof(live), ".tmp-%s-%ld-0-0000000000000000", g_host, (long)getppid());
+    /* Another replica's: only once old. */
+    snprintf(other_fresh, sizeof(other_fresh), ".tmp-other-replica-7-%ld-1-0123456789abcdef",
+             (long)getpid());
+    snprintf(other_old, sizeof(other_old), ".tmp-other-replica-7-%ld-2-0123456789abcdef",
+             (long)getpid());
+    write_file_at(own, fresh);
+    write_file_at(dead, fresh);
+    write_file_at(live, fresh);
+    write_file_at(other_fresh, now - NOTES_STALE_TEMP_AGE_S + 1);
+    write_file_at(other_old, old);
+    /* Temp names from before names carried a host: only once old. */
+    write_file_at(".tmp-1-4-0123456789abcdef", fresh);
+    write_file_at(".tmp-1-5-0123456789abcdef", old - 3600);
+    /* Never temp files: notes, probe files, a directory named like a temp file. */
+    write_file_at("note.txt", old);
+    write_file_at(".ready-probe-x-1", old);
+    char sub[256];
+    snprintf(sub, sizeof(sub), "%s/.tmp-dir", g_dir);
+    ck_assert_int_eq(mkdir(sub, 0700), 0);
+
+    ck_assert_int_eq(notes_remove_stale_temps(g_dir, now), 4);
+    ck_assert(!exists(own));
+    ck_assert(!exists(dead));
+    ck_assert(exists(live));
+    ck_assert(exists(other_fresh));
+    ck_assert(!exists(other_old));
+    ck_assert(exists(".tmp-1-4-0123456789abcdef"));
+    ck_assert(!exists(".tmp-1-5-0123456789abcdef"));
+    ck_assert(exists("note.txt"));
+    ck_assert(exists(".ready-probe-x-1"));
+    ck_assert(exists(".tmp-dir"));
+    ck_assert_int_eq(notes_remove_stale_temps(g_dir, now), 0);
+}
+END_TEST
+
+START_TEST(test_notes_remove_stale_temps_reports_an_unreadable_directory)
+{
+    char missing[128];
+    snprintf(missing, sizeof(missing), "%s/missing", g_dir);
+    ck_assert_int_eq(notes_remove_stale_temps(missing, JAN_2_2024_S), -ENOENT);
+    ck_assert_int_eq(notes_remove_stale_temps(NULL, JAN_2_2024_S), -EINVAL);
+}
+END_TEST
+
+/* --- withdrawn saves --- */
+
+struct withdraw {
+    int calls;
+    int withdraw_at;   /* the call that answers true (1 = the first) */
+    int temps_seen;    /* temp files of this host and pid when that call came */
+    bool note_visible; /* the note already existed then */
+};
+
 static bool withdraw_cb(void *arg)
 {
     struct withdraw *w = arg;
     if (++w->calls != w->withdraw_at)
         return false;
     char prefix[128];
-    snprintf(prefix, sizeof(prefix), ".tmp-%ld-", (long)getpid());
+    notes_host_tag(g_host, sizeof(g_host));
+    snprintf(prefix, sizeof(prefix), ".tmp-%s-%ld-", g_host, (long)getpid());
     w->temps_seen = count_entries(g_dir, prefix);
     w->note_visible = exists("late.txt");
     return true;
@@ -914,7 +1016,8 @@ START_TEST(test_notes_save_withdrawn_at_the_commit_point_removes_its_temp_file)
     char err[256] = "";
     ck_assert_int_eq(notes_save_ctl(g_dir, "late.txt", "late", 4, &ctl, &outcome, err, sizeof(err)),
                      -ECANCELED);
-    /* Asked once more with the note fully written to its temp file and not yet published. */
+    /* Asked once more with the note fully written to its temp file (named with this host and
+       pid) and not yet published. */
     ck_assert_int_eq(w.calls, 2);
     ck_assert_int_eq(w.temps_seen, 1);
     ck_assert(!w.note_visible);
@@ -1072,6 +1175,13 @@ static Suite *notes_suite(void)
     tcase_add_test(quota, test_notes_tool_reports_a_full_quota_as_an_input_error);
     tcase_add_test(quota, test_notes_quota_is_not_charged_when_the_write_fails);
     suite_add_tcase(s, quota);
+
+    TCase *stale = tcase_create("stale");
+    tcase_add_checked_fixture(stale, setup, teardown);
+    tcase_add_test(stale, test_notes_host_tag_is_the_sanitised_host_name);
+    tcase_add_test(stale, test_notes_remove_stale_temps_takes_leftovers_and_spares_live_saves);
+    tcase_add_test(stale, test_notes_remove_stale_temps_reports_an_unreadable_directory);
+    suite_add_tcase(s, stale);
 
     TCase *withdrawn = tcase_create("withdrawn");
     tcase_add_checked_fixture(withdrawn, setup, teardown);
