@@ -136,8 +136,9 @@ static bool shut_down(struct app *app, struct server *srv, const sigset_t *set)
 }
 
 /* Before serving: clears the temp files a crash left in the notes directory (notes.h says which
-   are safe to remove when replicas share the volume). A directory that cannot be read is no
-   reason not to start: readiness reports it. */
+   are safe to remove when replicas share the volume), then counts the notes for the quota. A
+   directory that cannot be read is no reason not to start: readiness reports it, and the first
+   save counts again. */
 static void prepare_notes(struct app *app)
 {
     const char *dir = app->cfg.notes_dir;
@@ -148,6 +149,17 @@ static void prepare_notes(struct app *app)
                  LF_S("reason", strerror_r(-removed, errbuf, sizeof(errbuf))));
     else
         log_info("removed stale note temp files", LF_S("path", dir), LF_I("count", removed));
+
+    int r = notes_usage_scan(app->notes_usage);
+    struct notes_usage_snapshot s;
+    notes_usage_get(app->notes_usage, &s);
+    if (r < 0)
+        log_warn("cannot count notes for the quota", LF_S("path", dir),
+                 LF_S("reason", strerror_r(-r, errbuf, sizeof(errbuf))));
+    else if (s.counted)
+        log_info("notes counted", LF_S("path", dir), LF_I("files", (int64_t)s.files),
+                 LF_I("bytes", (int64_t)s.bytes), LF_I("max_files", (int64_t)s.max_files),
+                 LF_I("max_bytes", (int64_t)s.max_bytes));
 }
 
 static void on_ready_change(const struct health_transition *t, void *arg)

@@ -26,6 +26,7 @@
 struct dependency;
 struct io_pool;
 struct note_job;
+struct notes_usage;
 struct worker;
 
 /* What the tools need from the daemon: borrowed, outlives every tool call. */
@@ -35,6 +36,7 @@ struct tool_exec_env {
     const char *search_url; /* NULL or "" = web_search not configured */
     const char *geocoding_url, *forecast_url;
     const char *notes_dir;
+    struct notes_usage *notes_usage; /* the notes quota; NULL = none */
     int64_t tool_timeout_ms;
 };
 

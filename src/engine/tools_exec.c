@@ -175,6 +175,7 @@ struct note_job {
     struct tool_exec *owner;
     json_t *input;
     char *dir;
+    struct notes_usage *usage; /* borrowed from the app, which outlives the I/O pool */
     time_t now_s;
     atomic_bool cancelled;
     struct tool_result result;
@@ -198,6 +199,7 @@ static void note_job_run(void *arg)
 {
     struct note_job *j = arg;
     struct notes_save_ctl ctl = {
+        .usage = j->usage,
         .cancelled = note_job_cancelled,
         .cancelled_arg = j,
     };
@@ -250,6 +252,7 @@ static void start_save_note(struct tool_exec *t)
         return;
     }
     j->owner = t;
+    j->usage = t->env->notes_usage;
     atomic_init(&j->cancelled, false);
     j->input = json_deep_copy(t->input);
     j->now_s = (time_t)(clock_wall_ms() / 1000);

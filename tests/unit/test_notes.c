@@ -1071,7 +1071,7 @@ static void tool_done(struct tool_exec *t, void *arg)
 /* Starts save_note on a worker that is never started (its posted completions run when the test
    says), with its job queued behind a gate on a one-thread pool; cancel = cancel the tool while
    the job waits, as when the run ends. Returns how often done() was called. */
-static int run_note_job(bool cancel, struct tool_exec *t)
+static int run_note_job(bool cancel, struct notes_usage *usage, struct tool_exec *t)
 {
     struct worker *w = worker_new(0, 4);
     ck_assert_ptr_nonnull(w);
@@ -1081,7 +1081,8 @@ static int run_note_job(bool cancel, struct tool_exec *t)
     ck_assert_int_eq(pipe(gate), 0);
     ck_assert_int_eq(io_pool_submit(io, gate_job, w, gate_done, &gate[0]), 0);
 
-    struct tool_exec_env env = {.io = io, .notes_dir = g_dir, .tool_timeout_ms = 60000};
+    struct tool_exec_env env = {
+        .io = io, .notes_dir = g_dir, .notes_usage = usage, .tool_timeout_ms = 60000};
     json_t *input = json_pack("{s:s, s:s}", "content", "late note", "filename", "late.txt");
     ck_assert_int_eq(tool_exec_init(t, "toolu_1", "save_note", input), 0);
     json_decref(input);
@@ -1102,22 +1103,28 @@ static int run_note_job(bool cancel, struct tool_exec *t)
 
 START_TEST(test_notes_job_of_a_finished_tool_call_publishes)
 {
+    struct notes_usage *u = new_usage(10, 0);
     struct tool_exec t;
-    ck_assert_int_eq(run_note_job(false, &t), 1);
+    ck_assert_int_eq(run_note_job(false, u, &t), 1);
     ck_assert_int_eq(t.result.kind, TOOL_OK);
     ck_assert_str_eq(t.result.text, "saved note late.txt (9 bytes)");
     ck_assert(exists("late.txt"));
+    ck_assert_uint_eq(usage_of(u).files, 1);
     tool_exec_clear(&t);
+    notes_usage_free(u);
 }
 END_TEST
 
 START_TEST(test_notes_job_of_a_cancelled_tool_call_does_not_commit)
 {
+    struct notes_usage *u = new_usage(10, 0);
     struct tool_exec t;
-    ck_assert_int_eq(run_note_job(true, &t), 0);
-    /* The run no longer waits for it: nothing published, nothing left behind. */
+    ck_assert_int_eq(run_note_job(true, u, &t), 0);
+    /* The run no longer waits for it: nothing published, nothing left behind, nothing charged. */
     ck_assert_int_eq(count_entries(g_dir, ""), 0);
+    ck_assert_uint_eq(usage_of(u).files, 0);
     tool_exec_clear(&t);
+    notes_usage_free(u);
 }
 END_TEST
 
