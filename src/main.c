@@ -239,6 +239,7 @@ int main(int argc, char **argv)
         .interval_ms = cfg.ready_interval_ms,
         .probe_timeout_ms = cfg.ready_timeout_ms,
         .failure_threshold = cfg.ready_failure_threshold,
+        .notes_usage = app.notes_usage,
         .on_transition = on_ready_change,
     };
     app.health = health_start(&hc);
@@ -273,8 +274,9 @@ int main(int argc, char **argv)
                  LF_S("reason", "shutting_down"));
     nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = FINAL_FLUSH_MS * 1000000L}, NULL);
     server_stop(srv);
-    app_fini(&app);
+    /* The checker reads the notes quota, which app_fini() frees. */
     app.health = health_stop(app.health);
+    app_fini(&app);
     curl_global_cleanup();
     config_free(&cfg);
     log_info("shutdown: done", LF_I("signal", sig));

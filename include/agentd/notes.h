@@ -93,10 +93,10 @@ void notes_host_tag(char *buf, size_t buflen);
  *
  * Accounting is cheap: notes_usage_scan() counts the directory once (one
  * readdir and one fstatat per entry), and from then on every note published
- * through notes_save_ctl() with this usage adds itself to running totals.
- * Notes deleted by an operator, or written by other replicas sharing the
- * volume, are seen at the next scan. With neither limit set nothing is
- * counted at all.
+ * through notes_save_ctl() with this usage adds itself to running totals. The
+ * readiness checker rescans now and then (health.h), so notes deleted by an
+ * operator, or written by other replicas sharing the volume, are seen
+ * without a restart. With neither limit set nothing is counted at all.
  *
  * Correct across concurrent writers: one mutex guards the totals. A save
  * checks the quota and publishes (the rename) under it, so two writers can
