@@ -21,6 +21,7 @@
 #include "agentd/health.h"
 #include "agentd/log.h"
 #include "agentd/metrics.h"
+#include "agentd/notes.h"
 #include "agentd/probe.h"
 #include "agentd/server.h"
 #include "agentd/worker.h"
@@ -136,6 +137,33 @@ static bool shut_down(struct app *app, struct server *srv, const sigset_t *set)
     return true;
 }
 
+/* Before serving: clears the temp files a crash left in the notes directory (notes.h says which
+   are safe to remove when replicas share the volume), then counts the notes for the quota. A
+   directory that cannot be read is no reason not to start: readiness reports it, and the first
+   save counts again. */
+static void prepare_notes(struct app *app)
+{
+    const char *dir = app->cfg.notes_dir;
+    char errbuf[96];
+    int removed = notes_remove_stale_temps(dir, (time_t)(clock_wall_ms() / 1000));
+    if (removed < 0)
+        log_warn("cannot look for stale note temp files", LF_S("path", dir),
+                 LF_S("reason", strerror_r(-removed, errbuf, sizeof(errbuf))));
+    else
+        log_info("removed stale note temp files", LF_S("path", dir), LF_I("count", removed));
+
+    int r = notes_usage_scan(app->notes_usage);
+    struct notes_usage_snapshot s;
+    notes_usage_get(app->notes_usage, &s);
+    if (r < 0)
+        log_warn("cannot count notes for the quota", LF_S("path", dir),
+                 LF_S("reason", strerror_r(-r, errbuf, sizeof(errbuf))));
+    else if (s.counted)
+        log_info("notes counted", LF_S("path", dir), LF_I("files", (int64_t)s.files),
+                 LF_I("bytes", (int64_t)s.bytes), LF_I("max_files", (int64_t)s.max_files),
+                 LF_I("max_bytes", (int64_t)s.max_bytes));
+}
+
 static void on_ready_change(const struct health_transition *t, void *arg)
 {
     (void)arg;
@@ -199,6 +227,7 @@ int main(int argc, char **argv)
     sigset_t stop_signals;
     block_stop_signals(&stop_signals);
     raise_fd_limit();
+    prepare_notes(&app);
 
     if (app_start(&app) < 0) {
         log_error("cannot start worker threads", LF_S("reason", strerror(errno)));
@@ -212,6 +241,7 @@ int main(int argc, char **argv)
         .interval_ms = cfg.ready_interval_ms,
         .probe_timeout_ms = cfg.ready_timeout_ms,
         .failure_threshold = cfg.ready_failure_threshold,
+        .notes_usage = app.notes_usage,
         .on_transition = on_ready_change,
     };
     app.health = health_start(&hc);
@@ -246,8 +276,9 @@ int main(int argc, char **argv)
                  LF_S("reason", "shutting_down"));
     nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = FINAL_FLUSH_MS * 1000000L}, NULL);
     server_stop(srv);
-    app_fini(&app);
+    /* The checker reads the notes quota, which app_fini() frees. */
     app.health = health_stop(app.health);
+    app_fini(&app);
     curl_global_cleanup();
     config_free(&cfg);
     log_info("shutdown: done", LF_I("signal", sig));

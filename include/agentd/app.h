@@ -28,6 +28,7 @@ struct conv_store;
 struct health;
 struct spend;
 struct idem_store;
+struct notes_usage;
 
 struct app {
     struct agentd_config cfg;
@@ -38,9 +39,10 @@ struct app {
     char *llm_prefix;              /* request body up to "messages", serialised once */
     struct tool_exec_env tool_env; /* what tool calls borrow (complete after app_start) */
     struct conv_store *convs;
-    struct health *health;   /* readiness checker; NULL until started */
-    struct spend *spend;     /* token/cost budget over a sliding hour */
-    struct idem_store *idem; /* Idempotency-Key answers; NULL = keys ignored */
+    struct health *health;           /* readiness checker; NULL until started */
+    struct spend *spend;             /* token/cost budget over a sliding hour */
+    struct idem_store *idem;         /* Idempotency-Key answers; NULL = keys ignored */
+    struct notes_usage *notes_usage; /* the notes quota (notes.h); outlives the I/O pool */
     struct io_pool *io;
     struct worker **workers;
     int n_workers;

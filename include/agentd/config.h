@@ -64,6 +64,8 @@ struct agentd_config {
 
     /* tools */
     char *notes_dir;             /* AGENTD_NOTES_DIR */
+    size_t notes_max_bytes;      /* AGENTD_NOTES_MAX_BYTES, 0 = no limit */
+    int notes_max_files;         /* AGENTD_NOTES_MAX_FILES, 0 = no limit */
     char *search_url;            /* AGENTD_SEARCH_URL ("" = web_search unavailable) */
     char *weather_geocoding_url; /* AGENTD_WEATHER_GEOCODING_URL */
     char *weather_forecast_url;  /* AGENTD_WEATHER_FORECAST_URL */

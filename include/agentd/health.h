@@ -1,7 +1,7 @@
 /*
  * health.h — readiness: a background checker that probes the LLM API, the
- * notes disk and the notes directory, and a cached state that GET
- * /health/ready answers from without touching the network.
+ * notes disk, the notes directory and the notes quota, and a cached state
+ * that GET /health/ready answers from without touching the network.
  *
  * Two halves:
  *  - struct health_state: pure state. Probe results and the shutdown flag go
@@ -12,7 +12,8 @@
  *    blocked) runs every probe with blocking calls (libcurl easy, statvfs,
  *    open) once per interval and records the results in a health_state under
  *    a mutex. Readers take that mutex only to copy or render a few fields, so
- *    a hanging LLM API never delays GET /health/ready.
+ *    a hanging LLM API never delays GET /health/ready. It also recounts the
+ *    notes for the quota (notes_usage_scan()) every notes_rescan_ms.
  *
  * Threads: a struct health_state has no lock of its own; one thread at a
  * time, or under the caller's lock (struct health's mutex). health_start()
@@ -32,6 +33,14 @@
  *  - disk_space: statvfs(notes_dir) f_bavail * f_frsize >= min_free_bytes.
  *  - notes_writable: a probe file ".ready-probe-<host>-<pid>" can be created
  *    with O_CREAT|O_EXCL, written and removed in notes_dir.
+ *  - notes: the notes quota (AGENTD_NOTES_MAX_FILES / AGENTD_NOTES_MAX_BYTES,
+ *    notes.h) is not exhausted: fails once no new note fits at all (files >=
+ *    max_files, or bytes >= max_bytes), or when the notes cannot be counted.
+ *    Nearly full is not a failure: the pod can still serve every request and
+ *    save smaller notes, and a save that does not fit is refused with a
+ *    message the model relays. The body shows files and bytes next to their
+ *    limits, so an alert can fire before the quota is exhausted. With no
+ *    limit set (or no usage configured) the check always passes.
  *  - shutdown: fails from health_set_shutdown() on, at once.
  * A check that has not run yet fails with reason "not checked yet".
  *
@@ -50,6 +59,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "agentd/notes.h" /* struct notes_usage, struct notes_usage_snapshot */
 
 /* Buffer size for one check's reason, including the NUL. */
 #define HEALTH_REASON_BYTES 128
@@ -81,7 +92,8 @@ typedef void (*health_transition_fn)(const struct health_transition *t, void *us
  * Settings; config.c validates them (AGENTD_READY_INTERVAL_MS,
  * AGENTD_NOTES_MIN_FREE_BYTES, AGENTD_READY_FAILURE_THRESHOLD,
  * AGENTD_READY_TIMEOUT_MS). Out-of-range numbers are clamped: interval_ms
- * and probe_timeout_ms to >= 1, failure_threshold to >= 1.
+ * and probe_timeout_ms to >= 1, failure_threshold to >= 1; notes_rescan_ms
+ * <= 0 means the default.
  */
 struct health_config {
     const char *base_url;               /* ANTHROPIC_BASE_URL, no trailing '/' needed; required */
@@ -91,6 +103,10 @@ struct health_config {
     int64_t interval_ms;                /* time between the end of one check and the next (10000) */
     int64_t probe_timeout_ms;           /* whole LLM API probe, connect included (2000) */
     int failure_threshold;              /* consecutive failed API probes that fail the check (2) */
+    struct notes_usage *notes_usage;    /* the notes quota; borrowed, must outlive the checker;
+                                           NULL = the notes check always passes */
+    int64_t notes_rescan_ms;            /* how often the notes are recounted (60000): the
+                                           running totals miss deletions and other replicas */
     health_transition_fn on_transition; /* NULL = nobody is told */
     void *userdata;                     /* passed to on_transition */
 };
@@ -129,6 +145,15 @@ void health_state_record_disk(struct health_state *st, const char *error, uint64
 
 /* Records a writability check: NULL = ok, otherwise the reason it failed. */
 void health_state_record_writable(struct health_state *st, const char *error);
+
+/*
+ * Records the notes quota (s copied; NULL = no quota). Fails with reason
+ * "cannot count notes: <strerror>" when the last count failed, "not checked
+ * yet" when a limit is set but nothing was counted, and "quota exhausted:
+ * <files> of <max> files (AGENTD_NOTES_MAX_FILES)" / "... bytes
+ * (AGENTD_NOTES_MAX_BYTES)" when notes_usage_full(s).
+ */
+void health_state_record_notes(struct health_state *st, const struct notes_usage_snapshot *s);
 
 /* From now on the shutdown check fails (reason "draining"). Irreversible. */
 void health_state_set_shutdown(struct health_state *st);

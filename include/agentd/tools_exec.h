@@ -26,6 +26,7 @@
 struct dependency;
 struct io_pool;
 struct note_job;
+struct notes_usage;
 struct worker;
 
 /* What the tools need from the daemon: borrowed, outlives every tool call. */
@@ -35,6 +36,7 @@ struct tool_exec_env {
     const char *search_url; /* NULL or "" = web_search not configured */
     const char *geocoding_url, *forecast_url;
     const char *notes_dir;
+    struct notes_usage *notes_usage; /* the notes quota; NULL = none */
     int64_t tool_timeout_ms;
 };
 
@@ -63,7 +65,7 @@ struct tool_exec {
     void *arg;
     struct call call;            /* HTTP tools */
     struct weather_place *place; /* get_weather: the geocoded place, owned */
-    struct timer timer;          /* save_note: its timeout (the disk write cannot be stopped) */
+    struct timer timer;          /* save_note: its timeout (the write is then never published) */
     struct note_job *job;        /* save_note: the job on the I/O pool, NULL when none */
 };
 
@@ -77,7 +79,7 @@ void tool_exec_start(struct tool_exec *t, struct worker *w, const struct tool_ex
                      tool_exec_done_fn done, void *arg);
 
 /* Stops the tool wherever it is; done() is not called. A note write already on the disk finishes
-   on its own and is then dropped. Safe when not started or done. */
+   on its own but is not published (its temp file is removed). Safe when not started or done. */
 void tool_exec_cancel(struct tool_exec *t);
 
 /* Cancels and frees what t holds. */

@@ -15,6 +15,7 @@
 #include "agentd/io_pool.h"
 #include "agentd/log.h"
 #include "agentd/metrics.h"
+#include "agentd/notes.h"
 #include "agentd/spend.h"
 #include "agentd/worker.h"
 
@@ -83,6 +84,9 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
         app->idem = idem_store_new((size_t)cfg->idempotency_max, cfg->idempotency_max_bytes,
                                    cfg->idempotency_ttl_ms);
     app->tools_json = tools_definitions_json(cfg->search_url && cfg->search_url[0]);
+    /* Nothing is counted here: app_init does no I/O (--check-config runs it too). */
+    app->notes_usage = notes_usage_new(cfg->notes_dir, (uint64_t)cfg->notes_max_files,
+                                       (uint64_t)cfg->notes_max_bytes);
     if (cfg->conversations_max > 0)
         app->convs = conv_store_new(&(struct conv_store_limits){
             .max_conversations = cfg->conversations_max,
@@ -107,12 +111,14 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
         .geocoding_url = app->cfg.weather_geocoding_url,
         .forecast_url = app->cfg.weather_forecast_url,
         .notes_dir = app->cfg.notes_dir,
+        .notes_usage = app->notes_usage,
         .tool_timeout_ms = app->cfg.tool_timeout_ms,
     };
     app->n_workers = cfg->workers;
     app->workers = calloc((size_t)app->n_workers, sizeof(*app->workers));
-    if (!app->llm_prefix || !app->spend || (cfg->idempotency_max > 0 && !app->idem) ||
-        !app->tools_json || (cfg->conversations_max > 0 && !app->convs) || !app->workers) {
+    if (!app->llm_prefix || !app->spend || !app->notes_usage ||
+        (cfg->idempotency_max > 0 && !app->idem) || !app->tools_json ||
+        (cfg->conversations_max > 0 && !app->convs) || !app->workers) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
@@ -171,6 +177,7 @@ void app_fini(struct app *app)
     app->convs = conv_store_free(app->convs);
     app->spend = spend_free(app->spend);
     app->idem = idem_store_free(app->idem);
+    app->notes_usage = notes_usage_free(app->notes_usage);
     json_decref(app->tools_json);
     free(app->llm_prefix);
     app->llm_prefix = NULL;

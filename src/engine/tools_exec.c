@@ -6,6 +6,7 @@
 #include "agentd/tools_exec.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -165,12 +166,18 @@ static void start_get_weather(struct tool_exec *t)
 
 /* Self-contained so the pool thread never touches the tool. `owner` links job and tool while
    both care about each other; it is read and cleared on the worker's thread only (the
-   completion runs there), so a cancelled tool simply lets go of its job. */
+   completion runs there), so a cancelled tool simply lets go of its job. Letting go also sets
+   `cancelled`, the one field both threads touch: the pool thread asks it right before the
+   rename that publishes the note (notes_save_ctl), so a note whose call has already been
+   answered (timed out, or its run ended) is never published — its temp file is removed
+   instead. A write already in fsync cannot be stopped; it is only not published. */
 struct note_job {
     struct tool_exec *owner;
     json_t *input;
     char *dir;
+    struct notes_usage *usage; /* borrowed from the app, which outlives the I/O pool */
     time_t now_s;
+    atomic_bool cancelled;
     struct tool_result result;
 };
 
@@ -182,16 +189,29 @@ static void note_job_free(struct note_job *j)
     free(j);
 }
 
+static bool note_job_cancelled(void *arg)
+{
+    struct note_job *j = arg;
+    return atomic_load(&j->cancelled);
+}
+
 static void note_job_run(void *arg)
 {
     struct note_job *j = arg;
-    if (notes_tool_run(j->input, j->dir, j->now_s, &j->result) < 0)
+    struct notes_save_ctl ctl = {
+        .usage = j->usage,
+        .cancelled = note_job_cancelled,
+        .cancelled_arg = j,
+    };
+    if (notes_tool_run(j->input, j->dir, j->now_s, &ctl, &j->result) < 0)
         tool_result_setf(&j->result, TOOL_SYSTEM_ERROR, "out of memory");
 }
 
+/* The tool no longer waits for its job (timeout, cancel): the job must not publish. */
 static void detach_job(struct tool_exec *t)
 {
     if (t->job) {
+        atomic_store(&t->job->cancelled, true);
         t->job->owner = NULL;
         t->job = NULL;
     }
@@ -232,6 +252,8 @@ static void start_save_note(struct tool_exec *t)
         return;
     }
     j->owner = t;
+    j->usage = t->env->notes_usage;
+    atomic_init(&j->cancelled, false);
     j->input = json_deep_copy(t->input);
     j->now_s = (time_t)(clock_wall_ms() / 1000);
     t->job = j;

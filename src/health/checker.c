@@ -30,6 +30,10 @@
 #define HEALTH_USER_AGENT   "agentd-readiness"
 /* "x-api-key: " plus the longest key config.c accepts, with room to spare. */
 #define HEALTH_KEY_HEADER_BYTES 600
+/* Default period of the notes recount: a scan is one readdir and one fstatat per note, so it
+   runs less often than the other checks; between scans the running totals are exact for this
+   replica's own saves. */
+#define HEALTH_NOTES_RESCAN_MS 60000
 
 /* ---- pure state ------------------------------------------------------- */
 
@@ -56,6 +60,10 @@ struct health_state {
     uint64_t disk_free_bytes;
 
     struct health_check writable;
+
+    struct health_check notes;
+    struct notes_usage_snapshot notes_usage;
+
     bool shutdown;
 
     int reported; /* readiness last handed out: -1 none yet, 0 not ready, 1 ready */
@@ -93,6 +101,7 @@ struct health_state *health_state_new(const struct health_config *cfg)
     check_init(&st->api);
     check_init(&st->disk);
     check_init(&st->writable);
+    check_init(&st->notes);
     st->reported = -1;
     return st;
 }
@@ -166,9 +175,41 @@ void health_state_set_shutdown(struct health_state *st)
     st->shutdown = true;
 }
 
+void health_state_record_notes(struct health_state *st, const struct notes_usage_snapshot *s)
+{
+    char reason[HEALTH_REASON_BYTES], errbuf[96];
+    struct notes_usage_snapshot u = {0};
+    if (s)
+        u = *s;
+    st->notes_usage = u;
+    bool limited = u.max_files > 0 || u.max_bytes > 0;
+
+    if (!limited) {
+        check_set(&st->notes, true, NULL);
+    } else if (u.scan_error < 0) {
+        snprintf(reason, sizeof(reason), "cannot count notes: %s",
+                 strerror_r(-u.scan_error, errbuf, sizeof(errbuf)));
+        check_set(&st->notes, false, reason);
+    } else if (!u.counted) {
+        check_set(&st->notes, false, HEALTH_NOT_CHECKED);
+    } else if (u.max_files > 0 && u.files >= u.max_files) {
+        snprintf(reason, sizeof(reason),
+                 "quota exhausted: %llu of %llu files (AGENTD_NOTES_MAX_FILES)",
+                 (unsigned long long)u.files, (unsigned long long)u.max_files);
+        check_set(&st->notes, false, reason);
+    } else if (notes_usage_full(&u)) {
+        snprintf(reason, sizeof(reason),
+                 "quota exhausted: %llu of %llu bytes (AGENTD_NOTES_MAX_BYTES)",
+                 (unsigned long long)u.bytes, (unsigned long long)u.max_bytes);
+        check_set(&st->notes, false, reason);
+    } else {
+        check_set(&st->notes, true, NULL);
+    }
+}
+
 bool health_state_ready(const struct health_state *st)
 {
-    return st->api.ok && st->disk.ok && st->writable.ok && !st->shutdown;
+    return st->api.ok && st->disk.ok && st->writable.ok && st->notes.ok && !st->shutdown;
 }
 
 int health_state_api_failures(const struct health_state *st)
@@ -240,6 +281,23 @@ static json_t *render_disk(const struct health_state *st, bool *ok)
     return o;
 }
 
+static json_t *render_notes(const struct health_state *st, bool *ok)
+{
+    json_t *o = json_object();
+    const struct notes_usage_snapshot *u = &st->notes_usage;
+
+    put(o, "status", json_string(status_text(&st->notes)), ok);
+    if (st->notes.checked && u->counted) {
+        put(o, "files", json_integer(clamp_json_int(u->files)), ok);
+        put(o, "bytes", json_integer(clamp_json_int(u->bytes)), ok);
+    }
+    put(o, "max_files", json_integer(clamp_json_int(u->max_files)), ok);
+    put(o, "max_bytes", json_integer(clamp_json_int(u->max_bytes)), ok);
+    if (!st->notes.ok)
+        put(o, "reason", json_string(st->notes.reason), ok);
+    return o;
+}
+
 static json_t *render_simple(bool check_ok, const char *reason, bool *ok)
 {
     json_t *o = json_object();
@@ -261,6 +319,7 @@ int health_state_render(const struct health_state *st, char **ret_body)
     put(checks, "anthropic_api", render_api(st, &ok), &ok);
     put(checks, "disk_space", render_disk(st, &ok), &ok);
     put(checks, "notes_writable", render_simple(st->writable.ok, st->writable.reason, &ok), &ok);
+    put(checks, "notes", render_notes(st, &ok), &ok);
     put(checks, "shutdown", render_simple(!st->shutdown, "draining", &ok), &ok);
     put(root, "status", json_string(ready ? "ok" : "unavailable"), &ok);
     put(root, "checks", checks, &ok);
@@ -301,6 +360,8 @@ bool health_state_poll_transition(struct health_state *st, struct health_transit
         append_reason(ret->reason, sizeof(ret->reason), "disk_space", st->disk.reason);
     if (!st->writable.ok)
         append_reason(ret->reason, sizeof(ret->reason), "notes_writable", st->writable.reason);
+    if (!st->notes.ok)
+        append_reason(ret->reason, sizeof(ret->reason), "notes", st->notes.reason);
     if (st->shutdown)
         append_reason(ret->reason, sizeof(ret->reason), "shutdown", "draining");
     return true;
@@ -589,6 +650,10 @@ struct health {
     char *notes_dir;
     int64_t interval_ms;
     int64_t probe_timeout_ms;
+
+    struct notes_usage *notes_usage; /* borrowed; NULL = no quota */
+    int64_t notes_rescan_ms;
+    int64_t notes_counted_ms; /* monotonic time of the last recount (checker thread only) */
 };
 
 static void notify(struct health *h)
@@ -609,9 +674,23 @@ static void notify(struct health *h)
     pthread_mutex_unlock(&h->notify_lock);
 }
 
+/* The quota as counted now; recounted when due, or when nothing could be counted yet. */
+static void probe_notes(struct health *h, struct notes_usage_snapshot *ret)
+{
+    int64_t now = read_clock_ms(CLOCK_MONOTONIC);
+
+    notes_usage_get(h->notes_usage, ret);
+    if (!h->notes_usage || (ret->counted && now - h->notes_counted_ms < h->notes_rescan_ms))
+        return;
+    (void)notes_usage_scan(h->notes_usage); /* a failure shows in the snapshot */
+    h->notes_counted_ms = now;
+    notes_usage_get(h->notes_usage, ret);
+}
+
 static void check_once(struct health *h)
 {
     struct health_api_probe api;
+    struct notes_usage_snapshot notes;
     char disk_error[HEALTH_REASON_BYTES], writable_error[HEALTH_REASON_BYTES], errbuf[96];
     const char *step = "create";
     uint64_t free_bytes = 0;
@@ -628,6 +707,7 @@ static void check_once(struct health *h)
     if (writable_r < 0)
         snprintf(writable_error, sizeof(writable_error), "%s probe file: %s", step,
                  strerror_r(-writable_r, errbuf, sizeof(errbuf)));
+    probe_notes(h, &notes);
     /* A probe cut short by health_stop() says nothing about the API. */
     if (atomic_load(&h->aborting))
         return;
@@ -637,6 +717,7 @@ static void check_once(struct health *h)
                             wall_ms);
     health_state_record_disk(h->st, disk_r < 0 ? disk_error : NULL, free_bytes);
     health_state_record_writable(h->st, writable_r < 0 ? writable_error : NULL);
+    health_state_record_notes(h->st, &notes);
     pthread_mutex_unlock(&h->lock);
     notify(h);
 }
@@ -741,6 +822,11 @@ struct health *health_start(const struct health_config *cfg)
     h->userdata = cfg->userdata;
     h->interval_ms = cfg->interval_ms < 1 ? 1 : cfg->interval_ms;
     h->probe_timeout_ms = cfg->probe_timeout_ms < 1 ? 1 : cfg->probe_timeout_ms;
+    h->notes_usage = cfg->notes_usage;
+    h->notes_rescan_ms = cfg->notes_rescan_ms > 0 ? cfg->notes_rescan_ms : HEALTH_NOTES_RESCAN_MS;
+    /* The daemon counted the notes just before (main.c); a first count that failed is retried
+       at once, as probe_notes() recounts whenever nothing is counted. */
+    h->notes_counted_ms = read_clock_ms(CLOCK_MONOTONIC);
     h->st = health_state_new(cfg);
     h->url = models_url(cfg->base_url);
     h->headers = api_headers(cfg->api_key);

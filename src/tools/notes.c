@@ -1,7 +1,9 @@
 /*
  * notes.c — the `save_note` tool (see notes.h): filename policy, default
- * names from a content hash, and the atomic, no-overwrite, idempotent write
- * (temp file + fsync + no-replace rename + directory fsync).
+ * names from a content hash, the atomic, no-overwrite, idempotent write
+ * (temp file + fsync + no-replace rename + directory fsync), the quota
+ * (counted notes and running totals under one lock) and the start-up
+ * removal of temp files a crash left behind.
  *
  * Everything is relative to a directory fd opened once per save, so the
  * model-chosen name is only ever resolved inside that directory, and
@@ -9,13 +11,17 @@
  */
 #include "agentd/notes.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -23,16 +29,28 @@
 
 #include <openssl/evp.h>
 
-#define NOTES_ERR_BYTES       256
-#define NOTES_TMP_NAME_BYTES  64
+#define NOTES_ERR_BYTES 256
+/* ".tmp-" host "-" pid "-" seq "-" 16 hex digits, with room to spare. */
+#define NOTES_TMP_NAME_BYTES  (NOTES_HOST_TAG_BYTES + 96)
+#define NOTES_TMP_PREFIX      ".tmp-"
+#define NOTES_TMP_RANDOM_HEX  16
 #define NOTES_TMP_ATTEMPTS    16   /* O_EXCL collisions tolerated before giving up */
 #define NOTES_CMP_CHUNK_BYTES 8192 /* stack buffer for comparing an existing note */
 #define NOTES_HASH_HEX_CHARS  12
 
-/* Makes temp names unique between threads of this process; the pid and
- * random part make them unique against leftovers of earlier processes
- * (in a container every run may be pid 1). */
+/* Makes temp names unique between threads of this process; the host, pid and
+ * random part make them unique against other replicas and leftovers of
+ * earlier processes (in a container every run may be pid 1). */
 static atomic_ulong notes_tmp_counter;
+
+struct notes_usage {
+    pthread_mutex_t lock; /* guards everything below; see notes.h for what it is held across */
+    char *dir;
+    uint64_t max_files, max_bytes;
+    bool counted;
+    int scan_error;
+    uint64_t files, bytes;
+};
 
 __attribute__((format(printf, 4, 5))) static int notes_fail(char *err, size_t errlen, int code,
                                                             const char *fmt, ...)
@@ -46,12 +64,13 @@ __attribute__((format(printf, 4, 5))) static int notes_fail(char *err, size_t er
     return code;
 }
 
-/* code is a negative errno; the message is "<operation>: <strerror>". */
+/* code is a negative errno; the message is "<operation>: <strerror>". A filesystem quota
+ * (EDQUOT) comes back as -ENOSPC, so -EDQUOT always means this module's quota. */
 static int notes_fail_errno(char *err, size_t errlen, int code, const char *operation)
 {
     char buf[128];
     const char *text = strerror_r(-code, buf, sizeof(buf));
-    return notes_fail(err, errlen, code, "%s: %s", operation, text);
+    return notes_fail(err, errlen, code == -EDQUOT ? -ENOSPC : code, "%s: %s", operation, text);
 }
 
 static bool notes_is_alnum(char c)
@@ -172,15 +191,31 @@ static int notes_compare_existing(int dfd, const char *name, const char *content
     return r;
 }
 
+void notes_host_tag(char *buf, size_t buflen)
+{
+    char host[NOTES_HOST_TAG_BYTES] = "";
+    if (!buf || buflen == 0)
+        return;
+    if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+        snprintf(host, sizeof(host), "unknown");
+    for (char *p = host; *p; p++)
+        if (!notes_is_alnum(*p) && *p != '-' && *p != '.')
+            *p = '_';
+    snprintf(buf, buflen, "%s", host);
+}
+
 static int notes_open_temp(int dfd, char *name_buf, size_t name_buf_len)
 {
+    char host[NOTES_HOST_TAG_BYTES];
+    notes_host_tag(host, sizeof(host));
     for (int attempt = 0; attempt < NOTES_TMP_ATTEMPTS; attempt++) {
         unsigned long long rnd = 0;
-        /* Best effort: pid + counter alone are unique within this process. */
+        /* Best effort: host + pid + counter alone are unique within this process. */
         if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
             rnd = 0;
         unsigned long seq = atomic_fetch_add(&notes_tmp_counter, 1);
-        snprintf(name_buf, name_buf_len, ".tmp-%ld-%lu-%016llx", (long)getpid(), seq, rnd);
+        snprintf(name_buf, name_buf_len, NOTES_TMP_PREFIX "%s-%ld-%lu-%016llx", host,
+                 (long)getpid(), seq, rnd);
         int fd = openat(dfd, name_buf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
         if (fd >= 0)
             return fd;
@@ -241,8 +276,223 @@ static int notes_decide_existing(int cmp, const char *name, enum notes_outcome *
     return notes_fail_errno(err, errlen, cmp, "read existing note");
 }
 
+/* ---- quota --------------------------------------------------------------- */
+
+struct notes_usage *notes_usage_new(const char *dir, uint64_t max_files, uint64_t max_bytes)
+{
+    if (!dir || !*dir)
+        return NULL;
+    struct notes_usage *u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    u->dir = strdup(dir);
+    if (!u->dir) {
+        free(u);
+        return NULL;
+    }
+    pthread_mutex_init(&u->lock, NULL);
+    u->max_files = max_files;
+    u->max_bytes = max_bytes;
+    return u;
+}
+
+struct notes_usage *notes_usage_free(struct notes_usage *u)
+{
+    if (u) {
+        pthread_mutex_destroy(&u->lock);
+        free(u->dir);
+        free(u);
+    }
+    return NULL;
+}
+
+static bool notes_usage_limited(const struct notes_usage *u)
+{
+    return u->max_files > 0 || u->max_bytes > 0;
+}
+
+static uint64_t notes_add_saturating(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* Counts the notes of dir: regular files whose names do not start with '.'. */
+static int notes_count(const char *dir, uint64_t *ret_files, uint64_t *ret_bytes)
+{
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        int r = -errno;
+        close(dfd);
+        return r;
+    }
+    uint64_t files = 0, bytes = 0;
+    int r = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(d);
+        if (!e) {
+            r = errno ? -errno : 0;
+            break;
+        }
+        /* d_type spares the fstatat of subdirectories on filesystems that report it. */
+        if (e->d_name[0] == '.' || (e->d_type != DT_REG && e->d_type != DT_UNKNOWN))
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno == ENOENT) /* removed since readdir saw it */
+                continue;
+            r = -errno;
+            break;
+        }
+        if (!S_ISREG(st.st_mode))
+            continue;
+        files++;
+        bytes = notes_add_saturating(bytes, (uint64_t)st.st_size);
+    }
+    closedir(d);
+    if (r == 0) {
+        *ret_files = files;
+        *ret_bytes = bytes;
+    }
+    return r;
+}
+
+static int notes_usage_scan_locked(struct notes_usage *u)
+{
+    uint64_t files, bytes;
+    int r = notes_count(u->dir, &files, &bytes);
+    u->scan_error = r;
+    if (r == 0) {
+        u->counted = true;
+        u->files = files;
+        u->bytes = bytes;
+    }
+    return r;
+}
+
+int notes_usage_scan(struct notes_usage *u)
+{
+    if (!u)
+        return -EINVAL;
+    if (!notes_usage_limited(u))
+        return 0;
+    pthread_mutex_lock(&u->lock);
+    int r = notes_usage_scan_locked(u);
+    pthread_mutex_unlock(&u->lock);
+    return r;
+}
+
+void notes_usage_get(struct notes_usage *u, struct notes_usage_snapshot *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    if (!u)
+        return;
+    pthread_mutex_lock(&u->lock);
+    *ret = (struct notes_usage_snapshot){
+        .counted = u->counted,
+        .scan_error = u->scan_error,
+        .files = u->files,
+        .bytes = u->bytes,
+        .max_files = u->max_files,
+        .max_bytes = u->max_bytes,
+    };
+    pthread_mutex_unlock(&u->lock);
+}
+
+bool notes_usage_full(const struct notes_usage_snapshot *s)
+{
+    if (!s || !s->counted)
+        return false;
+    return (s->max_files > 0 && s->files >= s->max_files) ||
+           (s->max_bytes > 0 && s->bytes >= s->max_bytes);
+}
+
+/* Under u->lock: 0 when one more note of len bytes fits, else -EDQUOT with the message the model
+   relays. The first use counts the directory. */
+static int notes_usage_admit_locked(struct notes_usage *u, size_t len, char *err, size_t errlen)
+{
+    if (!notes_usage_limited(u))
+        return 0;
+    if (!u->counted) {
+        int r = notes_usage_scan_locked(u);
+        if (r < 0)
+            return notes_fail_errno(err, errlen, r, "count notes");
+    }
+    unsigned long long files = u->files, bytes = u->bytes;
+    if (u->max_files > 0 && u->files >= u->max_files)
+        return notes_fail(err, errlen, -EDQUOT,
+                          "the notes quota is full: %llu files / %llu bytes "
+                          "(AGENTD_NOTES_MAX_FILES is %llu); this note was not saved",
+                          files, bytes, (unsigned long long)u->max_files);
+    if (u->max_bytes > 0 && (u->bytes >= u->max_bytes || len > u->max_bytes - u->bytes))
+        return notes_fail(err, errlen, -EDQUOT,
+                          "the notes quota is full: %llu files / %llu bytes "
+                          "(AGENTD_NOTES_MAX_BYTES is %llu, this note needs %zu more); this note "
+                          "was not saved",
+                          files, bytes, (unsigned long long)u->max_bytes, len);
+    return 0;
+}
+
+/* The cheap early check, so a full quota costs no write. */
+static int notes_usage_admit(struct notes_usage *u, size_t len, char *err, size_t errlen)
+{
+    if (!u)
+        return 0;
+    pthread_mutex_lock(&u->lock);
+    int r = notes_usage_admit_locked(u, len, err, errlen);
+    pthread_mutex_unlock(&u->lock);
+    return r;
+}
+
+/* ---- saving ---------------------------------------------------------------- */
+
+static bool notes_withdrawn(const struct notes_save_ctl *ctl)
+{
+    return ctl && ctl->cancelled && ctl->cancelled(ctl->cancelled_arg);
+}
+
+/*
+ * The commit point: publishes tmp as name unless the save was withdrawn or no longer fits, and
+ * charges the quota. The quota lock is held from the last withdrawal check to the charge, so a
+ * withdrawn save never publishes, concurrent savers cannot both take the last slot, and a scan
+ * sees every note of this process exactly once. Returns 0, -EEXIST (name taken; no message), or
+ * another negative errno with a message.
+ */
+static int notes_commit(int dfd, const char *tmp, const char *name, size_t len,
+                        const struct notes_save_ctl *ctl, char *err, size_t errlen)
+{
+    struct notes_usage *u = ctl ? ctl->usage : NULL;
+    int r;
+    if (u)
+        pthread_mutex_lock(&u->lock);
+    if (notes_withdrawn(ctl)) {
+        r = notes_fail(err, errlen, -ECANCELED, "the save was withdrawn before it was published");
+    } else if (!u || (r = notes_usage_admit_locked(u, len, err, errlen)) == 0) {
+        r = notes_publish(dfd, tmp, name);
+        if (r == 0 && u && u->counted) {
+            u->files = notes_add_saturating(u->files, 1);
+            u->bytes = notes_add_saturating(u->bytes, len);
+        }
+        if (r < 0 && r != -EEXIST)
+            r = notes_fail_errno(err, errlen, r, "publish note");
+    }
+    if (u)
+        pthread_mutex_unlock(&u->lock);
+    return r;
+}
+
 int notes_save(const char *dir, const char *name, const char *content, size_t len,
                enum notes_outcome *ret_outcome, char *err, size_t errlen)
+{
+    return notes_save_ctl(dir, name, content, len, NULL, ret_outcome, err, errlen);
+}
+
+int notes_save_ctl(const char *dir, const char *name, const char *content, size_t len,
+                   const struct notes_save_ctl *ctl, enum notes_outcome *ret_outcome, char *err,
+                   size_t errlen)
 {
     enum notes_outcome outcome = NOTES_CREATED;
     char tmp[NOTES_TMP_NAME_BYTES];
@@ -265,12 +515,20 @@ int notes_save(const char *dir, const char *name, const char *content, size_t le
     if (dfd < 0)
         return notes_fail_errno(err, errlen, -errno, "open notes directory");
 
-    /* Checked first so a retry of a saved note costs no write at all. */
+    /* Checked first so a retry of a saved note costs no write at all, and no quota. */
     r = notes_compare_existing(dfd, name, content, len);
     if (r != -ENOENT) {
         r = notes_decide_existing(r, name, &outcome, err, errlen);
         goto out;
     }
+
+    if (notes_withdrawn(ctl)) {
+        r = notes_fail(err, errlen, -ECANCELED, "the save was withdrawn before it started");
+        goto out;
+    }
+    r = notes_usage_admit(ctl ? ctl->usage : NULL, len, err, errlen);
+    if (r < 0)
+        goto out;
 
     tfd = notes_open_temp(dfd, tmp, sizeof(tmp));
     if (tfd < 0) {
@@ -296,20 +554,21 @@ int notes_save(const char *dir, const char *name, const char *content, size_t le
         goto out;
     }
 
-    r = notes_publish(dfd, tmp, name);
-    if (r == -EEXIST) {
-        /* Someone published the same name while we were writing. */
-        r = notes_compare_existing(dfd, name, content, len);
-        if (r == -ENOENT) /* and removed it again: the name is being changed */
+    r = notes_commit(dfd, tmp, name, len, ctl, err, errlen);
+    if (r == -EEXIST || r == -EDQUOT) {
+        /* Someone published the same name while we were writing: the same note is saved
+           whatever the quota says. */
+        int cmp = notes_compare_existing(dfd, name, content, len);
+        if (r == -EDQUOT && cmp != 1)
+            goto out;       /* the quota message stands */
+        if (cmp == -ENOENT) /* and removed it again: the name is being changed */
             r = notes_fail(err, errlen, -EAGAIN, "note '%s' changed while saving; try again", name);
         else
-            r = notes_decide_existing(r, name, &outcome, err, errlen);
+            r = notes_decide_existing(cmp, name, &outcome, err, errlen);
         goto out;
     }
-    if (r < 0) {
-        r = notes_fail_errno(err, errlen, r, "publish note");
+    if (r < 0)
         goto out;
-    }
     tmp_exists = false;
 
     /* Makes the new directory entry durable, not just the file's bytes. */
@@ -330,7 +589,82 @@ out:
     return r;
 }
 
-int notes_tool_run(const json_t *input, const char *dir, time_t now_s, struct tool_result *ret)
+/* ---- stale temp files ------------------------------------------------------- */
+
+/* Skips "<digits><sep>" at *p; false when that is not what is there. */
+static bool notes_skip_number(const char **p, char sep, unsigned long long *ret_value)
+{
+    char *end;
+    if (**p < '0' || **p > '9')
+        return false;
+    errno = 0;
+    unsigned long long v = strtoull(*p, &end, 10);
+    if (errno || *end != sep)
+        return false;
+    *ret_value = v;
+    *p = end + 1;
+    return true;
+}
+
+/* name is ".tmp-<host>-<pid>-<seq>-<16 hex>" of this host, and no live process made it. */
+static bool notes_temp_of_dead_local_process(const char *name, const char *host)
+{
+    const char *p = name + strlen(NOTES_TMP_PREFIX);
+    size_t host_len = strlen(host);
+    unsigned long long pid, seq;
+    if (strncmp(p, host, host_len) != 0 || p[host_len] != '-')
+        return false;
+    p += host_len + 1;
+    if (!notes_skip_number(&p, '-', &pid) || !notes_skip_number(&p, '-', &seq))
+        return false;
+    if (strlen(p) != NOTES_TMP_RANDOM_HEX || strspn(p, "0123456789abcdef") != NOTES_TMP_RANDOM_HEX)
+        return false;
+    if (pid == 0 || pid > (unsigned long long)INT32_MAX)
+        return false;
+    if ((pid_t)pid == getpid())
+        return true;
+    return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+int notes_remove_stale_temps(const char *dir, time_t now_s)
+{
+    if (!dir || !*dir)
+        return -EINVAL;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        int r = -errno;
+        close(dfd);
+        return r;
+    }
+    char host[NOTES_HOST_TAG_BYTES];
+    notes_host_tag(host, sizeof(host));
+    int removed = 0, r = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(d);
+        if (!e) {
+            r = errno ? -errno : 0;
+            break;
+        }
+        if (strncmp(e->d_name, NOTES_TMP_PREFIX, strlen(NOTES_TMP_PREFIX)) != 0)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        bool stale = notes_temp_of_dead_local_process(e->d_name, host) ||
+                     now_s - st.st_mtime >= NOTES_STALE_TEMP_AGE_S;
+        if (stale && unlinkat(dirfd(d), e->d_name, 0) == 0 && removed < INT32_MAX)
+            removed++;
+    }
+    closedir(d);
+    return r < 0 ? r : removed;
+}
+
+int notes_tool_run(const json_t *input, const char *dir, time_t now_s,
+                   const struct notes_save_ctl *ctl, struct tool_result *ret)
 {
     if (!json_is_object(input))
         return tool_result_setf(ret, TOOL_INPUT_ERROR,
@@ -374,16 +708,19 @@ int notes_tool_run(const json_t *input, const char *dir, time_t now_s, struct to
                                 "cannot save note: notes directory is not configured");
 
     enum notes_outcome outcome;
-    int r = notes_save(dir, name, content, len, &outcome, err, sizeof(err));
+    int r = notes_save_ctl(dir, name, content, len, ctl, &outcome, err, sizeof(err));
     if (r == 0 && outcome == NOTES_ALREADY_SAVED)
         return tool_result_setf(ret, TOOL_OK, "note %s already saved (%zu bytes, same content)",
                                 name, len);
     if (r == 0)
         return tool_result_setf(ret, TOOL_OK, "saved note %s (%zu bytes)", name, len);
     /* Name and size were checked above, so only a taken name is the model's
-     * to fix; anything else (even an EINVAL from fsync on an odd filesystem)
-     * is the system's fault. */
+     * to fix, and a full quota the model's to relay (notes.h says why);
+     * anything else (even an EINVAL from fsync on an odd filesystem) is the
+     * system's fault. */
     if (r == -EEXIST)
         return tool_result_setf(ret, TOOL_INPUT_ERROR, "%s", err);
+    if (r == -EDQUOT)
+        return tool_result_setf(ret, TOOL_INPUT_ERROR, "cannot save note: %s", err);
     return tool_result_setf(ret, TOOL_SYSTEM_ERROR, "cannot save note: %s", err);
 }

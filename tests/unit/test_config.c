@@ -92,6 +92,8 @@ static const char *all_names[] = {
     "AGENTD_TOOL_TIMEOUT_MS",
     "AGENTD_TOTAL_TIMEOUT_MS",
     "AGENTD_NOTES_DIR",
+    "AGENTD_NOTES_MAX_BYTES",
+    "AGENTD_NOTES_MAX_FILES",
     "AGENTD_SEARCH_URL",
     "AGENTD_WEATHER_GEOCODING_URL",
     "AGENTD_WEATHER_FORECAST_URL",
@@ -166,6 +168,8 @@ START_TEST(test_config_defaults_apply_when_nothing_is_set)
     ck_assert_int_eq(cfg.tool_timeout_ms, 10000);
     ck_assert_int_eq(cfg.total_timeout_ms, 120000);
     ck_assert_str_eq(cfg.notes_dir, "/var/lib/agentd/notes");
+    ck_assert_uint_eq(cfg.notes_max_bytes, 1073741824);
+    ck_assert_int_eq(cfg.notes_max_files, 100000);
     ck_assert_str_eq(cfg.search_url, "");
     ck_assert_str_eq(cfg.weather_geocoding_url, "https://geocoding-api.open-meteo.com");
     ck_assert_str_eq(cfg.weather_forecast_url, "https://api.open-meteo.com");
@@ -198,6 +202,8 @@ START_TEST(test_config_parses_a_value_of_every_kind)
         {"AGENTD_TOOL_TIMEOUT_MS", "250"},
         {"AGENTD_TOTAL_TIMEOUT_MS", "3600000"},
         {"AGENTD_NOTES_DIR", "/tmp/notes"},
+        {"AGENTD_NOTES_MAX_BYTES", "0"},
+        {"AGENTD_NOTES_MAX_FILES", "7"},
         {"AGENTD_SEARCH_URL", "http://searx:8888"},
         {"AGENTD_WEATHER_GEOCODING_URL", "http://fake:1/geo//"},
         {"AGENTD_WEATHER_FORECAST_URL", "https://fake:2"},
@@ -227,6 +233,8 @@ START_TEST(test_config_parses_a_value_of_every_kind)
     ck_assert_int_eq(cfg.tool_timeout_ms, 250);
     ck_assert_int_eq(cfg.total_timeout_ms, 3600000);
     ck_assert_str_eq(cfg.notes_dir, "/tmp/notes");
+    ck_assert_uint_eq(cfg.notes_max_bytes, 0);
+    ck_assert_int_eq(cfg.notes_max_files, 7);
     ck_assert_str_eq(cfg.search_url, "http://searx:8888");
     ck_assert_str_eq(cfg.weather_geocoding_url, "http://fake:1/geo");
     ck_assert_str_eq(cfg.weather_forecast_url, "https://fake:2");
@@ -287,6 +295,14 @@ static const struct {
     {"AGENTD_MAX_ITERATIONS", "100", 1},
     {"AGENTD_MAX_ITERATIONS", "0", 0},
     {"AGENTD_MAX_ITERATIONS", "101", 0},
+    {"AGENTD_NOTES_MAX_BYTES", "0", 1},
+    {"AGENTD_NOTES_MAX_BYTES", "1099511627776", 1},
+    {"AGENTD_NOTES_MAX_BYTES", "-1", 0},
+    {"AGENTD_NOTES_MAX_BYTES", "1099511627777", 0},
+    {"AGENTD_NOTES_MAX_FILES", "0", 1},
+    {"AGENTD_NOTES_MAX_FILES", "100000000", 1},
+    {"AGENTD_NOTES_MAX_FILES", "-1", 0},
+    {"AGENTD_NOTES_MAX_FILES", "100000001", 0},
 };
 
 START_TEST(test_config_accepts_range_ends_and_rejects_one_past_them)

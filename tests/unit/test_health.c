@@ -1,8 +1,9 @@
 /*
  * test_health.c — unit tests for readiness (health.h). The pure state is fed
- * injected probe results and wall times; the probes and the checker thread
- * run against a tiny loopback HTTP responder started by the test, a bound
- * but never listening port (connection refused), and mkdtemp directories.
+ * injected probe results, notes quota snapshots and wall times; the probes
+ * and the checker thread run against a tiny loopback HTTP responder started
+ * by the test, a bound but never listening port (connection refused), and
+ * mkdtemp directories.
  */
 #include "agentd/health.h"
 
@@ -71,11 +72,16 @@ static struct health_state *new_state(int threshold)
     return st;
 }
 
-/* Records healthy disk and notes directory results. */
+/* A notes quota of 100000 files and 1 GiB with room left. */
+static const struct notes_usage_snapshot notes_ok = {
+    .counted = true, .files = 3, .bytes = 120, .max_files = 100000, .max_bytes = GIB};
+
+/* Records healthy disk, notes directory and notes quota results. */
 static void record_local_ok(struct health_state *st)
 {
     health_state_record_disk(st, NULL, 2 * GIB);
     health_state_record_writable(st, NULL);
+    health_state_record_notes(st, &notes_ok);
 }
 
 static struct health_state *ready_state(int threshold)
@@ -151,8 +157,8 @@ START_TEST(test_health_new_state_is_not_ready_until_checked)
     ck_assert(!health_state_ready(st));
     json_t *root = render_json(st, 503);
     ck_assert_str_eq(str_of(root, "status"), "unavailable");
-    const char *names[] = {"anthropic_api", "disk_space", "notes_writable"};
-    for (size_t i = 0; i < 3; i++) {
+    const char *names[] = {"anthropic_api", "disk_space", "notes_writable", "notes"};
+    for (size_t i = 0; i < 4; i++) {
         json_t *c = check_of(root, names[i]);
         ck_assert_str_eq(str_of(c, "status"), "fail");
         ck_assert_str_eq(str_of(c, "reason"), "not checked yet");
@@ -178,6 +184,8 @@ START_TEST(test_health_ready_body_is_exactly_the_api_shape)
                            "\"disk_space\":{\"status\":\"ok\",\"free_bytes\":2147483648,"
                            "\"min_free_bytes\":1073741824,\"path\":\"" NOTES_PATH "\"},"
                            "\"notes_writable\":{\"status\":\"ok\"},"
+                           "\"notes\":{\"status\":\"ok\",\"files\":3,\"bytes\":120,"
+                           "\"max_files\":100000,\"max_bytes\":1073741824},"
                            "\"shutdown\":{\"status\":\"ok\"}}}");
     free(body);
     health_state_free(st);
@@ -190,12 +198,15 @@ START_TEST(test_health_failing_body_has_status_fail_and_reason_everywhere)
     health_state_record_api(st, 0, "connection refused", 3, WALL_MS);
     health_state_record_disk(st, NULL, 5);
     health_state_record_writable(st, "create probe file: Read-only file system");
+    health_state_record_notes(
+        st, &(struct notes_usage_snapshot){
+                .counted = true, .files = 7, .bytes = 70, .max_files = 7, .max_bytes = GIB});
     health_state_set_shutdown(st);
     json_t *root = render_json(st, 503);
     assert_keys(root, (const char *[]){"status", "checks", NULL});
-    assert_keys(
-        json_object_get(root, "checks"),
-        (const char *[]){"anthropic_api", "disk_space", "notes_writable", "shutdown", NULL});
+    assert_keys(json_object_get(root, "checks"),
+                (const char *[]){"anthropic_api", "disk_space", "notes_writable", "notes",
+                                 "shutdown", NULL});
     json_t *api = check_of(root, "anthropic_api");
     assert_keys(api, (const char *[]){"status", "latency_ms", "checked_at", "reason",
                                       "consecutive_failures", NULL});
@@ -207,10 +218,15 @@ START_TEST(test_health_failing_body_has_status_fail_and_reason_everywhere)
     json_t *wr = check_of(root, "notes_writable");
     assert_keys(wr, (const char *[]){"status", "reason", NULL});
     ck_assert_str_eq(str_of(wr, "reason"), "create probe file: Read-only file system");
+    json_t *notes = check_of(root, "notes");
+    assert_keys(notes, (const char *[]){"status", "files", "bytes", "max_files", "max_bytes",
+                                        "reason", NULL});
+    ck_assert_str_eq(str_of(notes, "reason"),
+                     "quota exhausted: 7 of 7 files (AGENTD_NOTES_MAX_FILES)");
     json_t *sd = check_of(root, "shutdown");
     assert_keys(sd, (const char *[]){"status", "reason", NULL});
-    const char *names[] = {"anthropic_api", "disk_space", "notes_writable", "shutdown"};
-    for (size_t i = 0; i < 4; i++)
+    const char *names[] = {"anthropic_api", "disk_space", "notes_writable", "notes", "shutdown"};
+    for (size_t i = 0; i < 5; i++)
         ck_assert_str_eq(str_of(check_of(root, names[i]), "status"), "fail");
     json_decref(root);
     health_state_free(st);
@@ -390,6 +406,94 @@ START_TEST(test_health_notes_not_writable_fails)
 }
 END_TEST
 
+START_TEST(test_health_notes_quota_exhausted_in_files_fails_and_recovers)
+{
+    struct health_state *st = ready_state(2);
+    struct notes_usage_snapshot u = notes_ok;
+    u.files = u.max_files - 1; /* nearly full: one more note fits, so still ready */
+    health_state_record_notes(st, &u);
+    ck_assert(health_state_ready(st));
+
+    u.files = u.max_files;
+    health_state_record_notes(st, &u);
+    ck_assert(!health_state_ready(st));
+    json_t *root = render_json(st, 503);
+    json_t *notes = check_of(root, "notes");
+    ck_assert_str_eq(str_of(notes, "status"), "fail");
+    ck_assert_int_eq(int_of(notes, "files"), 100000);
+    ck_assert_int_eq(int_of(notes, "bytes"), 120);
+    ck_assert_int_eq(int_of(notes, "max_files"), 100000);
+    ck_assert_int_eq(int_of(notes, "max_bytes"), (long long)GIB);
+    ck_assert_str_eq(str_of(notes, "reason"),
+                     "quota exhausted: 100000 of 100000 files (AGENTD_NOTES_MAX_FILES)");
+    ck_assert_str_eq(str_of(check_of(root, "disk_space"), "status"), "ok");
+    json_decref(root);
+
+    /* Notes deleted, the next count sees it. */
+    health_state_record_notes(st, &notes_ok);
+    ck_assert(health_state_ready(st));
+    health_state_free(st);
+}
+END_TEST
+
+START_TEST(test_health_notes_quota_exhausted_in_bytes_fails)
+{
+    struct health_state *st = ready_state(2);
+    struct notes_usage_snapshot u = notes_ok;
+    u.bytes = GIB - 1;
+    health_state_record_notes(st, &u);
+    ck_assert(health_state_ready(st));
+    u.bytes = GIB;
+    health_state_record_notes(st, &u);
+    ck_assert(!health_state_ready(st));
+    json_t *root = render_json(st, 503);
+    ck_assert_str_eq(str_of(check_of(root, "notes"), "reason"),
+                     "quota exhausted: 1073741824 of 1073741824 bytes (AGENTD_NOTES_MAX_BYTES)");
+    json_decref(root);
+    health_state_free(st);
+}
+END_TEST
+
+START_TEST(test_health_notes_without_limits_always_passes)
+{
+    struct health_state *st = ready_state(2);
+    health_state_record_notes(st, NULL);
+    ck_assert(health_state_ready(st));
+    json_t *root = render_json(st, 200);
+    json_t *notes = check_of(root, "notes");
+    assert_keys(notes, (const char *[]){"status", "max_files", "max_bytes", NULL});
+    ck_assert_int_eq(int_of(notes, "max_files"), 0);
+    json_decref(root);
+
+    health_state_record_notes(
+        st, &(struct notes_usage_snapshot){.counted = true, .files = 1000000, .bytes = 10 * GIB});
+    ck_assert(health_state_ready(st));
+    health_state_free(st);
+}
+END_TEST
+
+START_TEST(test_health_notes_that_cannot_be_counted_fail)
+{
+    struct health_state *st = ready_state(2);
+    struct notes_usage_snapshot u = {.scan_error = -EACCES, .max_files = 10};
+    health_state_record_notes(st, &u);
+    ck_assert(!health_state_ready(st));
+    json_t *root = render_json(st, 503);
+    json_t *notes = check_of(root, "notes");
+    ck_assert_str_eq(str_of(notes, "reason"), "cannot count notes: Permission denied");
+    ck_assert_ptr_null(json_object_get(notes, "files"));
+    json_decref(root);
+
+    u = (struct notes_usage_snapshot){.max_files = 10};
+    health_state_record_notes(st, &u);
+    ck_assert(!health_state_ready(st));
+    root = render_json(st, 503);
+    ck_assert_str_eq(str_of(check_of(root, "notes"), "reason"), "not checked yet");
+    json_decref(root);
+    health_state_free(st);
+}
+END_TEST
+
 START_TEST(test_health_shutdown_fails_at_once_and_stays)
 {
     struct health_state *st = ready_state(2);
@@ -433,7 +537,7 @@ START_TEST(test_health_transitions_are_reported_once_per_change)
     ck_assert(health_state_poll_transition(st, &t));
     ck_assert(!t.ready);
     ck_assert_str_eq(t.reason, "anthropic_api: not checked yet; disk_space: not checked yet; "
-                               "notes_writable: not checked yet");
+                               "notes_writable: not checked yet; notes: not checked yet");
     ck_assert(!health_state_poll_transition(st, &t));
 
     health_state_record_api(st, 200, NULL, 1, WALL_MS);
@@ -467,6 +571,17 @@ START_TEST(test_health_transitions_are_reported_once_per_change)
     ck_assert(!t.ready);
     ck_assert_str_eq(t.reason, "notes_writable: x");
     health_state_record_writable(st, NULL);
+    ck_assert(health_state_poll_transition(st, &t));
+    ck_assert(t.ready);
+
+    struct notes_usage_snapshot full = notes_ok;
+    full.files = full.max_files;
+    health_state_record_notes(st, &full);
+    ck_assert(health_state_poll_transition(st, &t));
+    ck_assert(!t.ready);
+    ck_assert_str_eq(t.reason, "notes: quota exhausted: 100000 of 100000 files "
+                               "(AGENTD_NOTES_MAX_FILES)");
+    health_state_record_notes(st, &notes_ok);
     ck_assert(health_state_poll_transition(st, &t));
     ck_assert(t.ready);
 
@@ -979,6 +1094,56 @@ START_TEST(test_health_render_and_stop_do_not_wait_for_a_hanging_probe)
 }
 END_TEST
 
+START_TEST(test_health_checker_reports_an_exhausted_notes_quota_and_recounts)
+{
+    struct responder r;
+    responder_start(&r, 200, 1000);
+    char url[64];
+    responder_url(&r, url, sizeof(url));
+    char note[256];
+    snprintf(note, sizeof(note), "%s/file", g_dir);
+    FILE *f = fopen(note, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fputs("a note", f) >= 0, 1);
+    ck_assert_int_eq(fclose(f), 0);
+    struct notes_usage *u = notes_usage_new(g_dir, 1, 0);
+    ck_assert_ptr_nonnull(u);
+    ck_assert_int_eq(notes_usage_scan(u), 0);
+
+    struct seen s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    struct health_config cfg = live_config(url, &s);
+    cfg.notes_usage = u;
+    cfg.notes_rescan_ms = 20;
+    struct health *h = health_start(&cfg);
+    ck_assert_ptr_nonnull(h);
+    ck_assert(!health_is_ready(h));
+    char *body = render_body(h, 503);
+    ck_assert_ptr_nonnull(strstr(body, "\"notes\":{\"status\":\"fail\",\"files\":1,\"bytes\":6,"
+                                       "\"max_files\":1,\"max_bytes\":0,\"reason\":\"quota "
+                                       "exhausted: 1 of 1 files (AGENTD_NOTES_MAX_FILES)\"}"));
+    free(body);
+    int calls;
+    bool ready;
+    char reason[HEALTH_TRANSITION_REASON_BYTES];
+    seen_get(&s, &calls, &ready, reason, sizeof(reason));
+    ck_assert_str_eq(reason, "notes: quota exhausted: 1 of 1 files (AGENTD_NOTES_MAX_FILES)");
+
+    /* An operator removes the note: a later count sees it without any save. */
+    ck_assert_int_eq(unlink(note), 0);
+    int64_t until = mono_ms() + WAIT_LIMIT_MS;
+    while (!health_is_ready(h) && mono_ms() < until)
+        sleep_ms(5);
+    ck_assert(health_is_ready(h));
+    body = render_body(h, 200);
+    ck_assert_ptr_nonnull(strstr(body, "\"notes\":{\"status\":\"ok\",\"files\":0,\"bytes\":0,"));
+    free(body);
+
+    health_stop(h);
+    notes_usage_free(u);
+    responder_stop(&r);
+}
+END_TEST
+
 START_TEST(test_health_start_rejects_missing_settings)
 {
     struct health_config cfg = config(2);
@@ -1011,6 +1176,10 @@ static Suite *health_suite(void)
     tcase_add_test(tc, test_health_disk_below_minimum_fails);
     tcase_add_test(tc, test_health_disk_error_fails_without_free_bytes);
     tcase_add_test(tc, test_health_notes_not_writable_fails);
+    tcase_add_test(tc, test_health_notes_quota_exhausted_in_files_fails_and_recovers);
+    tcase_add_test(tc, test_health_notes_quota_exhausted_in_bytes_fails);
+    tcase_add_test(tc, test_health_notes_without_limits_always_passes);
+    tcase_add_test(tc, test_health_notes_that_cannot_be_counted_fail);
     tcase_add_test(tc, test_health_shutdown_fails_at_once_and_stays);
     tcase_add_test(tc, test_health_reason_and_path_are_json_escaped);
     tcase_add_test(tc, test_health_transitions_are_reported_once_per_change);
@@ -1030,6 +1199,7 @@ static Suite *health_suite(void)
     tcase_add_test(io, test_health_start_against_closed_port_is_unavailable_at_once);
     tcase_add_test(io, test_health_checker_follows_the_api_and_reports_transitions);
     tcase_add_test(io, test_health_render_and_stop_do_not_wait_for_a_hanging_probe);
+    tcase_add_test(io, test_health_checker_reports_an_exhausted_notes_quota_and_recounts);
     tcase_add_test(io, test_health_start_rejects_missing_settings);
     tcase_set_timeout(io, 60);
     suite_add_tcase(s, io);
