@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "agentd/text.h"
+#include "agentd/url.h"
 
 enum config_kind {
     CONFIG_INT,       /* int field; range min..max */
@@ -54,6 +55,8 @@ struct config_row {
 #define CONFIG_KEY_FILE_MAX_BYTES 4096
 /* Text longer than this is cut in the effective-config printout. */
 #define CONFIG_PRINT_MAX_BYTES 256
+/* Longest URL any row accepts. */
+#define CONFIG_URL_MAX_BYTES   2048
 #define CONFIG_HELP_COLUMNS    100
 #define CONFIG_HELP_INDENT     2
 #define CONFIG_HELP_GAP        2
@@ -91,7 +94,7 @@ static const struct config_row config_table[] = {
     {"ANTHROPIC_API_KEY_FILE", CONFIG_KEY_FILE, NULL, 1, 4096, "path",
      "file holding the API key instead (trailing whitespace stripped)", CONFIG_FIELD(api_key_file),
      CONFIG_FIELD(api_key)},
-    {"ANTHROPIC_BASE_URL", CONFIG_URL, "https://api.anthropic.com", 1, 2048, "URL",
+    {"ANTHROPIC_BASE_URL", CONFIG_URL, "https://api.anthropic.com", 1, CONFIG_URL_MAX_BYTES, "URL",
      "Anthropic API base URL (trailing '/' stripped)", CONFIG_FIELD(anthropic_base_url), 0},
     {"AGENTD_MODEL", CONFIG_TEXT, "claude-sonnet-4-20250514", 1, 256, "bytes",
      "model name sent with every LLM call", CONFIG_FIELD(model), 0},
@@ -121,13 +124,15 @@ static const struct config_row config_table[] = {
     {"AGENTD_NOTES_MAX_FILES", CONFIG_INT, "100000", 0, 100000000, "files",
      "notes kept in AGENTD_NOTES_DIR; save_note refuses a new note past it (0 = no limit)",
      CONFIG_FIELD(notes_max_files), 0},
-    {"AGENTD_SEARCH_URL", CONFIG_URL, "", 0, 2048, "URL",
+    {"AGENTD_SEARCH_URL", CONFIG_URL, "", 0, CONFIG_URL_MAX_BYTES, "URL",
      "SearXNG base URL; empty = web_search unavailable (not offered to the model)",
      CONFIG_FIELD(search_url), 0},
-    {"AGENTD_WEATHER_GEOCODING_URL", CONFIG_URL, "https://geocoding-api.open-meteo.com", 1, 2048,
-     "URL", "Open-Meteo geocoding API base URL", CONFIG_FIELD(weather_geocoding_url), 0},
-    {"AGENTD_WEATHER_FORECAST_URL", CONFIG_URL, "https://api.open-meteo.com", 1, 2048, "URL",
-     "Open-Meteo forecast API base URL", CONFIG_FIELD(weather_forecast_url), 0},
+    {"AGENTD_WEATHER_GEOCODING_URL", CONFIG_URL, "https://geocoding-api.open-meteo.com", 1,
+     CONFIG_URL_MAX_BYTES, "URL", "Open-Meteo geocoding API base URL",
+     CONFIG_FIELD(weather_geocoding_url), 0},
+    {"AGENTD_WEATHER_FORECAST_URL", CONFIG_URL, "https://api.open-meteo.com", 1,
+     CONFIG_URL_MAX_BYTES, "URL", "Open-Meteo forecast API base URL",
+     CONFIG_FIELD(weather_forecast_url), 0},
     {"AGENTD_CONVERSATIONS_MAX", CONFIG_INT, "10000", 0, 1000000, "conversations",
      "conversations kept in memory, least recently used evicted first; 0 = conversations off",
      CONFIG_FIELD(conversations_max), 0},
@@ -396,7 +401,7 @@ static bool config_printable_no_space(const char *s, size_t len)
 static int config_parse_url(const struct config_row *row, const char *value,
                             struct agentd_config *cfg, char *err, size_t errlen)
 {
-    char shown[CONFIG_ECHO_MAX_BYTES + 4];
+    char shown[CONFIG_ECHO_MAX_BYTES + 4], redacted[CONFIG_ECHO_MAX_BYTES + 2];
     size_t len = strlen(value), scheme_len = 0;
 
     if (len == 0 && row->min == 0)
@@ -405,7 +410,9 @@ static int config_parse_url(const struct config_row *row, const char *value,
         scheme_len = 7;
     else if (strncmp(value, "https://", 8) == 0)
         scheme_len = 8;
-    config_echo(shown, value);
+    /* One byte more than is echoed, so a cut still shows as "...". */
+    url_redact(value, redacted, sizeof(redacted));
+    config_echo(shown, redacted);
     if (scheme_len == 0 || len <= scheme_len || value[scheme_len] == '/' ||
         !config_printable_no_space(value, len))
         return config_fail(err, errlen, -EINVAL,
@@ -813,7 +820,7 @@ static void config_print_escaped(FILE *out, const char *s)
 
 void config_print_effective(const struct agentd_config *cfg, FILE *out)
 {
-    char num[32];
+    char num[32], url[CONFIG_URL_MAX_BYTES + URL_REDACT_EXTRA_BYTES + 1];
 
     if (!cfg || !out)
         return;
@@ -845,8 +852,13 @@ void config_print_effective(const struct agentd_config *cfg, FILE *out)
             config_print_escaped(out, s ? s : "");
             fprintf(out, ":%d", *(const int *)config_at_const(cfg, row->aux_offset));
             break;
-        case CONFIG_TEXT:
         case CONFIG_URL:
+            /* Credentials or a key in the query must not end up in a CI log or a ticket. */
+            s = *(char *const *)field;
+            url_redact(s ? s : "", url, sizeof(url));
+            config_print_escaped(out, url);
+            break;
+        case CONFIG_TEXT:
         case CONFIG_KEY_FILE:
             s = *(char *const *)field;
             config_print_escaped(out, s ? s : "");

@@ -699,6 +699,52 @@ START_TEST(test_config_effective_output_hides_the_key)
 }
 END_TEST
 
+START_TEST(test_config_effective_output_redacts_credentials_and_queries_in_urls)
+{
+    static const struct env_pair env[] = {
+        {"ANTHROPIC_BASE_URL", "https://proxy-user:PASSWORD1@llm.example.com:8443/anthropic/"},
+        {"AGENTD_SEARCH_URL", "http://searx:8888/base?token=QUERYTOKEN"},
+        {"AGENTD_WEATHER_GEOCODING_URL", "https://geo.example.com/v1#FRAGMENT"},
+        {NULL, NULL},
+    };
+    struct agentd_config cfg;
+    char err[256];
+    char *out;
+
+    ck_assert_int_eq(config_load(&cfg, env_lookup, (void *)env, err, sizeof(err)), 0);
+    /* The loaded values are the real ones; only the printout is redacted. */
+    ck_assert_str_eq(cfg.anthropic_base_url,
+                     "https://proxy-user:PASSWORD1@llm.example.com:8443/anthropic");
+    out = capture_effective(&cfg);
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nANTHROPIC_BASE_URL=https://***@llm.example.com:8443/anthropic\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nAGENTD_SEARCH_URL=http://searx:8888/base?***\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nAGENTD_WEATHER_GEOCODING_URL=https://geo.example.com/v1#***\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nAGENTD_WEATHER_FORECAST_URL=https://api.open-meteo.com\n"));
+    ck_assert_ptr_null(strstr(out, "PASSWORD1"));
+    ck_assert_ptr_null(strstr(out, "proxy-user"));
+    ck_assert_ptr_null(strstr(out, "QUERYTOKEN"));
+    ck_assert_ptr_null(strstr(out, "FRAGMENT"));
+    free(out);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_config_bad_url_is_echoed_redacted)
+{
+    struct agentd_config cfg;
+    char err[256];
+
+    ck_assert_int_eq(load_one("ANTHROPIC_BASE_URL", "https://u:PASSWORD2@host/a b?k=QUERY2", &cfg,
+                              err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_str_eq(err, "ANTHROPIC_BASE_URL: expected an http:// or https:// URL, got "
+                          "'https://***@host/a b?***'");
+}
+END_TEST
+
 START_TEST(test_config_effective_output_is_one_line_per_variable)
 {
     static const struct env_pair env[] = {
@@ -793,6 +839,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_config_empty_key_counts_as_unset);
     tcase_add_test(tc, test_config_secret_never_appears_in_errors);
     tcase_add_test(tc, test_config_effective_output_hides_the_key);
+    tcase_add_test(tc, test_config_effective_output_redacts_credentials_and_queries_in_urls);
+    tcase_add_test(tc, test_config_bad_url_is_echoed_redacted);
     tcase_add_test(tc, test_config_effective_output_is_one_line_per_variable);
     tcase_add_test(tc, test_config_help_lists_every_variable_within_100_columns);
     tcase_add_test(tc, test_config_free_accepts_null_and_repeats);
