@@ -78,7 +78,7 @@ int auth_tokens_parse_lines(const char *text, size_t len, struct auth_tokens **r
  * Reads and parses the tokens file at path, a regular file of at most AUTH_FILE_MAX_BYTES.
  * Returns 0 with the set in *ret and the stamp of the file read in *ret_stamp (NULL: not
  * wanted); -errno when it cannot be read (err "cannot read '<path>': <reason>"); -EINVAL when
- * it is not a regular file, is too big or its text does not parse (err "'<path>' line 3:
+ * it is not a regular file, is too big or its text does not parse (err "'<path>': line 3:
  * ..."); -ENOMEM. The path is echoed cut to 64 bytes, other than printable ASCII as '?'. The
  * bytes read are wiped before returning.
  */

@@ -20,9 +20,11 @@
  *    stripped (so callers append "/v1/messages" etc.); a URL is echoed (errors)
  *    and printed (config_print_effective) redacted, see url.h.
  *  - text (model, system prompt, notes dir): valid UTF-8, length in bytes.
- *  - secrets (ANTHROPIC_API_KEY, ANTHROPIC_API_KEY_FILE, AGENTD_AUTH_TOKENS):
- *    set-but-empty counts as unset; setting both key variables is an error;
- *    a missing key is allowed.
+ *  - secrets (ANTHROPIC_API_KEY, ANTHROPIC_API_KEY_FILE, AGENTD_AUTH_TOKENS,
+ *    AGENTD_AUTH_TOKENS_FILE): set-but-empty counts as unset; setting a secret
+ *    and its file variable both is an error; a missing key is allowed. The
+ *    tokens file is only named here: main reads it (auth.h), at start-up and
+ *    on reload.
  */
 #ifndef AGENTD_CONFIG_H
 #define AGENTD_CONFIG_H
@@ -45,7 +47,9 @@ struct agentd_config {
     size_t runs_max_bytes;      /* AGENTD_RUNS_MAX_BYTES */
     int io_threads;             /* AGENTD_IO_THREADS: blocking file I/O pool */
 
-    char *auth_tokens; /* AGENTD_AUTH_TOKENS: comma-separated bearer tokens; secret; NULL = off */
+    char *auth_tokens;      /* AGENTD_AUTH_TOKENS: comma-separated bearer tokens; secret */
+    char *auth_tokens_file; /* AGENTD_AUTH_TOKENS_FILE path (not secret), read by auth.h; both
+                               NULL = authentication off */
 
     /* LLM */
     char *api_key;            /* ANTHROPIC_API_KEY or contents of ANTHROPIC_API_KEY_FILE; secret;

@@ -297,7 +297,7 @@ int auth_tokens_read_file(const char *path, struct auth_tokens **ret,
         struct auth_tokens *t = NULL;
         r = auth_tokens_parse_lines(buf, len, &t, sub, sizeof(sub));
         if (r < 0) {
-            auth_fail(err, errlen, r, "'%s' %s", shown, sub);
+            auth_fail(err, errlen, r, "'%s': %s", shown, sub);
         } else {
             *ret = t;
             if (ret_stamp)

@@ -234,7 +234,7 @@ START_TEST(test_auth_file_errors_name_the_path_and_reason)
 
     write_file(path, "ok\n bad\n");
     ck_assert_int_eq(auth_tokens_read_file(path, &t, NULL, err, sizeof(err)), -EINVAL);
-    ck_assert_ptr_nonnull(strstr(err, "/tokens' line 2: expected"));
+    ck_assert_ptr_nonnull(strstr(err, "/tokens': line 2: expected"));
 
     big = malloc(AUTH_FILE_MAX_BYTES + 2);
     ck_assert_ptr_nonnull(big);
