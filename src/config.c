@@ -58,8 +58,6 @@ struct config_row {
 #define CONFIG_KEY_FILE_MAX_BYTES 4096
 /* Text longer than this is cut in the effective-config printout. */
 #define CONFIG_PRINT_MAX_BYTES 256
-/* Longest URL any row accepts. */
-#define CONFIG_URL_MAX_BYTES   2048
 #define CONFIG_HELP_COLUMNS    100
 #define CONFIG_HELP_INDENT     2
 #define CONFIG_HELP_GAP        2

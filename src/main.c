@@ -25,6 +25,7 @@
 #include "agentd/notes.h"
 #include "agentd/probe.h"
 #include "agentd/server.h"
+#include "agentd/url.h"
 #include "agentd/worker.h"
 
 #define EXIT_BAD_CONFIG 2
@@ -35,6 +36,8 @@
 #define MAIN_TOKENS_CHECK_MS 10000
 /* At most one heap trim per this many ms, and only when idle after runs. */
 #define MAIN_TRIM_INTERVAL_MS 10000
+/* A URL setting as logged: redacted (url.h), whatever its length. */
+#define MAIN_URL_SHOWN_BYTES (CONFIG_URL_MAX_BYTES + URL_REDACT_EXTRA_BYTES + 1)
 /* Time the server threads get to write the last answers before the daemon stops. */
 #define FINAL_FLUSH_MS 200
 
@@ -264,6 +267,25 @@ static int load_auth(const struct agentd_config *cfg, struct auth **ret,
     return 0;
 }
 
+/* Settings that expose the API key, one warning line each (also under --check-config, on stderr):
+   start-up is when an operator reads the log. */
+static void warn_unsafe_settings(const struct agentd_config *cfg, size_t auth_tokens)
+{
+    char host[CONFIG_URL_MAX_BYTES + 1], shown[MAIN_URL_SHOWN_BYTES];
+    if (auth_tokens == 0 && !url_host_is_loopback(cfg->listen_host))
+        log_warn("no bearer tokens on a non-loopback address: anyone who can reach it can run "
+                 "agents on your API key (set AGENTD_AUTH_TOKENS or AGENTD_AUTH_TOKENS_FILE)",
+                 LF_S("host", cfg->listen_host), LF_I("port", cfg->listen_port));
+    const char *base = cfg->anthropic_base_url;
+    if (url_is_plain_http(base) &&
+        !(url_host(base, host, sizeof(host)) && url_host_is_loopback(host))) {
+        url_redact(base, shown, sizeof(shown));
+        log_warn("ANTHROPIC_BASE_URL is plain http:// to a host that is not loopback: the API key "
+                 "would travel in clear",
+                 LF_S("anthropic_base_url", shown), LF_B("api_key_set", cfg->api_key != NULL));
+    }
+}
+
 static void on_ready_change(const struct health_transition *t, void *arg)
 {
     (void)arg;
@@ -312,6 +334,7 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return EXIT_BAD_CONFIG;
     }
+    warn_unsafe_settings(&cfg, auth_count(tokens.auth));
     /* Before any curl handle exists (app_init creates the workers' multi handles). */
     curl_global_init(CURL_GLOBAL_DEFAULT);
     struct app app;
@@ -365,9 +388,11 @@ int main(int argc, char **argv)
         config_free(&cfg);
         return EXIT_FAILURE;
     }
+    char base_url[MAIN_URL_SHOWN_BYTES];
+    url_redact(cfg.anthropic_base_url, base_url, sizeof(base_url));
     log_info("agentd started", LF_S("version", AGENTD_VERSION), LF_S("host", cfg.listen_host),
              LF_I("port", server_port(srv)), LF_I("workers", app.n_workers),
-             LF_S("anthropic_base_url", cfg.anthropic_base_url), LF_S("model", cfg.model),
+             LF_S("anthropic_base_url", base_url), LF_S("model", cfg.model),
              LF_B("api_key_set", cfg.api_key != NULL), LF_I("max_inflight", cfg.max_inflight),
              LF_I("llm_timeout_ms", cfg.llm_timeout_ms),
              LF_I("total_timeout_ms", cfg.total_timeout_ms), LF_S("notes_dir", cfg.notes_dir),

@@ -33,6 +33,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* The longest URL a setting may hold. */
+#define CONFIG_URL_MAX_BYTES 2048
+
 struct agentd_config {
     /* server */
     char *listen_host;          /* AGENTD_LISTEN host part, e.g. "0.0.0.0" */
