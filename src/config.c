@@ -18,16 +18,20 @@
 #include <unistd.h>
 
 #include "agentd/text.h"
+#include "agentd/url.h"
 
 enum config_kind {
-    CONFIG_INT,       /* int field; range min..max */
-    CONFIG_MS,        /* int64_t field, milliseconds; range min..max */
-    CONFIG_BYTES,     /* size_t field; range min..max */
-    CONFIG_DOUBLE,    /* double field; range min..max */
-    CONFIG_TEXT,      /* char * field; UTF-8, length min..max bytes */
-    CONFIG_URL,       /* char * field; http(s) URL up to max bytes; min 0 allows "" */
-    CONFIG_SECRET,    /* char * field; printable ASCII, 1..max bytes, never echoed */
-    CONFIG_KEY_FILE,  /* char * path at offset; the key it holds goes to aux_offset */
+    CONFIG_INT,      /* int field; range min..max */
+    CONFIG_MS,       /* int64_t field, milliseconds; range min..max */
+    CONFIG_BYTES,    /* size_t field; range min..max */
+    CONFIG_DOUBLE,   /* double field; range min..max */
+    CONFIG_TEXT,     /* char * field; UTF-8, length min..max bytes */
+    CONFIG_URL,      /* char * field; http(s) URL up to max bytes; min 0 allows "" */
+    CONFIG_SECRET,   /* char * field; printable ASCII, 1..max bytes, never echoed */
+    CONFIG_KEY_FILE, /* char * path at offset; the key it holds goes to aux_offset */
+    /* char * path at offset, of a file its user reads (and may re-read); an alternative to the
+       secret at aux_offset, so setting both is an error */
+    CONFIG_SECRET_PATH,
     CONFIG_HOST_PORT, /* char * host at offset, int port (min..max) at aux_offset */
 };
 
@@ -82,8 +86,13 @@ static const struct config_row config_table[] = {
      "connections one client address may hold at once; 0 = no limit (behind a proxy: keep 0)",
      CONFIG_FIELD(max_connections_per_ip), 0},
     {"AGENTD_AUTH_TOKENS", CONFIG_SECRET, NULL, 1, 4096, "tokens",
-     "comma-separated bearer tokens accepted on /v1/agent; unset = no authentication",
+     "comma-separated bearer tokens accepted on /v1/agent; unset (and no AGENTD_AUTH_TOKENS_FILE) "
+     "= no authentication",
      CONFIG_FIELD(auth_tokens), 0},
+    {"AGENTD_AUTH_TOKENS_FILE", CONFIG_SECRET_PATH, NULL, 1, 4096, "path",
+     "file of bearer tokens instead, one per line ('#' comments); re-read on SIGHUP and when it "
+     "changes (checked every 10 s)",
+     CONFIG_FIELD(auth_tokens_file), CONFIG_FIELD(auth_tokens)},
     {"AGENTD_IO_THREADS", CONFIG_INT, "2", 1, 64, "threads",
      "threads for blocking file I/O (note writes with fsync)", CONFIG_FIELD(io_threads), 0},
     {"ANTHROPIC_API_KEY", CONFIG_SECRET, NULL, 1, 512, "secret",
@@ -91,7 +100,7 @@ static const struct config_row config_table[] = {
     {"ANTHROPIC_API_KEY_FILE", CONFIG_KEY_FILE, NULL, 1, 4096, "path",
      "file holding the API key instead (trailing whitespace stripped)", CONFIG_FIELD(api_key_file),
      CONFIG_FIELD(api_key)},
-    {"ANTHROPIC_BASE_URL", CONFIG_URL, "https://api.anthropic.com", 1, 2048, "URL",
+    {"ANTHROPIC_BASE_URL", CONFIG_URL, "https://api.anthropic.com", 1, CONFIG_URL_MAX_BYTES, "URL",
      "Anthropic API base URL (trailing '/' stripped)", CONFIG_FIELD(anthropic_base_url), 0},
     {"AGENTD_MODEL", CONFIG_TEXT, "claude-sonnet-4-20250514", 1, 256, "bytes",
      "model name sent with every LLM call", CONFIG_FIELD(model), 0},
@@ -121,13 +130,15 @@ static const struct config_row config_table[] = {
     {"AGENTD_NOTES_MAX_FILES", CONFIG_INT, "100000", 0, 100000000, "files",
      "notes kept in AGENTD_NOTES_DIR; save_note refuses a new note past it (0 = no limit)",
      CONFIG_FIELD(notes_max_files), 0},
-    {"AGENTD_SEARCH_URL", CONFIG_URL, "", 0, 2048, "URL",
+    {"AGENTD_SEARCH_URL", CONFIG_URL, "", 0, CONFIG_URL_MAX_BYTES, "URL",
      "SearXNG base URL; empty = web_search unavailable (not offered to the model)",
      CONFIG_FIELD(search_url), 0},
-    {"AGENTD_WEATHER_GEOCODING_URL", CONFIG_URL, "https://geocoding-api.open-meteo.com", 1, 2048,
-     "URL", "Open-Meteo geocoding API base URL", CONFIG_FIELD(weather_geocoding_url), 0},
-    {"AGENTD_WEATHER_FORECAST_URL", CONFIG_URL, "https://api.open-meteo.com", 1, 2048, "URL",
-     "Open-Meteo forecast API base URL", CONFIG_FIELD(weather_forecast_url), 0},
+    {"AGENTD_WEATHER_GEOCODING_URL", CONFIG_URL, "https://geocoding-api.open-meteo.com", 1,
+     CONFIG_URL_MAX_BYTES, "URL", "Open-Meteo geocoding API base URL",
+     CONFIG_FIELD(weather_geocoding_url), 0},
+    {"AGENTD_WEATHER_FORECAST_URL", CONFIG_URL, "https://api.open-meteo.com", 1,
+     CONFIG_URL_MAX_BYTES, "URL", "Open-Meteo forecast API base URL",
+     CONFIG_FIELD(weather_forecast_url), 0},
     {"AGENTD_CONVERSATIONS_MAX", CONFIG_INT, "10000", 0, 1000000, "conversations",
      "conversations kept in memory, least recently used evicted first; 0 = conversations off",
      CONFIG_FIELD(conversations_max), 0},
@@ -396,7 +407,7 @@ static bool config_printable_no_space(const char *s, size_t len)
 static int config_parse_url(const struct config_row *row, const char *value,
                             struct agentd_config *cfg, char *err, size_t errlen)
 {
-    char shown[CONFIG_ECHO_MAX_BYTES + 4];
+    char shown[CONFIG_ECHO_MAX_BYTES + 4], redacted[CONFIG_ECHO_MAX_BYTES + 2];
     size_t len = strlen(value), scheme_len = 0;
 
     if (len == 0 && row->min == 0)
@@ -405,7 +416,9 @@ static int config_parse_url(const struct config_row *row, const char *value,
         scheme_len = 7;
     else if (strncmp(value, "https://", 8) == 0)
         scheme_len = 8;
-    config_echo(shown, value);
+    /* One byte more than is echoed, so a cut still shows as "...". */
+    url_redact(value, redacted, sizeof(redacted));
+    config_echo(shown, redacted);
     if (scheme_len == 0 || len <= scheme_len || value[scheme_len] == '/' ||
         !config_printable_no_space(value, len))
         return config_fail(err, errlen, -EINVAL,
@@ -478,26 +491,59 @@ out:
     return r;
 }
 
+/* The secret row a file row stands in for (its aux_offset); NULL when the table has none. */
+static const struct config_row *config_secret_row_of(const struct config_row *row)
+{
+    for (size_t i = 0; i < CONFIG_ROWS; i++)
+        if (config_table[i].kind == CONFIG_SECRET && config_table[i].offset == row->aux_offset)
+            return &config_table[i];
+    return NULL;
+}
+
+/* A file row: its secret must not be set as well (the table lists the secret first), and the
+   path must fit the row. */
+static int config_check_path(const struct config_row *row, const char *value,
+                             const struct agentd_config *cfg, char *err, size_t errlen)
+{
+    const struct config_row *secret_row = config_secret_row_of(row);
+    char shown[CONFIG_ECHO_MAX_BYTES + 4];
+    size_t path_len = strlen(value);
+
+    if (*(char *const *)config_at_const(cfg, row->aux_offset) != NULL)
+        return config_fail(err, errlen, -EINVAL, "set only one of %s and %s",
+                           secret_row ? secret_row->name : "the secret", row->name);
+    if (path_len > (size_t)row->max) {
+        config_echo(shown, value);
+        return config_fail(err, errlen, -EINVAL,
+                           "%s: expected a path of 1..%lld bytes, got %zu bytes '%s'", row->name,
+                           (long long)row->max, path_len, shown);
+    }
+    return 0;
+}
+
+static int config_parse_secret_path(const struct config_row *row, const char *value,
+                                    struct agentd_config *cfg, char *err, size_t errlen)
+{
+    int r = config_check_path(row, value, cfg, err, errlen);
+
+    if (r < 0)
+        return r;
+    return config_store_string(cfg, row->offset, value, strlen(value), err, errlen);
+}
+
 static int config_parse_key_file(const struct config_row *row, const char *value,
                                  struct agentd_config *cfg, char *err, size_t errlen)
 {
-    const struct config_row *key_row = NULL;
+    const struct config_row *key_row = config_secret_row_of(row);
     char shown[CONFIG_ECHO_MAX_BYTES + 4], errbuf[128];
     char buf[CONFIG_KEY_FILE_MAX_BYTES + 1];
     size_t len = 0, path_len = strlen(value);
     int r;
 
-    for (size_t i = 0; i < CONFIG_ROWS; i++)
-        if (config_table[i].kind == CONFIG_SECRET && config_table[i].offset == row->aux_offset)
-            key_row = &config_table[i];
-    if (*config_str_at(cfg, row->aux_offset) != NULL)
-        return config_fail(err, errlen, -EINVAL, "set only one of %s and %s",
-                           key_row ? key_row->name : "the key", row->name);
+    r = config_check_path(row, value, cfg, err, errlen);
+    if (r < 0)
+        return r;
     config_echo(shown, value);
-    if (path_len > (size_t)row->max)
-        return config_fail(err, errlen, -EINVAL,
-                           "%s: expected a path of 1..%lld bytes, got %zu bytes '%s'", row->name,
-                           (long long)row->max, path_len, shown);
     r = config_read_small_file(value, buf, sizeof(buf), &len);
     if (r == -EINVAL) {
         r = config_fail(err, errlen, -EINVAL, "%s: '%s' is not a regular file", row->name, shown);
@@ -596,6 +642,8 @@ static int config_parse_row(const struct config_row *row, const char *value,
         return config_parse_secret(row, value, cfg, err, errlen);
     case CONFIG_KEY_FILE:
         return config_parse_key_file(row, value, cfg, err, errlen);
+    case CONFIG_SECRET_PATH:
+        return config_parse_secret_path(row, value, cfg, err, errlen);
     case CONFIG_HOST_PORT:
         return config_parse_host_port(row, value, cfg, err, errlen);
     }
@@ -644,7 +692,8 @@ int config_load(struct agentd_config *ret, config_lookup_fn lookup, void *ctx, c
         const char *value = lookup(row->name, ctx);
 
         /* Templates often expand a missing secret to ""; that means "not set". */
-        bool secret_like = row->kind == CONFIG_SECRET || row->kind == CONFIG_KEY_FILE;
+        bool secret_like = row->kind == CONFIG_SECRET || row->kind == CONFIG_KEY_FILE ||
+                           row->kind == CONFIG_SECRET_PATH;
         if (!value || (secret_like && value[0] == '\0'))
             value = row->default_text;
         if (!value)
@@ -705,6 +754,7 @@ static void config_format_range(const struct config_row *row, char *buf, size_t 
         break;
     case CONFIG_SECRET:
     case CONFIG_KEY_FILE:
+    case CONFIG_SECRET_PATH:
     case CONFIG_HOST_PORT:
         snprintf(buf, len, "%s", row->unit);
         break;
@@ -813,7 +863,7 @@ static void config_print_escaped(FILE *out, const char *s)
 
 void config_print_effective(const struct agentd_config *cfg, FILE *out)
 {
-    char num[32];
+    char num[32], url[CONFIG_URL_MAX_BYTES + URL_REDACT_EXTRA_BYTES + 1];
 
     if (!cfg || !out)
         return;
@@ -845,9 +895,15 @@ void config_print_effective(const struct agentd_config *cfg, FILE *out)
             config_print_escaped(out, s ? s : "");
             fprintf(out, ":%d", *(const int *)config_at_const(cfg, row->aux_offset));
             break;
-        case CONFIG_TEXT:
         case CONFIG_URL:
+            /* Credentials or a key in the query must not end up in a CI log or a ticket. */
+            s = *(char *const *)field;
+            url_redact(s ? s : "", url, sizeof(url));
+            config_print_escaped(out, url);
+            break;
+        case CONFIG_TEXT:
         case CONFIG_KEY_FILE:
+        case CONFIG_SECRET_PATH:
             s = *(char *const *)field;
             config_print_escaped(out, s ? s : "");
             break;

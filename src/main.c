@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 
 #include "agentd/app.h"
+#include "agentd/auth.h"
 #include "agentd/clock.h"
 #include "agentd/config.h"
 #include "agentd/conversations.h"
@@ -24,13 +25,19 @@
 #include "agentd/notes.h"
 #include "agentd/probe.h"
 #include "agentd/server.h"
+#include "agentd/url.h"
 #include "agentd/worker.h"
 
 #define EXIT_BAD_CONFIG 2
 /* Housekeeping period of the main thread (conversation expiry). */
 #define MAIN_TICK_MS 1000
+/* How often main looks at AGENTD_AUTH_TOKENS_FILE for a new version (as --help says): a
+   Kubernetes Secret update reaches the mounted file without any signal. */
+#define MAIN_TOKENS_CHECK_MS 10000
 /* At most one heap trim per this many ms, and only when idle after runs. */
 #define MAIN_TRIM_INTERVAL_MS 10000
+/* A URL setting as logged: redacted (url.h), whatever its length. */
+#define MAIN_URL_SHOWN_BYTES (CONFIG_URL_MAX_BYTES + URL_REDACT_EXTRA_BYTES + 1)
 /* Time the server threads get to write the last answers before the daemon stops. */
 #define FINAL_FLUSH_MS 200
 
@@ -40,12 +47,14 @@ static void usage(FILE *out)
     config_print_help(out);
 }
 
-/* Every thread inherits a mask that blocks the stop signals; main waits for them. */
-static void block_stop_signals(sigset_t *set)
+/* Every thread inherits a mask that blocks the signals main handles; main waits for them: the
+   stop signals, and SIGHUP (re-read the tokens file). */
+static void block_main_signals(sigset_t *set)
 {
     sigemptyset(set);
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, set, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
@@ -81,26 +90,91 @@ static int setup_logging(const struct agentd_config *cfg)
     return 0;
 }
 
-/* Waits up to ms for a stop signal; returns it, or 0 on timeout. */
+/* Waits up to ms for a signal of set; returns it, or 0 on timeout. */
 static int wait_signal(const sigset_t *set, int64_t ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
     int sig = sigtimedwait(set, NULL, &ts);
-    return sig == SIGTERM || sig == SIGINT ? sig : 0;
+    return sig > 0 ? sig : 0;
 }
 
-/* Serves until a stop signal, expiring idle conversations on the way, and giving memory back to
-   the system once a burst is over: glibc keeps freed heap (per-thread arenas) mapped, so without a
-   trim a pod's RSS would stay at its peak long after the load has gone. */
-static int serve(struct app *app, const sigset_t *set)
+/* Waits up to ms for a stop signal: true when one came. A SIGHUP meanwhile is taken and ignored
+   (shutting down, the tokens in use stay). */
+static bool stop_signal_within(const sigset_t *set, int64_t ms)
+{
+    int64_t until = clock_now_ms() + ms, left = ms;
+    do {
+        int sig = wait_signal(set, left);
+        if (sig == SIGTERM || sig == SIGINT)
+            return true;
+        left = until - clock_now_ms();
+    } while (left > 0);
+    return false;
+}
+
+/* AGENTD_AUTH_TOKENS_FILE as main watches it: re-read on SIGHUP, and when what is at its path
+   changes (looked at every MAIN_TOKENS_CHECK_MS). */
+struct tokens_file {
+    struct auth *auth;
+    const char *path;             /* NULL: tokens from the environment or none, nothing to read */
+    struct auth_file_stamp stamp; /* the version last read, or last found unusable */
+    int64_t checked_ms;
+};
+
+/* A file that cannot be read or holds no token leaves the tokens in use alone: a half-written
+   or emptied file must not lock every client out (or let everyone in). */
+static void tokens_reload(struct tokens_file *tf, const char *trigger)
+{
+    struct auth_file_stamp before;
+    char err[384];
+    size_t count = 0;
+    /* Taken before reading: if the file changes while it is read, the next check sees that. */
+    auth_file_stamp_get(tf->path, &before);
+    if (auth_reload_file(tf->auth, tf->path, &tf->stamp, &count, err, sizeof(err)) < 0) {
+        tf->stamp = before; /* reported once, not at every check while it stays so */
+        log_warn("auth tokens not reloaded, keeping the current ones", LF_S("trigger", trigger),
+                 LF_S("reason", err), LF_I("count", (int64_t)auth_count(tf->auth)));
+        return;
+    }
+    log_info("auth tokens reloaded", LF_S("trigger", trigger), LF_I("count", (int64_t)count));
+}
+
+static void tokens_check(struct tokens_file *tf, int64_t now)
+{
+    struct auth_file_stamp stamp;
+    if (!tf->path || now - tf->checked_ms < MAIN_TOKENS_CHECK_MS)
+        return;
+    tf->checked_ms = now;
+    auth_file_stamp_get(tf->path, &stamp);
+    if (!auth_file_stamp_equal(&stamp, &tf->stamp))
+        tokens_reload(tf, "file changed");
+}
+
+static void on_sighup(struct tokens_file *tf)
+{
+    if (tf->path)
+        tokens_reload(tf, "SIGHUP");
+    else
+        log_info("SIGHUP ignored: no AGENTD_AUTH_TOKENS_FILE to reload");
+}
+
+/* Serves until a stop signal, expiring idle conversations on the way, re-reading the tokens file
+   when asked or changed, and giving memory back to the system once a burst is over: glibc keeps
+   freed heap (per-thread arenas) mapped, so without a trim a pod's RSS would stay at its peak long
+   after the load has gone. */
+static int serve(struct app *app, struct tokens_file *tf, const sigset_t *set)
 {
     uint_fast64_t runs_at_trim = atomic_load(&app->run_seq);
     int64_t trimmed_at = clock_now_ms();
+    tf->checked_ms = trimmed_at;
     for (;;) {
         int sig = wait_signal(set, MAIN_TICK_MS);
-        if (sig)
+        if (sig == SIGHUP)
+            on_sighup(tf);
+        else if (sig)
             return sig;
         int64_t now = clock_now_ms();
+        tokens_check(tf, now);
         if (app->convs)
             conv_store_sweep(app->convs, now);
         uint_fast64_t runs = atomic_load(&app->run_seq);
@@ -121,7 +195,7 @@ static bool shut_down(struct app *app, struct server *srv, const sigset_t *set)
     health_set_shutdown(app->health);
     log_info("shutdown: not ready, still serving", LF_S("reason", "stop signal"),
              LF_I("delay_ms", app->cfg.shutdown_delay_ms));
-    if (wait_signal(set, app->cfg.shutdown_delay_ms))
+    if (stop_signal_within(set, app->cfg.shutdown_delay_ms))
         return false;
     server_quiesce(srv);
     atomic_store(&app->draining, true);
@@ -132,7 +206,7 @@ static bool shut_down(struct app *app, struct server *srv, const sigset_t *set)
     /* Everything accepted finishes if it can: runs in flight, and requests whose body is still
        arriving (they were admitted at their headers, before draining began). */
     while (server_requests_in_progress(srv) > 0 && clock_now_ms() < until)
-        if (wait_signal(set, 50))
+        if (stop_signal_within(set, 50))
             return false;
     return true;
 }
@@ -162,6 +236,54 @@ static void prepare_notes(struct app *app)
         log_info("notes counted", LF_S("path", dir), LF_I("files", (int64_t)s.files),
                  LF_I("bytes", (int64_t)s.bytes), LF_I("max_files", (int64_t)s.max_files),
                  LF_I("max_bytes", (int64_t)s.max_bytes));
+}
+
+/* The bearer tokens: from AGENTD_AUTH_TOKENS or AGENTD_AUTH_TOKENS_FILE, or none (then every
+   request is let in). At start-up a file that cannot be read or holds no token is a
+   configuration error like any other: -EINVAL with the message in err (-ENOMEM too). */
+static int load_auth(const struct agentd_config *cfg, struct auth **ret,
+                     struct auth_file_stamp *ret_stamp, char *err, size_t errlen)
+{
+    struct auth_tokens *tokens = NULL;
+    char why[384];
+    int r = 0;
+    if (cfg->auth_tokens_file) {
+        r = auth_tokens_read_file(cfg->auth_tokens_file, &tokens, ret_stamp, why, sizeof(why));
+        if (r < 0)
+            snprintf(err, errlen, "AGENTD_AUTH_TOKENS_FILE: %s", why);
+    } else if (cfg->auth_tokens) {
+        r = auth_tokens_parse_list(cfg->auth_tokens, &tokens, why, sizeof(why));
+        if (r < 0)
+            snprintf(err, errlen, "AGENTD_AUTH_TOKENS: %s", why);
+    }
+    if (r < 0)
+        return r == -ENOMEM ? r : -EINVAL;
+    struct auth *a = auth_new(tokens);
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    *ret = a;
+    return 0;
+}
+
+/* Settings that expose the API key, one warning line each (also under --check-config, on stderr):
+   start-up is when an operator reads the log. */
+static void warn_unsafe_settings(const struct agentd_config *cfg, size_t auth_tokens)
+{
+    char host[CONFIG_URL_MAX_BYTES + 1], shown[MAIN_URL_SHOWN_BYTES];
+    if (auth_tokens == 0 && !url_host_is_loopback(cfg->listen_host))
+        log_warn("no bearer tokens on a non-loopback address: anyone who can reach it can run "
+                 "agents on your API key (set AGENTD_AUTH_TOKENS or AGENTD_AUTH_TOKENS_FILE)",
+                 LF_S("host", cfg->listen_host), LF_I("port", cfg->listen_port));
+    const char *base = cfg->anthropic_base_url;
+    if (url_is_plain_http(base) &&
+        !(url_host(base, host, sizeof(host)) && url_host_is_loopback(host))) {
+        url_redact(base, shown, sizeof(shown));
+        log_warn("ANTHROPIC_BASE_URL is plain http:// to a host that is not loopback: the API key "
+                 "would travel in clear",
+                 LF_S("anthropic_base_url", shown), LF_B("api_key_set", cfg->api_key != NULL));
+    }
 }
 
 static void on_ready_change(const struct health_transition *t, void *arg)
@@ -200,18 +322,28 @@ int main(int argc, char **argv)
         fprintf(stderr, "agentd: invalid configuration: %s\n", err);
         return EXIT_BAD_CONFIG;
     }
+    struct tokens_file tokens = {.path = cfg.auth_tokens_file};
+    int r = load_auth(&cfg, &tokens.auth, &tokens.stamp, err, sizeof(err));
+    if (r < 0) {
+        fprintf(stderr, "agentd: invalid configuration: %s\n", err);
+        config_free(&cfg);
+        return r == -EINVAL ? EXIT_BAD_CONFIG : EXIT_FAILURE;
+    }
     if (setup_logging(&cfg) < 0) {
+        tokens.auth = auth_free(tokens.auth);
         config_free(&cfg);
         return EXIT_BAD_CONFIG;
     }
+    warn_unsafe_settings(&cfg, auth_count(tokens.auth));
     /* Before any curl handle exists (app_init creates the workers' multi handles). */
     curl_global_init(CURL_GLOBAL_DEFAULT);
     struct app app;
-    int r = app_init(&app, &cfg, err, sizeof(err));
+    r = app_init(&app, &cfg, err, sizeof(err));
     if (r < 0) {
         fprintf(stderr, "agentd: %s\n", err);
         app_fini(&app);
         curl_global_cleanup();
+        tokens.auth = auth_free(tokens.auth);
         config_free(&cfg);
         return r == -EINVAL ? EXIT_BAD_CONFIG : EXIT_FAILURE;
     }
@@ -220,12 +352,13 @@ int main(int argc, char **argv)
         printf("configuration ok\n");
         app_fini(&app);
         curl_global_cleanup();
+        tokens.auth = auth_free(tokens.auth);
         config_free(&cfg);
         return 0;
     }
 
-    sigset_t stop_signals;
-    block_stop_signals(&stop_signals);
+    sigset_t signals;
+    block_main_signals(&signals);
     raise_fd_limit();
     prepare_notes(&app);
 
@@ -245,26 +378,31 @@ int main(int argc, char **argv)
         .on_transition = on_ready_change,
     };
     app.health = health_start(&hc);
-    struct server *srv = app.health ? server_start(&app, server_routes, err, sizeof(err)) : NULL;
+    struct server *srv =
+        app.health ? server_start(&app, server_routes, tokens.auth, err, sizeof(err)) : NULL;
     if (!srv) {
         log_error("cannot start the HTTP server", LF_S("reason", app.health ? err : "readiness"));
         app.health = health_stop(app.health);
         app_fini(&app);
+        tokens.auth = auth_free(tokens.auth);
         config_free(&cfg);
         return EXIT_FAILURE;
     }
+    char base_url[MAIN_URL_SHOWN_BYTES];
+    url_redact(cfg.anthropic_base_url, base_url, sizeof(base_url));
     log_info("agentd started", LF_S("version", AGENTD_VERSION), LF_S("host", cfg.listen_host),
              LF_I("port", server_port(srv)), LF_I("workers", app.n_workers),
-             LF_S("anthropic_base_url", cfg.anthropic_base_url), LF_S("model", cfg.model),
+             LF_S("anthropic_base_url", base_url), LF_S("model", cfg.model),
              LF_B("api_key_set", cfg.api_key != NULL), LF_I("max_inflight", cfg.max_inflight),
              LF_I("llm_timeout_ms", cfg.llm_timeout_ms),
              LF_I("total_timeout_ms", cfg.total_timeout_ms), LF_S("notes_dir", cfg.notes_dir),
-             LF_B("web_search", cfg.search_url && cfg.search_url[0]));
+             LF_B("web_search", cfg.search_url && cfg.search_url[0]),
+             LF_I("auth_tokens", (int64_t)auth_count(tokens.auth)));
 
-    int sig = serve(&app, &stop_signals);
+    int sig = serve(&app, &tokens, &signals);
     log_info("shutdown: stop signal", LF_I("signal", sig),
              LF_I("in_flight", (int64_t)server_suspended_count(srv)));
-    if (!shut_down(&app, srv, &stop_signals)) {
+    if (!shut_down(&app, srv, &signals)) {
         log_warn("shutdown: second stop signal, exiting now", LF_I("signal", sig));
         server_quiesce(srv);
         atomic_store(&app.draining, true);
@@ -276,6 +414,7 @@ int main(int argc, char **argv)
                  LF_S("reason", "shutting_down"));
     nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = FINAL_FLUSH_MS * 1000000L}, NULL);
     server_stop(srv);
+    tokens.auth = auth_free(tokens.auth); /* no request is checked any more */
     /* The checker reads the notes quota, which app_fini() frees. */
     app.health = health_stop(app.health);
     app_fini(&app);

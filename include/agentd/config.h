@@ -17,11 +17,14 @@
  *  - integers: decimal, whole string, no sign other than '-', no spaces, within
  *    the row's range; set-but-empty is an error.
  *  - URLs: http:// or https://, printable ASCII without spaces, trailing '/'
- *    stripped (so callers append "/v1/messages" etc.).
+ *    stripped (so callers append "/v1/messages" etc.); a URL is echoed (errors)
+ *    and printed (config_print_effective) redacted, see url.h.
  *  - text (model, system prompt, notes dir): valid UTF-8, length in bytes.
- *  - secrets (ANTHROPIC_API_KEY, ANTHROPIC_API_KEY_FILE, AGENTD_AUTH_TOKENS):
- *    set-but-empty counts as unset; setting both key variables is an error;
- *    a missing key is allowed.
+ *  - secrets (ANTHROPIC_API_KEY, ANTHROPIC_API_KEY_FILE, AGENTD_AUTH_TOKENS,
+ *    AGENTD_AUTH_TOKENS_FILE): set-but-empty counts as unset; setting a secret
+ *    and its file variable both is an error; a missing key is allowed. The
+ *    tokens file is only named here: main reads it (auth.h), at start-up and
+ *    on reload.
  */
 #ifndef AGENTD_CONFIG_H
 #define AGENTD_CONFIG_H
@@ -30,21 +33,26 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* The longest URL a setting may hold. */
+#define CONFIG_URL_MAX_BYTES 2048
+
 struct agentd_config {
     /* server */
-    char *listen_host;         /* AGENTD_LISTEN host part, e.g. "0.0.0.0" */
-    int listen_port;           /* AGENTD_LISTEN port part, 0..65535 (0 = ephemeral) */
-    int workers;               /* AGENTD_WORKERS, 0 in the table = number of CPUs (resolved
-                                  at load, so always 1..256 here) */
-    int max_inflight;          /* AGENTD_MAX_INFLIGHT */
+    char *listen_host;          /* AGENTD_LISTEN host part, e.g. "0.0.0.0" */
+    int listen_port;            /* AGENTD_LISTEN port part, 0..65535 (0 = ephemeral) */
+    int workers;                /* AGENTD_WORKERS, 0 in the table = number of CPUs (resolved
+                                   at load, so always 1..256 here) */
+    int max_inflight;           /* AGENTD_MAX_INFLIGHT */
     int64_t header_timeout_ms;  /* AGENTD_HEADER_TIMEOUT_MS */
     int max_connections_per_ip; /* AGENTD_MAX_CONNECTIONS_PER_IP, 0 = no limit */
-    size_t max_body_bytes;     /* AGENTD_MAX_BODY_BYTES */
-    size_t max_buffered_bytes; /* AGENTD_MAX_BUFFERED_BYTES */
-    size_t runs_max_bytes;     /* AGENTD_RUNS_MAX_BYTES */
-    int io_threads;            /* AGENTD_IO_THREADS: blocking file I/O pool */
+    size_t max_body_bytes;      /* AGENTD_MAX_BODY_BYTES */
+    size_t max_buffered_bytes;  /* AGENTD_MAX_BUFFERED_BYTES */
+    size_t runs_max_bytes;      /* AGENTD_RUNS_MAX_BYTES */
+    int io_threads;             /* AGENTD_IO_THREADS: blocking file I/O pool */
 
-    char *auth_tokens; /* AGENTD_AUTH_TOKENS: comma-separated bearer tokens; secret; NULL = off */
+    char *auth_tokens;      /* AGENTD_AUTH_TOKENS: comma-separated bearer tokens; secret */
+    char *auth_tokens_file; /* AGENTD_AUTH_TOKENS_FILE path (not secret), read by auth.h; both
+                               NULL = authentication off */
 
     /* LLM */
     char *api_key;            /* ANTHROPIC_API_KEY or contents of ANTHROPIC_API_KEY_FILE; secret;
@@ -147,8 +155,10 @@ void config_free(struct agentd_config *cfg);
 void config_print_help(FILE *out);
 
 /* Prints the effective configuration, one "NAME=value" line per variable in
- * table order (secrets shown as "(set)"/"(unset)"; control bytes escaped; text
- * longer than 256 bytes cut with its length noted). NULL cfg prints nothing. */
+ * table order (secrets shown as "(set)"/"(unset)"; URLs with their userinfo,
+ * query and fragment replaced by "***" (url_redact, url.h); control bytes
+ * escaped; text longer than 256 bytes cut with its length noted). NULL cfg
+ * prints nothing. */
 void config_print_effective(const struct agentd_config *cfg, FILE *out);
 
 #endif

@@ -39,6 +39,7 @@
 #define HTTP_JSON_CONTENT_TYPE "application/json; charset=utf-8"
 
 struct app;
+struct auth;
 struct conn;
 struct run;
 struct server;
@@ -100,6 +101,8 @@ struct conn {
 
 /* The daemon's shared state (any thread). */
 struct app *http_conn_app(const struct conn *c);
+/* The bearer tokens requests are checked against (auth.h); NULL = no authentication. */
+struct auth *http_conn_auth(const struct conn *c);
 
 /* Queues body (taken over, see above) with the common headers (Content-Type, X-Request-Id,
    Retry-After when retry_after_ms > 0, and hdr_name: hdr_value when hdr_name is not NULL); an

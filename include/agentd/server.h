@@ -11,16 +11,18 @@
 #include <stddef.h>
 
 struct app;
+struct auth;
 struct http_route;
 struct server;
 
 /* The routes agentd serves (routes.c), NULL-terminated; what main passes to server_start. */
 extern const struct http_route *const server_routes[];
 
-/* Binds and starts serving the given routes (NULL-terminated, static). NULL with a message in
-   err on failure. */
-struct server *server_start(struct app *app, const struct http_route *const *routes, char *err,
-                            size_t errlen);
+/* Binds and starts serving the given routes (NULL-terminated, static), checking bearer tokens
+   against auth (auth.h; borrowed until server_stop, NULL = no authentication). NULL with a
+   message in err on failure. */
+struct server *server_start(struct app *app, const struct http_route *const *routes,
+                            struct auth *auth, char *err, size_t errlen);
 /* The bound TCP port (useful with port 0). */
 int server_port(const struct server *s);
 /* Stops accepting new connections (listening socket closed); idempotent. */

@@ -52,6 +52,7 @@
 
 struct server {
     struct app *app;
+    struct auth *auth;                      /* bearer tokens (main's); NULL = no authentication */
     const struct http_route *const *routes; /* NULL-terminated */
     struct MHD_Daemon *mhd;
     int port;
@@ -228,6 +229,11 @@ enum MHD_Result http_reply_error_after_body(struct conn *c, size_t dropped, unsi
 struct app *http_conn_app(const struct conn *c)
 {
     return c->srv->app;
+}
+
+struct auth *http_conn_auth(const struct conn *c)
+{
+    return c->srv->auth;
 }
 
 /* ---- suspended requests --------------------------------------------------------------- */
@@ -521,8 +527,8 @@ static int bound_port(int fd)
     return ntohs(((struct sockaddr_in *)&a)->sin_port);
 }
 
-struct server *server_start(struct app *app, const struct http_route *const *routes, char *err,
-                            size_t errlen)
+struct server *server_start(struct app *app, const struct http_route *const *routes,
+                            struct auth *auth, char *err, size_t errlen)
 {
     struct sockaddr_storage addr;
     if (resolve(app->cfg.listen_host, app->cfg.listen_port, &addr, err, errlen) < 0)
@@ -533,6 +539,7 @@ struct server *server_start(struct app *app, const struct http_route *const *rou
         return NULL;
     }
     s->app = app;
+    s->auth = auth;
     s->routes = routes;
     if (app->cfg.max_connections_per_ip > 0 &&
         !(s->peers = peer_limit_new((unsigned)app->cfg.max_connections_per_ip))) {

@@ -2,7 +2,7 @@
  * route_agent.c — POST /v1/agent (see http.h and docs/API.md).
  *
  * The access handler reaches this route three ways: with the headers
- * (bearer token, draining, Content-Type, declared size, in-flight and budget
+ * (bearer token (auth.h), draining, Content-Type, declared size, in-flight and budget
  * admission are checked here, so bad requests are refused before any body is
  * read), with each body chunk (copied up to AGENTD_MAX_BODY_BYTES, whether the
  * client sent Content-Length or chunked), and once more with no data: the body
@@ -20,50 +20,24 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <jansson.h>
 
 #include "agentd/app.h"
+#include "agentd/auth.h"
 #include "agentd/clock.h"
 #include "agentd/idempotency.h"
 #include "agentd/request.h"
 #include "agentd/run.h"
 #include "agentd/spend.h"
 
-/* Constant time in the token's length, so a wrong guess says nothing about how close it was. */
-static bool token_equal(const char *given, size_t given_len, const char *want, size_t want_len)
-{
-    unsigned char diff = given_len != want_len;
-    for (size_t i = 0; i < want_len; i++)
-        diff |= (unsigned char)(want[i] ^ (i < given_len ? given[i] : 0));
-    return diff == 0;
-}
-
-/* With AGENTD_AUTH_TOKENS set, a request needs "Authorization: Bearer <one of them>"; the caller
-   id of the token it gave then scopes its conversations and Idempotency-Keys. */
+/* With bearer tokens configured (AGENTD_AUTH_TOKENS or AGENTD_AUTH_TOKENS_FILE), a request needs
+   "Authorization: Bearer <one of them>"; the caller id of the token it gave then scopes its
+   conversations and Idempotency-Keys. */
 static bool authorized(struct conn *c)
 {
-    const char *tokens = http_conn_app(c)->cfg.auth_tokens;
-    if (!tokens || !*tokens)
-        return true;
     const char *h = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-        return false;
-    const char *given = h + 7;
-    size_t given_len = strlen(given);
-    bool ok = false;
-    for (const char *p = tokens; *p;) {
-        size_t len = strcspn(p, ",");
-        if (len > 0 && token_equal(given, given_len, p, len))
-            ok = true;
-        p += len;
-        if (*p == ',')
-            p++;
-    }
-    if (ok)
-        request_caller_id(given, given_len, c->caller);
-    return ok;
+    return auth_check(http_conn_auth(c), h, c->caller);
 }
 
 static enum MHD_Result agent_headers(struct conn *c)

@@ -134,12 +134,10 @@ void harness_start_fake(struct harness *h)
     ck_assert_msg(wait_http_ok(url, h->fake_pid), "fake upstream did not start");
 }
 
-void harness_start_agentd(struct harness *h, const char *const *extra_env)
+/* agentd's environment: the harness defaults (those extra_env does not set), the sanitizer
+   settings, then extra_env. envp has room for 96 entries. */
+static void agentd_env(struct harness *h, const char *const *extra_env, char **envp)
 {
-    h->agentd_exit = -1;
-    h->agentd_port = free_port();
-    snprintf(h->agentd_url, sizeof(h->agentd_url), "http://127.0.0.1:%d", h->agentd_port);
-    char *envp[96];
     size_t n = 0;
     static char vars[16][512];
     snprintf(vars[0], sizeof(vars[0]), "AGENTD_LISTEN=%s:%d",
@@ -182,6 +180,15 @@ void harness_start_agentd(struct harness *h, const char *const *extra_env)
     for (size_t i = 0; extra_env && extra_env[i] && n < 94; i++)
         envp[n++] = (char *)extra_env[i];
     envp[n] = NULL;
+}
+
+void harness_start_agentd(struct harness *h, const char *const *extra_env)
+{
+    h->agentd_exit = -1;
+    h->agentd_port = free_port();
+    snprintf(h->agentd_url, sizeof(h->agentd_url), "http://127.0.0.1:%d", h->agentd_port);
+    char *envp[96];
+    agentd_env(h, extra_env, envp);
     char *argv[] = {"agentd", NULL};
     h->agentd_pid = spawn(bin("AGENTD_BIN"), argv, envp, h->log_path, h->agentd_nofile);
     char url[128];
@@ -194,6 +201,27 @@ void harness_start(struct harness *h, const char *const *extra_env)
     memset(h, 0, sizeof(*h));
     harness_start_fake(h);
     harness_start_agentd(h, extra_env);
+}
+
+int harness_run_agentd(struct harness *h, const char *arg, const char *const *extra_env,
+                       int timeout_ms)
+{
+    char *envp[96];
+    char *argv[] = {"agentd", (char *)arg, NULL};
+    h->agentd_port = free_port();
+    agentd_env(h, extra_env, envp);
+    pid_t pid = spawn(bin("AGENTD_BIN"), argv, envp, h->log_path, h->agentd_nofile);
+    int64_t until = harness_now_ms() + timeout_ms;
+    int st;
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        if (harness_now_ms() >= until) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            return -1;
+        }
+        sleep_ms(10);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 int harness_wait_agentd(struct harness *h, int timeout_ms)

@@ -43,6 +43,12 @@ int harness_stop(struct harness *h);
 /* Only starts the fake (for tests that start agentd themselves). */
 void harness_start_fake(struct harness *h);
 void harness_start_agentd(struct harness *h, const char *const *extra_env);
+/* Runs agentd with one argument (e.g. "--check-config"; NULL = none) and the environment
+   harness_start_agentd() would give it, to its end; its stdout and stderr are appended to the log.
+   Returns its exit status, or -1 when it is still running after timeout_ms (it is then killed).
+   Needs the temp dir (harness_start_fake() makes it). */
+int harness_run_agentd(struct harness *h, const char *arg, const char *const *extra_env,
+                       int timeout_ms);
 /* Waits for agentd to exit (after a signal the test sent); returns its exit status or -1. */
 int harness_wait_agentd(struct harness *h, int timeout_ms);
 

@@ -79,6 +79,7 @@ static const char *all_names[] = {
     "AGENTD_HEADER_TIMEOUT_MS",
     "AGENTD_MAX_CONNECTIONS_PER_IP",
     "AGENTD_AUTH_TOKENS",
+    "AGENTD_AUTH_TOKENS_FILE",
     "AGENTD_IO_THREADS",
     "ANTHROPIC_API_KEY",
     "ANTHROPIC_API_KEY_FILE",
@@ -625,6 +626,54 @@ START_TEST(test_config_key_and_key_file_together_are_rejected)
 }
 END_TEST
 
+START_TEST(test_config_tokens_and_tokens_file_together_are_rejected)
+{
+    static const struct env_pair env[] = {
+        {"AGENTD_AUTH_TOKENS", "tok-SECRET-1"},
+        {"AGENTD_AUTH_TOKENS_FILE", "/etc/agentd/tokens"},
+        {NULL, NULL},
+    };
+    struct agentd_config cfg;
+    char err[256];
+
+    ck_assert_int_eq(config_load(&cfg, env_lookup, (void *)env, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "set only one of AGENTD_AUTH_TOKENS and AGENTD_AUTH_TOKENS_FILE");
+}
+END_TEST
+
+START_TEST(test_config_tokens_file_is_a_path_read_later)
+{
+    static const struct env_pair env[] = {
+        {"AGENTD_AUTH_TOKENS", ""},
+        {"AGENTD_AUTH_TOKENS_FILE", "/nonexistent/agentd/tokens"},
+        {NULL, NULL},
+    };
+    struct agentd_config cfg;
+    char err[256] = "", path[5000];
+    char *out;
+
+    /* The file is read by main (auth.h), so a missing one is not config_load's error. */
+    ck_assert_msg(config_load(&cfg, env_lookup, (void *)env, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_ptr_null(cfg.auth_tokens);
+    ck_assert_str_eq(cfg.auth_tokens_file, "/nonexistent/agentd/tokens");
+    out = capture_effective(&cfg);
+    ck_assert_ptr_nonnull(strstr(out, "\nAGENTD_AUTH_TOKENS=(unset)\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nAGENTD_AUTH_TOKENS_FILE=/nonexistent/agentd/tokens\n"));
+    free(out);
+    config_free(&cfg);
+
+    ck_assert_int_eq(load_one("AGENTD_AUTH_TOKENS_FILE", "", &cfg, err, sizeof(err)), 0);
+    ck_assert_ptr_null(cfg.auth_tokens_file);
+    config_free(&cfg);
+
+    memset(path, 'p', 4097);
+    path[4097] = '\0';
+    ck_assert_int_eq(load_one("AGENTD_AUTH_TOKENS_FILE", path, &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(
+        strstr(err, "AGENTD_AUTH_TOKENS_FILE: expected a path of 1..4096 bytes, got 4097 bytes"));
+}
+END_TEST
+
 START_TEST(test_config_empty_key_counts_as_unset)
 {
     static const struct env_pair env[] = {
@@ -696,6 +745,52 @@ START_TEST(test_config_effective_output_hides_the_key)
     ck_assert_ptr_nonnull(strstr(out, "\nANTHROPIC_API_KEY=(unset)\n"));
     free(out);
     config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_config_effective_output_redacts_credentials_and_queries_in_urls)
+{
+    static const struct env_pair env[] = {
+        {"ANTHROPIC_BASE_URL", "https://proxy-user:PASSWORD1@llm.example.com:8443/anthropic/"},
+        {"AGENTD_SEARCH_URL", "http://searx:8888/base?token=QUERYTOKEN"},
+        {"AGENTD_WEATHER_GEOCODING_URL", "https://geo.example.com/v1#FRAGMENT"},
+        {NULL, NULL},
+    };
+    struct agentd_config cfg;
+    char err[256];
+    char *out;
+
+    ck_assert_int_eq(config_load(&cfg, env_lookup, (void *)env, err, sizeof(err)), 0);
+    /* The loaded values are the real ones; only the printout is redacted. */
+    ck_assert_str_eq(cfg.anthropic_base_url,
+                     "https://proxy-user:PASSWORD1@llm.example.com:8443/anthropic");
+    out = capture_effective(&cfg);
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nANTHROPIC_BASE_URL=https://***@llm.example.com:8443/anthropic\n"));
+    ck_assert_ptr_nonnull(strstr(out, "\nAGENTD_SEARCH_URL=http://searx:8888/base?***\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nAGENTD_WEATHER_GEOCODING_URL=https://geo.example.com/v1#***\n"));
+    ck_assert_ptr_nonnull(
+        strstr(out, "\nAGENTD_WEATHER_FORECAST_URL=https://api.open-meteo.com\n"));
+    ck_assert_ptr_null(strstr(out, "PASSWORD1"));
+    ck_assert_ptr_null(strstr(out, "proxy-user"));
+    ck_assert_ptr_null(strstr(out, "QUERYTOKEN"));
+    ck_assert_ptr_null(strstr(out, "FRAGMENT"));
+    free(out);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_config_bad_url_is_echoed_redacted)
+{
+    struct agentd_config cfg;
+    char err[256];
+
+    ck_assert_int_eq(load_one("ANTHROPIC_BASE_URL", "https://u:PASSWORD2@host/a b?k=QUERY2", &cfg,
+                              err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_str_eq(err, "ANTHROPIC_BASE_URL: expected an http:// or https:// URL, got "
+                          "'https://***@host/a b?***'");
 }
 END_TEST
 
@@ -790,9 +885,13 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_config_missing_key_file_names_the_variable_and_reason);
     tcase_add_test(tc, test_config_oversized_key_file_is_rejected);
     tcase_add_test(tc, test_config_key_and_key_file_together_are_rejected);
+    tcase_add_test(tc, test_config_tokens_and_tokens_file_together_are_rejected);
+    tcase_add_test(tc, test_config_tokens_file_is_a_path_read_later);
     tcase_add_test(tc, test_config_empty_key_counts_as_unset);
     tcase_add_test(tc, test_config_secret_never_appears_in_errors);
     tcase_add_test(tc, test_config_effective_output_hides_the_key);
+    tcase_add_test(tc, test_config_effective_output_redacts_credentials_and_queries_in_urls);
+    tcase_add_test(tc, test_config_bad_url_is_echoed_redacted);
     tcase_add_test(tc, test_config_effective_output_is_one_line_per_variable);
     tcase_add_test(tc, test_config_help_lists_every_variable_within_100_columns);
     tcase_add_test(tc, test_config_free_accepts_null_and_repeats);
