@@ -65,6 +65,8 @@ die() {
 }
 
 log() { echo "== $*" >&2; }
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 
 cleanup() {
     local p
@@ -85,29 +87,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-check_int() { # NAME VALUE MIN MAX
-    if ! [[ $2 =~ ^[0-9]+$ ]] || [ "$2" -lt "$3" ] || [ "$2" -gt "$4" ]; then
-        die "$1: expected an integer $3..$4, got '$2'"
-    fi
-}
 
 # ---- setup ---------------------------------------------------------------------------
 
-build() {
-    if [ "${BENCH_SKIP_BUILD:-0}" = 1 ]; then
-        if [ ! -x "$BUILD/agentd" ] || [ ! -x "$BUILD/fake_upstream" ]; then
-            die "BENCH_SKIP_BUILD=1 but $BUILD has no binaries"
-        fi
-        return
-    fi
-    log "building (release) into $BUILD"
-    if [ ! -f "$BUILD/build.ninja" ]; then
-        meson setup "$BUILD" "$ROOT" --buildtype=release -Dtests=false >"$WORK/meson.log" 2>&1 ||
-            { cat "$WORK/meson.log" >&2; die "meson setup failed"; }
-    fi
-    ninja -C "$BUILD" agentd fake_upstream >"$WORK/ninja.log" 2>&1 ||
-        { tail -50 "$WORK/ninja.log" >&2; die "build failed"; }
-}
 
 # 2000 client sockets + 2000 upstream sockets need far more than the usual 1024.
 raise_nofile() {
@@ -118,20 +100,8 @@ raise_nofile() {
 }
 
 # wait_until SECONDS COMMAND...: polls COMMAND every 50 ms, bounded.
-wait_until() {
-    local tries=$(($1 * 20))
-    shift
-    while [ "$tries" -gt 0 ]; do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.05
-        tries=$((tries - 1))
-    done
-    return 1
-}
 
-http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
 
-alive() { kill -0 "$1" 2>/dev/null; }
 
 # start_fake NAME [ARGS...]: sets FAKE_PID, FAKE_PORT.
 start_fake() {
@@ -156,14 +126,7 @@ clear_fake_log() {
 }
 
 # The listening port of PID as reported by ss (agentd logs its port only at info level).
-listen_port_of() {
-    ss -Hltnp 2>/dev/null | awk -v p="pid=$1," 'index($0, p) { n = split($4, a, ":"); print a[n]; exit }'
-}
 
-find_agentd_port() {
-    AGENTD_PORT=$(listen_port_of "$AGENTD_PID")
-    [ -n "$AGENTD_PORT" ]
-}
 
 # start_agentd NAME LOG_LEVEL: sets AGENTD_PID, AGENTD_PORT. Talks to the fake at FAKE_PORT.
 start_agentd() {
@@ -273,7 +236,6 @@ shell_words() {
 }
 
 # get KEY FILE: value of KEY=... in a results file.
-get() { awk -F= -v k="$1" '$1 == k { print substr($0, length(k) + 2); exit }' "$2"; }
 
 # per_req CPU_S REQUESTS: microseconds of CPU per request.
 per_req() { awk -v c="$1" -v n="$2" 'BEGIN { printf "%.1f", (n > 0) ? c * 1e6 / n : 0 }'; }

@@ -83,6 +83,8 @@ die() {
 }
 
 log() { echo "== $*" >&2; }
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 
 # Stops only the processes this script started, by pid.
 cleanup() {
@@ -104,54 +106,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-check_int() { # NAME VALUE MIN MAX
-    if ! [[ $2 =~ ^[0-9]+$ ]] || [ "$2" -lt "$3" ] || [ "$2" -gt "$4" ]; then
-        die "$1: expected an integer $3..$4, got '$2'"
-    fi
-}
 
 # ---- setup (as run.sh) ---------------------------------------------------------------
 
-build() {
-    if [ "${BENCH_SKIP_BUILD:-0}" = 1 ]; then
-        if [ ! -x "$BUILD/agentd" ] || [ ! -x "$BUILD/fake_upstream" ]; then
-            die "BENCH_SKIP_BUILD=1 but $BUILD has no binaries"
-        fi
-        return
-    fi
-    log "building (release) into $BUILD"
-    if [ ! -f "$BUILD/build.ninja" ]; then
-        meson setup "$BUILD" "$ROOT" --buildtype=release -Dtests=false >"$WORK/meson.log" 2>&1 ||
-            { cat "$WORK/meson.log" >&2; die "meson setup failed"; }
-    fi
-    ninja -C "$BUILD" agentd fake_upstream >"$WORK/ninja.log" 2>&1 ||
-        { tail -50 "$WORK/ninja.log" >&2; die "build failed"; }
-}
 
 # wait_until SECONDS COMMAND...: polls COMMAND every 50 ms, bounded.
-wait_until() {
-    local tries=$(($1 * 20))
-    shift
-    while [ "$tries" -gt 0 ]; do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.05
-        tries=$((tries - 1))
-    done
-    return 1
-}
 
-http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
 
-alive() { kill -0 "$1" 2>/dev/null; }
 
-listen_port_of() {
-    ss -Hltnp 2>/dev/null | awk -v p="pid=$1," 'index($0, p) { n = split($4, a, ":"); print a[n]; exit }'
-}
 
-find_agentd_port() {
-    AGENTD_PORT=$(listen_port_of "$AGENTD_PID")
-    [ -n "$AGENTD_PORT" ]
-}
 
 start_fake() {
     "$BUILD/fake_upstream" --listen 127.0.0.1:0 --port-file "$WORK/fake.port" --api-key "$API_KEY" \
@@ -225,7 +188,6 @@ sanity() {
 }
 
 # get KEY FILE: value of KEY=... in a results file.
-get() { awk -F= -v k="$1" '$1 == k { print substr($0, length(k) + 2); exit }' "$2"; }
 
 # ---- the summary ---------------------------------------------------------------------
 

@@ -127,6 +127,9 @@ const char *metrics_status_label(int status);
 void metrics_http_request(enum metrics_route route, enum metrics_method method, int status,
                           double seconds);
 
+/* The outcome label's value ("ok" or the error.type); "internal_error" when out of range. */
+const char *metrics_run_outcome_name(enum metrics_run_outcome outcome);
+
 /* agentd_runs_in_flight +1. */
 void metrics_run_started(void);
 /* agentd_runs_in_flight -1 and agentd_runs_total{outcome} +1. */

@@ -111,24 +111,6 @@ static enum metrics_run_outcome metrics_outcome(enum run_outcome o)
     }
 }
 
-static const char *outcome_name(enum run_outcome o)
-{
-    static const char *const names[] = {
-        "ok",
-        "upstream_error",
-        "upstream_unavailable",
-        "tool_unavailable",
-        "rate_limited",
-        "budget_exceeded",
-        "deadline_exceeded",
-        "history_too_large",
-        "client_closed",
-        "shutting_down",
-        "internal_error",
-    };
-    return (unsigned)o < sizeof(names) / sizeof(names[0]) ? names[o] : "internal_error";
-}
-
 /* The stored history must stay valid for the next turn: never end with an
    unanswered tool_use or with a user message. */
 static void history_close(json_t *messages, const char *text)
@@ -291,7 +273,8 @@ static void finish(struct run *run, enum run_outcome outcome, int64_t retry_afte
     stop_everything(run);
     settle(run, now);
     log_info("run end", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-             LF_I("status", run->answer.status), LF_S("reason", outcome_name(outcome)),
+             LF_I("status", run->answer.status),
+             LF_S("reason", metrics_run_outcome_name(metrics_outcome(outcome))),
              LF_I("iterations", run->iterations), LF_I("llm_attempts", run->llm_attempts),
              LF_I("duration_ms", now - run->started_ms));
     /* The owner may free the run as soon as it has the answer, and code up the stack may still

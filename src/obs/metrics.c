@@ -123,6 +123,11 @@ void metrics_init(const char *version)
 
 /* ---- label helpers ---- */
 
+const char *metrics_run_outcome_name(enum metrics_run_outcome outcome)
+{
+    return (unsigned)outcome < METRICS_RUN__COUNT ? run_outcome_names[outcome] : "internal_error";
+}
+
 enum metrics_method metrics_method_from_string(const char *method)
 {
     for (int i = 0; method && i < METRICS_METHOD_OTHER; i++)

@@ -407,6 +407,9 @@ START_TEST(test_metrics_label_helpers_map_exact_names)
     ck_assert_int_eq(metrics_method_from_string("HEAD"), METRICS_METHOD_HEAD);
     ck_assert_int_eq(metrics_method_from_string("get"), METRICS_METHOD_OTHER);
     ck_assert_int_eq(metrics_method_from_string("DELETE"), METRICS_METHOD_OTHER);
+    ck_assert_str_eq(metrics_run_outcome_name(METRICS_RUN_OK), "ok");
+    ck_assert_str_eq(metrics_run_outcome_name(METRICS_RUN_HISTORY_TOO_LARGE), "history_too_large");
+    ck_assert_str_eq(metrics_run_outcome_name((enum metrics_run_outcome)99), "internal_error");
 }
 END_TEST
 
