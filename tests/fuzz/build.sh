@@ -30,7 +30,7 @@ srcs_for() {
 cflags="-std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -fno-omit-frame-pointer
   -fsanitize=address,undefined -fno-sanitize-recover=undefined -I$root/include -I$here
   $(pkg-config --cflags jansson)"
-libs="$(pkg-config --libs jansson) -lm"
+libs="$(pkg-config --libs jansson libcrypto) -lm"
 
 for t in request anthropic calculator tools log; do
     paths=""
