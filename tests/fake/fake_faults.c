@@ -29,6 +29,7 @@ struct fault {
     int status;
     char error_type[64];
     json_t *headers; /* object or NULL */
+    json_t *body;    /* object answered in place of the normal one, or NULL */
     int64_t delay_ms;
     bool hang, reset, malformed;
     int64_t remaining;   /* uses left; -1 = unlimited */
@@ -57,8 +58,10 @@ size_t fake_faults_clear(struct fake_faults *f)
 {
     pthread_mutex_lock(&f->lock);
     size_t n = f->len;
-    for (size_t i = 0; i < f->len; i++)
+    for (size_t i = 0; i < f->len; i++) {
         json_decref(f->items[i].headers);
+        json_decref(f->items[i].body);
+    }
     f->len = 0;
     pthread_mutex_unlock(&f->lock);
     return n;
@@ -82,6 +85,7 @@ static bool fault_active(const struct fault *x, uint64_t now_ms)
 static void remove_at(struct fake_faults *f, size_t i)
 {
     json_decref(f->items[i].headers);
+    json_decref(f->items[i].body);
     memmove(&f->items[i], &f->items[i + 1], (f->len - i - 1) * sizeof(f->items[0]));
     f->len--;
 }
@@ -177,8 +181,9 @@ static int bool_field(const json_t *spec, const char *key, bool *ret, char *err,
 
 static int check_keys(const json_t *spec, char *err, size_t err_bytes)
 {
-    static const char *const known[] = {"route", "status", "error_type", "headers", "delay_ms",
-                                        "hang",  "reset",  "malformed",  "count",   "duration_ms"};
+    static const char *const known[] = {"route",    "status",      "error_type", "headers",
+                                        "delay_ms", "hang",        "reset",      "malformed",
+                                        "count",    "duration_ms", "body"};
     const char *key;
     json_t *value;
     json_object_foreach((json_t *)spec, key, value)
@@ -262,6 +267,17 @@ static int parse_fault(const json_t *spec, uint64_t now_ms, struct fault *x, cha
         }
         snprintf(x->error_type, sizeof(x->error_type), "%s", json_string_value(et));
     }
+    const json_t *body = json_object_get(spec, "body");
+    if (body) {
+        if (!json_is_object(body) || x->hang || x->reset || x->malformed) {
+            snprintf(err, err_bytes, "body: expected an object, without hang, reset or malformed");
+            return -EINVAL;
+        }
+        if (!(x->body = json_deep_copy(body))) {
+            snprintf(err, err_bytes, "out of memory");
+            return -ENOMEM;
+        }
+    }
     const json_t *headers = json_object_get(spec, "headers");
     if (headers)
         return parse_headers(headers, &x->headers, err, err_bytes);
@@ -275,6 +291,7 @@ int fake_faults_add(struct fake_faults *f, const json_t *spec, uint64_t now_ms, 
     int rc = parse_fault(spec, now_ms, &x, err, err_bytes);
     if (rc < 0) {
         json_decref(x.headers);
+        json_decref(x.body);
         return rc;
     }
     pthread_mutex_lock(&f->lock);
@@ -287,6 +304,7 @@ int fake_faults_add(struct fake_faults *f, const json_t *spec, uint64_t now_ms, 
     if (f->len == FAKE_MAX_FAULTS) {
         pthread_mutex_unlock(&f->lock);
         json_decref(x.headers);
+        json_decref(x.body);
         snprintf(err, err_bytes, "too many active faults (%d); DELETE /_admin/faults",
                  FAKE_MAX_FAULTS);
         return -ENOSPC;
@@ -314,7 +332,9 @@ int fake_faults_take(struct fake_faults *f, enum fake_route route, uint64_t now_
                                      .reset = x->reset,
                                      .malformed = x->malformed};
         snprintf(hit.error_type, sizeof(hit.error_type), "%s", x->error_type);
-        if (x->headers && !(hit.headers = json_deep_copy(x->headers))) {
+        if ((x->headers && !(hit.headers = json_deep_copy(x->headers))) ||
+            (x->body && !(hit.body = json_deep_copy(x->body)))) {
+            json_decref(hit.headers);
             rc = -ENOMEM;
             break;
         }
@@ -334,6 +354,7 @@ void fake_fault_hit_clear(struct fake_fault_hit *hit)
     if (!hit)
         return;
     json_decref(hit->headers);
+    json_decref(hit->body);
     memset(hit, 0, sizeof(*hit));
     hit->delay_ms = -1;
 }

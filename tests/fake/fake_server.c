@@ -363,6 +363,9 @@ static void plan(struct fake_server *s, struct MHD_Connection *conn, struct fake
         req->action = ACTION_HANG;
     } else if (hit && hit->reset) {
         req->action = ACTION_RESET;
+    } else if (hit && hit->body) {
+        fake_reply_set(&req->reply, hit->status ? hit->status : 200, hit->body);
+        hit->body = NULL;
     } else if (hit && hit->status) {
         plan_fault_error(req, hit);
     } else {

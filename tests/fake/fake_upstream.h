@@ -142,6 +142,7 @@ struct fake_fault_hit {
     bool hang;           /* never answer */
     bool reset;          /* close without an answer */
     bool malformed;      /* 200 with a truncated JSON body */
+    json_t *body;        /* this object as the answer (with status, or 200), or NULL */
 };
 
 /* Returns a new empty table, or NULL on OOM. */

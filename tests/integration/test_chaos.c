@@ -872,6 +872,56 @@ START_TEST(test_stalled_uploads_are_capped_by_buffered_bytes)
 }
 END_TEST
 
+/* The conversation JSON of the runs in flight is bounded (AGENTD_RUNS_MAX_BYTES): with 1 MiB and
+   runs of 90 kB inputs held by a slow upstream, the runs past the limit get 503 overloaded while
+   the first ones still finish. */
+struct big_run {
+    const char *body;
+    long status;
+};
+
+static void *big_run_main(void *p)
+{
+    struct big_run *b = p;
+    char url[128];
+    snprintf(url, sizeof(url), "%s/v1/agent", H.agentd_url);
+    const char *hdrs[] = {"Content-Type: application/json", NULL};
+    struct http_resp r;
+    b->status =
+        http_do("POST", url, hdrs, b->body, strlen(b->body), false, &r) == 0 ? r.status : -1;
+    if (b->status >= 0)
+        http_resp_free(&r);
+    return NULL;
+}
+
+START_TEST(test_runs_in_flight_are_bounded_by_their_memory)
+{
+    start((const char *const[]){"AGENTD_RUNS_MAX_BYTES=1048576", NULL});
+    fake_add_fault(&H, "{\"route\":\"messages\",\"delay_ms\":1500,\"duration_ms\":30000}");
+    enum { N = 16 };
+    char *body = malloc(92000);
+    int n = snprintf(body, 92000, "{\"input\":\"");
+    memset(body + n, 'x', 90000);
+    strcpy(body + n + 90000, "\"}");
+    struct big_run runs[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        runs[i] = (struct big_run){.body = body};
+        pthread_create(&th[i], NULL, big_run_main, &runs[i]);
+    }
+    int ok = 0, overloaded = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        ok += runs[i].status == 200;
+        overloaded += runs[i].status == 503;
+    }
+    ck_assert_int_ge(ok, 1);
+    ck_assert_int_ge(overloaded, 1);
+    ck_assert_int_eq(ok + overloaded, N);
+    free(body);
+}
+END_TEST
+
 /* ---- slow clients --------------------------------------------------------------------- */
 
 /* Whether the server closed fd within timeout_ms (it reads EOF or a reset). */
@@ -973,6 +1023,7 @@ int main(void)
     tcase_add_test(tc, test_malformed_llm_body_is_retried_then_unavailable);
     tcase_add_test(tc, test_descriptor_exhaustion_is_survived);
     tcase_add_test(tc, test_stalled_uploads_are_capped_by_buffered_bytes);
+    tcase_add_test(tc, test_runs_in_flight_are_bounded_by_their_memory);
     tcase_add_test(tc, test_slowloris_leaves_agentd_answering_and_stalled_headers_are_closed);
     tcase_add_test(tc, test_one_address_is_held_to_its_connection_limit);
     suite_add_tcase(s, tc);

@@ -204,6 +204,36 @@ START_TEST(test_budget_refuses_new_runs_when_spent)
 }
 END_TEST
 
+/* An answer agentd rejects (here two tool_use blocks with one id) was still billed: its tokens
+   count toward the hourly budget. The retry gets a good answer, so the run itself succeeds. */
+START_TEST(test_tokens_of_a_rejected_answer_count_toward_the_budget)
+{
+    static const char *env[] = {"AGENTD_BUDGET_TOKENS_PER_HOUR=1500", NULL};
+    harness_start(&H, env);
+    fake_add_fault(&H, "{\"route\":\"messages\",\"count\":1,\"body\":{\"id\":\"msg_x\","
+                       "\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\","
+                       "\"content\":[{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":"
+                       "\"calculator\",\"input\":{}},{\"type\":\"tool_use\",\"id\":\"toolu_1\","
+                       "\"name\":\"calculator\",\"input\":{}}],\"stop_reason\":\"tool_use\","
+                       "\"usage\":{\"input_tokens\":1000,\"output_tokens\":1000}}}");
+    json_t *o = NULL;
+    ck_assert_int_eq(agent_ask(&H, "hello", &o), 200);
+    json_decref(o);
+    ck_assert_uint_eq(fake_count(&H, "messages"), 2); /* the rejected answer, then its retry */
+    struct http_resp r;
+    char url[128];
+    snprintf(url, sizeof(url), "%s/v1/agent", H.agentd_url);
+    const char *hdrs[] = {"Content-Type: application/json", NULL};
+    ck_assert_int_eq(http_do("POST", url, hdrs, "{\"input\":\"hi\"}", 14, false, &r), 0);
+    ck_assert_int_eq(r.status, 429);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"budget_exceeded\""));
+    http_resp_free(&r);
+    char *m = fetch_metrics();
+    ck_assert_double_ge(sample(m, "agentd_llm_tokens_total{direction=\"input\"}"), 1000);
+    free(m);
+}
+END_TEST
+
 /* ---- callers --------------------------------------------------------------------- */
 
 static long ask_as(const char *token, const char *key, const char *body, struct http_resp *r)
@@ -266,6 +296,7 @@ int main(void)
     tcase_add_test(tc, test_secrets_never_appear_in_any_output);
     tcase_add_test(tc, test_metrics_pass_promtool_and_move_through_retries_and_breaker);
     tcase_add_test(tc, test_budget_refuses_new_runs_when_spent);
+    tcase_add_test(tc, test_tokens_of_a_rejected_answer_count_toward_the_budget);
     tcase_add_test(tc, test_conversations_and_keys_are_scoped_to_the_caller);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
