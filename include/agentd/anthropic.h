@@ -57,12 +57,13 @@
 #define ANTHROPIC_MAX_TOOL_USES 64
 
 struct llm_params {
-    const char *model;   /* required, non-empty */
-    int max_tokens;      /* >= 1 */
-    double temperature;  /* 0.0 .. 1.0, serialized as a JSON number */
-    const char *system;  /* NULL or "" = omitted */
-    const json_t *tools; /* borrowed array of {name, description, input_schema};
-                            NULL or empty = omitted; passed through unchanged */
+    const char *model;        /* required, non-empty */
+    int max_tokens;           /* >= 1 */
+    double temperature;       /* 0.0 .. 1.0, serialized as a JSON number */
+    const char *system;       /* NULL or "" = omitted */
+    const json_t *tools;      /* borrowed array of {name, description, input_schema};
+                                 NULL or empty = omitted; passed through unchanged */
+    size_t max_request_bytes; /* largest body to build; 0 = ANTHROPIC_MAX_REQUEST_BYTES */
 };
 
 /*
@@ -74,7 +75,7 @@ struct llm_params {
  *
  * Returns a malloc'd NUL-terminated body (caller frees) or NULL with errno:
  * EINVAL (p/messages/tools do not meet the rules above), E2BIG (body would
- * exceed ANTHROPIC_MAX_REQUEST_BYTES), ENOMEM.
+ * exceed p->max_request_bytes, at most ANTHROPIC_MAX_REQUEST_BYTES), ENOMEM.
  */
 char *anthropic_build_request(const struct llm_params *p, const json_t *messages);
 

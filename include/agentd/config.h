@@ -61,9 +61,10 @@ struct agentd_config {
     char *anthropic_base_url; /* ANTHROPIC_BASE_URL, no trailing slash */
     char *model;              /* AGENTD_MODEL */
     int max_tokens;           /* AGENTD_MAX_TOKENS */
-    double temperature;       /* AGENTD_TEMPERATURE 0..1 */
-    int max_iterations;       /* AGENTD_MAX_ITERATIONS */
-    char *system_prompt;      /* AGENTD_SYSTEM_PROMPT ("" = none) */
+    size_t llm_max_request_bytes; /* AGENTD_LLM_MAX_REQUEST_BYTES */
+    double temperature;           /* AGENTD_TEMPERATURE 0..1 */
+    int max_iterations;           /* AGENTD_MAX_ITERATIONS */
+    char *system_prompt;          /* AGENTD_SYSTEM_PROMPT ("" = none) */
 
     /* timeouts, milliseconds */
     int64_t llm_timeout_ms;   /* AGENTD_LLM_TIMEOUT_MS */

@@ -101,6 +101,7 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
         .temperature = app->cfg.temperature,
         .system = app->cfg.system_prompt,
         .tools = app->tools_json,
+        .max_request_bytes = app->cfg.llm_max_request_bytes,
     };
     if (app->tools_json)
         app->llm_prefix = anthropic_request_prefix(&app->llm_params);

@@ -523,9 +523,10 @@ static bool build_llm_call(struct run *run, struct call *c)
     if (!c->body && errno == E2BIG) {
         finish(run, RUN_HISTORY_TOO_LARGE, 0,
                "the conversation (history, tool results and this input) would exceed the %zu "
-               "bytes one LLM request may carry; continue in a new conversation_id or send a "
+               "bytes one LLM request may carry (AGENTD_LLM_MAX_REQUEST_BYTES); continue in a new "
+               "conversation_id or send a "
                "shorter input",
-               (size_t)ANTHROPIC_MAX_REQUEST_BYTES);
+               app->llm_params.max_request_bytes);
         return false;
     }
     if (asprintf(&c->url, "%s/v1/messages", cfg->anthropic_base_url) < 0)

@@ -204,7 +204,10 @@ char *anthropic_build_request_from_prefix(const struct llm_params *p, const char
         errno = ENOMEM;
         return NULL;
     }
-    if (strlen(body) > ANTHROPIC_MAX_REQUEST_BYTES) {
+    size_t limit = p->max_request_bytes && p->max_request_bytes < ANTHROPIC_MAX_REQUEST_BYTES
+                       ? p->max_request_bytes
+                       : ANTHROPIC_MAX_REQUEST_BYTES;
+    if (strlen(body) > limit) {
         free(body);
         errno = E2BIG;
         return NULL;

@@ -922,6 +922,35 @@ START_TEST(test_runs_in_flight_are_bounded_by_their_memory)
 }
 END_TEST
 
+/* A conversation that has outgrown what one LLM request may carry is answered 422
+   history_too_large, with what to do, and costs no LLM call; a new conversation still works. */
+START_TEST(test_history_too_large_for_one_request_is_422_not_500)
+{
+    start((const char *const[]){"AGENTD_LLM_MAX_REQUEST_BYTES=65536", NULL});
+    char *body = malloc(40100);
+    char *big = malloc(30001);
+    memset(big, 'x', 30000);
+    big[30000] = '\0';
+    snprintf(body, 40100, "{\"input\":\"%s\",\"conversation_id\":\"long-1\"}", big);
+    json_t *o = NULL;
+    ck_assert_int_eq(agent_post(&H, body, &o), 200);
+    json_decref(o);
+    size_t calls = fake_count(&H, "messages");
+    ck_assert_int_eq(agent_post(&H, body, &o), 422);
+    const char *type = json_string_value(json_object_get(json_object_get(o, "error"), "type"));
+    const char *msg = json_string_value(json_object_get(json_object_get(o, "error"), "message"));
+    ck_assert_str_eq(type ? type : "", "history_too_large");
+    ck_assert_ptr_nonnull(strstr(msg ? msg : "", "AGENTD_LLM_MAX_REQUEST_BYTES"));
+    json_decref(o);
+    ck_assert_uint_eq(fake_count(&H, "messages"), calls); /* nothing was sent */
+    snprintf(body, 40100, "{\"input\":\"%s\",\"conversation_id\":\"long-2\"}", big);
+    ck_assert_int_eq(agent_post(&H, body, &o), 200);
+    json_decref(o);
+    free(big);
+    free(body);
+}
+END_TEST
+
 /* ---- slow clients --------------------------------------------------------------------- */
 
 /* Whether the server closed fd within timeout_ms (it reads EOF or a reset). */
@@ -1024,6 +1053,7 @@ int main(void)
     tcase_add_test(tc, test_descriptor_exhaustion_is_survived);
     tcase_add_test(tc, test_stalled_uploads_are_capped_by_buffered_bytes);
     tcase_add_test(tc, test_runs_in_flight_are_bounded_by_their_memory);
+    tcase_add_test(tc, test_history_too_large_for_one_request_is_422_not_500);
     tcase_add_test(tc, test_slowloris_leaves_agentd_answering_and_stalled_headers_are_closed);
     tcase_add_test(tc, test_one_address_is_held_to_its_connection_limit);
     suite_add_tcase(s, tc);

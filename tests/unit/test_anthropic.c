@@ -343,6 +343,26 @@ START_TEST(test_build_request_refuses_bodies_over_the_api_limit)
 }
 END_TEST
 
+/* A lower limit (a gateway's) is honoured; one above the API's is not. */
+START_TEST(test_build_request_honours_a_lower_request_limit)
+{
+    char big[2048];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    json_t *messages = one_user_message(big);
+    struct llm_params p = base_params();
+    p.max_request_bytes = 1024;
+    errno = 0;
+    ck_assert_ptr_null(anthropic_build_request(&p, messages));
+    ck_assert_int_eq(errno, E2BIG);
+    p.max_request_bytes = 4096;
+    char *body = anthropic_build_request(&p, messages);
+    ck_assert_ptr_nonnull(body);
+    free(body);
+    json_decref(messages);
+}
+END_TEST
+
 /* ---- response parsing ------------------------------------------------- */
 
 #define MSG_HEAD                                                                                   \
@@ -1019,6 +1039,7 @@ static Suite *anthropic_suite(void)
     tcase_add_test(tc, test_build_request_rejects_malformed_histories);
     tcase_add_test(tc, test_build_request_accepts_history_ending_with_assistant_after_pause_turn);
     tcase_add_test(tc, test_build_request_refuses_bodies_over_the_api_limit);
+    tcase_add_test(tc, test_build_request_honours_a_lower_request_limit);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("parse_response");
