@@ -51,7 +51,9 @@ struct http_route {
     const char *path;
     const char *allow; /* the methods it accepts, as the Allow header says them: "GET, HEAD" */
     enum metrics_route metric; /* its route label in the HTTP metrics */
-    /* The headers are in: answer now (http_reply*), or return MHD_YES to read the body. */
+    /* Optional: the headers are in: answer now (http_reply*), or return MHD_YES to read the body.
+       An answer queued here closes the connection afterwards (libmicrohttpd cannot know the
+       body was empty), so routes without a body answer in complete(). */
     enum MHD_Result (*headers)(struct conn *c);
     /* Optional: a chunk of the body, nothing answered yet (NULL = the body is dropped). */
     enum MHD_Result (*body)(struct conn *c, const char *data, size_t size);

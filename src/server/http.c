@@ -323,7 +323,7 @@ static enum MHD_Result first_call(struct conn *c, const char *url, const char *m
     if (!method_allowed(r, method))
         return http_reply_error(c, 405, "method_not_allowed", 0, r->allow,
                                 "%s is not allowed on %s; use %s", method, r->path, r->allow);
-    return r->headers(c);
+    return r->headers ? r->headers(c) : MHD_YES;
 }
 
 /* libmicrohttpd counts timeouts in whole seconds: round up. */

@@ -25,16 +25,18 @@ static enum MHD_Result ready(struct conn *c)
     return http_reply(c, (unsigned)status, body, 0, NULL);
 }
 
+/* Answered at the end of the request, not from its headers: libmicrohttpd closes a connection
+   whose answer was queued on the first call, and probes and scrapers reuse theirs. */
 const struct http_route route_health_live = {
     .path = "/health/live",
     .metric = METRICS_ROUTE_HEALTH_LIVE,
     .allow = "GET, HEAD",
-    .headers = live,
+    .complete = live,
 };
 
 const struct http_route route_health_ready = {
     .path = "/health/ready",
     .metric = METRICS_ROUTE_HEALTH_READY,
     .allow = "GET, HEAD",
-    .headers = ready,
+    .complete = ready,
 };

@@ -17,5 +17,5 @@ const struct http_route route_metrics = {
     .path = "/metrics",
     .metric = METRICS_ROUTE_METRICS,
     .allow = "GET, HEAD",
-    .headers = render,
+    .complete = render, /* at the request's end, so the connection stays open (route_health.c) */
 };

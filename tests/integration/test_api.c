@@ -497,6 +497,24 @@ START_TEST(test_api_413_reaches_a_client_that_sends_the_whole_body_first)
 }
 END_TEST
 
+/* Probes and scrapers reuse their connection: GET answers keep it open. */
+START_TEST(test_get_routes_keep_the_connection_alive)
+{
+    int fd = harness_connect(&H);
+    const char *paths[] = {"/health/live", "/metrics", "/health/ready", "/health/live"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        char req[128], resp[65536];
+        int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", paths[i]);
+        ck_assert_int_eq(write(fd, req, (size_t)n), n);
+        int status = harness_read_response(fd, resp, sizeof(resp));
+        ck_assert_msg(status == 200 || status == 503, "%s: status %d", paths[i], status);
+        ck_assert_msg(!strcasestr(resp, "\r\nConnection: close"), "%s closed the connection",
+                      paths[i]);
+    }
+    close(fd);
+}
+END_TEST
+
 START_TEST(test_run_is_cancelled_when_the_client_goes_away)
 {
     /* The first LLM call asks for a tool, slowly; the client gives up before it answers. */
@@ -677,6 +695,7 @@ int main(void)
     tcase_add_test(tc, test_agent_request_id_is_echoed_or_generated);
     tcase_add_test(tc, test_every_request_body_sent_validates_against_openapi);
     tcase_add_test(tc, test_run_is_cancelled_when_the_client_goes_away);
+    tcase_add_test(tc, test_get_routes_keep_the_connection_alive);
     tcase_add_test(tc, test_keyed_run_survives_its_client_and_the_retry_gets_the_answer);
     tcase_add_test(tc, test_idempotency_key_replays_byte_identical_answer);
     tcase_add_test(tc, test_idempotency_key_in_progress_is_409);
