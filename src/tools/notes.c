@@ -316,18 +316,28 @@ static uint64_t notes_add_saturating(uint64_t a, uint64_t b)
     return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
-/* Counts the notes of dir: regular files whose names do not start with '.'. */
-static int notes_count(const char *dir, uint64_t *ret_files, uint64_t *ret_bytes)
+/* Opens dir (not through a symlink) for reading its entries: 0 and *ret, or -errno. */
+static int open_notes_dir(const char *dir, DIR **ret)
 {
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dfd < 0)
         return -errno;
-    DIR *d = fdopendir(dfd);
-    if (!d) {
+    *ret = fdopendir(dfd);
+    if (!*ret) {
         int r = -errno;
         close(dfd);
         return r;
     }
+    return 0;
+}
+
+/* Counts the notes of dir: regular files whose names do not start with '.'. */
+static int notes_count(const char *dir, uint64_t *ret_files, uint64_t *ret_bytes)
+{
+    DIR *d;
+    int opened = open_notes_dir(dir, &d);
+    if (opened < 0)
+        return opened;
     uint64_t files = 0, bytes = 0;
     int r = 0;
     for (;;) {
@@ -630,15 +640,10 @@ int notes_remove_stale_temps(const char *dir, time_t now_s)
 {
     if (!dir || !*dir)
         return -EINVAL;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dfd < 0)
-        return -errno;
-    DIR *d = fdopendir(dfd);
-    if (!d) {
-        int r = -errno;
-        close(dfd);
-        return r;
-    }
+    DIR *d;
+    int opened = open_notes_dir(dir, &d);
+    if (opened < 0)
+        return opened;
     char host[NOTES_HOST_TAG_BYTES];
     notes_host_tag(host, sizeof(host));
     int removed = 0, r = 0;
