@@ -29,6 +29,13 @@ struct peer_limit *peer_limit_free(struct peer_limit *l);
 bool peer_limit_take(struct peer_limit *l, int fd, const struct sockaddr *addr);
 /* Socket fd is closed: gives back its slot, if it had one. */
 void peer_limit_give(struct peer_limit *l, int fd);
+/* The connection on socket fd has started: its slot moves from the socket number to the returned
+   handle (NULL when fd held none), so that a close reported after the number was handed out again
+   gives back the right slot. Release it with peer_limit_drop (NULL is fine). */
+struct peer_slot;
+struct peer_slot *peer_limit_adopt(struct peer_limit *l, int fd);
+void peer_limit_drop(struct peer_limit *l, struct peer_slot *slot);
+
 /* Slots held by addr's client (tests, logs). */
 unsigned peer_limit_held(struct peer_limit *l, const struct sockaddr *addr);
 

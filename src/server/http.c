@@ -409,18 +409,22 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     free(c);
 }
 
-/* A connection closed: its address gives back the slot it held. */
+/* A connection started or closed: the slot its address holds goes with it (peer_limit.h). */
 static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
-    (void)socket_context;
     struct server *s = cls;
-    if (toe != MHD_CONNECTION_NOTIFY_CLOSED || !s->peers)
+    if (!s->peers)
         return;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci)
-        peer_limit_give(s->peers, ci->connect_fd);
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        /* Before this connection's socket can be closed: its number still names it. */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = ci ? peer_limit_adopt(s->peers, ci->connect_fd) : NULL;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        peer_limit_drop(s->peers, *socket_context);
+        *socket_context = NULL;
+    }
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)

@@ -85,18 +85,24 @@ static struct peer **find(struct peer_limit *l, const unsigned char addr[16])
     return pp;
 }
 
+/* Gives back one slot of addr (lock held). */
+static void release_addr(struct peer_limit *l, const unsigned char addr[16])
+{
+    struct peer **pp = find(l, addr);
+    if (*pp && --(*pp)->held == 0) {
+        struct peer *gone = *pp;
+        *pp = gone->next;
+        free(gone);
+    }
+}
+
 /* Gives back fd's slot, if any (lock held). */
 static void release_fd(struct peer_limit *l, int fd)
 {
     if (fd < 0 || (size_t)fd >= l->n_fds || !l->fds[fd].used)
         return;
     l->fds[fd].used = false;
-    struct peer **pp = find(l, l->fds[fd].addr);
-    if (*pp && --(*pp)->held == 0) {
-        struct peer *gone = *pp;
-        *pp = gone->next;
-        free(gone);
-    }
+    release_addr(l, l->fds[fd].addr);
 }
 
 bool peer_limit_take(struct peer_limit *l, int fd, const struct sockaddr *addr)
@@ -153,4 +159,30 @@ unsigned peer_limit_held(struct peer_limit *l, const struct sockaddr *addr)
     unsigned n = *pp ? (*pp)->held : 0;
     pthread_mutex_unlock(&l->lock);
     return n;
+}
+
+struct peer_slot {
+    unsigned char addr[16];
+};
+
+struct peer_slot *peer_limit_adopt(struct peer_limit *l, int fd)
+{
+    struct peer_slot *slot = NULL;
+    pthread_mutex_lock(&l->lock);
+    if (fd >= 0 && (size_t)fd < l->n_fds && l->fds[fd].used && (slot = malloc(sizeof(*slot)))) {
+        memcpy(slot->addr, l->fds[fd].addr, 16);
+        l->fds[fd].used = false;
+    }
+    pthread_mutex_unlock(&l->lock);
+    return slot;
+}
+
+void peer_limit_drop(struct peer_limit *l, struct peer_slot *slot)
+{
+    if (!slot)
+        return;
+    pthread_mutex_lock(&l->lock);
+    release_addr(l, slot->addr);
+    pthread_mutex_unlock(&l->lock);
+    free(slot);
 }

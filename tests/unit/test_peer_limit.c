@@ -74,6 +74,25 @@ START_TEST(test_peer_limit_settles_a_socket_number_handed_out_again)
 }
 END_TEST
 
+/* A close reported after the socket number was handed out again gives back the right slot. */
+START_TEST(test_peer_limit_adopted_slot_survives_the_number_being_reused)
+{
+    struct peer_limit *l = peer_limit_new(2);
+    struct sockaddr_in a = v4("10.0.0.1"), b = v4("10.0.0.2");
+    ck_assert(peer_limit_take(l, 9, SA(a)));
+    struct peer_slot *slot = peer_limit_adopt(l, 9);
+    ck_assert_ptr_nonnull(slot);
+    ck_assert(peer_limit_take(
+        l, 9, SA(b))); /* 9 was closed, then reused, before the close was reported */
+    peer_limit_drop(l, slot);
+    ck_assert_uint_eq(peer_limit_held(l, SA(a)), 0);
+    ck_assert_uint_eq(peer_limit_held(l, SA(b)), 1);
+    ck_assert_ptr_null(peer_limit_adopt(l, 1234));
+    peer_limit_drop(l, NULL);
+    peer_limit_free(l);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("peer_limit");
@@ -81,6 +100,7 @@ int main(void)
     tcase_add_test(tc, test_peer_limit_refuses_past_the_limit_and_gives_back_on_close);
     tcase_add_test(tc, test_peer_limit_counts_ipv4_mapped_ipv6_as_the_same_client);
     tcase_add_test(tc, test_peer_limit_settles_a_socket_number_handed_out_again);
+    tcase_add_test(tc, test_peer_limit_adopted_slot_survives_the_number_being_reused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
