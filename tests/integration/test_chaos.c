@@ -1013,14 +1013,17 @@ END_TEST
 START_TEST(test_one_address_is_held_to_its_connection_limit)
 {
     start((const char *const[]){"AGENTD_MAX_CONNECTIONS_PER_IP=20", NULL});
-    int fds[20];
-    for (int i = 0; i < 20; i++)
+    enum { OPEN = 30 };
+    int fds[OPEN];
+    for (int i = 0; i < OPEN; i++)
         fds[i] = harness_connect(&H);
-    sleep_ms(200);
-    int extra = harness_connect(&H); /* accepted by the kernel, refused by agentd */
-    ck_assert(closed_by_server(extra, 5000));
-    close(extra);
-    for (int i = 0; i < 20; i++)
+    sleep_ms(300);
+    /* Accepted by the kernel, the ones past the limit are closed by agentd at once. */
+    int closed = 0;
+    for (int i = 0; i < OPEN; i++)
+        closed += closed_by_server(fds[i], 100);
+    ck_assert_int_ge(closed, 5);
+    for (int i = 0; i < OPEN; i++)
         close(fds[i]);
     sleep_ms(300);
     char url[128];
