@@ -181,7 +181,7 @@ START_TEST(test_auth_token_length_and_count_are_bounded)
     char err[256];
 
     ck_assert_ptr_nonnull(text);
-    memset(text, 'k', AUTH_TOKEN_MAX_BYTES);
+    memset(text, 'k', AUTH_TOKEN_MAX_BYTES + 1);
     ck_assert_int_eq(auth_tokens_parse_lines(text, AUTH_TOKEN_MAX_BYTES, &t, err, sizeof(err)), 0);
     t = auth_tokens_free(t);
     ck_assert_int_eq(auth_tokens_parse_lines(text, AUTH_TOKEN_MAX_BYTES + 1, &t, err, sizeof(err)),
