@@ -33,6 +33,7 @@ enum config_kind {
        secret at aux_offset, so setting both is an error */
     CONFIG_SECRET_PATH,
     CONFIG_HOST_PORT, /* char * host at offset, int port (min..max) at aux_offset */
+    CONFIG_REDIS_URL, /* char * field; a redis:// URL (url.h) up to max bytes, or "" */
 };
 
 struct config_row {
@@ -165,6 +166,19 @@ static const struct config_row config_table[] = {
      CONFIG_FIELD(idempotency_max_bytes), 0},
     {"AGENTD_IDEMPOTENCY_TTL_MS", CONFIG_MS, "86400000", 1000, 604800000, "ms",
      "how long a key's answer is replayed", CONFIG_FIELD(idempotency_ttl_ms), 0},
+    {"AGENTD_REDIS_URL", CONFIG_REDIS_URL, "", 0, CONFIG_URL_MAX_BYTES, "redis URL",
+     "redis://[user:password@]host[:port][/db] shared by all replicas (limits, 429 pauses); "
+     "\"\" = single replica, all state in memory",
+     CONFIG_FIELD(redis_url), 0},
+    {"AGENTD_REDIS_PASSWORD_FILE", CONFIG_KEY_FILE, NULL, 1, 4096, "path",
+     "file holding the Redis password (trailing whitespace stripped); overrides one in the URL",
+     CONFIG_FIELD(redis_password_file), CONFIG_FIELD(redis_password)},
+    {"AGENTD_REDIS_TIMEOUT_MS", CONFIG_MS, "50", 1, 10000, "ms",
+     "timeout of one Redis command; past it the call falls back to this replica's own state",
+     CONFIG_FIELD(redis_timeout_ms), 0},
+    {"AGENTD_REDIS_PREFIX", CONFIG_TEXT, "agentd:", 1, 64, "bytes",
+     "prefix of every Redis key (one per deployment sharing a Redis); no '{' or '}'",
+     CONFIG_FIELD(redis_prefix), 0},
     {"AGENTD_RETRY_MAX", CONFIG_INT, "3", 0, 20, "retries",
      "retries after the first attempt of one outbound call (transient errors only)",
      CONFIG_FIELD(retry_max), 0},
@@ -437,6 +451,33 @@ static int config_parse_url(const struct config_row *row, const char *value,
     return config_store_string(cfg, row->offset, value, len, err, errlen);
 }
 
+static int config_parse_redis_url(const struct config_row *row, const char *value,
+                                  struct agentd_config *cfg, char *err, size_t errlen)
+{
+    char shown[CONFIG_ECHO_MAX_BYTES + 4], redacted[CONFIG_ECHO_MAX_BYTES + 2];
+    struct url_redis parsed;
+    size_t len = strlen(value);
+    int r;
+
+    if (len == 0)
+        return config_store_string(cfg, row->offset, value, 0, err, errlen);
+    url_redact(value, redacted, sizeof(redacted));
+    config_echo(shown, redacted);
+    r = len > (size_t)row->max ? -EINVAL : url_redis_parse(value, &parsed);
+    explicit_bzero(&parsed, sizeof(parsed));
+    if (r == -EPROTONOSUPPORT)
+        return config_fail(err, errlen, -EINVAL,
+                           "%s: rediss:// (TLS) is not supported; reach Redis over a private "
+                           "network or a TLS sidecar, got '%s'",
+                           row->name, shown);
+    if (r < 0)
+        return config_fail(err, errlen, -EINVAL,
+                           "%s: expected redis://[user:password@]host[:port][/db] of at most "
+                           "%lld bytes, got '%s'",
+                           row->name, (long long)row->max, shown);
+    return config_store_string(cfg, row->offset, value, len, err, errlen);
+}
+
 /* The key must be a valid header value; the message never includes it. */
 static bool config_key_valid(const struct config_row *row, const char *key, size_t len)
 {
@@ -566,11 +607,17 @@ static int config_parse_key_file(const struct config_row *row, const char *value
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ' ||
                        buf[len - 1] == '\t'))
         len--;
-    if (!key_row || !config_key_valid(key_row, buf, len)) {
+    /* A file with no environment twin (the Redis password) only has to be a non-empty,
+       printable line. */
+    bool valid = key_row ? config_key_valid(key_row, buf, len)
+                         : len >= 1 && config_printable_no_space(buf, len);
+    if (!valid) {
         r = config_fail(err, errlen, -EINVAL,
                         "%s: the key in '%s' must be 1..%lld printable ASCII characters without "
                         "spaces, got %zu bytes (value not shown)",
-                        row->name, shown, key_row ? (long long)key_row->max : 0LL, len);
+                        row->name, shown,
+                        key_row ? (long long)key_row->max : (long long)CONFIG_KEY_FILE_MAX_BYTES,
+                        len);
         goto out;
     }
     r = config_store_string(cfg, row->aux_offset, buf, len, err, errlen);
@@ -641,6 +688,8 @@ static int config_parse_row(const struct config_row *row, const char *value,
         return config_parse_text(row, value, cfg, err, errlen);
     case CONFIG_URL:
         return config_parse_url(row, value, cfg, err, errlen);
+    case CONFIG_REDIS_URL:
+        return config_parse_redis_url(row, value, cfg, err, errlen);
     case CONFIG_SECRET:
         return config_parse_secret(row, value, cfg, err, errlen);
     case CONFIG_KEY_FILE:
@@ -728,10 +777,18 @@ void config_free(struct agentd_config *cfg)
             continue;
         s = config_str_at(cfg, row->offset);
         /* Wipe the key so it does not linger in freed heap memory or core dumps. */
-        if (*s && row->kind == CONFIG_SECRET)
+        if (*s && (row->kind == CONFIG_SECRET || row->kind == CONFIG_REDIS_URL))
             explicit_bzero(*s, strlen(*s));
         free(*s);
         *s = NULL;
+        /* A file's secret with no row of its own (the Redis password) is freed here. */
+        if (row->kind == CONFIG_KEY_FILE && !config_secret_row_of(row)) {
+            s = config_str_at(cfg, row->aux_offset);
+            if (*s)
+                explicit_bzero(*s, strlen(*s));
+            free(*s);
+            *s = NULL;
+        }
     }
 }
 
@@ -754,6 +811,9 @@ static void config_format_range(const struct config_row *row, char *buf, size_t 
         break;
     case CONFIG_URL:
         snprintf(buf, len, "%s", row->min == 0 ? "http(s) URL or empty" : "http(s) URL");
+        break;
+    case CONFIG_REDIS_URL:
+        snprintf(buf, len, "redis URL or empty");
         break;
     case CONFIG_SECRET:
     case CONFIG_KEY_FILE:
@@ -899,6 +959,7 @@ void config_print_effective(const struct agentd_config *cfg, FILE *out)
             fprintf(out, ":%d", *(const int *)config_at_const(cfg, row->aux_offset));
             break;
         case CONFIG_URL:
+        case CONFIG_REDIS_URL:
             /* Credentials or a key in the query must not end up in a CI log or a ticket. */
             s = *(char *const *)field;
             url_redact(s ? s : "", url, sizeof(url));

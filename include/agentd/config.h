@@ -91,6 +91,13 @@ struct agentd_config {
     size_t idempotency_max_bytes; /* AGENTD_IDEMPOTENCY_MAX_BYTES: stored answer bodies */
     int64_t idempotency_ttl_ms;   /* AGENTD_IDEMPOTENCY_TTL_MS */
 
+    /* shared state (Redis) */
+    char *redis_url;           /* AGENTD_REDIS_URL, "" = single replica; may hold a password */
+    char *redis_password_file; /* AGENTD_REDIS_PASSWORD_FILE path, NULL when unset */
+    char *redis_password;      /* the file's password (secret), NULL when no file */
+    int64_t redis_timeout_ms;  /* AGENTD_REDIS_TIMEOUT_MS */
+    char *redis_prefix;        /* AGENTD_REDIS_PREFIX */
+
     /* resilience (rows added with the resilience layer) */
     int retry_max;                  /* AGENTD_RETRY_MAX: retries after the first attempt */
     int64_t retry_initial_ms;       /* AGENTD_RETRY_INITIAL_MS */

@@ -43,4 +43,25 @@ bool url_is_plain_http(const char *url);
    to. NULL -> false. */
 bool url_host_is_loopback(const char *host);
 
+/* A Redis address, as AGENTD_REDIS_URL gives it. */
+#define URL_REDIS_HOST_MAX     255
+#define URL_REDIS_CRED_MAX     512
+#define URL_REDIS_DEFAULT_PORT 6379
+#define URL_REDIS_MAX_DB       1000000
+struct url_redis {
+    char host[URL_REDIS_HOST_MAX + 1];     /* without IPv6 brackets */
+    int port;                              /* 1..65535, 6379 when not given */
+    int db;                                /* 0..URL_REDIS_MAX_DB, 0 when not given */
+    char user[URL_REDIS_CRED_MAX + 1];     /* "" when none (the default user) */
+    char password[URL_REDIS_CRED_MAX + 1]; /* "" when none */
+};
+
+/*
+ * Parses "redis://[[user]:password@]host[:port][/db]" (no query, no fragment, printable ASCII
+ * without spaces; nothing is percent-decoded; the password ends at the authority's last '@').
+ * 0, -EPROTONOSUPPORT for "rediss://" (TLS is not supported), or -EINVAL. *ret is written on
+ * success only; callers wipe it when done (it may hold a password).
+ */
+int url_redis_parse(const char *url, struct url_redis *ret);
+
 #endif

@@ -7,6 +7,7 @@
 #include "agentd/url.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <strings.h>
@@ -139,4 +140,87 @@ bool url_host_is_loopback(const char *host)
     if (inet_pton(AF_INET6, bare, &v6) == 1)
         return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
     return false;
+}
+
+static bool url_copy_part(char *dst, size_t cap, const char *src, size_t n)
+{
+    if (n >= cap)
+        return false;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return true;
+}
+
+/* Decimal digits only, value within lo..hi. */
+static bool url_number(const char *s, size_t n, int lo, int hi, int *ret)
+{
+    long v = 0;
+
+    if (n == 0 || n > 7)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < lo || v > hi)
+        return false;
+    *ret = (int)v;
+    return true;
+}
+
+int url_redis_parse(const char *url, struct url_redis *ret)
+{
+    struct url_redis r = {.port = URL_REDIS_DEFAULT_PORT};
+    struct url_parts p;
+    size_t len;
+
+    if (!url)
+        return -EINVAL;
+    if (strncasecmp(url, "rediss://", 9) == 0)
+        return -EPROTONOSUPPORT;
+    if (strncasecmp(url, "redis://", 8) != 0)
+        return -EINVAL;
+    len = strlen(url);
+    for (size_t i = 0; i < len; i++)
+        if (url[i] <= ' ' || url[i] > '~')
+            return -EINVAL;
+    url_split(url, &p);
+    if (url[p.auth_end] == '?' || url[p.auth_end] == '#')
+        return -EINVAL;
+    if (p.has_at) {
+        const char *colon = memchr(url + p.auth, ':', p.at - p.auth);
+        size_t user_end = colon ? (size_t)(colon - url) : p.at;
+
+        /* Userinfo without ':' could be a user or a password: refused as ambiguous. */
+        if (!colon)
+            return -EINVAL;
+        if (!url_copy_part(r.user, sizeof(r.user), url + p.auth, user_end - p.auth) ||
+            !url_copy_part(r.password, sizeof(r.password), colon + 1, p.at - user_end - 1))
+            return -EINVAL;
+    }
+    size_t from = p.host, to = p.host_end;
+    if (to > from && url[from] == '[') {
+        if (url[to - 1] != ']')
+            return -EINVAL;
+        from++;
+        to--;
+    }
+    if (to <= from || !url_copy_part(r.host, sizeof(r.host), url + from, to - from))
+        return -EINVAL;
+    if (p.host_end < p.auth_end) {
+        if (url[p.host_end] != ':' ||
+            !url_number(url + p.host_end + 1, p.auth_end - p.host_end - 1, 1, 65535, &r.port))
+            return -EINVAL;
+    }
+    const char *path = url + p.auth_end;
+    if (*path == '/' && path[1] != '\0') {
+        if (!url_number(path + 1, strlen(path + 1), 0, URL_REDIS_MAX_DB, &r.db))
+            return -EINVAL;
+    } else if (*path != '\0' && strcmp(path, "/") != 0) {
+        return -EINVAL;
+    }
+    *ret = r;
+    explicit_bzero(&r, sizeof(r));
+    return 0;
 }

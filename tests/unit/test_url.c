@@ -6,6 +6,7 @@
 #include "agentd/url.h"
 
 #include <check.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,64 @@ END_TEST
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+START_TEST(test_url_redis_parses_every_part)
+{
+    struct url_redis r;
+
+    ck_assert_int_eq(url_redis_parse("redis://u:p@w@cache.svc:6380/3", &r), 0);
+    ck_assert_str_eq(r.host, "cache.svc");
+    ck_assert_int_eq(r.port, 6380);
+    ck_assert_int_eq(r.db, 3);
+    ck_assert_str_eq(r.user, "u");
+    ck_assert_str_eq(r.password, "p@w");
+    ck_assert_int_eq(url_redis_parse("redis://:secret@[::1]", &r), 0);
+    ck_assert_str_eq(r.host, "::1");
+    ck_assert_int_eq(r.port, URL_REDIS_DEFAULT_PORT);
+    ck_assert_int_eq(r.db, 0);
+    ck_assert_str_eq(r.user, "");
+    ck_assert_str_eq(r.password, "secret");
+    ck_assert_int_eq(url_redis_parse("REDIS://127.0.0.1:1/", &r), 0);
+    ck_assert_int_eq(r.port, 1);
+    ck_assert_str_eq(r.password, "");
+}
+END_TEST
+
+static const char *const redis_bad[] = {
+    "",
+    "http://h:6379",
+    "redis://",
+    "redis://:6379",
+    "redis://h:0",
+    "redis://h:65536",
+    "redis://h:63a9",
+    "redis://h/x",
+    "redis://h/1/2",
+    "redis://h/-1",
+    "redis://h?db=1",
+    "redis://h#f",
+    "redis://pw@h",
+    "redis://h h",
+    "redis://[::1",
+};
+
+START_TEST(test_url_redis_refuses_malformed)
+{
+    struct url_redis r = {.port = -7};
+
+    ck_assert_msg(url_redis_parse(redis_bad[_i], &r) == -EINVAL, "accepted '%s'", redis_bad[_i]);
+    ck_assert_int_eq(r.port, -7); /* untouched */
+}
+END_TEST
+
+START_TEST(test_url_redis_tls_is_refused_by_name)
+{
+    struct url_redis r;
+
+    ck_assert_int_eq(url_redis_parse("rediss://h:6379", &r), -EPROTONOSUPPORT);
+    ck_assert_int_eq(url_redis_parse(NULL, &r), -EINVAL);
+}
+END_TEST
+
 static Suite *url_suite(void)
 {
     Suite *s = suite_create("url");
@@ -201,6 +260,12 @@ static Suite *url_suite(void)
     tcase_add_loop_test(loopback, test_url_loopback_hosts, 0, N(loopback_cases));
     tcase_add_test(loopback, test_url_loopback_null_is_false);
     suite_add_tcase(s, loopback);
+
+    TCase *redis = tcase_create("redis");
+    tcase_add_test(redis, test_url_redis_parses_every_part);
+    tcase_add_loop_test(redis, test_url_redis_refuses_malformed, 0, N(redis_bad));
+    tcase_add_test(redis, test_url_redis_tls_is_refused_by_name);
+    suite_add_tcase(s, redis);
     return s;
 }
 
