@@ -16,5 +16,7 @@
 int64_t clock_now_ms(void);
 /* Wall-clock milliseconds since the epoch: for HTTP dates and log timestamps. */
 int64_t clock_wall_ms(void);
+/* Monotonic nanoseconds: for measuring short round trips (metrics). */
+int64_t clock_now_ns(void);
 
 #endif

@@ -13,6 +13,7 @@
 #ifndef AGENTD_WORKER_H
 #define AGENTD_WORKER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <curl/curl.h>
@@ -62,6 +63,19 @@ struct worker_watch {
 };
 int worker_watch_client(struct worker *w, struct worker_watch *watch);
 void worker_unwatch_client(struct worker *w, struct worker_watch *watch);
+
+/* A socket of the caller's (e.g. a Redis connection) on the worker's epoll set. ready(w, f,
+   events) runs on the worker with the EPOLL* bits that fired. Caller-owned; the struct must stay
+   alive until worker_fd_remove(). */
+struct worker_fd {
+    int fd;
+    uint32_t events; /* what is watched now (EPOLLIN, EPOLLOUT) */
+    bool added;
+    void (*ready)(struct worker *w, struct worker_fd *f, uint32_t events);
+};
+/* Watches exactly `events` (0 keeps it registered but silent). 0 or -errno. */
+int worker_fd_set(struct worker *w, struct worker_fd *f, uint32_t events);
+void worker_fd_remove(struct worker *w, struct worker_fd *f);
 
 /* A cleared easy handle (reused when one is free, else new; NULL on ENOMEM), and its return. */
 CURL *worker_take_easy(struct worker *w);

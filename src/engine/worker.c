@@ -190,6 +190,28 @@ static void curl_timeout_if_due(struct worker *w)
 /* epoll tags: curl sockets are stored as their fd; watched client connections as a pointer with
    the top bit set (user-space pointers never have it). */
 #define WORKER_CLIENT_TAG (1ULL << 63)
+/* A caller's socket (struct worker_fd): the pointer with bit 62 set. */
+#define WORKER_FD_TAG (1ULL << 62)
+
+int worker_fd_set(struct worker *w, struct worker_fd *f, uint32_t events)
+{
+    if (f->added && f->events == events)
+        return 0;
+    struct epoll_event ev = {.events = events, .data.u64 = WORKER_FD_TAG | (uint64_t)(uintptr_t)f};
+    if (epoll_ctl(w->epfd, f->added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, f->fd, &ev) < 0)
+        return -errno;
+    f->added = true;
+    f->events = events;
+    return 0;
+}
+
+void worker_fd_remove(struct worker *w, struct worker_fd *f)
+{
+    if (f->added)
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, f->fd, NULL);
+    f->added = false;
+    f->events = 0;
+}
 
 int worker_watch_client(struct worker *w, struct worker_watch *watch)
 {
@@ -231,6 +253,12 @@ static void *worker_main(void *arg)
                 struct worker_watch *watch =
                     (struct worker_watch *)(uintptr_t)(evs[i].data.u64 & ~WORKER_CLIENT_TAG);
                 watch->gone(w, watch->arg);
+                continue;
+            }
+            if (evs[i].data.u64 & WORKER_FD_TAG) {
+                struct worker_fd *f =
+                    (struct worker_fd *)(uintptr_t)(evs[i].data.u64 & ~WORKER_FD_TAG);
+                f->ready(w, f, evs[i].events);
                 continue;
             }
             if (evs[i].data.fd == w->wakefd) {

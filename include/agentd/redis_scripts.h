@@ -1,0 +1,61 @@
+/*
+ * redis_scripts.h — the Lua scripts agentd runs in Redis, and what each one
+ * takes and answers. Every script reads the time with Redis TIME, so the
+ * replicas' own clocks never matter, and touches only the keys it is given
+ * (all of one script's keys share a {hash tag}, so the layout works on Redis
+ * Cluster as well). Times in arguments and answers are milliseconds; Redis
+ * answers numbers as integers (Lua numbers are truncated toward zero, so
+ * every wait below is rounded up before it is returned).
+ *
+ * Pure data: the texts are static and constant; nothing here does I/O.
+ */
+#ifndef AGENTD_REDIS_SCRIPTS_H
+#define AGENTD_REDIS_SCRIPTS_H
+
+/*
+ * Limiter take: one token of a dependency's cluster-wide bucket (GCRA: a
+ * theoretical arrival time `tat`; burst tokens at once, then one every
+ * 1000 / rate ms), behind its 429 pause and single probe.
+ * KEYS[1] the limiter hash (fields tat, pause, throttled, probe, gen).
+ * ARGV rate_per_s (> 0), burst (>= 1), max_wait_ms (<= 0: only a token free now),
+ *      probe_lease_ms (how long a probe holds its slot if it never reports).
+ * Answers {code, ms, gen}:
+ *   {0, wait_ms, 0}    granted: the attempt may start in wait_ms (reserved);
+ *   {4, wait_ms, gen}  granted as the probe of pause generation gen (report with probe_done);
+ *   {1, wait_ms, 0}    refused: the wait would exceed max_wait_ms (nothing reserved);
+ *   {2, left_ms, 0}    paused by a 429 for left_ms more;
+ *   {3, 0, 0}          throttled and another replica's probe is out: ask again shortly.
+ */
+extern const char REDIS_SCRIPT_LIMIT_TAKE[];
+#define REDIS_LIMIT_GRANTED   0
+#define REDIS_LIMIT_REFUSED   1
+#define REDIS_LIMIT_PAUSED    2
+#define REDIS_LIMIT_PROBE_OUT 3
+#define REDIS_LIMIT_PROBE     4
+
+/*
+ * Limiter pause: a 429 with retry-after pauses the dependency for every
+ * replica until now + pause_ms (the later of the existing and the new
+ * pause); the dependency is then throttled until a probe gets another answer,
+ * and a new pause generation begins (an older probe's report is ignored).
+ * KEYS[1] the limiter hash. ARGV pause_ms (>= 1). Answers the pause left (ms).
+ */
+extern const char REDIS_SCRIPT_LIMIT_PAUSE[];
+
+/*
+ * Limiter probe done: the probe of generation gen ended. recovered 1: it got
+ * an answer other than 429, the throttle ends; 0: the next caller probes.
+ * A report for another generation changes nothing.
+ * KEYS[1] the limiter hash. ARGV gen, recovered (0|1). Answers 1 when it
+ * counted, 0 when ignored.
+ */
+extern const char REDIS_SCRIPT_LIMIT_PROBE_DONE[];
+
+/*
+ * Replica registry: this replica is alive now; replicas not seen for ttl_ms
+ * are forgotten. KEYS[1] the registry sorted set. ARGV replica_id, ttl_ms.
+ * Answers the number of replicas alive (>= 1).
+ */
+extern const char REDIS_SCRIPT_REGISTRY_BEAT[];
+
+#endif
