@@ -43,6 +43,13 @@ struct bucket *bucket_new(double rate_per_s, double burst, int64_t now_ms);
 struct bucket *bucket_free(struct bucket *b);
 
 /*
+ * Changes the refill rate and size from now_ms on (same clamps as bucket_new). The balance
+ * accrued so far at the old rate is kept, capped at the new burst; reservations already handed
+ * out keep their times. Used when this replica's share of a cluster-wide rate changes.
+ */
+void bucket_set_rate(struct bucket *b, double rate_per_s, double burst, int64_t now_ms);
+
+/*
  * Reserves one token for an attempt. Returns the wait in ms before the
  * attempt may start (0 = now) and commits the reservation (the bucket may go
  * into debt), or -1 if the wait would exceed max_wait_ms (nothing reserved).

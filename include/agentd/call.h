@@ -21,6 +21,7 @@
 #include <curl/curl.h>
 
 #include "agentd/call_policy.h"
+#include "agentd/redis.h"
 #include "agentd/timerheap.h"
 #include "agentd/worker.h"
 
@@ -63,6 +64,7 @@ struct call {
     CURL *easy;
     struct timer timer;
     struct call_progress progress;
+    struct redis_req shared_req; /* the cluster limiter's answer, while asking */
     size_t resp_alloc;
     bool resp_overflow;
     bool finishing; /* done() is due from the loop */

@@ -54,6 +54,10 @@ struct call_guards {
     struct breaker *breaker;
     struct bucket *bucket;
     struct retry_budget *budget;
+    /* The cluster-wide limiter (Redis) is reachable from the caller now: ask it for tokens
+       (CALL_ACT_ASK_SHARED) instead of the local bucket, which then stands in only when an
+       answer does not come (CALL_SHARED_UNAVAILABLE). */
+    bool shared;
 };
 
 /* Fallback Retry-After for the client when nothing better is known. */
@@ -67,6 +71,7 @@ enum call_phase {
     CALL_PHASE_TOKEN_WAIT, /* a limiter token is reserved; a timer, then CALL_EV_TOKEN_DUE */
     CALL_PHASE_LAUNCHING,  /* told to launch; CALL_EV_LAUNCHED or _LAUNCH_FAILED comes next */
     CALL_PHASE_IN_FLIGHT,  /* an attempt is on the wire; CALL_EV_ATTEMPT_END comes next */
+    CALL_PHASE_ASKING,     /* the cluster limiter was asked; CALL_EV_SHARED_ANSWER comes next */
 };
 
 /* One call's progress, owned by the caller. Set it up with call_progress_init(). */
@@ -80,6 +85,9 @@ struct call_progress {
     long last_status;      /* HTTP status of the last attempt, 0 when it had none */
     bool counted_request;  /* the retry budget has seen this call's first attempt */
     bool probe;            /* this call holds its dependency's throttle probe (see bucket.h) */
+    bool shared_token;     /* the token it waits for or used came from the cluster limiter */
+    bool shared_probe;     /* it holds the cluster's probe of pause generation shared_gen */
+    int64_t shared_gen;
 };
 
 void call_progress_init(struct call_progress *p, int64_t deadline_ms, bool low_priority);
@@ -91,6 +99,16 @@ enum call_event_kind {
     CALL_EV_LAUNCH_FAILED, /* it could not be started (no memory for a transfer) */
     CALL_EV_ATTEMPT_END,   /* an attempt ended; see the fields below */
     CALL_EV_CANCEL,        /* the owner stops the call wherever it is */
+    CALL_EV_SHARED_ANSWER, /* the cluster limiter answered (or could not); see `shared` */
+};
+
+/* What the cluster limiter said (redis_scripts.h, limiter take). */
+enum call_shared_answer {
+    CALL_SHARED_GRANTED,     /* a token: start in shared_ms (a probe when shared_probe) */
+    CALL_SHARED_REFUSED,     /* no token within the wait asked for (shared_ms: the wait) */
+    CALL_SHARED_PAUSED,      /* a 429 pause for shared_ms more */
+    CALL_SHARED_PROBE_OUT,   /* throttled, another replica probes: ask again shortly */
+    CALL_SHARED_UNAVAILABLE, /* no answer (Redis down, slow, or an error): use the local bucket */
 };
 
 enum call_transport {
@@ -110,6 +128,11 @@ struct call_event {
     const char *retry_after_hdr;
     const char *should_retry_hdr;
     int64_t now_wall_ms; /* epoch ms, for HTTP-date retry-after values */
+    /* CALL_EV_SHARED_ANSWER */
+    enum call_shared_answer shared;
+    int64_t shared_ms;
+    bool shared_probe;
+    int64_t shared_gen;
 };
 
 enum call_action {
@@ -118,6 +141,15 @@ enum call_action {
     CALL_ACT_WAIT,       /* arm a timer for at_ms, then CALL_EV_READY */
     CALL_ACT_TOKEN_WAIT, /* arm a timer for at_ms, then CALL_EV_TOKEN_DUE */
     CALL_ACT_FINISH,     /* the call is over: outcome and retry_after_ms */
+    CALL_ACT_ASK_SHARED, /* ask the cluster limiter for a token (wait at most max_wait_ms), then
+                            report CALL_EV_SHARED_ANSWER */
+};
+
+/* A report the caller owes the cluster limiter besides the action (any verdict). */
+enum call_probe_report {
+    CALL_PROBE_REPORT_NONE = 0,
+    CALL_PROBE_REPORT_RECOVERED, /* the cluster probe of shared_gen got a non-429 answer */
+    CALL_PROBE_REPORT_FAILED,    /* it ended otherwise: the next caller probes */
 };
 
 /* What the verdict came from, so the caller can report it (log line, metric). */
@@ -154,6 +186,11 @@ struct call_verdict {
     enum call_note note;
     enum call_retry_reason reason; /* a transient failure's cause (RETRY and what ends retrying) */
     int64_t delay_ms;              /* RETRY, RETRY_PAST_DEADLINE, LIMITER_WAIT */
+    int64_t max_wait_ms;           /* ASK_SHARED: the longest wait for a token (0: only now) */
+    int64_t shared_pause_ms; /* > 0: tell the cluster limiter to pause the dependency this long
+                                (a 429 with retry-after; the local bucket is paused as well) */
+    enum call_probe_report probe_report;
+    int64_t probe_gen; /* with probe_report */
 };
 
 /*

@@ -14,6 +14,8 @@
 
 #include <stdint.h>
 
+#include <hiredis/hiredis.h>
+
 #include "agentd/breaker.h"
 #include "agentd/call_policy.h"
 #include "agentd/vocab.h" /* enum dep_id */
@@ -45,5 +47,30 @@ struct call_guards dependency_guards(struct dependency *d);
 
 /* Logs and counts the breaker's state changes since the last call (any thread). */
 void dependency_report_transitions(struct dependency *d);
+
+/*
+ * The cluster-wide limiter. With a Redis pool (set once, before the workers run), every attempt
+ * takes its token from one bucket in Redis that all replicas share, and a 429 pause and its probe
+ * are shared too. When this worker's link is down or an answer does not come, the call uses the
+ * local bucket, which then holds this replica's share: rate and burst divided by the replicas
+ * last seen alive (dependency_set_replicas).
+ */
+struct redis_pool;
+struct redis_req;
+void dependency_share(struct dependency *d, struct redis_pool *pool);
+/* Worker thread only, like the functions below taking worker_index. */
+bool dependency_shared_ready(struct dependency *d, int worker_index);
+/* Asks for a token. 0: req->done() follows, read it with dependency_shared_answer(); < 0:
+   nothing was asked (answer CALL_SHARED_UNAVAILABLE). probe_lease_ms: how long a probe's slot
+   holds if this replica never reports (its attempt timeout). */
+int dependency_shared_take(struct dependency *d, int worker_index, int64_t max_wait_ms,
+                           int64_t probe_lease_ms, struct redis_req *req);
+/* Turns the answer (redis.h: err, reply) into a CALL_EV_SHARED_ANSWER event. */
+void dependency_shared_answer(int err, const redisReply *reply, struct call_event *ev);
+/* What a verdict owes the cluster (call_policy.h: shared_pause_ms, probe_report); fire and
+   forget, dropped when the link is down. */
+void dependency_shared_report(struct dependency *d, int worker_index, const struct call_verdict *v);
+/* Any thread: the local bucket takes rate / replicas and burst / replicas (at least 1). */
+void dependency_set_replicas(struct dependency *d, int replicas, int64_t now_ms);
 
 #endif

@@ -270,16 +270,49 @@ static void report(struct call *c, const struct call_verdict *v)
     }
 }
 
+static void on_shared_answer(struct redis_req *req, int err, const redisReply *reply)
+{
+    struct call *c = (struct call *)((char *)req - offsetof(struct call, shared_req));
+    struct call_event ev;
+    dependency_shared_answer(err, reply, &ev);
+    worker_refresh_now(c->w);
+    step(c, &ev);
+}
+
+/* Asks the cluster limiter; when the question cannot even be sent, the answer is "unavailable"
+   at once. */
+static void ask_shared(struct call *c, const struct call_verdict *v)
+{
+    c->shared_req.done = on_shared_answer;
+    if (dependency_shared_take(c->dep, worker_index(c->w), v->max_wait_ms, c->attempt_timeout_ms,
+                               &c->shared_req) == 0)
+        return;
+    struct call_event ev;
+    dependency_shared_answer(-ENOTCONN, NULL, &ev);
+    step(c, &ev);
+}
+
+static struct call_guards guards_of(struct call *c)
+{
+    struct call_guards g = dependency_guards(c->dep);
+    g.shared = dependency_shared_ready(c->dep, worker_index(c->w));
+    return g;
+}
+
 /* Asks the policy, reports its verdict, and executes it. */
 static void step(struct call *c, const struct call_event *ev)
 {
-    struct call_guards g = dependency_guards(c->dep);
+    struct call_guards g = guards_of(c);
     struct call_verdict v;
     call_policy_step(dependency_retry_policy(c->dep), &g, &c->progress, ev, worker_now_ms(c->w),
                      worker_rng(c->w), &v);
     dependency_report_transitions(c->dep);
+    dependency_shared_report(c->dep, worker_index(c->w), &v);
     report(c, &v);
     switch (v.action) {
+    case CALL_ACT_ASK_SHARED:
+        ask_shared(c, &v);
+        break;
     case CALL_ACT_LAUNCH:
         launch(c);
         break;
@@ -380,15 +413,17 @@ void call_cancel(struct call *c)
     if (!c->w || (c->progress.phase == CALL_PHASE_IDLE && !c->easy && !timer_armed(&c->timer)))
         return;
     timerheap_cancel(worker_timers(c->w), &c->timer);
+    redis_req_cancel(&c->shared_req);
     if (c->easy) {
         worker_cancel_transfer(c->w, c->easy);
         c->easy = NULL;
     }
-    struct call_guards g = dependency_guards(c->dep);
+    struct call_guards g = guards_of(c);
     struct call_verdict v;
     call_policy_step(dependency_retry_policy(c->dep), &g, &c->progress,
                      &(struct call_event){.kind = CALL_EV_CANCEL}, worker_now_ms(c->w),
                      worker_rng(c->w), &v);
+    dependency_shared_report(c->dep, worker_index(c->w), &v);
     c->finishing = false;
 }
 

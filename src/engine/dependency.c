@@ -3,12 +3,20 @@
  */
 #include "agentd/dependency.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "agentd/bucket.h"
 #include "agentd/budget.h"
 #include "agentd/log.h"
 #include "agentd/metrics.h"
+#include "agentd/redis.h"
+#include "agentd/redis_scripts.h"
+
+/* prefix + "{limit:" + name + "}" */
+#define DEPENDENCY_KEY_MAX 128
 
 struct dependency {
     enum dep_id id;
@@ -16,6 +24,9 @@ struct dependency {
     struct bucket *bucket;
     struct retry_budget *budget;
     struct call_policy retry;
+    double rate_per_s, burst;
+    struct redis_pool *shared; /* NULL: this replica's bucket only */
+    char key[DEPENDENCY_KEY_MAX];
 };
 
 struct dependency *dependency_new(const struct dependency_config *cfg, int64_t now_ms)
@@ -25,6 +36,8 @@ struct dependency *dependency_new(const struct dependency_config *cfg, int64_t n
         return NULL;
     d->id = cfg->id;
     d->retry = cfg->retry;
+    d->rate_per_s = cfg->rate_per_s;
+    d->burst = cfg->burst;
     d->breaker = breaker_new(dep_name(cfg->id), &cfg->breaker);
     d->bucket = bucket_new(cfg->rate_per_s, cfg->burst, now_ms);
     d->budget = retry_budget_new(cfg->budget_ratio, cfg->budget_window_ms, cfg->budget_min);
@@ -77,4 +90,107 @@ void dependency_report_transitions(struct dependency *d)
                      LF_S("to", breaker_state_name(tr[i].to)), LF_S("reason", tr[i].reason));
         }
     }
+}
+
+void dependency_share(struct dependency *d, struct redis_pool *pool)
+{
+    d->shared = pool;
+    if (pool)
+        snprintf(d->key, sizeof(d->key), "%s{limit:%s}", redis_pool_prefix(pool), dep_name(d->id));
+}
+
+bool dependency_shared_ready(struct dependency *d, int worker_index)
+{
+    return d->shared && redis_link_up(redis_pool_link(d->shared, worker_index));
+}
+
+static int dependency_eval(struct dependency *d, int worker_index, enum redis_script_id id,
+                           const char *const *args, int nargs, struct redis_req *req)
+{
+    const char *argv[8];
+    size_t lens[8];
+
+    if (!d->shared || nargs > 7)
+        return -ENOTCONN;
+    argv[0] = d->key;
+    for (int i = 0; i < nargs; i++)
+        argv[1 + i] = args[i];
+    for (int i = 0; i <= nargs; i++)
+        lens[i] = strlen(argv[i]);
+    return redis_eval(redis_pool_link(d->shared, worker_index), id, 1, nargs + 1, argv, lens, req);
+}
+
+int dependency_shared_take(struct dependency *d, int worker_index, int64_t max_wait_ms,
+                           int64_t probe_lease_ms, struct redis_req *req)
+{
+    char rate[32], burst[32], wait[24], lease[24];
+
+    snprintf(rate, sizeof(rate), "%.6f", d->rate_per_s > 0 ? d->rate_per_s : 1e-6);
+    snprintf(burst, sizeof(burst), "%.6f", d->burst);
+    snprintf(wait, sizeof(wait), "%lld", (long long)max_wait_ms);
+    snprintf(lease, sizeof(lease), "%lld", (long long)probe_lease_ms);
+    const char *args[] = {rate, burst, wait, lease};
+    return dependency_eval(d, worker_index, REDIS_LIMIT_TAKE, args, 4, req);
+}
+
+void dependency_shared_answer(int err, const redisReply *reply, struct call_event *ev)
+{
+    ev->kind = CALL_EV_SHARED_ANSWER;
+    ev->shared = CALL_SHARED_UNAVAILABLE;
+    ev->shared_ms = 0;
+    ev->shared_probe = false;
+    ev->shared_gen = 0;
+    if (err != 0 || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+        return;
+    for (size_t i = 0; i < 3; i++)
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER)
+            return;
+    long long code = reply->element[0]->integer, ms = reply->element[1]->integer;
+    ev->shared_ms = ms > 0 ? ms : 0;
+    switch (code) {
+    case REDIS_LIMIT_GRANTED:
+        ev->shared = CALL_SHARED_GRANTED;
+        break;
+    case REDIS_LIMIT_PROBE:
+        ev->shared = CALL_SHARED_GRANTED;
+        ev->shared_probe = true;
+        ev->shared_gen = reply->element[2]->integer;
+        break;
+    case REDIS_LIMIT_REFUSED:
+        ev->shared = CALL_SHARED_REFUSED;
+        break;
+    case REDIS_LIMIT_PAUSED:
+        ev->shared = CALL_SHARED_PAUSED;
+        break;
+    case REDIS_LIMIT_PROBE_OUT:
+        ev->shared = CALL_SHARED_PROBE_OUT;
+        break;
+    default:
+        break;
+    }
+}
+
+void dependency_shared_report(struct dependency *d, int worker_index, const struct call_verdict *v)
+{
+    char a[24], b[4];
+
+    if (!d->shared)
+        return;
+    if (v->shared_pause_ms > 0) {
+        snprintf(a, sizeof(a), "%lld", (long long)v->shared_pause_ms);
+        const char *args[] = {a};
+        dependency_eval(d, worker_index, REDIS_LIMIT_PAUSE, args, 1, NULL);
+    }
+    if (v->probe_report != CALL_PROBE_REPORT_NONE) {
+        snprintf(a, sizeof(a), "%lld", (long long)v->probe_gen);
+        snprintf(b, sizeof(b), "%d", v->probe_report == CALL_PROBE_REPORT_RECOVERED);
+        const char *args[] = {a, b};
+        dependency_eval(d, worker_index, REDIS_LIMIT_PROBE_DONE, args, 2, NULL);
+    }
+}
+
+void dependency_set_replicas(struct dependency *d, int replicas, int64_t now_ms)
+{
+    double n = replicas > 1 ? replicas : 1;
+    bucket_set_rate(d->bucket, d->rate_per_s / n, d->burst / n, now_ms);
 }

@@ -28,6 +28,16 @@ struct bucket {
     bool probe_out; /* the one probe call is in flight */
 };
 
+static void clamp_rate(double *rate_per_s, double *burst)
+{
+    if (!(*rate_per_s > 0)) /* also catches NaN */
+        *rate_per_s = 0;
+    if (*rate_per_s > BUCKET_MAX_RATE_PER_S)
+        *rate_per_s = BUCKET_MAX_RATE_PER_S;
+    if (!(*burst >= 1))
+        *burst = 1;
+}
+
 struct bucket *bucket_new(double rate_per_s, double burst, int64_t now_ms)
 {
     struct bucket *b = calloc(1, sizeof(*b));
@@ -37,12 +47,7 @@ struct bucket *bucket_new(double rate_per_s, double burst, int64_t now_ms)
         free(b);
         return NULL;
     }
-    if (!(rate_per_s > 0)) /* also catches NaN */
-        rate_per_s = 0;
-    if (rate_per_s > BUCKET_MAX_RATE_PER_S)
-        rate_per_s = BUCKET_MAX_RATE_PER_S;
-    if (!(burst >= 1))
-        burst = 1;
+    clamp_rate(&rate_per_s, &burst);
     b->rate_per_ms = rate_per_s / 1000.0;
     b->burst = burst;
     b->tokens = burst;
@@ -70,6 +75,21 @@ static double tokens_at(const struct bucket *b, int64_t t)
 {
     double v = b->tokens + b->rate_per_ms * ((double)t - (double)b->last_ms);
     return v > b->burst ? b->burst : v;
+}
+
+void bucket_set_rate(struct bucket *b, double rate_per_s, double burst, int64_t now_ms)
+{
+    clamp_rate(&rate_per_s, &burst);
+    pthread_mutex_lock(&b->lock);
+    /* Settle the balance at the old rate up to now (or the latest reservation's start). */
+    int64_t at = max64(now_ms, b->last_ms);
+    b->tokens = tokens_at(b, at);
+    b->last_ms = at;
+    b->rate_per_ms = rate_per_s / 1000.0;
+    b->burst = burst;
+    if (b->tokens > burst)
+        b->tokens = burst;
+    pthread_mutex_unlock(&b->lock);
 }
 
 int64_t bucket_reserve(struct bucket *b, int64_t now_ms, int64_t max_wait_ms)

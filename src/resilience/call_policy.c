@@ -52,58 +52,42 @@ static void wait_until(struct call_progress *st, struct call_verdict *v, int64_t
     v->at_ms = at_ms;
 }
 
-/* Ends this call's role as the throttle probe, if it had it. */
-static void end_probe(const struct call_guards *g, struct call_progress *st, bool recovered)
+/* Ends this call's role as the throttle probe, local or cluster-wide, if it had it. */
+static void end_probe(const struct call_guards *g, struct call_progress *st, bool recovered,
+                      struct call_verdict *v)
 {
     if (st->probe) {
         bucket_throttle_probe_done(g->bucket, recovered);
         st->probe = false;
     }
+    if (st->shared_probe) {
+        v->probe_report = recovered ? CALL_PROBE_REPORT_RECOVERED : CALL_PROBE_REPORT_FAILED;
+        v->probe_gen = st->shared_gen;
+        st->shared_probe = false;
+    }
 }
 
-/* Deadline → breaker → throttle (a 429 pause) → limiter → launch. */
-static void gate(const struct call_guards *g, struct call_progress *st, int64_t now, uint64_t *rng,
-                 struct call_verdict *v)
+/* Held back by a 429 pause (pause > 0: ms left) or by another call's probe (pause < 0): wait
+   without an attempt, or give up when that cannot end in time. */
+static void held_back(const struct call_guards *g, struct call_progress *st, int64_t pause,
+                      int64_t now, uint64_t *rng, struct call_verdict *v)
 {
-    if (now >= st->deadline_ms) {
-        finish(st, v, CALL_DEADLINE, 0, CALL_NOTE_DEADLINE);
-        return;
-    }
-    int64_t breaker_wait = 0;
-    if (!breaker_allow(g->breaker, now, &breaker_wait)) {
-        finish(st, v, CALL_BREAKER_OPEN, breaker_wait, CALL_NOTE_BREAKER_OPEN);
-        return;
-    }
-    /* While the dependency is paused by a 429, calls wait without attempts until the pause ends
-       and one probe has answered. */
-    bool probe = false;
-    int64_t pause = bucket_throttle_gate(g->bucket, now, &probe);
-    st->probe = probe;
-    if (pause != 0) {
-        breaker_record(g->breaker, now, BREAKER_IGNORED);
-        int64_t next =
-            now + (pause > 0
-                       ? pause
-                       : CALL_POLICY_THROTTLE_RECHECK_MS +
-                             (int64_t)(backoff_rng_next(rng) % CALL_POLICY_THROTTLE_RECHECK_MS));
-        if (st->low_priority || next >= st->deadline_ms)
-            finish(st, v, CALL_RATE_LIMITED, pause > 0 ? pause : CALL_POLICY_DEFAULT_RETRY_AFTER_MS,
-                   CALL_NOTE_THROTTLED);
-        else
-            wait_until(st, v, next);
-        return;
-    }
-    int64_t max_wait = st->low_priority ? 0 : st->deadline_ms - now;
-    int64_t wait = bucket_reserve(g->bucket, now, max_wait);
-    if (wait < 0) {
-        end_probe(g, st, false);
-        breaker_record(g->breaker, now, BREAKER_IGNORED);
-        int64_t until = bucket_paused_until(g->bucket); /* INT64_MIN when never paused */
-        finish(st, v, CALL_RATE_LIMITED,
-               until > now ? until - now : CALL_POLICY_DEFAULT_RETRY_AFTER_MS,
-               CALL_NOTE_LIMITER_REFUSED);
-        return;
-    }
+    breaker_record(g->breaker, now, BREAKER_IGNORED);
+    int64_t next =
+        now + (pause > 0 ? pause
+                         : CALL_POLICY_THROTTLE_RECHECK_MS +
+                               (int64_t)(backoff_rng_next(rng) % CALL_POLICY_THROTTLE_RECHECK_MS));
+    if (st->low_priority || next >= st->deadline_ms)
+        finish(st, v, CALL_RATE_LIMITED, pause > 0 ? pause : CALL_POLICY_DEFAULT_RETRY_AFTER_MS,
+               CALL_NOTE_THROTTLED);
+    else
+        wait_until(st, v, next);
+}
+
+/* A token is reserved for start in `wait` ms: wait for it, or launch now. */
+static void token_granted(struct call_progress *st, int64_t wait, int64_t now,
+                          struct call_verdict *v)
+{
     v->note = CALL_NOTE_LIMITER_WAIT;
     v->delay_ms = wait;
     if (wait > 0) {
@@ -116,14 +100,102 @@ static void gate(const struct call_guards *g, struct call_progress *st, int64_t 
     v->action = CALL_ACT_LAUNCH;
 }
 
+static void limiter_refused(const struct call_guards *g, struct call_progress *st,
+                            int64_t retry_after_ms, int64_t now, struct call_verdict *v)
+{
+    end_probe(g, st, false, v);
+    breaker_record(g->breaker, now, BREAKER_IGNORED);
+    finish(st, v, CALL_RATE_LIMITED,
+           retry_after_ms > 0 ? retry_after_ms : CALL_POLICY_DEFAULT_RETRY_AFTER_MS,
+           CALL_NOTE_LIMITER_REFUSED);
+}
+
+static int64_t max_token_wait(const struct call_progress *st, int64_t now)
+{
+    return st->low_priority ? 0 : st->deadline_ms - now;
+}
+
+/* This replica's own limiter: throttle (a 429 pause) → bucket. */
+static void local_limit(const struct call_guards *g, struct call_progress *st, int64_t now,
+                        uint64_t *rng, struct call_verdict *v)
+{
+    /* While the dependency is paused by a 429, calls wait without attempts until the pause ends
+       and one probe has answered. */
+    bool probe = false;
+    int64_t pause = bucket_throttle_gate(g->bucket, now, &probe);
+    st->probe = probe;
+    if (pause != 0) {
+        held_back(g, st, pause, now, rng, v);
+        return;
+    }
+    int64_t wait = bucket_reserve(g->bucket, now, max_token_wait(st, now));
+    if (wait < 0) {
+        int64_t until = bucket_paused_until(g->bucket); /* INT64_MIN when never paused */
+        limiter_refused(g, st, until > now ? until - now : 0, now, v);
+        return;
+    }
+    token_granted(st, wait, now, v);
+}
+
+/* Deadline → breaker → limiter (the cluster's when reachable, else this replica's) → launch. */
+static void gate(const struct call_guards *g, struct call_progress *st, int64_t now, uint64_t *rng,
+                 struct call_verdict *v)
+{
+    if (now >= st->deadline_ms) {
+        finish(st, v, CALL_DEADLINE, 0, CALL_NOTE_DEADLINE);
+        return;
+    }
+    int64_t breaker_wait = 0;
+    if (!breaker_allow(g->breaker, now, &breaker_wait)) {
+        finish(st, v, CALL_BREAKER_OPEN, breaker_wait, CALL_NOTE_BREAKER_OPEN);
+        return;
+    }
+    st->shared_token = false;
+    if (g->shared) {
+        st->phase = CALL_PHASE_ASKING;
+        v->action = CALL_ACT_ASK_SHARED;
+        v->max_wait_ms = max_token_wait(st, now);
+        return;
+    }
+    local_limit(g, st, now, rng, v);
+}
+
+static void shared_answer(const struct call_guards *g, struct call_progress *st,
+                          const struct call_event *ev, int64_t now, uint64_t *rng,
+                          struct call_verdict *v)
+{
+    switch (ev->shared) {
+    case CALL_SHARED_GRANTED:
+        st->shared_token = true;
+        st->shared_probe = ev->shared_probe;
+        st->shared_gen = ev->shared_gen;
+        token_granted(st, ev->shared_ms > 0 ? ev->shared_ms : 0, now, v);
+        break;
+    case CALL_SHARED_REFUSED:
+        limiter_refused(g, st, ev->shared_ms, now, v);
+        break;
+    case CALL_SHARED_PAUSED:
+        held_back(g, st, ev->shared_ms > 0 ? ev->shared_ms : 1, now, rng, v);
+        break;
+    case CALL_SHARED_PROBE_OUT:
+        held_back(g, st, -1, now, rng, v);
+        break;
+    case CALL_SHARED_UNAVAILABLE:
+        /* The deadline and the breaker were checked when the question was asked. */
+        local_limit(g, st, now, rng, v);
+        break;
+    }
+}
+
 static void token_due(const struct call_guards *g, struct call_progress *st, int64_t now,
                       uint64_t *rng, struct call_verdict *v)
 {
     /* A 429 may have paused the dependency while we waited: get back in line behind the pause
        instead of all firing at once when it ends. */
     if (bucket_paused_until(g->bucket) > now) {
-        end_probe(g, st, false);
-        bucket_cancel(g->bucket, now);
+        end_probe(g, st, false, v);
+        if (!st->shared_token)
+            bucket_cancel(g->bucket, now);
         breaker_record(g->breaker, now, BREAKER_IGNORED);
         gate(g, st, now, rng, v);
         return;
@@ -178,7 +250,7 @@ static void attempt_end(const struct call_policy *p, const struct call_guards *g
     if (ev->transport != CALL_TRANSPORT_ANSWERED) {
         st->last_status = 0;
         v->reason = reason_of(st, ev->transport);
-        end_probe(g, st, false);
+        end_probe(g, st, false, v);
         breaker_record(g->breaker, now, BREAKER_FAILURE);
         retry_or_give_up(p, g, st, -1, false, now, rng, v);
         return;
@@ -187,7 +259,7 @@ static void attempt_end(const struct call_policy *p, const struct call_guards *g
     st->last_status = status;
     /* The throttle probe is over unless a new 429 pause (below) takes its place. */
     if (status != 429)
-        end_probe(g, st, true);
+        end_probe(g, st, true, v);
     if (status >= 200 && status < 300 && !ev->body_rejected) {
         breaker_record(g->breaker, now, BREAKER_SUCCESS);
         finish(st, v, CALL_OK, 0, CALL_NOTE_SUCCESS);
@@ -217,24 +289,32 @@ static void attempt_end(const struct call_policy *p, const struct call_guards *g
     if (told_when) {
         bucket_pause_until(g->bucket, now + server_delay); /* also re-arms the probe */
         st->probe = false;
+        /* The cluster's pause starts a new probe generation: the old probe owes no report. */
+        st->shared_probe = false;
+        if (g->shared)
+            v->shared_pause_ms = server_delay;
         st->throttled_retries++;
     } else {
-        end_probe(g, st, false);
+        end_probe(g, st, false, v);
     }
     retry_or_give_up(p, g, st, server_delay, told_when, now, rng, v);
 }
 
-static void cancel(const struct call_guards *g, struct call_progress *st, int64_t now)
+static void cancel(const struct call_guards *g, struct call_progress *st, int64_t now,
+                   struct call_verdict *v)
 {
     switch (st->phase) {
     case CALL_PHASE_TOKEN_WAIT:
-        end_probe(g, st, false);
-        bucket_cancel(g->bucket, now);
+        end_probe(g, st, false, v);
+        /* A cluster token is not given back: the cluster errs on the slow side. */
+        if (!st->shared_token)
+            bucket_cancel(g->bucket, now);
         breaker_record(g->breaker, now, BREAKER_IGNORED);
         break;
     case CALL_PHASE_LAUNCHING:
     case CALL_PHASE_IN_FLIGHT:
-        end_probe(g, st, false);
+    case CALL_PHASE_ASKING:
+        end_probe(g, st, false, v);
         breaker_record(g->breaker, now, BREAKER_IGNORED);
         break;
     default:
@@ -271,7 +351,7 @@ void call_policy_step(const struct call_policy *p, const struct call_guards *g,
     case CALL_EV_LAUNCH_FAILED:
         if (st->phase != CALL_PHASE_LAUNCHING)
             break;
-        end_probe(g, st, false);
+        end_probe(g, st, false, ret);
         breaker_record(g->breaker, now_ms, BREAKER_IGNORED);
         finish(st, ret, CALL_EXHAUSTED, CALL_POLICY_DEFAULT_RETRY_AFTER_MS,
                CALL_NOTE_LAUNCH_FAILED);
@@ -281,7 +361,11 @@ void call_policy_step(const struct call_policy *p, const struct call_guards *g,
             attempt_end(p, g, st, ev, now_ms, rng, ret);
         break;
     case CALL_EV_CANCEL:
-        cancel(g, st, now_ms);
+        cancel(g, st, now_ms, ret);
+        break;
+    case CALL_EV_SHARED_ANSWER:
+        if (st->phase == CALL_PHASE_ASKING)
+            shared_answer(g, st, ev, now_ms, rng, ret);
         break;
     }
 }

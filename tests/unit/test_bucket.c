@@ -346,6 +346,27 @@ START_TEST(test_bucket_concurrent_reservations_never_exceed_the_bucket)
 }
 END_TEST
 
+START_TEST(test_bucket_set_rate_takes_a_new_share_from_now_on)
+{
+    struct bucket *b = bucket_new(100, 10, 0);
+
+    /* A full bucket shrunk to 2 holds 2; then one token every 100 ms at 10/s. */
+    bucket_set_rate(b, 10, 2, 0);
+    ck_assert_int_eq(bucket_reserve(b, 0, 0), 0);
+    ck_assert_int_eq(bucket_reserve(b, 0, 0), 0);
+    ck_assert_int_eq(bucket_reserve(b, 0, 0), -1);
+    ck_assert_int_eq(bucket_reserve(b, 0, 1000), 100);
+    /* Back to 100/s from t=100: the reservation made stays at 100, the next comes 10 ms later. */
+    bucket_set_rate(b, 100, 10, 100);
+    ck_assert_int_eq(bucket_reserve(b, 100, 1000), 10);
+    /* Nonsense is clamped like bucket_new: no refill, burst 1. */
+    bucket_set_rate(b, -1, 0, 5000);
+    ck_assert_int_eq(bucket_reserve(b, 5000, 0), 0);
+    ck_assert_int_eq(bucket_reserve(b, 100000, 0), -1);
+    bucket_free(b);
+}
+END_TEST
+
 START_TEST(test_bucket_throttle_is_open_without_a_429)
 {
     struct bucket *b = bucket_new(10, 10, 0);
@@ -432,6 +453,7 @@ static Suite *bucket_suite(void)
     tcase_add_test(tc, test_bucket_throttle_admits_one_probe_after_the_pause);
     tcase_add_test(tc, test_bucket_throttle_failed_probe_hands_over_and_recovery_ends_it);
     tcase_add_test(tc, test_bucket_throttle_new_429_pause_rearms_the_probe);
+    tcase_add_test(tc, test_bucket_set_rate_takes_a_new_share_from_now_on);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
