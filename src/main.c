@@ -24,6 +24,7 @@
 #include "agentd/metrics.h"
 #include "agentd/notes.h"
 #include "agentd/probe.h"
+#include "agentd/redis.h"
 #include "agentd/server.h"
 #include "agentd/url.h"
 #include "agentd/worker.h"
@@ -158,6 +159,18 @@ static void on_sighup(struct tokens_file *tf)
         log_info("SIGHUP ignored: no AGENTD_AUTH_TOKENS_FILE to reload");
 }
 
+/* The shared-state mode into logs, readiness and metrics. */
+static void report_redis(struct app *app)
+{
+    if (!app->redis)
+        return;
+    app_report_redis(app);
+    bool shared = redis_pool_mode(app->redis) == REDIS_MODE_SHARED;
+    if (app->health)
+        health_set_redis(app->health, shared ? HEALTH_REDIS_SHARED : HEALTH_REDIS_DEGRADED);
+    metrics_redis_mode(shared ? 1 : 2, redis_pool_replicas(app->redis));
+}
+
 /* Serves until a stop signal, expiring idle conversations on the way, re-reading the tokens file
    when asked or changed, and giving memory back to the system once a burst is over: glibc keeps
    freed heap (per-thread arenas) mapped, so without a trim a pod's RSS would stay at its peak long
@@ -175,6 +188,7 @@ static int serve(struct app *app, struct tokens_file *tf, const sigset_t *set)
             return sig;
         int64_t now = clock_now_ms();
         tokens_check(tf, now);
+        report_redis(app);
         if (app->convs)
             conv_store_sweep(app->convs, now);
         uint_fast64_t runs = atomic_load(&app->run_seq);
@@ -362,8 +376,9 @@ int main(int argc, char **argv)
     raise_fd_limit();
     prepare_notes(&app);
 
-    if (app_start(&app) < 0) {
-        log_error("cannot start worker threads", LF_S("reason", strerror(errno)));
+    char start_err[256] = "";
+    if (app_start(&app, start_err, sizeof(start_err)) < 0) {
+        log_error("cannot start", LF_S("reason", start_err));
         return EXIT_FAILURE;
     }
     struct health_config hc = {

@@ -24,6 +24,7 @@
 
 struct worker;
 struct io_pool;
+struct redis_pool;
 struct conv_store;
 struct health;
 struct spend;
@@ -44,6 +45,7 @@ struct app {
     struct idem_store *idem;         /* Idempotency-Key answers; NULL = keys ignored */
     struct notes_usage *notes_usage; /* the notes quota (notes.h); outlives the I/O pool */
     struct io_pool *io;
+    struct redis_pool *redis; /* AGENTD_REDIS_URL: state shared by the replicas; NULL = none */
     struct worker **workers;
     int n_workers;
     atomic_uint next_worker;
@@ -57,8 +59,9 @@ struct app {
 
 /* Builds everything but the HTTP server and the threads. 0 or -errno (message in err). */
 int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t errlen);
-/* Starts the workers and the I/O pool. */
-int app_start(struct app *app);
+/* Starts the I/O pool, the Redis links (when configured) and the workers. 0 or -errno
+   (message in err). */
+int app_start(struct app *app, char *err, size_t errlen);
 /* Stops the I/O pool and the worker threads; runs still in flight stay allocated (their requests
    can then be answered by the server) until app_fini. */
 void app_stop_threads(struct app *app);
@@ -66,6 +69,8 @@ void app_stop_threads(struct app *app);
 void app_fini(struct app *app);
 /* Round-robin worker choice. */
 struct worker *app_pick_worker(struct app *app);
+/* Logs a change of the Redis mode (shared <-> degraded) since the last call (any thread). */
+void app_report_redis(struct app *app);
 /* Drains budget transitions (spent <-> ok) into logs and metrics (any thread). */
 void app_log_spend_transitions(struct app *app);
 

@@ -158,6 +158,12 @@ void health_state_record_notes(struct health_state *st, const struct notes_usage
 /* From now on the shutdown check fails (reason "draining"). Irreversible. */
 void health_state_set_shutdown(struct health_state *st);
 
+/* The "redis" check: informational, it never makes the replica unready (without Redis a replica
+   serves with its own state). Absent from the body while HEALTH_REDIS_OFF (no AGENTD_REDIS_URL);
+   "degraded" while some worker cannot reach Redis. */
+enum health_redis { HEALTH_REDIS_OFF = 0, HEALTH_REDIS_SHARED, HEALTH_REDIS_DEGRADED };
+void health_state_set_redis(struct health_state *st, enum health_redis mode);
+
 /* True when every check is ok. */
 bool health_state_ready(const struct health_state *st);
 
@@ -227,6 +233,8 @@ struct health *health_start(const struct health_config *cfg);
 
 /* Readiness turns false at once (shutdown check fails); on_transition is called from here. */
 void health_set_shutdown(struct health *h);
+/* health_state_set_redis, from any thread. */
+void health_set_redis(struct health *h, enum health_redis mode);
 
 /*
  * The cached /health/ready body: 200 (ready) or 503, *ret_body malloc'd

@@ -161,6 +161,22 @@ void metrics_llm_cost_usd(double usd);
 /* A drained budget transition: sets agentd_budget_exhausted{kind} and counts it. */
 void metrics_budget_transition(enum metrics_budget_kind kind, bool exhausted);
 
+/* How one Redis command ended (agentd_redis_commands_total{result}). */
+enum metrics_redis_result {
+    METRICS_REDIS_OK = 0,       /* answered (error replies included: Redis did answer) */
+    METRICS_REDIS_ERROR,        /* an error reply */
+    METRICS_REDIS_TIMEOUT,      /* no answer within AGENTD_REDIS_TIMEOUT_MS */
+    METRICS_REDIS_DISCONNECTED, /* the connection broke before the answer */
+    METRICS_REDIS__COUNT,
+};
+/* One Redis command; seconds is its round trip (observed for answered commands only). */
+void metrics_redis_command(enum metrics_redis_result result, double seconds);
+/* A Redis link (re)connected. */
+void metrics_redis_reconnect(void);
+/* The shared-state mode: 0 off (no AGENTD_REDIS_URL), 1 shared, 2 degraded; and the replicas
+   the registry saw alive (0 when off). */
+void metrics_redis_mode(int mode, int replicas);
+
 /* agentd_ready 0/1, set by the readiness checker. */
 void metrics_set_ready(bool ready);
 

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "agentd/anthropic.h"
 #include "agentd/clock.h"
@@ -16,6 +18,7 @@
 #include "agentd/log.h"
 #include "agentd/metrics.h"
 #include "agentd/notes.h"
+#include "agentd/redis.h"
 #include "agentd/spend.h"
 #include "agentd/worker.h"
 
@@ -115,6 +118,11 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
         .notes_usage = app->notes_usage,
         .tool_timeout_ms = app->cfg.tool_timeout_ms,
     };
+    if (cfg->redis_url && cfg->redis_url[0] &&
+        (!cfg->redis_prefix || strpbrk(cfg->redis_prefix, "{}"))) {
+        snprintf(err, errlen, "AGENTD_REDIS_PREFIX: no '{' or '}' (they mark Redis hash tags)");
+        return -EINVAL;
+    }
     app->n_workers = cfg->workers;
     app->workers = calloc((size_t)app->n_workers, sizeof(*app->workers));
     if (!app->llm_prefix || !app->spend || !app->notes_usage ||
@@ -137,17 +145,68 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
     return 0;
 }
 
-int app_start(struct app *app)
+static void app_on_replicas(void *arg, int replicas)
+{
+    struct app *app = arg;
+    int64_t now = clock_now_ms();
+    for (int i = 0; i < DEP__COUNT; i++)
+        dependency_set_replicas(app->deps[i], replicas, now);
+}
+
+/* The Redis pool, when AGENTD_REDIS_URL is set: every dependency's limiter becomes the
+   cluster's. */
+static int app_share(struct app *app, char *err, size_t errlen)
+{
+    const struct agentd_config *cfg = &app->cfg;
+    struct redis_settings rs = {.timeout_ms = cfg->redis_timeout_ms, .prefix = cfg->redis_prefix};
+    char id[REDIS_REPLICA_ID_BYTES], host[64] = "agentd";
+    uint64_t nonce = 0;
+
+    if (!cfg->redis_url || !cfg->redis_url[0])
+        return 0;
+    if (url_redis_parse(cfg->redis_url, &rs.addr) < 0) {
+        snprintf(err, errlen, "AGENTD_REDIS_URL: not a redis:// URL");
+        return -EINVAL;
+    }
+    if (cfg->redis_password)
+        snprintf(rs.addr.password, sizeof(rs.addr.password), "%s", cfg->redis_password);
+    /* The pod name, told apart from a restarted process with the same name. */
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) < 0)
+        nonce = (uint64_t)clock_wall_ms();
+    snprintf(id, sizeof(id), "%s/%d/%016llx", host, (int)getpid(), (unsigned long long)nonce);
+    rs.replica_id = id;
+    app->redis = redis_pool_new(&rs, app->workers, app->n_workers, app->io, err, errlen);
+    explicit_bzero(&rs.addr, sizeof(rs.addr));
+    if (!app->redis)
+        return -ENOMEM;
+    redis_pool_on_replicas(app->redis, app_on_replicas, app);
+    for (int i = 0; i < DEP__COUNT; i++)
+        dependency_share(app->deps[i], app->redis);
+    return 0;
+}
+
+int app_start(struct app *app, char *err, size_t errlen)
 {
     app->io = io_pool_new(app->cfg.io_threads);
-    if (!app->io)
+    if (!app->io) {
+        snprintf(err, errlen, "cannot start the I/O threads");
         return -ENOMEM;
-    app->tool_env.io = app->io;
-    for (int i = 0; i < app->n_workers; i++) {
-        int r = worker_start(app->workers[i]);
-        if (r < 0)
-            return r;
     }
+    app->tool_env.io = app->io;
+    int r = app_share(app, err, errlen);
+    if (r < 0)
+        return r;
+    for (int i = 0; i < app->n_workers; i++) {
+        r = worker_start(app->workers[i]);
+        if (r < 0) {
+            snprintf(err, errlen, "cannot start worker %d", i);
+            return r;
+        }
+    }
+    if (app->redis)
+        redis_pool_start(app->redis);
     return 0;
 }
 
@@ -167,6 +226,8 @@ void app_stop_threads(struct app *app)
 void app_fini(struct app *app)
 {
     app_stop_threads(app);
+    /* The links live on the stopped workers' loops: dropped before the workers go. */
+    app->redis = redis_pool_free(app->redis);
     app->io = io_pool_free(app->io);
     app->tool_env.io = NULL;
     for (int i = 0; app->workers && i < app->n_workers; i++)
@@ -203,4 +264,19 @@ void app_log_spend_transitions(struct app *app)
                  LF_S("reason", tr[i].kind == SPEND_USD ? "usd per hour" : "tokens per hour"),
                  LF_D("used", tr[i].used));
     }
+}
+
+void app_report_redis(struct app *app)
+{
+    enum redis_mode mode;
+    if (!app->redis || !redis_pool_drain_mode(app->redis, &mode))
+        return;
+    struct redis_stats st;
+    redis_pool_stats(app->redis, &st);
+    if (mode == REDIS_MODE_SHARED)
+        log_info("redis: shared state", LF_I("links_up", st.links_up),
+                 LF_I("replicas", redis_pool_replicas(app->redis)));
+    else
+        log_warn("redis: degraded, falling back to this replica's own state",
+                 LF_I("links_up", st.links_up), LF_I("links", app->n_workers));
 }

@@ -65,6 +65,7 @@ struct health_state {
     struct notes_usage_snapshot notes_usage;
 
     bool shutdown;
+    enum health_redis redis;
 
     int reported; /* readiness last handed out: -1 none yet, 0 not ready, 1 ready */
 };
@@ -173,6 +174,11 @@ void health_state_record_writable(struct health_state *st, const char *error)
 void health_state_set_shutdown(struct health_state *st)
 {
     st->shutdown = true;
+}
+
+void health_state_set_redis(struct health_state *st, enum health_redis mode)
+{
+    st->redis = mode;
 }
 
 void health_state_record_notes(struct health_state *st, const struct notes_usage_snapshot *s)
@@ -321,6 +327,17 @@ int health_state_render(const struct health_state *st, char **ret_body)
     put(checks, "notes_writable", render_simple(st->writable.ok, st->writable.reason, &ok), &ok);
     put(checks, "notes", render_notes(st, &ok), &ok);
     put(checks, "shutdown", render_simple(!st->shutdown, "draining", &ok), &ok);
+    if (st->redis != HEALTH_REDIS_OFF) {
+        json_t *r = json_object();
+        bool shared = st->redis == HEALTH_REDIS_SHARED;
+        put(r, "status", json_string(shared ? "ok" : "degraded"), &ok);
+        if (!shared)
+            put(r, "reason",
+                json_string("Redis unreachable: limits, budgets, keys and conversations are this "
+                            "replica's own until it is back"),
+                &ok);
+        put(checks, "redis", r, &ok);
+    }
     put(root, "status", json_string(ready ? "ok" : "unavailable"), &ok);
     put(root, "checks", checks, &ok);
     if (ok)
@@ -854,6 +871,13 @@ void health_set_shutdown(struct health *h)
     health_state_set_shutdown(h->st);
     pthread_mutex_unlock(&h->lock);
     notify(h);
+}
+
+void health_set_redis(struct health *h, enum health_redis mode)
+{
+    pthread_mutex_lock(&h->lock);
+    health_state_set_redis(h->st, mode);
+    pthread_mutex_unlock(&h->lock);
 }
 
 int health_render(struct health *h, char **ret_body)

@@ -46,6 +46,9 @@ static const char *const retry_reason_names[METRICS_RETRY__COUNT] = {
     "http_429", "http_5xx", "timeout", "connection_error", "malformed"};
 static const char *const budget_kind_names[METRICS_BUDGET__COUNT] = {"usd", "tokens"};
 static const char *const direction_names[] = {"input", "output"};
+static const char *const redis_result_names[METRICS_REDIS__COUNT] = {"ok", "error", "timeout",
+                                                                     "disconnected"};
+static const char *const redis_mode_names[] = {"off", "shared", "degraded"};
 
 /* Status codes with a label of their own; the rest fold into a class. */
 static const int exact_codes[] = {200, 400, 401, 403, 404, 405, 408, 409, 413,
@@ -100,6 +103,11 @@ static struct registry {
     atomic_int budget_exhausted[METRICS_BUDGET__COUNT];
     counter_t budget_transitions[METRICS_BUDGET__COUNT];
     atomic_int ready;
+    counter_t redis_commands[METRICS_REDIS__COUNT];
+    struct histogram redis_duration;
+    counter_t redis_reconnects;
+    atomic_int redis_mode;
+    atomic_int redis_replicas;
     /* written by metrics_init() only, before other threads exist */
     uint64_t start_time_ns;
     char version[64];
@@ -527,6 +535,51 @@ static void render_spend(FILE *f)
                 GET(reg.budget_transitions[k]));
 }
 
+void metrics_redis_command(enum metrics_redis_result result, double seconds)
+{
+    if (!in_range((int)result, METRICS_REDIS__COUNT))
+        return;
+    INC(reg.redis_commands[result]);
+    if (result == METRICS_REDIS_OK || result == METRICS_REDIS_ERROR)
+        observe(&reg.redis_duration, seconds);
+}
+
+void metrics_redis_reconnect(void)
+{
+    INC(reg.redis_reconnects);
+}
+
+void metrics_redis_mode(int mode, int replicas)
+{
+    SET(reg.redis_mode, in_range(mode, 3) ? mode : 0);
+    SET(reg.redis_replicas, replicas);
+}
+
+static void render_redis(FILE *f)
+{
+    const char *name = "agentd_redis_mode";
+
+    put_header(f, name, "gauge",
+               "1 for the shared-state mode in effect: off (no Redis), shared, or degraded (some "
+               "worker falls back to local state).");
+    for (int m = 0; m < 3; m++)
+        put_i64(f, name, &(struct label){"mode", redis_mode_names[m]}, 1, GET(reg.redis_mode) == m);
+    name = "agentd_redis_replicas";
+    put_header(f, name, "gauge", "Replicas alive in the Redis registry at its last beat.");
+    fprintf(f, "%s %d\n", name, (int)GET(reg.redis_replicas));
+    name = "agentd_redis_commands_total";
+    put_header(f, name, "counter", "Redis commands, by how they ended.");
+    for (int r = 0; r < METRICS_REDIS__COUNT; r++)
+        put_u64(f, name, &(struct label){"result", redis_result_names[r]}, 1,
+                GET(reg.redis_commands[r]));
+    name = "agentd_redis_command_duration_seconds";
+    put_header(f, name, "histogram", "Round trip of answered Redis commands.");
+    put_histogram(f, name, NULL, 0, &reg.redis_duration);
+    name = "agentd_redis_reconnects_total";
+    put_header(f, name, "counter", "Redis connections (re)established.");
+    fprintf(f, "%s %llu\n", name, (unsigned long long)GET(reg.redis_reconnects));
+}
+
 /* Resident set size from /proc/self/statm (second field, in pages); -1 when unreadable. */
 static int64_t resident_bytes(void)
 {
@@ -597,6 +650,7 @@ char *metrics_render(void)
     render_breakers_limiters(f);
     render_tools(f);
     render_spend(f);
+    render_redis(f);
     render_process(f);
     failed = ferror(f) != 0;
     if (fclose(f) != 0 || failed) {

@@ -159,6 +159,11 @@ static const char *const families[][2] = {
     {"agentd_budget_exhausted", "gauge"},
     {"agentd_budget_transitions_total", "counter"},
     {"agentd_ready", "gauge"},
+    {"agentd_redis_mode", "gauge"},
+    {"agentd_redis_replicas", "gauge"},
+    {"agentd_redis_commands_total", "counter"},
+    {"agentd_redis_command_duration_seconds", "histogram"},
+    {"agentd_redis_reconnects_total", "counter"},
     {"agentd_process_resident_memory_bytes", "gauge"},
     {"agentd_process_open_fds", "gauge"},
     {"agentd_process_start_time_seconds", "gauge"},
@@ -180,6 +185,28 @@ static int family_of(const char *line)
     }
     return best;
 }
+
+START_TEST(test_metrics_redis_mode_commands_and_latency)
+{
+    metrics_init("x");
+    metrics_redis_mode(2, 3);
+    metrics_redis_command(METRICS_REDIS_OK, 0.0004);
+    metrics_redis_command(METRICS_REDIS_TIMEOUT, 0);
+    metrics_redis_command(METRICS_REDIS__COUNT, 0); /* out of range: ignored */
+    metrics_redis_reconnect();
+
+    char *text = metrics_render();
+    assert_line(text, "agentd_redis_mode{mode=\"off\"} 0");
+    assert_line(text, "agentd_redis_mode{mode=\"degraded\"} 1");
+    assert_line(text, "agentd_redis_replicas 3");
+    assert_line(text, "agentd_redis_commands_total{result=\"ok\"} 1");
+    assert_line(text, "agentd_redis_commands_total{result=\"timeout\"} 1");
+    assert_line(text, "agentd_redis_command_duration_seconds_bucket{le=\"0.001\"} 1");
+    assert_line(text, "agentd_redis_command_duration_seconds_count 1");
+    assert_line(text, "agentd_redis_reconnects_total 1");
+    free(text);
+}
+END_TEST
 
 START_TEST(test_metrics_help_and_type_once_per_family_before_its_samples)
 {
@@ -452,6 +479,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_metrics_totals_are_exact_after_concurrent_updates);
     tcase_add_test(tc, test_metrics_in_flight_gauge_follows_runs);
     tcase_add_test(tc, test_metrics_help_and_type_once_per_family_before_its_samples);
+    tcase_add_test(tc, test_metrics_redis_mode_commands_and_latency);
     tcase_add_test(tc, test_metrics_histogram_buckets_are_cumulative_and_inf_equals_count);
     tcase_add_test(tc, test_metrics_label_values_are_escaped);
     tcase_add_test(tc, test_metrics_status_labels_fold_into_classes);
