@@ -21,7 +21,7 @@
  *      probe_lease_ms (how long a probe holds its slot if it never reports).
  * Answers {code, ms, gen}:
  *   {0, wait_ms, 0}    granted: the attempt may start in wait_ms (reserved);
- *   {4, wait_ms, gen}  granted as the probe of pause generation gen (report with probe_done);
+ *   {4, wait_ms, gen}  granted as the probe, number gen (report with probe_done);
  *   {1, wait_ms, 0}    refused: the wait would exceed max_wait_ms (nothing reserved);
  *   {2, left_ms, 0}    paused by a 429 for left_ms more;
  *   {3, 0, 0}          throttled and another replica's probe is out: ask again shortly.
@@ -37,15 +37,17 @@ extern const char REDIS_SCRIPT_LIMIT_TAKE[];
  * Limiter pause: a 429 with retry-after pauses the dependency for every
  * replica until now + pause_ms (the later of the existing and the new
  * pause); the dependency is then throttled until a probe gets another answer,
- * and a new pause generation begins (an older probe's report is ignored).
+ * and the probe out before it is forgotten (its report is ignored).
  * KEYS[1] the limiter hash. ARGV pause_ms (>= 1). Answers the pause left (ms).
  */
 extern const char REDIS_SCRIPT_LIMIT_PAUSE[];
 
 /*
- * Limiter probe done: the probe of generation gen ended. recovered 1: it got
- * an answer other than 429, the throttle ends; 0: the next caller probes.
- * A report for another generation changes nothing.
+ * Limiter probe done: probe number gen ended. recovered 1: it got an answer
+ * other than 429, the throttle ends; 0: the next caller probes. Every probe
+ * handed out and every pause takes a new number (field gen), so a report of
+ * any probe but the latest (one whose lease ran out, or one from before a new
+ * pause) changes nothing.
  * KEYS[1] the limiter hash. ARGV gen, recovered (0|1). Answers 1 when it
  * counted, 0 when ignored.
  */

@@ -186,7 +186,8 @@ static long long pttl(redisContext *c, const char *key)
     return integer_reply(command(c, 2, argv));
 }
 
-/* Pauses key for PAUSE_MS and sleeps past it: the next take is the probe of the answered gen. */
+/* Pauses key for PAUSE_MS and sleeps past it; answers the pause's number: the next probe gets the
+   one after it. */
 static long long pause_and_sleep_through(redisContext *c, const char *key)
 {
     ck_assert_int_eq(pause_for(c, key, PAUSE_MS), PAUSE_MS);
@@ -376,10 +377,11 @@ START_TEST(test_limit_after_the_pause_one_caller_probes_and_the_rest_wait)
     ck_assert_int_eq(pause_for(c, key, PAUSE_MS), PAUSE_MS);
     ck_assert_int_eq(take(c, key, 10, 3, LONG_WAIT_MS, LEASE_MS).code, REDIS_LIMIT_PAUSED);
     sleep_ms(PAST_PAUSE_MS);
-    ck_assert_take(take(c, key, 10, 3, LONG_WAIT_MS, LEASE_MS), REDIS_LIMIT_PROBE, 0, 1);
+    /* The pause took number 1, the probe takes 2. */
+    ck_assert_take(take(c, key, 10, 3, LONG_WAIT_MS, LEASE_MS), REDIS_LIMIT_PROBE, 0, 2);
     for (int i = 0; i < 3; i++)
         ck_assert_take(take(c, key, 10, 3, LONG_WAIT_MS, LEASE_MS), REDIS_LIMIT_PROBE_OUT, 0, 0);
-    ck_assert_int_eq(probe_done(c, key, 1, 1), 1);
+    ck_assert_int_eq(probe_done(c, key, 2, 1), 1);
     /* The callers turned away while the probe was out took no token: the probe took 1 of 3. */
     for (int i = 0; i < 2; i++)
         ck_assert_take(take(c, key, 10, 3, 0, LEASE_MS), REDIS_LIMIT_GRANTED, 0, 0);
@@ -394,7 +396,7 @@ START_TEST(test_limit_recovered_probe_ends_the_throttle)
     char key[128];
     test_key(key, sizeof(key), __func__, "limiter");
 
-    long long gen = pause_and_sleep_through(c, key);
+    long long gen = pause_and_sleep_through(c, key) + 1;
     ck_assert_take(take(c, key, 10, 3, LONG_WAIT_MS, LEASE_MS), REDIS_LIMIT_PROBE, 0, gen);
     ck_assert_int_eq(probe_done(c, key, gen, 1), 1);
     for (int i = 0; i < 2; i++)
@@ -412,12 +414,13 @@ START_TEST(test_limit_failed_probe_lets_the_next_caller_probe)
     char key[128];
     test_key(key, sizeof(key), __func__, "limiter");
 
-    long long gen = pause_and_sleep_through(c, key);
+    long long gen = pause_and_sleep_through(c, key) + 1;
     ck_assert_take(take(c, key, 10, 3, LONG_WAIT_MS, LEASE_MS), REDIS_LIMIT_PROBE, 0, gen);
     ck_assert_int_eq(probe_done(c, key, gen, 0), 1);
-    ck_assert_take(take(c, key, 10, 3, LONG_WAIT_MS, LEASE_MS), REDIS_LIMIT_PROBE, 0, gen);
+    ck_assert_take(take(c, key, 10, 3, LONG_WAIT_MS, LEASE_MS), REDIS_LIMIT_PROBE, 0, gen + 1);
     ck_assert_take(take(c, key, 10, 3, LONG_WAIT_MS, LEASE_MS), REDIS_LIMIT_PROBE_OUT, 0, 0);
-    ck_assert_int_eq(probe_done(c, key, gen, 1), 1);
+    ck_assert_int_eq(probe_done(c, key, gen, 1), 0); /* the first probe's number is spent */
+    ck_assert_int_eq(probe_done(c, key, gen + 1, 1), 1);
     ck_assert_int_eq(take(c, key, 10, 3, LONG_WAIT_MS, LEASE_MS).code, REDIS_LIMIT_GRANTED);
     redisFree(c);
 }
@@ -429,11 +432,11 @@ START_TEST(test_limit_probe_report_of_a_stale_generation_changes_nothing)
     char key[128];
     test_key(key, sizeof(key), __func__, "limiter");
 
-    long long old = pause_and_sleep_through(c, key);
+    long long old = pause_and_sleep_through(c, key) + 1;
     ck_assert_take(take(c, key, 10, 3, LONG_WAIT_MS, LEASE_MS), REDIS_LIMIT_PROBE, 0, old);
-    /* Another 429 while the probe is out: a new generation, its own probe. */
-    long long gen = pause_and_sleep_through(c, key);
-    ck_assert_int_eq(gen, old + 1);
+    /* Another 429 while the probe is out: a new number, then its own probe. */
+    long long gen = pause_and_sleep_through(c, key) + 1;
+    ck_assert_int_eq(gen, old + 2);
     ck_assert_int_eq(probe_done(c, key, old, 1), 0);
     ck_assert_take(take(c, key, 10, 3, LONG_WAIT_MS, LEASE_MS), REDIS_LIMIT_PROBE, 0, gen);
     ck_assert_int_eq(probe_done(c, key, old, 0), 0);
@@ -469,11 +472,15 @@ START_TEST(test_limit_probe_whose_lease_ran_out_lets_another_probe)
     char key[128];
     test_key(key, sizeof(key), __func__, "limiter");
 
-    long long gen = pause_and_sleep_through(c, key);
+    long long gen = pause_and_sleep_through(c, key) + 1;
     ck_assert_take(take(c, key, 10, 3, LONG_WAIT_MS, SHORT_LEASE_MS), REDIS_LIMIT_PROBE, 0, gen);
     ck_assert_take(take(c, key, 10, 3, LONG_WAIT_MS, SHORT_LEASE_MS), REDIS_LIMIT_PROBE_OUT, 0, 0);
     sleep_ms(PAST_LEASE_MS);
-    ck_assert_take(take(c, key, 10, 3, LONG_WAIT_MS, SHORT_LEASE_MS), REDIS_LIMIT_PROBE, 0, gen);
+    ck_assert_take(take(c, key, 10, 3, LONG_WAIT_MS, SHORT_LEASE_MS), REDIS_LIMIT_PROBE, 0,
+                   gen + 1);
+    /* The first probe's late report frees nothing: the second one still holds the slot. */
+    ck_assert_int_eq(probe_done(c, key, gen, 0), 0);
+    ck_assert_int_eq(probe_done(c, key, gen, 1), 0);
     ck_assert_take(take(c, key, 10, 3, LONG_WAIT_MS, SHORT_LEASE_MS), REDIS_LIMIT_PROBE_OUT, 0, 0);
     redisFree(c);
 }
@@ -487,7 +494,7 @@ START_TEST(test_limit_probe_lease_starts_when_its_wait_ends)
 
     int64_t t0 = now_us();
     ck_assert_take(take(c, key, 1, 1, 0, LEASE_MS), REDIS_LIMIT_GRANTED, 0, 0);
-    long long gen = pause_and_sleep_through(c, key);
+    long long gen = pause_and_sleep_through(c, key) + 1;
     /* The next token is due at 1000 ms: a probe that must wait longer than max_wait is refused
        and holds nothing. */
     struct take t = take(c, key, 1, 1, 100, SHORT_LEASE_MS);

@@ -1,0 +1,325 @@
+/*
+ * test_cluster.c — several replicas, one truth: three real agentd processes
+ * sharing one real redis-server (started on a free loopback port) in front of
+ * one fake upstream. What is checked is what reached the upstream (the fake's
+ * request log, with its timestamps): the aggregate LLM rate of all replicas
+ * together, a 429 pause that one replica heard holding back the others, and
+ * Redis dying and coming back under load without one failed request.
+ */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../redis_fixture.h"
+#include "harness.h"
+
+#define REPLICAS 3
+
+static struct harness R[REPLICAS];
+static struct redis_fixture redis;
+static bool started;
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* Redis, the fake, then REPLICAS agentd processes with env (plus the Redis URL). */
+static void start_cluster(const char *const *env)
+{
+    char url_var[128];
+    const char *all[32];
+    size_t n = 0;
+
+    ck_assert_int_eq(redis_fixture_start(&redis), 0);
+    snprintf(url_var, sizeof(url_var), "AGENTD_REDIS_URL=%s", redis.url);
+    all[n++] = url_var;
+    all[n++] = "AGENTD_READY_INTERVAL_MS=200";
+    for (size_t i = 0; env && env[i]; i++) {
+        ck_assert_uint_lt(n, 31);
+        all[n++] = env[i];
+    }
+    all[n] = NULL;
+    memset(R, 0, sizeof(R));
+    harness_start_fake(&R[0]);
+    started = true;
+    for (int i = 0; i < REPLICAS; i++) {
+        if (i > 0) {
+            R[i] = R[0];
+            R[i].fake_pid = 0; /* one fake, owned by R[0] */
+        }
+        snprintf(R[i].log_path, sizeof(R[i].log_path), "%s/agentd-%d.log", R[0].dir, i);
+        harness_start_agentd(&R[i], all);
+    }
+}
+
+static void teardown(void)
+{
+    if (!started)
+        return;
+    started = false;
+    int status[REPLICAS];
+    for (int i = REPLICAS - 1; i >= 0; i--) {
+        if (i > 0)
+            R[i].dir[0] = '\0'; /* R[0] removes the shared dir */
+        status[i] = harness_stop(&R[i]);
+    }
+    redis_fixture_stop(&redis);
+    /* Exit status 0 also proves a sanitizer build of the daemon found nothing. */
+    for (int i = 0; i < REPLICAS; i++)
+        ck_assert_int_eq(status[i], 0);
+}
+
+/* ---- load ------------------------------------------------------------------------- */
+
+struct load {
+    const char *url; /* replica's /v1/agent */
+    int64_t until_ms;
+    int ok, failed;
+    long last_bad_status;
+};
+
+static void *load_thread(void *arg)
+{
+    struct load *l = arg;
+    const char *hdrs[] = {"Content-Type: application/json", NULL};
+    static const char body[] = "{\"input\":\"hello there\"}";
+    while (harness_now_ms() < l->until_ms) {
+        struct http_resp r;
+        int rc = http_do("POST", l->url, hdrs, body, strlen(body), false, &r);
+        if (rc == 0 && r.status == 200) {
+            l->ok++;
+        } else {
+            l->failed++;
+            l->last_bad_status = rc == 0 ? r.status : -1;
+        }
+        http_resp_free(&r);
+    }
+    return NULL;
+}
+
+#define THREADS_PER_REPLICA 6
+
+/* Closed-loop clients on every replica for duration_ms; totals into *ok and *failed. While it
+   runs, mid(arg) is called once, mid_at_ms after the start (NULL: none). */
+static void run_load(int64_t duration_ms, int64_t mid_at_ms, void (*mid)(void *), void *arg,
+                     int *ok, int *failed)
+{
+    struct load loads[REPLICAS * THREADS_PER_REPLICA];
+    pthread_t tids[REPLICAS * THREADS_PER_REPLICA];
+    char urls[REPLICAS][128];
+    int64_t t0 = harness_now_ms();
+
+    for (int i = 0; i < REPLICAS; i++)
+        snprintf(urls[i], sizeof(urls[i]), "%s/v1/agent", R[i].agentd_url);
+    for (int i = 0; i < REPLICAS * THREADS_PER_REPLICA; i++) {
+        loads[i] = (struct load){.url = urls[i % REPLICAS], .until_ms = t0 + duration_ms};
+        ck_assert_int_eq(pthread_create(&tids[i], NULL, load_thread, &loads[i]), 0);
+    }
+    if (mid) {
+        sleep_ms(mid_at_ms);
+        mid(arg);
+    }
+    *ok = *failed = 0;
+    long bad = 0;
+    for (int i = 0; i < REPLICAS * THREADS_PER_REPLICA; i++) {
+        pthread_join(tids[i], NULL);
+        *ok += loads[i].ok;
+        *failed += loads[i].failed;
+        if (loads[i].failed)
+            bad = loads[i].last_bad_status;
+    }
+    if (*failed)
+        fprintf(stderr, "load: %d ok, %d failed (last bad status %ld)\n", *ok, *failed, bad);
+}
+
+/* Timestamps (fake's clock, ms) of the LLM calls the fake logged, ascending. */
+static size_t llm_times(int64_t *ts, size_t cap)
+{
+    json_t *reqs = fake_requests(&R[0]);
+    size_t n = 0, i;
+    json_t *e;
+    json_array_foreach(reqs, i, e)
+    {
+        const char *route = json_string_value(json_object_get(e, "route"));
+        if (route && strcmp(route, "messages") == 0 && n < cap)
+            ts[n++] = json_integer_value(json_object_get(e, "ts_ms"));
+    }
+    json_decref(reqs);
+    return n;
+}
+
+static json_t *ready_body(struct harness *h, long *ret_status)
+{
+    char url[128];
+    struct http_resp r;
+    snprintf(url, sizeof(url), "%s/health/ready", h->agentd_url);
+    ck_assert_int_eq(http_do("GET", url, NULL, NULL, 0, false, &r), 0);
+    *ret_status = r.status;
+    json_t *j = r.body ? json_loads(r.body, 0, NULL) : NULL;
+    http_resp_free(&r);
+    ck_assert_ptr_nonnull(j);
+    return j;
+}
+
+/* The "redis" check of h's readiness ("ok", "degraded"); asserts readiness stays 200. */
+static char *redis_check(struct harness *h)
+{
+    long status;
+    json_t *j = ready_body(h, &status);
+    const char *s = json_string_value(
+        json_object_get(json_object_get(json_object_get(j, "checks"), "redis"), "status"));
+    char *out = strdup(s ? s : "(absent)");
+    json_decref(j);
+    ck_assert_int_eq(status, 200);
+    return out;
+}
+
+/* Polls until every replica's redis check says want, or timeout_ms passes. */
+static bool wait_redis_check(const char *want, int timeout_ms)
+{
+    int64_t until = harness_now_ms() + timeout_ms;
+    for (;;) {
+        int matching = 0;
+        for (int i = 0; i < REPLICAS; i++) {
+            char *s = redis_check(&R[i]);
+            matching += strcmp(s, want) == 0;
+            free(s);
+        }
+        if (matching == REPLICAS)
+            return true;
+        if (harness_now_ms() >= until)
+            return false;
+        sleep_ms(50);
+    }
+}
+
+/* ---- tests ------------------------------------------------------------------------ */
+
+#define RATE  20
+#define BURST 5
+
+START_TEST(test_three_replicas_share_one_llm_rate)
+{
+    const char *env[] = {"AGENTD_LLM_RATE=20", "AGENTD_LLM_BURST=5", NULL};
+    start_cluster(env);
+    ck_assert(wait_redis_check("ok", 5000));
+    fake_clear_requests(&R[0]);
+
+    int ok, failed;
+    /* 18 closed-loop clients: each replica alone is offered far more than RATE. */
+    run_load(3000, 0, NULL, NULL, &ok, &failed);
+    ck_assert_int_eq(failed, 0);
+
+    static int64_t ts[4096];
+    size_t n = llm_times(ts, 4096);
+    ck_assert_uint_ge(n, 20);
+    double span_s = (double)(ts[n - 1] - ts[0]) / 1000.0;
+    double limit = BURST + RATE * span_s * 1.05 + 1;
+    double floor = RATE * span_s * 0.95;
+    fprintf(stderr, "cluster rate: %zu LLM calls in %.3f s (limit %.1f, floor %.1f)\n", n, span_s,
+            limit, floor);
+    /* Per replica (no sharing) this load would be 3 x RATE. */
+    ck_assert_msg(n <= limit, "%zu LLM calls in %.3f s: over the shared rate", n, span_s);
+    ck_assert_msg(n >= floor, "%zu LLM calls in %.3f s: under the shared rate", n, span_s);
+    ck_assert_int_eq(ok, (int)n);
+}
+END_TEST
+
+struct ask {
+    struct harness *h;
+    long status;
+};
+
+static void *ask_thread(void *arg)
+{
+    struct ask *a = arg;
+    json_t *j = NULL;
+    a->status = agent_ask(a->h, "hello there", &j);
+    json_decref(j);
+    return NULL;
+}
+
+START_TEST(test_429_heard_by_one_replica_pauses_all)
+{
+    start_cluster(NULL);
+    ck_assert(wait_redis_check("ok", 5000));
+    fake_clear_requests(&R[0]);
+    fake_add_fault(&R[0], "{\"route\":\"messages\",\"status\":429,\"count\":1,"
+                          "\"headers\":{\"retry-after-ms\":\"1500\"}}");
+
+    struct ask a[REPLICAS];
+    pthread_t tids[REPLICAS];
+    a[0] = (struct ask){.h = &R[0]};
+    ck_assert_int_eq(pthread_create(&tids[0], NULL, ask_thread, &a[0]), 0);
+    /* Replica 0's first call got the 429: the others ask only now. */
+    ck_assert_uint_ge(fake_wait_count(&R[0], "messages", 1, 5000), 1);
+    sleep_ms(50);
+    for (int i = 1; i < REPLICAS; i++) {
+        a[i] = (struct ask){.h = &R[i]};
+        ck_assert_int_eq(pthread_create(&tids[i], NULL, ask_thread, &a[i]), 0);
+    }
+    for (int i = 0; i < REPLICAS; i++) {
+        pthread_join(tids[i], NULL);
+        ck_assert_int_eq(a[i].status, 200);
+    }
+    int64_t ts[16];
+    size_t n = llm_times(ts, 16);
+    ck_assert_uint_eq(n, 1 + REPLICAS); /* the 429, then one call per run */
+    for (size_t i = 1; i < n; i++)
+        ck_assert_msg(ts[i] - ts[0] >= 1400, "call %zu came %lld ms after the 429", i,
+                      (long long)(ts[i] - ts[0]));
+}
+END_TEST
+
+static void kill_redis(void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(redis_fixture_kill(&redis), 0);
+}
+
+START_TEST(test_redis_lost_under_load_fails_nothing_and_comes_back)
+{
+    const char *env[] = {"AGENTD_LLM_RATE=1000", "AGENTD_LLM_BURST=100", NULL};
+    start_cluster(env);
+    ck_assert(wait_redis_check("ok", 5000));
+
+    int ok, failed;
+    run_load(2500, 800, kill_redis, NULL, &ok, &failed);
+    ck_assert_int_eq(failed, 0);
+    ck_assert_int_gt(ok, 0);
+    ck_assert_msg(wait_redis_check("degraded", 3000), "readiness did not report redis degraded");
+
+    /* Still serving without Redis, then shared again within 2 s of its return. */
+    run_load(500, 0, NULL, NULL, &ok, &failed);
+    ck_assert_int_eq(failed, 0);
+    ck_assert_int_eq(redis_fixture_restart(&redis), 0);
+    int64_t back = harness_now_ms();
+    ck_assert_msg(wait_redis_check("ok", 2000 + 1000), "not shared again after Redis returned");
+    fprintf(stderr, "shared again %lld ms after Redis returned\n",
+            (long long)(harness_now_ms() - back));
+    char *log = harness_read_log(&R[1]);
+    ck_assert_ptr_nonnull(strstr(log, "redis: degraded"));
+    free(log);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("cluster");
+    TCase *tc = tcase_create("cluster");
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_three_replicas_share_one_llm_rate);
+    tcase_add_test(tc, test_429_heard_by_one_replica_pauses_all);
+    tcase_add_test(tc, test_redis_lost_under_load_fails_nothing_and_comes_back);
+    suite_add_tcase(s, tc);
+    return harness_run_suite(s);
+}
