@@ -415,6 +415,186 @@ START_TEST(test_policy_outcome_names)
 }
 END_TEST
 
+/* ---- the cluster limiter (g.shared) --------------------------------------------------- */
+
+static struct call_verdict shared_answer(enum call_shared_answer a, int64_t ms, bool probe,
+                                         int64_t gen)
+{
+    return ev(&(struct call_event){.kind = CALL_EV_SHARED_ANSWER,
+                                   .shared = a,
+                                   .shared_ms = ms,
+                                   .shared_probe = probe,
+                                   .shared_gen = gen});
+}
+
+/* READY with the cluster reachable asks it, with the wait the call can afford. */
+static void ask(int64_t want_max_wait)
+{
+    struct call_verdict v = ready();
+    ck_assert_int_eq(v.action, CALL_ACT_ASK_SHARED);
+    ck_assert_int_eq(v.max_wait_ms, want_max_wait);
+    ck_assert_int_eq(fx->st.phase, CALL_PHASE_ASKING);
+}
+
+START_TEST(test_policy_shared_grant_launches_or_waits_without_the_local_bucket)
+{
+    setup_with(3, 1, 1, 1.0, 100, 100); /* a local bucket of one token */
+    fx->g.shared = true;
+    ask(30000);
+    struct call_verdict v = shared_answer(CALL_SHARED_GRANTED, 0, false, 0);
+    ck_assert_int_eq(v.action, CALL_ACT_LAUNCH);
+    ck_assert_int_eq(v.note, CALL_NOTE_LIMITER_WAIT);
+    launched();
+    ck_assert_int_eq(answered(200, NULL).outcome, CALL_OK);
+    /* The local token was never touched. */
+    ck_assert_int_eq(bucket_reserve(fx->g.bucket, fx->now, 0), 0);
+
+    call_progress_init(&fx->st, fx->now + 30000, false);
+    ask(30000);
+    v = shared_answer(CALL_SHARED_GRANTED, 250, false, 0);
+    ck_assert_int_eq(v.action, CALL_ACT_TOKEN_WAIT);
+    ck_assert_int_eq(v.at_ms, fx->now + 250);
+    ck_assert_int_eq(v.delay_ms, 250);
+    /* Cancelled while it waits, the cluster's token is not handed to the local bucket. */
+    ev(&(struct call_event){.kind = CALL_EV_CANCEL});
+    ck_assert_int_eq(bucket_reserve(fx->g.bucket, fx->now, 0), -1);
+    call_progress_init(&fx->st, fx->now + 30000, false);
+    ask(30000);
+    shared_answer(CALL_SHARED_GRANTED, 250, false, 0);
+    fx->now += 250;
+    v = ev(&(struct call_event){.kind = CALL_EV_TOKEN_DUE});
+    ck_assert_int_eq(v.action, CALL_ACT_LAUNCH);
+    teardown();
+    setup();
+}
+END_TEST
+
+START_TEST(test_policy_shared_low_priority_asks_for_no_wait_and_refusal_is_rate_limited)
+{
+    fx->g.shared = true;
+    call_progress_init(&fx->st, T0 + 30000, true);
+    ask(0);
+    struct call_verdict v = shared_answer(CALL_SHARED_REFUSED, 180, false, 0);
+    ck_assert_int_eq(v.action, CALL_ACT_FINISH);
+    ck_assert_int_eq(v.outcome, CALL_RATE_LIMITED);
+    ck_assert_int_eq(v.note, CALL_NOTE_LIMITER_REFUSED);
+    ck_assert_int_eq(v.retry_after_ms, 180);
+}
+END_TEST
+
+START_TEST(test_policy_shared_pause_and_probe_out_hold_the_call_back)
+{
+    fx->g.shared = true;
+    ask(30000);
+    struct call_verdict v = shared_answer(CALL_SHARED_PAUSED, 1200, false, 0);
+    ck_assert_int_eq(v.action, CALL_ACT_WAIT);
+    ck_assert_int_eq(v.at_ms, fx->now + 1200);
+    fx->now += 1200;
+    ask(30000 - 1200);
+    v = shared_answer(CALL_SHARED_PROBE_OUT, 0, false, 0);
+    ck_assert_int_eq(v.action, CALL_ACT_WAIT);
+    ck_assert_int_ge(v.at_ms, fx->now + CALL_POLICY_THROTTLE_RECHECK_MS);
+    ck_assert_int_lt(v.at_ms, fx->now + 2 * CALL_POLICY_THROTTLE_RECHECK_MS);
+    /* A pause that outlasts the deadline ends the call now, with the pause as Retry-After. */
+    fx->now = v.at_ms;
+    ask(T0 + 30000 - fx->now);
+    v = shared_answer(CALL_SHARED_PAUSED, 60000, false, 0);
+    ck_assert_int_eq(v.action, CALL_ACT_FINISH);
+    ck_assert_int_eq(v.outcome, CALL_RATE_LIMITED);
+    ck_assert_int_eq(v.note, CALL_NOTE_THROTTLED);
+    ck_assert_int_eq(v.retry_after_ms, 60000);
+}
+END_TEST
+
+START_TEST(test_policy_shared_unavailable_falls_back_to_the_local_bucket)
+{
+    setup_with(3, 1, 1, 1.0, 100, 100);
+    fx->g.shared = true;
+    ask(30000);
+    struct call_verdict v = shared_answer(CALL_SHARED_UNAVAILABLE, 0, false, 0);
+    ck_assert_int_eq(v.action, CALL_ACT_LAUNCH); /* the local token */
+    launched();
+    ck_assert_int_eq(answered(200, NULL).outcome, CALL_OK);
+    call_progress_init(&fx->st, fx->now + 30000, false);
+    ask(30000);
+    v = shared_answer(CALL_SHARED_UNAVAILABLE, 0, false, 0);
+    ck_assert_int_eq(v.action, CALL_ACT_TOKEN_WAIT); /* the local bucket is empty: 1 s */
+    ck_assert_int_eq(v.at_ms, fx->now + 1000);
+    teardown();
+    setup();
+}
+END_TEST
+
+START_TEST(test_policy_shared_probe_reports_how_it_ended)
+{
+    fx->g.shared = true;
+    /* Recovered: a non-429 answer. */
+    ask(30000);
+    struct call_verdict v = shared_answer(CALL_SHARED_GRANTED, 0, true, 7);
+    ck_assert_int_eq(v.action, CALL_ACT_LAUNCH);
+    ck_assert_int_eq(v.probe_report, CALL_PROBE_REPORT_NONE);
+    launched();
+    v = answered(503, NULL);
+    ck_assert_int_eq(v.probe_report, CALL_PROBE_REPORT_RECOVERED);
+    ck_assert_int_eq(v.probe_gen, 7);
+    ck_assert_int_eq(v.action, CALL_ACT_WAIT); /* the 503 itself is retried */
+    /* Failed: a transport error hands the probe on. */
+    fx->now = v.at_ms;
+    ask(T0 + 30000 - fx->now);
+    v = shared_answer(CALL_SHARED_GRANTED, 0, true, 8);
+    launched();
+    v = ev(&(struct call_event){.kind = CALL_EV_ATTEMPT_END, .transport = CALL_TRANSPORT_ERROR});
+    ck_assert_int_eq(v.probe_report, CALL_PROBE_REPORT_FAILED);
+    ck_assert_int_eq(v.probe_gen, 8);
+    /* Cancelled while it waits for its token: failed too. */
+    fx->now = v.at_ms;
+    ask(T0 + 30000 - fx->now);
+    shared_answer(CALL_SHARED_GRANTED, 40, true, 9);
+    v = ev(&(struct call_event){.kind = CALL_EV_CANCEL});
+    ck_assert_int_eq(v.probe_report, CALL_PROBE_REPORT_FAILED);
+    ck_assert_int_eq(v.probe_gen, 9);
+}
+END_TEST
+
+START_TEST(test_policy_shared_429_with_retry_after_pauses_the_cluster_not_the_probe)
+{
+    fx->g.shared = true;
+    ask(30000);
+    shared_answer(CALL_SHARED_GRANTED, 0, true, 3);
+    launched();
+    struct call_verdict v = answered(429, "2");
+    ck_assert_int_eq(v.shared_pause_ms, 2000);
+    /* The pause starts a new probe number: the old probe owes no report. */
+    ck_assert_int_eq(v.probe_report, CALL_PROBE_REPORT_NONE);
+    ck_assert_int_eq(v.action, CALL_ACT_WAIT);
+    ck_assert_int_eq(v.at_ms, fx->now + 2000);
+    /* The local bucket is paused too, for when the cluster cannot be reached. */
+    ck_assert_int_eq(bucket_paused_until(fx->g.bucket), fx->now + 2000);
+    /* Without the cluster a 429 publishes nothing. */
+    fx->g.shared = false;
+    fx->now += 2000;
+    v = ready();
+    ck_assert_int_eq(v.action, CALL_ACT_LAUNCH); /* the local probe */
+    launched();
+    v = answered(429, "1");
+    ck_assert_int_eq(v.shared_pause_ms, 0);
+}
+END_TEST
+
+START_TEST(test_policy_shared_cancel_while_asking_and_stale_answers)
+{
+    fx->g.shared = true;
+    ask(30000);
+    struct call_verdict v = ev(&(struct call_event){.kind = CALL_EV_CANCEL});
+    ck_assert_int_eq(v.action, CALL_ACT_NONE);
+    ck_assert_int_eq(fx->st.phase, CALL_PHASE_IDLE);
+    /* An answer that arrives after the call moved on changes nothing. */
+    v = shared_answer(CALL_SHARED_GRANTED, 0, true, 1);
+    ck_assert_int_eq(v.action, CALL_ACT_NONE);
+    ck_assert(!fx->st.shared_probe);
+}
+END_TEST
+
 static Suite *call_policy_suite(void)
 {
     Suite *s = suite_create("call_policy");
@@ -441,6 +621,14 @@ static Suite *call_policy_suite(void)
     tcase_add_test(tc, test_policy_launch_failure_ends_the_call);
     tcase_add_test(tc, test_policy_events_out_of_phase_change_nothing);
     tcase_add_test(tc, test_policy_outcome_names);
+    tcase_add_test(tc, test_policy_shared_grant_launches_or_waits_without_the_local_bucket);
+    tcase_add_test(tc,
+                   test_policy_shared_low_priority_asks_for_no_wait_and_refusal_is_rate_limited);
+    tcase_add_test(tc, test_policy_shared_pause_and_probe_out_hold_the_call_back);
+    tcase_add_test(tc, test_policy_shared_unavailable_falls_back_to_the_local_bucket);
+    tcase_add_test(tc, test_policy_shared_probe_reports_how_it_ended);
+    tcase_add_test(tc, test_policy_shared_429_with_retry_after_pauses_the_cluster_not_the_probe);
+    tcase_add_test(tc, test_policy_shared_cancel_while_asking_and_stale_answers);
     suite_add_tcase(s, tc);
     return s;
 }
