@@ -799,6 +799,70 @@ START_TEST(test_config_bad_url_is_echoed_redacted)
 }
 END_TEST
 
+START_TEST(test_config_redis_url_is_checked_and_never_echoed_with_its_password)
+{
+    struct agentd_config cfg;
+    char err[256];
+
+    ck_assert_int_eq(
+        load_one("AGENTD_REDIS_URL", "redis://:PASS3@cache:6379/2", &cfg, err, sizeof(err)), 0);
+    ck_assert_str_eq(cfg.redis_url, "redis://:PASS3@cache:6379/2");
+    ck_assert_int_eq(cfg.redis_timeout_ms, 50);
+    ck_assert_str_eq(cfg.redis_prefix, "agentd:");
+    config_free(&cfg);
+    ck_assert_int_eq(load_one("AGENTD_REDIS_URL", "", &cfg, err, sizeof(err)), 0);
+    ck_assert_str_eq(cfg.redis_url, "");
+    config_free(&cfg);
+
+    ck_assert_int_eq(
+        load_one("AGENTD_REDIS_URL", "redis://:PASS4@cache:99999", &cfg, err, sizeof(err)),
+        -EINVAL);
+    ck_assert_ptr_null(strstr(err, "PASS4"));
+    ck_assert_str_eq(err, "AGENTD_REDIS_URL: expected redis://[user:password@]host[:port][/db] "
+                          "of at most 2048 bytes, got 'redis://***@cache:99999'");
+    ck_assert_int_eq(
+        load_one("AGENTD_REDIS_URL", "rediss://:PASS5@cache:6380", &cfg, err, sizeof(err)),
+        -EINVAL);
+    ck_assert_ptr_null(strstr(err, "PASS5"));
+    ck_assert_ptr_nonnull(strstr(err, "rediss:// (TLS) is not supported"));
+}
+END_TEST
+
+START_TEST(test_config_redis_password_file_is_read_printed_as_a_path_and_freed)
+{
+    char path[] = "/tmp/agentd_test_redisXXXXXX";
+    struct agentd_config cfg;
+    char err[256] = "";
+
+    write_temp_file(path, "redis-pass-6\n");
+    struct env_pair env[] = {
+        {"AGENTD_REDIS_URL", "redis://cache"}, {"AGENTD_REDIS_PASSWORD_FILE", path}, {NULL, NULL}};
+    int r = config_load(&cfg, env_lookup, env, err, sizeof(err));
+    ck_assert_msg(r == 0, "%s", err);
+    ck_assert_str_eq(cfg.redis_password, "redis-pass-6");
+    ck_assert_str_eq(cfg.redis_password_file, path);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    config_print_effective(&cfg, f);
+    fclose(f);
+    ck_assert_ptr_null(strstr(out, "redis-pass-6"));
+    free(out);
+    config_free(&cfg);
+    ck_assert_ptr_null(cfg.redis_password);
+
+    /* A file holding nothing usable is refused without showing it. */
+    FILE *w = fopen(path, "w");
+    ck_assert_ptr_nonnull(w);
+    fputs(" \n", w);
+    fclose(w);
+    r = config_load(&cfg, env_lookup, env, err, sizeof(err));
+    unlink(path);
+    ck_assert_int_eq(r, -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "AGENTD_REDIS_PASSWORD_FILE: the key in"));
+}
+END_TEST
+
 START_TEST(test_config_effective_output_is_one_line_per_variable)
 {
     static const struct env_pair env[] = {
@@ -897,6 +961,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_config_effective_output_hides_the_key);
     tcase_add_test(tc, test_config_effective_output_redacts_credentials_and_queries_in_urls);
     tcase_add_test(tc, test_config_bad_url_is_echoed_redacted);
+    tcase_add_test(tc, test_config_redis_url_is_checked_and_never_echoed_with_its_password);
+    tcase_add_test(tc, test_config_redis_password_file_is_read_printed_as_a_path_and_freed);
     tcase_add_test(tc, test_config_effective_output_is_one_line_per_variable);
     tcase_add_test(tc, test_config_help_lists_every_variable_within_100_columns);
     tcase_add_test(tc, test_config_free_accepts_null_and_repeats);
