@@ -1029,6 +1029,8 @@ static Suite *anthropic_suite(void)
     TCase *tc;
 
     tc = tcase_create("build_request");
+    /* Builds bodies of tens of MB: Check's 4 s default is tight on a loaded 2-core machine. */
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_build_request_serializes_every_field_in_order);
     tcase_add_test(tc, test_build_request_from_prefix_matches_the_full_builder);
     tcase_add_test(tc, test_build_request_omits_null_or_empty_system);
