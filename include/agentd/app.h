@@ -53,7 +53,8 @@ struct app {
     atomic_size_t
         buffered_bytes;      /* request bodies held by the server (AGENTD_MAX_BUFFERED_BYTES) */
     atomic_size_t run_bytes; /* conversation JSON held by runs (AGENTD_RUNS_MAX_BYTES) */
-    atomic_bool draining;    /* shutting down: new runs are refused with 503 shutting_down */
+    atomic_bool shared_budget_spent; /* the cluster's budget refused the last reservation */
+    atomic_bool draining; /* shutting down: new runs are refused with 503 shutting_down */
     atomic_uint_fast64_t run_seq;
 };
 
@@ -71,6 +72,9 @@ void app_fini(struct app *app);
 struct worker *app_pick_worker(struct app *app);
 /* Logs a change of the Redis mode (shared <-> degraded) since the last call (any thread). */
 void app_report_redis(struct app *app);
+/* The cluster-wide budget answered a reservation: one log line per change between spent and
+   available (any thread). */
+void app_note_shared_budget(struct app *app, bool exhausted, int64_t retry_after_ms);
 /* Drains budget transitions (spent <-> ok) into logs and metrics (any thread). */
 void app_log_spend_transitions(struct app *app);
 

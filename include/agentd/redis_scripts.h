@@ -54,6 +54,27 @@ extern const char REDIS_SCRIPT_LIMIT_PAUSE[];
 extern const char REDIS_SCRIPT_LIMIT_PROBE_DONE[];
 
 /*
+ * Budget reserve: the hourly USD and token budgets of all replicas together, in
+ * one-minute fields of one hash (u<minute> nano-USD, t<minute> tokens; a spend
+ * leaves the window 59 to 60 minutes after it was counted, as spend.h). When
+ * neither budget is reached, the call's worst case is counted in the current
+ * minute and the answer says which.
+ * KEYS[1] the budget hash. ARGV limit_nano_usd, limit_tokens (0 = that budget
+ * off), nano_usd, tokens (the worst case).
+ * Answers {1, minute} reserved, or {0, retry_after_ms} when a budget is spent
+ * (the time until enough old usage leaves the window).
+ */
+extern const char REDIS_SCRIPT_SPEND_RESERVE[];
+
+/*
+ * Budget settle: takes back a reservation (when its minute still holds it) and
+ * counts the real usage in the current minute.
+ * KEYS[1] the budget hash. ARGV minute (-1: no reservation), held_nano_usd,
+ * held_tokens, nano_usd, tokens. Answers 1.
+ */
+extern const char REDIS_SCRIPT_SPEND_SETTLE[];
+
+/*
  * Replica registry: this replica is alive now; replicas not seen for ttl_ms
  * are forgotten. KEYS[1] the registry sorted set. ARGV replica_id, ttl_ms.
  * Answers the number of replicas alive (>= 1).

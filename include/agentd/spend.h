@@ -70,6 +70,41 @@ double spend_cost_usd(const struct spend *s, int64_t in_tokens, int64_t out_toke
 void spend_record(struct spend *s, int64_t now_ms, int64_t in_tokens, int64_t out_tokens);
 
 /*
+ * A call's reservation: its worst case, counted as spent in the minute it was made until
+ * spend_settle() puts the real usage in its place. So calls in flight together cannot overshoot
+ * a budget by more than one call's worst case. Caller-owned, zeroed = nothing held.
+ */
+struct spend_hold {
+    bool held;
+    int64_t index;    /* the minute it was counted in */
+    int64_t nano_usd; /* what was counted */
+    int64_t tokens;
+};
+
+/*
+ * Like spend_allow(), and when allowed also reserves the worst case of the call about to start
+ * (in_tokens: an estimate of its input, out_tokens: its max_tokens) into *ret_hold.
+ */
+bool spend_reserve(struct spend *s, int64_t now_ms, int64_t in_tokens, int64_t out_tokens,
+                   struct spend_hold *ret_hold, int64_t *ret_retry_after_ms);
+/*
+ * The call ended having used in_tokens + out_tokens (what the LLM API billed, over all its
+ * attempts): takes back what *hold counted (when its minute is still in the window) and records
+ * the real usage at now_ms. hold NULL or not held: only records. *hold is cleared.
+ */
+void spend_settle(struct spend *s, int64_t now_ms, struct spend_hold *hold, int64_t in_tokens,
+                  int64_t out_tokens);
+/* Nano-USD of this usage at s's prices (what a hold counts). */
+int64_t spend_cost_nano(const struct spend *s, int64_t in_tokens, int64_t out_tokens);
+/* The configured budgets in nano-USD and tokens per hour (0 = off), for a shared budget. */
+void spend_limits(const struct spend *s, int64_t *ret_nano_usd, int64_t *ret_tokens);
+/*
+ * This replica's share of the budgets when they are shared by `replicas` and the shared state
+ * cannot be reached: each budget divided by replicas (>= 1; a budget that is on stays >= 1 unit).
+ */
+void spend_set_share(struct spend *s, int replicas);
+
+/*
  * May new LLM work start at now_ms? false when a budget is spent; then
  * *ret_retry_after_ms (may be NULL; written only when false is returned) is
  * the time until enough old usage leaves the window for every spent budget

@@ -151,6 +151,7 @@ static void app_on_replicas(void *arg, int replicas)
     int64_t now = clock_now_ms();
     for (int i = 0; i < DEP__COUNT; i++)
         dependency_set_replicas(app->deps[i], replicas, now);
+    spend_set_share(app->spend, replicas);
 }
 
 /* The Redis pool, when AGENTD_REDIS_URL is set: every dependency's limiter becomes the
@@ -279,4 +280,15 @@ void app_report_redis(struct app *app)
     else
         log_warn("redis: degraded, falling back to this replica's own state",
                  LF_I("links_up", st.links_up), LF_I("links", app->n_workers));
+}
+
+void app_note_shared_budget(struct app *app, bool exhausted, int64_t retry_after_ms)
+{
+    if (atomic_exchange(&app->shared_budget_spent, exhausted) == exhausted)
+        return;
+    if (exhausted)
+        log_warn("budget exhausted across replicas: refusing LLM calls",
+                 LF_S("dependency", "anthropic"), LF_I("retry_after_ms", retry_after_ms));
+    else
+        log_info("budget available again across replicas", LF_S("dependency", "anthropic"));
 }

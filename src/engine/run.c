@@ -27,6 +27,7 @@
 #include "agentd/idempotency.h"
 #include "agentd/log.h"
 #include "agentd/metrics.h"
+#include "agentd/shared_budget.h"
 #include "agentd/spend.h"
 #include "agentd/text.h"
 #include "agentd/tools_exec.h"
@@ -61,6 +62,13 @@ struct run {
     json_t *tool_calls; /* [{id, name, ok, duration_ms}] */
     json_t *degraded;   /* [{tool, reason}] */
     struct call llm;
+    /* The hourly budget: the LLM call's reservation (local, or the cluster's), and what the API
+       billed for the call so far (every attempt that answered). */
+    struct spend_hold hold;
+    bool shared_hold;
+    int64_t shared_minute, shared_nano, shared_tokens;
+    int64_t call_in_tokens, call_out_tokens;
+    struct redis_req budget_req;
     struct llm_response resp; /* the last LLM answer, parsed as it arrived (accept_llm_answer) */
     struct tool_exec *tools;
     size_t n_tools, n_tools_done;
@@ -68,7 +76,8 @@ struct run {
     struct timer finish_timer; /* tells the owner from the loop, after the current step */
     struct worker_watch client;
     bool client_watched;
-    bool finished; /* the result is set and everything held is given back */
+    bool finished;   /* the result is set and everything held is given back */
+    bool off_worker; /* it ended away from a running worker (end_off_worker) */
 
     /* result */
     enum run_outcome outcome;
@@ -80,6 +89,7 @@ struct run {
 };
 
 static void llm_step(struct run *run);
+static void settle_budget(struct run *run, int64_t now);
 
 /* ---- what the run holds ------------------------------------------------------------------ */
 
@@ -173,6 +183,7 @@ static void fill_result(const struct run *run, struct run_result *r)
 static void settle(struct run *run, int64_t now)
 {
     struct app *app = run->app;
+    settle_budget(run, now);
     if (run->holds_conversation) {
         bool ok = run->outcome == RUN_OK;
         if (ok)
@@ -231,11 +242,32 @@ static void free_tools(struct run *run)
     run->n_tools = run->n_tools_done = 0;
 }
 
+/* The LLM call ended (or the run did): its real usage replaces its reservation, here and in the
+   cluster. */
+static void settle_budget(struct run *run, int64_t now)
+{
+    struct app *app = run->app;
+    int64_t in = run->call_in_tokens, out = run->call_out_tokens;
+    /* Off its worker (shutdown) the link is not this thread's: the cluster keeps the worst case
+       until it leaves the window. */
+    if (!run->off_worker && (run->shared_hold || (app->redis && (in > 0 || out > 0))))
+        shared_budget_settle(app->redis, worker_index(run->w),
+                             run->shared_hold ? run->shared_minute : -1, run->shared_nano,
+                             run->shared_tokens, spend_cost_nano(app->spend, in, out),
+                             llm_tokens_add(in, out));
+    run->shared_hold = false;
+    /* Recorded here too: the local window is what the fallback decides on. */
+    spend_settle(app->spend, now, &run->hold, in, out);
+    app_log_spend_transitions(app);
+    run->call_in_tokens = run->call_out_tokens = 0;
+}
+
 /* Stops timers, transfers and tools, and stops watching the client. */
 static void stop_everything(struct run *run)
 {
     if (!run->w)
         return;
+    redis_req_cancel(&run->budget_req);
     if (run->client_watched) {
         worker_unwatch_client(run->w, &run->client);
         run->client_watched = false;
@@ -294,6 +326,7 @@ static void end_off_worker(struct run *run, enum run_outcome outcome, const char
     va_start(ap, fmt);
     set_outcome(run, outcome, outcome == RUN_SHUTTING_DOWN ? 1000 : 0, fmt, ap);
     va_end(ap);
+    run->off_worker = true;
     stop_everything(run);
     settle(run, clock_now_ms());
 }
@@ -457,8 +490,9 @@ static void record_usage(struct run *run, int64_t input_tokens, int64_t output_t
     struct app *app = run->app;
     run->input_tokens = llm_tokens_add(run->input_tokens, input_tokens);
     run->output_tokens = llm_tokens_add(run->output_tokens, output_tokens);
-    spend_record(app->spend, worker_now_ms(run->w), input_tokens, output_tokens);
-    app_log_spend_transitions(app);
+    /* Counted against the budget when the call settles its reservation. */
+    run->call_in_tokens = llm_tokens_add(run->call_in_tokens, input_tokens);
+    run->call_out_tokens = llm_tokens_add(run->call_out_tokens, output_tokens);
     metrics_llm_tokens(input_tokens, output_tokens);
     metrics_llm_cost_usd(spend_cost_usd(app->spend, input_tokens, output_tokens));
 }
@@ -482,6 +516,7 @@ static void on_llm_done(struct call *c, void *arg)
 {
     struct run *run = arg;
     run->llm_attempts += c->attempts;
+    settle_budget(run, worker_now_ms(run->w));
     if (c->outcome != CALL_OK) {
         llm_failed(run, c);
         return;
@@ -556,6 +591,74 @@ static bool build_llm_call(struct run *run, struct call *c)
     return true;
 }
 
+static void budget_spent(struct run *run, int64_t wait_ms)
+{
+    finish(run, RUN_BUDGET_EXCEEDED, wait_ms, "the hourly LLM budget is spent; retry in %lld ms",
+           (long long)wait_ms);
+}
+
+/* The call's worst case: its input (about 3 bytes of request per token, on the high side) and
+   all of max_tokens. */
+static void worst_case(const struct run *run, int64_t *ret_in, int64_t *ret_out)
+{
+    *ret_in = (int64_t)(strlen(run->llm.body) / 3) + 1;
+    *ret_out = run->app->cfg.max_tokens;
+}
+
+static void reserve_locally(struct run *run)
+{
+    struct app *app = run->app;
+    int64_t in, out, wait_ms = 0;
+    worst_case(run, &in, &out);
+    bool ok = spend_reserve(app->spend, worker_now_ms(run->w), in, out, &run->hold, &wait_ms);
+    app_log_spend_transitions(app);
+    if (ok)
+        call_start(run->w, &run->llm);
+    else
+        budget_spent(run, wait_ms);
+}
+
+static void on_budget_answer(struct redis_req *req, int err, const redisReply *reply)
+{
+    struct run *run = (struct run *)((char *)req - offsetof(struct run, budget_req));
+    int64_t value = 0;
+    worker_refresh_now(run->w);
+    switch (shared_budget_answer(err, reply, &value)) {
+    case SHARED_BUDGET_RESERVED:
+        run->shared_hold = true;
+        run->shared_minute = value;
+        app_note_shared_budget(run->app, false, 0);
+        call_start(run->w, &run->llm);
+        break;
+    case SHARED_BUDGET_SPENT:
+        app_note_shared_budget(run->app, true, value);
+        budget_spent(run, value);
+        break;
+    case SHARED_BUDGET_UNAVAILABLE:
+        reserve_locally(run);
+        break;
+    }
+}
+
+/* Budgets on and shared: the cluster decides (the local guard when it cannot); else the local
+   guard. Then the call starts. */
+static void reserve_budget(struct run *run)
+{
+    struct app *app = run->app;
+    int64_t limit_nano, limit_tokens, in, out;
+    spend_limits(app->spend, &limit_nano, &limit_tokens);
+    if (app->redis && (limit_nano > 0 || limit_tokens > 0)) {
+        worst_case(run, &in, &out);
+        run->shared_nano = spend_cost_nano(app->spend, in, out);
+        run->shared_tokens = llm_tokens_add(in, out);
+        run->budget_req.done = on_budget_answer;
+        if (shared_budget_reserve(app->redis, worker_index(run->w), limit_nano, limit_tokens,
+                                  run->shared_nano, run->shared_tokens, &run->budget_req) == 0)
+            return;
+    }
+    reserve_locally(run);
+}
+
 static void llm_step(struct run *run)
 {
     struct app *app = run->app;
@@ -571,16 +674,9 @@ static void llm_step(struct run *run)
         finish_ok(run, "max_tokens");
         return;
     }
-    int64_t budget_wait_ms = 0;
-    if (!spend_allow(app->spend, worker_now_ms(run->w), &budget_wait_ms)) {
-        app_log_spend_transitions(app);
-        finish(run, RUN_BUDGET_EXCEEDED, budget_wait_ms,
-               "the hourly LLM budget is spent; retry in %lld ms", (long long)budget_wait_ms);
-        return;
-    }
     call_reset(&run->llm);
     if (build_llm_call(run, &run->llm))
-        call_start(run->w, &run->llm);
+        reserve_budget(run);
 }
 
 static void record_tool_call(struct run *run, struct tool_exec *t)

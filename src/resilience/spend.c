@@ -26,7 +26,8 @@ struct spend_slot {
 struct spend {
     pthread_mutex_t lock;
     double nano_usd_per_in_token, nano_usd_per_out_token;
-    int64_t limit[2]; /* [SPEND_USD] in nano-USD, [SPEND_TOKENS] in tokens; 0 = off */
+    int64_t limit[2];      /* [SPEND_USD] in nano-USD, [SPEND_TOKENS] in tokens; 0 = off */
+    int64_t configured[2]; /* the limits as set; limit[] is this replica's share of them */
     int64_t newest_ms, newest_index;
     struct spend_slot slots[SPEND_SLOTS];
     bool exhausted[2];
@@ -72,6 +73,8 @@ struct spend *spend_new(double price_in_per_mtok, double price_out_per_mtok, dou
         s->limit[SPEND_USD] = llround(
             (usd_per_hour < MAX_USD_PER_HOUR ? usd_per_hour : MAX_USD_PER_HOUR) * NANO_PER_USD);
     s->limit[SPEND_TOKENS] = tokens_per_hour > 0 ? tokens_per_hour : 0;
+    s->configured[SPEND_USD] = s->limit[SPEND_USD];
+    s->configured[SPEND_TOKENS] = s->limit[SPEND_TOKENS];
     s->newest_ms = INT64_MIN;
     /* The minute of the earliest representable time: no slot arithmetic below it overflows. */
     s->newest_index = floor_div(INT64_MIN, SPEND_SLOT_MS);
@@ -93,6 +96,11 @@ static int64_t cost_nano(const struct spend *s, int64_t in_tokens, int64_t out_t
 {
     return llround((double)clamp_tokens(in_tokens) * s->nano_usd_per_in_token +
                    (double)clamp_tokens(out_tokens) * s->nano_usd_per_out_token);
+}
+
+int64_t spend_cost_nano(const struct spend *s, int64_t in_tokens, int64_t out_tokens)
+{
+    return cost_nano(s, in_tokens, out_tokens);
 }
 
 double spend_cost_usd(const struct spend *s, int64_t in_tokens, int64_t out_tokens)
@@ -189,19 +197,82 @@ static int64_t evaluate(struct spend *s, int64_t now)
     return wait;
 }
 
-void spend_record(struct spend *s, int64_t now_ms, int64_t in_tokens, int64_t out_tokens)
+/* The current minute's slot, cleared when it held an older minute. Caller holds the lock. */
+static struct spend_slot *current_slot(struct spend *s)
 {
-    pthread_mutex_lock(&s->lock);
-    int64_t now = advance(s, now_ms);
     struct spend_slot *slot = slot_at(s, s->newest_index);
     if (slot->index != s->newest_index) {
         slot->index = s->newest_index;
         slot->nano_usd = 0;
         slot->tokens = 0;
     }
+    return slot;
+}
+
+void spend_record(struct spend *s, int64_t now_ms, int64_t in_tokens, int64_t out_tokens)
+{
+    spend_settle(s, now_ms, NULL, in_tokens, out_tokens);
+}
+
+bool spend_reserve(struct spend *s, int64_t now_ms, int64_t in_tokens, int64_t out_tokens,
+                   struct spend_hold *ret_hold, int64_t *ret_retry_after_ms)
+{
+    pthread_mutex_lock(&s->lock);
+    int64_t now = advance(s, now_ms);
+    int64_t wait = evaluate(s, now);
+    if (wait == 0) {
+        struct spend_slot *slot = current_slot(s);
+        *ret_hold = (struct spend_hold){
+            .held = true,
+            .index = s->newest_index,
+            .nano_usd = cost_nano(s, in_tokens, out_tokens),
+            .tokens = clamp_tokens(in_tokens) + clamp_tokens(out_tokens),
+        };
+        slot->nano_usd += ret_hold->nano_usd;
+        slot->tokens += ret_hold->tokens;
+        evaluate(s, now);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (wait > 0 && ret_retry_after_ms)
+        *ret_retry_after_ms = wait;
+    return wait == 0;
+}
+
+void spend_settle(struct spend *s, int64_t now_ms, struct spend_hold *hold, int64_t in_tokens,
+                  int64_t out_tokens)
+{
+    pthread_mutex_lock(&s->lock);
+    int64_t now = advance(s, now_ms);
+    if (hold && hold->held) {
+        struct spend_slot *held = slot_at(s, hold->index);
+        if (held->index == hold->index) {
+            held->nano_usd -= hold->nano_usd;
+            held->tokens -= hold->tokens;
+        }
+        *hold = (struct spend_hold){0};
+    }
+    struct spend_slot *slot = current_slot(s);
     slot->nano_usd += cost_nano(s, in_tokens, out_tokens);
     slot->tokens += clamp_tokens(in_tokens) + clamp_tokens(out_tokens);
     evaluate(s, now);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void spend_limits(const struct spend *s, int64_t *ret_nano_usd, int64_t *ret_tokens)
+{
+    /* configured[] never changes after spend_new(): no lock needed. */
+    *ret_nano_usd = s->configured[SPEND_USD];
+    *ret_tokens = s->configured[SPEND_TOKENS];
+}
+
+void spend_set_share(struct spend *s, int replicas)
+{
+    int64_t n = replicas > 1 ? replicas : 1;
+    pthread_mutex_lock(&s->lock);
+    for (int k = SPEND_USD; k <= SPEND_TOKENS; k++) {
+        int64_t share = s->configured[k] / n;
+        s->limit[k] = s->configured[k] > 0 && share < 1 ? 1 : share;
+    }
     pthread_mutex_unlock(&s->lock);
 }
 

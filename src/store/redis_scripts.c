@@ -62,6 +62,64 @@ const char REDIS_SCRIPT_LIMIT_PROBE_DONE[] =
     "end\n"
     "return 1\n";
 
+/* The minute now, and the window's first minute. */
+#define REDIS_LUA_MINUTE                                                                           \
+    "local m = math.floor(now / 60000)\n"                                                          \
+    "local first = m - 59\n"
+
+const char REDIS_SCRIPT_SPEND_RESERVE[] = REDIS_LUA_NOW REDIS_LUA_MINUTE
+    "local lim = {tonumber(ARGV[1]), tonumber(ARGV[2])}\n"
+    "local fields = {}\n"
+    "for j = first, m do\n"
+    "  fields[#fields + 1] = 'u' .. j\n"
+    "  fields[#fields + 1] = 't' .. j\n"
+    "end\n"
+    "local v = redis.call('HMGET', KEYS[1], unpack(fields))\n"
+    "local slot, total = {{}, {}}, {0, 0}\n"
+    "for i = 0, 59 do\n"
+    "  for k = 1, 2 do\n"
+    "    local x = tonumber(v[2 * i + k]) or 0\n"
+    "    slot[k][i] = x\n"
+    "    total[k] = total[k] + x\n"
+    "  end\n"
+    "end\n"
+    "local wait = 0\n"
+    "for k = 1, 2 do\n"
+    "  if lim[k] > 0 and total[k] >= lim[k] then\n"
+    "    local rest, i = total[k], 0\n"
+    "    while i < 59 do\n"
+    "      rest = rest - slot[k][i]\n"
+    "      if rest < lim[k] then break end\n"
+    "      i = i + 1\n"
+    "    end\n"
+    "    local w = math.ceil((first + i + 60) * 60000 - now)\n"
+    "    if w > wait then wait = w end\n"
+    "  end\n"
+    "end\n"
+    "if wait > 0 then return {0, wait} end\n"
+    "redis.call('HINCRBY', KEYS[1], 'u' .. m, ARGV[3])\n"
+    "redis.call('HINCRBY', KEYS[1], 't' .. m, ARGV[4])\n"
+    "if (tonumber(redis.call('HGET', KEYS[1], 'c')) or 0) < m then\n"
+    "  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do\n"
+    "    local j = tonumber(string.sub(f, 2))\n"
+    "    if f ~= 'c' and j and j < first then redis.call('HDEL', KEYS[1], f) end\n"
+    "  end\n"
+    "  redis.call('HSET', KEYS[1], 'c', m)\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[1], 3660000)\n"
+    "return {1, m}\n";
+
+const char REDIS_SCRIPT_SPEND_SETTLE[] = REDIS_LUA_NOW REDIS_LUA_MINUTE
+    "local held = tonumber(ARGV[1])\n"
+    "if held >= first and redis.call('HEXISTS', KEYS[1], 'u' .. held) == 1 then\n"
+    "  redis.call('HINCRBY', KEYS[1], 'u' .. held, -tonumber(ARGV[2]))\n"
+    "  redis.call('HINCRBY', KEYS[1], 't' .. held, -tonumber(ARGV[3]))\n"
+    "end\n"
+    "redis.call('HINCRBY', KEYS[1], 'u' .. m, ARGV[4])\n"
+    "redis.call('HINCRBY', KEYS[1], 't' .. m, ARGV[5])\n"
+    "redis.call('PEXPIRE', KEYS[1], 3660000)\n"
+    "return 1\n";
+
 const char REDIS_SCRIPT_REGISTRY_BEAT[] = REDIS_LUA_NOW
     "local ttl = tonumber(ARGV[2])\n"
     "redis.call('ZADD', KEYS[1], string.format('%.3f', now), ARGV[1])\n"

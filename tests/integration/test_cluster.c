@@ -279,6 +279,44 @@ START_TEST(test_429_heard_by_one_replica_pauses_all)
 }
 END_TEST
 
+/* Six runs at once, two per replica, against a budget the first call's worst case already
+   fills: the cluster admits exactly one, and the rest of the cluster refuses even the replicas
+   that never saw a call (per replica, three would start). */
+START_TEST(test_budget_is_reached_cluster_wide_and_in_flight_calls_reserve)
+{
+    const char *env[] = {"AGENTD_BUDGET_TOKENS_PER_HOUR=1", NULL};
+    start_cluster(env);
+    ck_assert(wait_redis_check("ok", 5000));
+    fake_add_fault(&R[0], "{\"route\":\"messages\",\"delay_ms\":400}");
+    fake_clear_requests(&R[0]);
+
+    struct ask a[2 * REPLICAS];
+    pthread_t tids[2 * REPLICAS];
+    for (int i = 0; i < 2 * REPLICAS; i++) {
+        a[i] = (struct ask){.h = &R[i % REPLICAS]};
+        ck_assert_int_eq(pthread_create(&tids[i], NULL, ask_thread, &a[i]), 0);
+    }
+    int ok = 0, spent = 0;
+    for (int i = 0; i < 2 * REPLICAS; i++) {
+        pthread_join(tids[i], NULL);
+        ok += a[i].status == 200;
+        spent += a[i].status == 429;
+    }
+    ck_assert_int_eq(ok, 1);
+    ck_assert_int_eq(spent, 2 * REPLICAS - 1);
+    int64_t ts[16];
+    ck_assert_uint_eq(llm_times(ts, 16), 1);
+    /* Later runs on any replica are refused too. */
+    for (int i = 0; i < REPLICAS; i++) {
+        json_t *j = NULL;
+        ck_assert_int_eq(agent_ask(&R[i], "hello there", &j), 429);
+        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "type")),
+                         "budget_exceeded");
+        json_decref(j);
+    }
+}
+END_TEST
+
 static void kill_redis(void *arg)
 {
     (void)arg;
@@ -320,6 +358,7 @@ int main(void)
     tcase_add_test(tc, test_three_replicas_share_one_llm_rate);
     tcase_add_test(tc, test_429_heard_by_one_replica_pauses_all);
     tcase_add_test(tc, test_redis_lost_under_load_fails_nothing_and_comes_back);
+    tcase_add_test(tc, test_budget_is_reached_cluster_wide_and_in_flight_calls_reserve);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }

@@ -110,12 +110,12 @@ static redisReply *command(redisContext *c, int argc, const char **argv)
     return r;
 }
 
-/* EVAL (or, with sha, EVALSHA) of a script on one key with up to 4 arguments. */
+/* EVAL (or, with sha, EVALSHA) of a script on one key with up to 5 arguments. */
 static redisReply *eval(redisContext *c, const char *script, const char *sha, const char *key,
                         int argc, const char *const *args)
 {
-    const char *argv[8] = {sha ? "EVALSHA" : "EVAL", sha ? sha : script, "1", key};
-    ck_assert_int_le(argc, 4);
+    const char *argv[9] = {sha ? "EVALSHA" : "EVAL", sha ? sha : script, "1", key};
+    ck_assert_int_le(argc, 5);
     for (int i = 0; i < argc; i++)
         argv[4 + i] = args[i];
     return command(c, 4 + argc, argv);
@@ -655,6 +655,150 @@ START_TEST(test_limit_take_by_evalsha_answers_as_eval)
 }
 END_TEST
 
+/* ---- the shared hourly budget ------------------------------------------------------- */
+
+struct reserve {
+    long long ok, value; /* {1, minute} or {0, retry_after_ms} */
+};
+
+static struct reserve spend_reserve(redisContext *c, const char *key, long long limit_nano,
+                                    long long limit_tokens, long long nano, long long tokens)
+{
+    char a[4][32];
+    snprintf(a[0], sizeof(a[0]), "%lld", limit_nano);
+    snprintf(a[1], sizeof(a[1]), "%lld", limit_tokens);
+    snprintf(a[2], sizeof(a[2]), "%lld", nano);
+    snprintf(a[3], sizeof(a[3]), "%lld", tokens);
+    const char *args[] = {a[0], a[1], a[2], a[3]};
+    redisReply *r = eval(c, REDIS_SCRIPT_SPEND_RESERVE, NULL, key, 4, args);
+    ck_assert_msg(r->type == REDIS_REPLY_ARRAY && r->elements == 2, "reserve: reply type %d",
+                  r->type);
+    struct reserve v = {r->element[0]->integer, r->element[1]->integer};
+    freeReplyObject(r);
+    return v;
+}
+
+static void spend_settle(redisContext *c, const char *key, long long minute, long long held_nano,
+                         long long held_tokens, long long nano, long long tokens)
+{
+    char a[5][32];
+    snprintf(a[0], sizeof(a[0]), "%lld", minute);
+    snprintf(a[1], sizeof(a[1]), "%lld", held_nano);
+    snprintf(a[2], sizeof(a[2]), "%lld", held_tokens);
+    snprintf(a[3], sizeof(a[3]), "%lld", nano);
+    snprintf(a[4], sizeof(a[4]), "%lld", tokens);
+    const char *args[] = {a[0], a[1], a[2], a[3], a[4]};
+    ck_assert_int_eq(integer_reply(eval(c, REDIS_SCRIPT_SPEND_SETTLE, NULL, key, 5, args)), 1);
+}
+
+static long long hget_ll(redisContext *c, const char *key, const char *field)
+{
+    const char *argv[] = {"HGET", key, field};
+    redisReply *r = command(c, 3, argv);
+    long long v = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+static void hset_ll(redisContext *c, const char *key, const char *field, long long v)
+{
+    char num[32];
+    snprintf(num, sizeof(num), "%lld", v);
+    const char *argv[] = {"HSET", key, field, num};
+    freeReplyObject(command(c, 4, argv));
+}
+
+/* The minute Redis is in now (as the scripts count it). */
+static long long redis_minute(redisContext *c)
+{
+    const char *argv[] = {"TIME"};
+    redisReply *r = command(c, 1, argv);
+    long long ms =
+        strtoll(r->element[0]->str, NULL, 10) * 1000 + strtoll(r->element[1]->str, NULL, 10) / 1000;
+    freeReplyObject(r);
+    return ms / 60000;
+}
+
+START_TEST(test_spend_reservations_count_until_settled)
+{
+    redisContext *c = connect_redis();
+    char key[128], field[32];
+    test_key(key, sizeof(key), __func__, "spend");
+
+    struct reserve a = spend_reserve(c, key, 0, 1000, 7000, 600);
+    ck_assert_int_eq(a.ok, 1);
+    snprintf(field, sizeof(field), "t%lld", a.value);
+    ck_assert_int_eq(hget_ll(c, key, field), 600);
+    snprintf(field, sizeof(field), "u%lld", a.value);
+    ck_assert_int_eq(hget_ll(c, key, field), 7000);
+    /* 600 < 1000: one more may start, then the budget is spent while both run. */
+    struct reserve b = spend_reserve(c, key, 0, 1000, 7000, 600);
+    ck_assert_int_eq(b.ok, 1);
+    struct reserve refused = spend_reserve(c, key, 0, 1000, 1, 1);
+    ck_assert_int_eq(refused.ok, 0);
+    /* Everything was counted in the current minute: it leaves 59 to 60 minutes from now. */
+    ck_assert_int_gt(refused.value, 59 * 60000 - 2000);
+    ck_assert_int_le(refused.value, 60 * 60000);
+    /* The calls used 100 and 50: the worst cases are replaced by that. */
+    spend_settle(c, key, a.value, 7000, 600, 1000, 100);
+    spend_settle(c, key, b.value, 7000, 600, 500, 50);
+    long long m = redis_minute(c);
+    long long tokens = 0;
+    for (long long j = a.value; j <= m; j++) {
+        snprintf(field, sizeof(field), "t%lld", j);
+        long long v = hget_ll(c, key, field);
+        tokens += v > 0 ? v : 0;
+    }
+    ck_assert_int_eq(tokens, 150);
+    ck_assert_int_eq(spend_reserve(c, key, 0, 1000, 1, 1).ok, 1);
+    ck_assert_int_gt(pttl(c, key), 3600000);
+    redisFree(c);
+}
+END_TEST
+
+START_TEST(test_spend_usd_budget_and_settle_without_a_reservation)
+{
+    redisContext *c = connect_redis();
+    char key[128];
+    test_key(key, sizeof(key), __func__, "spend");
+
+    /* Recorded usage alone (minute -1: nothing held) counts toward the USD budget. */
+    spend_settle(c, key, -1, 0, 0, 30000000, 10);
+    ck_assert_int_eq(spend_reserve(c, key, 30000000, 0, 1, 1).ok, 0);
+    ck_assert_int_eq(spend_reserve(c, key, 30000001, 0, 1, 1).ok, 1);
+    /* Both budgets off: always allowed. */
+    ck_assert_int_eq(spend_reserve(c, key, 0, 0, 1000000000, 1000000000).ok, 1);
+    redisFree(c);
+}
+END_TEST
+
+START_TEST(test_spend_old_minutes_leave_the_window_and_are_dropped)
+{
+    redisContext *c = connect_redis();
+    char key[128], old[32], oldest_kept[32];
+    test_key(key, sizeof(key), __func__, "spend");
+
+    long long m = redis_minute(c);
+    snprintf(old, sizeof(old), "t%lld", m - 60);
+    hset_ll(c, key, old, 5000);
+    /* A minute an hour old counts for nothing and the next reservation drops it. */
+    ck_assert_int_eq(spend_reserve(c, key, 0, 1000, 0, 1).ok, 1);
+    ck_assert_int_eq(hget_ll(c, key, old), -1);
+    /* The window's oldest minute still counts; the budget frees up when it leaves, within the
+       minute (the test may straddle a minute: allow one more). */
+    snprintf(oldest_kept, sizeof(oldest_kept), "t%lld", m - 58);
+    hset_ll(c, key, oldest_kept, 5000);
+    struct reserve r = spend_reserve(c, key, 0, 1000, 0, 1);
+    ck_assert_int_eq(r.ok, 0);
+    ck_assert_int_le(r.value, 2 * 60000);
+    ck_assert_int_ge(r.value, 1);
+    /* Settling against a minute already gone takes nothing back from another. */
+    spend_settle(c, key, m - 70, 0, 4000, 0, 0);
+    ck_assert_int_eq(hget_ll(c, key, oldest_kept), 5000);
+    redisFree(c);
+}
+END_TEST
+
 static Suite *redis_scripts_suite(void)
 {
     Suite *s = suite_create("redis_scripts");
@@ -681,6 +825,9 @@ static Suite *redis_scripts_suite(void)
     tcase_add_test(tc, test_registry_forgets_a_replica_not_seen_for_ttl);
     tcase_add_test(tc, test_scripts_load_under_the_sha1_of_their_text);
     tcase_add_test(tc, test_limit_take_by_evalsha_answers_as_eval);
+    tcase_add_test(tc, test_spend_reservations_count_until_settled);
+    tcase_add_test(tc, test_spend_usd_budget_and_settle_without_a_reservation);
+    tcase_add_test(tc, test_spend_old_minutes_leave_the_window_and_are_dropped);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
     return s;

@@ -236,6 +236,83 @@ START_TEST(test_spend_old_slots_do_not_count_after_a_long_idle)
 }
 END_TEST
 
+START_TEST(test_spend_reservations_count_until_settled_with_the_real_usage)
+{
+    /* 1000 tokens per hour. */
+    struct spend *s = spend_new(3, 15, 0, 1000);
+    struct spend_hold a = {0}, b = {0}, c = {0};
+    int64_t retry = 0, tokens = 0;
+
+    /* Two calls in flight reserve 400 + 500 worst case: a third may still start (900 < 1000),
+       the fourth may not while they run. */
+    ck_assert(spend_reserve(s, 0, 300, 100, &a, &retry));
+    ck_assert(a.held);
+    ck_assert_int_eq(a.tokens, 400);
+    ck_assert_int_eq(a.nano_usd, spend_cost_nano(s, 300, 100));
+    ck_assert(spend_reserve(s, 0, 400, 100, &b, &retry));
+    ck_assert(spend_reserve(s, 0, 50, 50, &c, &retry));
+    spend_window(s, 0, NULL, &tokens);
+    ck_assert_int_eq(tokens, 1000);
+    struct spend_hold d = {0};
+    ck_assert(!spend_reserve(s, 0, 1, 1, &d, &retry));
+    ck_assert(!d.held);
+    ck_assert_int_eq(retry, HOUR_MS);
+    /* They used less than their worst case: the difference is given back. */
+    spend_settle(s, 1000, &a, 100, 20);
+    ck_assert(!a.held);
+    spend_settle(s, 1000, &b, 200, 30);
+    spend_settle(s, 1000, &c, 0, 0);
+    spend_window(s, 1000, NULL, &tokens);
+    ck_assert_int_eq(tokens, 350);
+    ck_assert(spend_reserve(s, 1000, 1, 1, &d, &retry));
+    /* Settling twice, or without a hold, only records. */
+    spend_settle(s, 1000, &a, 0, 0);
+    spend_settle(s, 1000, NULL, 10, 0);
+    spend_window(s, 1000, NULL, &tokens);
+    ck_assert_int_eq(tokens, 362);
+    spend_free(s);
+}
+END_TEST
+
+START_TEST(test_spend_hold_from_a_minute_gone_from_the_window_takes_nothing_back)
+{
+    struct spend *s = spend_new(3, 15, 0, 1000);
+    struct spend_hold a = {0};
+    int64_t tokens = 0;
+
+    ck_assert(spend_reserve(s, 0, 500, 500, &a, NULL));
+    /* The call outlived the hour (it cannot, but a stale hold must not corrupt a slot). */
+    spend_record(s, HOUR_MS, 7, 0);
+    spend_settle(s, HOUR_MS, &a, 1, 0);
+    spend_window(s, HOUR_MS, NULL, &tokens);
+    ck_assert_int_eq(tokens, 8);
+    spend_free(s);
+}
+END_TEST
+
+START_TEST(test_spend_share_divides_the_budgets_among_replicas)
+{
+    struct spend *s = spend_new(3, 15, 0.03, 900);
+    int64_t usd = 0, tok = 0;
+
+    spend_limits(s, &usd, &tok);
+    ck_assert_int_eq(usd, 30000000);
+    ck_assert_int_eq(tok, 900);
+    spend_set_share(s, 3);
+    spend_record(s, 0, 0, 299); /* under a third of each budget */
+    ck_assert(spend_allow(s, 0, NULL));
+    spend_record(s, 0, 0, 1); /* 300 tokens: a third of 900 */
+    ck_assert(!spend_allow(s, 0, NULL));
+    spend_set_share(s, 1);
+    ck_assert(spend_allow(s, 0, NULL));
+    spend_set_share(s, 2000); /* 900 / 2000 rounds to 0: a budget that is on stays on */
+    ck_assert(!spend_allow(s, 0, NULL));
+    spend_limits(s, &usd, &tok);
+    ck_assert_int_eq(tok, 900); /* the configured budget is unchanged */
+    spend_free(s);
+}
+END_TEST
+
 START_TEST(test_spend_run_over_limit)
 {
     ck_assert(!spend_run_over_limit(1000000, 0)); /* 0 = no limit */
@@ -301,6 +378,9 @@ static Suite *spend_suite(void)
     tcase_add_test(tc, test_spend_older_now_counts_as_newest);
     tcase_add_test(tc, test_spend_old_slots_do_not_count_after_a_long_idle);
     tcase_add_test(tc, test_spend_run_over_limit);
+    tcase_add_test(tc, test_spend_reservations_count_until_settled_with_the_real_usage);
+    tcase_add_test(tc, test_spend_hold_from_a_minute_gone_from_the_window_takes_nothing_back);
+    tcase_add_test(tc, test_spend_share_divides_the_budgets_among_replicas);
     tcase_add_test(tc, test_spend_concurrent_records_all_count);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
