@@ -34,7 +34,7 @@
 enum link_state {
     LINK_IDLE = 0,   /* not started, or waiting for the reconnect timer */
     LINK_RESOLVING,  /* the host name is being resolved on the I/O pool */
-    LINK_CONNECTING, /* connected or connecting; AUTH/SELECT/PING not answered yet */
+    LINK_CONNECTING, /* connected or connecting; AUTH/SELECT/ROLE not answered yet */
     LINK_UP,
 };
 
@@ -195,6 +195,14 @@ static void pending_deliver(struct redis_pending *pd, int err, const redisReply 
 
 static int pending_send(struct redis_pending *pd);
 
+/* Error replies that say this server cannot serve writes now (a failover demoted it, or it is
+   loading its data set). */
+static bool server_not_primary(const char *err)
+{
+    return strncmp(err, "READONLY", 8) == 0 || strncmp(err, "LOADING", 7) == 0 ||
+           strncmp(err, "MASTERDOWN", 10) == 0;
+}
+
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     (void)ac;
@@ -219,13 +227,22 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     } else {
         bool error = reply->type == REDIS_REPLY_ERROR;
         l->timeouts_in_row = 0;
+        /* The backoff starts over only once the server answers commands, so a server that
+           accepts connections but cannot serve (READONLY) is retried ever more slowly. */
+        if (!error)
+            l->failures = 0;
         atomic_fetch_add(&l->pool->commands, 1);
         if (error)
             atomic_fetch_add(&l->pool->errors, 1);
         if (!pd->timed_out)
             metrics_redis_command(error ? METRICS_REDIS_ERROR : METRICS_REDIS_OK,
                                   (double)(clock_now_ns() - pd->sent_ns) / 1e9);
+        bool stale = error && server_not_primary(reply->str);
         pending_deliver(pd, error ? -EPROTO : 0, reply);
+        /* A demoted primary, or one still loading: this connection will not be useful again.
+           Reconnecting finds the current primary behind the same address. */
+        if (stale)
+            link_drop(l);
     }
     free(pd);
 }
@@ -366,16 +383,26 @@ static void on_handshake(redisAsyncContext *ac, void *r, void *privdata)
     redisReply *reply = r;
 
     if (!reply)
-        return; /* the context is going away; on_disconnect follows */
-    if (reply->type == REDIS_REPLY_ERROR) {
+        return;                         /* the context is going away; on_disconnect follows */
+    bool last = l->handshake_left == 1; /* ROLE */
+    if (reply->type == REDIS_REPLY_ERROR && !last) {
         atomic_fetch_add(&l->pool->errors, 1);
         link_drop(l); /* wrong password or db: try again later, maybe fixed by then */
+        return;
+    }
+    /* A replica (a primary demoted by a failover, or the wrong address) cannot take the
+       scripts' writes. A server that will not say its role (ACL, a proxy) is given the
+       benefit of the doubt: its error replies will tell. */
+    if (last && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+        reply->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(reply->element[0]->str, "master") != 0) {
+        atomic_fetch_add(&l->pool->errors, 1);
+        link_drop(l);
         return;
     }
     if (--l->handshake_left > 0)
         return;
     timerheap_cancel(worker_timers(l->w), &l->connect_timer);
-    l->failures = 0;
     l->timeouts_in_row = 0;
     atomic_fetch_add(&l->pool->reconnects, 1);
     metrics_redis_reconnect();
@@ -439,7 +466,7 @@ static void link_open(struct redis_link *l)
         redisAsyncCommand(ac, on_handshake, NULL, "SELECT %d", a->db);
         l->handshake_left++;
     }
-    redisAsyncCommand(ac, on_handshake, NULL, "PING");
+    redisAsyncCommand(ac, on_handshake, NULL, "ROLE");
     l->handshake_left++;
     int64_t limit = l->pool->s.timeout_ms * 10;
     if (limit < REDIS_CONNECT_MIN_MS)
