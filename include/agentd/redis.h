@@ -62,6 +62,14 @@ enum redis_script_id {
     REDIS_REGISTRY_BEAT,
     REDIS_SPEND_RESERVE,
     REDIS_SPEND_SETTLE,
+    REDIS_IDEM_CLAIM,
+    REDIS_IDEM_RENEW,
+    REDIS_IDEM_COMPLETE,
+    REDIS_IDEM_ABANDON,
+    REDIS_CONV_ACQUIRE,
+    REDIS_CONV_RENEW,
+    REDIS_CONV_COMMIT,
+    REDIS_CONV_RELEASE,
     REDIS_SCRIPT__COUNT,
 };
 
@@ -108,6 +116,8 @@ bool redis_link_up(const struct redis_link *l);
 
 /* The key prefix (for building keys; "agentd:" by default). */
 const char *redis_pool_prefix(const struct redis_pool *p);
+/* This replica's id in the registry (also what owns its claims). */
+const char *redis_pool_replica_id(const struct redis_pool *p);
 
 /*
  * Runs script id with nkeys keys then the other arguments (argv[0..argc), lengths in lens, all

@@ -75,6 +75,44 @@ extern const char REDIS_SCRIPT_SPEND_RESERVE[];
 extern const char REDIS_SCRIPT_SPEND_SETTLE[];
 
 /*
+ * Idempotency-Key claim. KEYS[1] the key's hash (state running|done, fp,
+ * owner, status, body). ARGV fingerprint, owner, lease_ms.
+ * Answers {0} claimed (the key now runs for owner, held for lease_ms unless
+ * renewed), {1, retry_after_ms} still running elsewhere, {2} the key was used
+ * with another body, {3, status, body} finished: replay this answer.
+ */
+extern const char REDIS_SCRIPT_IDEM_CLAIM[];
+/* Lease renewal of a running key. KEYS[1]; ARGV owner, lease_ms. Answers 1, or 0 when the
+   key is no longer owner's running claim. */
+extern const char REDIS_SCRIPT_IDEM_RENEW[];
+/* The answer of owner's run: kept for replay for ttl_ms. KEYS[1]; ARGV owner, status, body,
+   ttl_ms. Answers 1, or 0 when the claim is not owner's any more (nothing is written). */
+extern const char REDIS_SCRIPT_IDEM_COMPLETE[];
+/* The run's answer must not be replayed: the key is free again. KEYS[1]; ARGV owner. Answers 1
+   or 0 (not owner's running claim: nothing changed). */
+extern const char REDIS_SCRIPT_IDEM_ABANDON[];
+
+/*
+ * Conversation acquire: one run at a time per conversation, cluster-wide.
+ * KEYS[1] the history hash (v version, h history JSON), KEYS[2] the lock.
+ * ARGV owner, lease_ms. Answers {0, version, history} (history "" when none)
+ * with the lock taken, or {1, retry_after_ms} when another run holds it.
+ */
+extern const char REDIS_SCRIPT_CONV_ACQUIRE[];
+/* Lease renewal of the lock. KEYS[1] the lock; ARGV owner, lease_ms. Answers 1 or 0. */
+extern const char REDIS_SCRIPT_CONV_RENEW[];
+/*
+ * Conversation commit: the turn's history replaces version `version` (then
+ * version + 1) and the lock is released, atomically. KEYS history, lock.
+ * ARGV owner, version, history, ttl_ms. Answers 1 committed, 0 the lock is not
+ * owner's any more (nothing written), -1 the version moved on (nothing
+ * written; lock released).
+ */
+extern const char REDIS_SCRIPT_CONV_COMMIT[];
+/* The run failed: the lock goes, the history stays. KEYS[1] the lock; ARGV owner. 1 or 0. */
+extern const char REDIS_SCRIPT_CONV_RELEASE[];
+
+/*
  * Replica registry: this replica is alive now; replicas not seen for ttl_ms
  * are forgotten. KEYS[1] the registry sorted set. ARGV replica_id, ttl_ms.
  * Answers the number of replicas alive (>= 1).

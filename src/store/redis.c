@@ -98,6 +98,14 @@ static const char *const script_text[REDIS_SCRIPT__COUNT] = {
     [REDIS_REGISTRY_BEAT] = REDIS_SCRIPT_REGISTRY_BEAT,
     [REDIS_SPEND_RESERVE] = REDIS_SCRIPT_SPEND_RESERVE,
     [REDIS_SPEND_SETTLE] = REDIS_SCRIPT_SPEND_SETTLE,
+    [REDIS_IDEM_CLAIM] = REDIS_SCRIPT_IDEM_CLAIM,
+    [REDIS_IDEM_RENEW] = REDIS_SCRIPT_IDEM_RENEW,
+    [REDIS_IDEM_COMPLETE] = REDIS_SCRIPT_IDEM_COMPLETE,
+    [REDIS_IDEM_ABANDON] = REDIS_SCRIPT_IDEM_ABANDON,
+    [REDIS_CONV_ACQUIRE] = REDIS_SCRIPT_CONV_ACQUIRE,
+    [REDIS_CONV_RENEW] = REDIS_SCRIPT_CONV_RENEW,
+    [REDIS_CONV_COMMIT] = REDIS_SCRIPT_CONV_COMMIT,
+    [REDIS_CONV_RELEASE] = REDIS_SCRIPT_CONV_RELEASE,
 };
 
 static void link_connect(struct redis_link *l);
@@ -681,6 +689,11 @@ bool redis_link_up(const struct redis_link *l)
 const char *redis_pool_prefix(const struct redis_pool *p)
 {
     return p->prefix;
+}
+
+const char *redis_pool_replica_id(const struct redis_pool *p)
+{
+    return p->replica_id;
 }
 
 enum redis_mode redis_pool_mode(const struct redis_pool *p)

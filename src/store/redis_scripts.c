@@ -120,6 +120,66 @@ const char REDIS_SCRIPT_SPEND_SETTLE[] = REDIS_LUA_NOW REDIS_LUA_MINUTE
     "redis.call('PEXPIRE', KEYS[1], 3660000)\n"
     "return 1\n";
 
+const char REDIS_SCRIPT_IDEM_CLAIM[] =
+    "local h = redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'body')\n"
+    "if not h[1] then\n"
+    "  redis.call('HSET', KEYS[1], 'state', 'running', 'fp', ARGV[1], 'owner', ARGV[2])\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "  return {0}\n"
+    "end\n"
+    "if h[2] ~= ARGV[1] then return {2} end\n"
+    "if h[1] == 'done' then return {3, tonumber(h[3]), h[4]} end\n"
+    "local left = redis.call('PTTL', KEYS[1])\n"
+    "if left < 1 then left = 1 end\n"
+    "return {1, left}\n";
+
+/* The key is owner's running claim. */
+#define REDIS_LUA_IDEM_MINE                                                                        \
+    "local h = redis.call('HMGET', KEYS[1], 'state', 'owner')\n"                                   \
+    "if h[1] ~= 'running' or h[2] ~= ARGV[1] then return 0 end\n"
+
+const char REDIS_SCRIPT_IDEM_RENEW[] =
+    REDIS_LUA_IDEM_MINE "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+                        "return 1\n";
+
+const char REDIS_SCRIPT_IDEM_COMPLETE[] = REDIS_LUA_IDEM_MINE
+    "redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[2], 'body', ARGV[3])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+    "return 1\n";
+
+const char REDIS_SCRIPT_IDEM_ABANDON[] = REDIS_LUA_IDEM_MINE "redis.call('DEL', KEYS[1])\n"
+                                                             "return 1\n";
+
+const char REDIS_SCRIPT_CONV_ACQUIRE[] = "local cur = redis.call('GET', KEYS[2])\n"
+                                         "if cur and cur ~= ARGV[1] then\n"
+                                         "  local left = redis.call('PTTL', KEYS[2])\n"
+                                         "  if left < 1 then left = 1 end\n"
+                                         "  return {1, left}\n"
+                                         "end\n"
+                                         "redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])\n"
+                                         "local h = redis.call('HMGET', KEYS[1], 'v', 'h')\n"
+                                         "return {0, tonumber(h[1]) or 0, h[2] or ''}\n";
+
+/* The lock (KEYS[1]) is owner's. */
+#define REDIS_LUA_LOCK_MINE "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+
+const char REDIS_SCRIPT_CONV_RENEW[] =
+    REDIS_LUA_LOCK_MINE "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+                        "return 1\n";
+
+const char REDIS_SCRIPT_CONV_COMMIT[] =
+    "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "if (tonumber(redis.call('HGET', KEYS[1], 'v')) or 0) ~= tonumber(ARGV[2]) then\n"
+    "  return -1\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'v', tonumber(ARGV[2]) + 1, 'h', ARGV[3])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+    "return 1\n";
+
+const char REDIS_SCRIPT_CONV_RELEASE[] = REDIS_LUA_LOCK_MINE "redis.call('DEL', KEYS[1])\n"
+                                                             "return 1\n";
+
 const char REDIS_SCRIPT_REGISTRY_BEAT[] = REDIS_LUA_NOW
     "local ttl = tonumber(ARGV[2])\n"
     "redis.call('ZADD', KEYS[1], string.format('%.3f', now), ARGV[1])\n"

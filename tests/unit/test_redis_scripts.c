@@ -799,6 +799,153 @@ START_TEST(test_spend_old_minutes_leave_the_window_and_are_dropped)
 }
 END_TEST
 
+/* ---- Idempotency-Keys and conversations across replicas ------------------------------ */
+
+/* EVAL of script with nkeys keys then the arguments, all in argv (NULL-terminated). */
+static redisReply *evalv(redisContext *c, const char *script, int nkeys, const char *const *argv)
+{
+    const char *all[16] = {"EVAL", script};
+    char n[8];
+    int argc = 3;
+    snprintf(n, sizeof(n), "%d", nkeys);
+    all[2] = n;
+    for (int i = 0; argv[i]; i++) {
+        ck_assert_int_lt(argc, 16);
+        all[argc++] = argv[i];
+    }
+    return command(c, argc, all);
+}
+
+static long long evalv_int(redisContext *c, const char *script, int nkeys, const char *const *argv)
+{
+    return integer_reply(evalv(c, script, nkeys, argv));
+}
+
+START_TEST(test_idem_claim_runs_once_replays_and_refuses_another_body)
+{
+    redisContext *c = connect_redis();
+    char key[128];
+    test_key(key, sizeof(key), __func__, "idem");
+
+    redisReply *r =
+        evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1, (const char *[]){key, "fp1", "A", "15000", NULL});
+    ck_assert_int_eq(r->elements, 1);
+    ck_assert_int_eq(r->element[0]->integer, 0);
+    freeReplyObject(r);
+    /* Same body while it runs: in progress, for about the lease. */
+    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1, (const char *[]){key, "fp1", "B", "15000", NULL});
+    ck_assert_int_eq(r->element[0]->integer, 1);
+    ck_assert_int_gt(r->element[1]->integer, 14000);
+    ck_assert_int_le(r->element[1]->integer, 15000);
+    freeReplyObject(r);
+    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1, (const char *[]){key, "fp2", "B", "15000", NULL});
+    ck_assert_int_eq(r->element[0]->integer, 2);
+    freeReplyObject(r);
+    /* Only the owner renews and completes. */
+    ck_assert_int_eq(
+        evalv_int(c, REDIS_SCRIPT_IDEM_RENEW, 1, (const char *[]){key, "B", "60000", NULL}), 0);
+    ck_assert_int_eq(
+        evalv_int(c, REDIS_SCRIPT_IDEM_RENEW, 1, (const char *[]){key, "A", "60000", NULL}), 1);
+    ck_assert_int_gt(pttl(c, key), 15000);
+    ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_IDEM_COMPLETE, 1,
+                               (const char *[]){key, "B", "200", "{\"x\":1}", "60000", NULL}),
+                     0);
+    ck_assert_int_eq(
+        evalv_int(c, REDIS_SCRIPT_IDEM_COMPLETE, 1,
+                  (const char *[]){key, "A", "200", "{\"output\":\"\\u00e9\"}", "60000", NULL}),
+        1);
+    /* Finished: the same body gets the stored bytes, another body still 422. */
+    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1, (const char *[]){key, "fp1", "C", "15000", NULL});
+    ck_assert_int_eq(r->elements, 3);
+    ck_assert_int_eq(r->element[0]->integer, 3);
+    ck_assert_int_eq(r->element[1]->integer, 200);
+    ck_assert_str_eq(r->element[2]->str, "{\"output\":\"\\u00e9\"}");
+    freeReplyObject(r);
+    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1, (const char *[]){key, "fp2", "C", "15000", NULL});
+    ck_assert_int_eq(r->element[0]->integer, 2);
+    freeReplyObject(r);
+    /* A finished key is not abandoned by its old owner. */
+    ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_IDEM_ABANDON, 1, (const char *[]){key, "A", NULL}),
+                     0);
+    redisFree(c);
+}
+END_TEST
+
+START_TEST(test_idem_abandoned_key_runs_again)
+{
+    redisContext *c = connect_redis();
+    char key[128];
+    test_key(key, sizeof(key), __func__, "idem");
+
+    freeReplyObject(
+        evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1, (const char *[]){key, "fp", "A", "15000", NULL}));
+    ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_IDEM_ABANDON, 1, (const char *[]){key, "B", NULL}),
+                     0);
+    ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_IDEM_ABANDON, 1, (const char *[]){key, "A", NULL}),
+                     1);
+    redisReply *r =
+        evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1, (const char *[]){key, "fp", "B", "15000", NULL});
+    ck_assert_int_eq(r->element[0]->integer, 0);
+    freeReplyObject(r);
+    redisFree(c);
+}
+END_TEST
+
+START_TEST(test_conv_one_turn_at_a_time_and_versions_never_interleave)
+{
+    redisContext *c = connect_redis();
+    char h[128], lock[128];
+    test_key(h, sizeof(h), __func__, "h");
+    test_key(lock, sizeof(lock), __func__, "lock");
+
+    redisReply *r =
+        evalv(c, REDIS_SCRIPT_CONV_ACQUIRE, 2, (const char *[]){h, lock, "A", "15000", NULL});
+    ck_assert_int_eq(r->element[0]->integer, 0);
+    ck_assert_int_eq(r->element[1]->integer, 0);
+    ck_assert_str_eq(r->element[2]->str, "");
+    freeReplyObject(r);
+    r = evalv(c, REDIS_SCRIPT_CONV_ACQUIRE, 2, (const char *[]){h, lock, "B", "15000", NULL});
+    ck_assert_int_eq(r->element[0]->integer, 1);
+    ck_assert_int_gt(r->element[1]->integer, 14000);
+    freeReplyObject(r);
+    ck_assert_int_eq(
+        evalv_int(c, REDIS_SCRIPT_CONV_RENEW, 1, (const char *[]){lock, "B", "60000", NULL}), 0);
+    ck_assert_int_eq(
+        evalv_int(c, REDIS_SCRIPT_CONV_RENEW, 1, (const char *[]){lock, "A", "60000", NULL}), 1);
+    ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_CONV_COMMIT, 2,
+                               (const char *[]){h, lock, "B", "0", "[1]", "60000", NULL}),
+                     0);
+    ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_CONV_COMMIT, 2,
+                               (const char *[]){h, lock, "A", "0", "[1]", "60000", NULL}),
+                     1);
+    ck_assert_int_gt(pttl(c, h), 50000);
+    /* The next turn, from any replica, sees it. */
+    r = evalv(c, REDIS_SCRIPT_CONV_ACQUIRE, 2, (const char *[]){h, lock, "B", "15000", NULL});
+    ck_assert_int_eq(r->element[0]->integer, 0);
+    ck_assert_int_eq(r->element[1]->integer, 1);
+    ck_assert_str_eq(r->element[2]->str, "[1]");
+    freeReplyObject(r);
+    /* A commit against an older version writes nothing (and frees the lock). */
+    ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_CONV_COMMIT, 2,
+                               (const char *[]){h, lock, "B", "0", "[2]", "60000", NULL}),
+                     -1);
+    r = evalv(c, REDIS_SCRIPT_CONV_ACQUIRE, 2, (const char *[]){h, lock, "C", "15000", NULL});
+    ck_assert_int_eq(r->element[0]->integer, 0);
+    ck_assert_str_eq(r->element[2]->str, "[1]");
+    freeReplyObject(r);
+    /* A failed run lets go without touching the history. */
+    ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_CONV_RELEASE, 1, (const char *[]){lock, "A", NULL}),
+                     0);
+    ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_CONV_RELEASE, 1, (const char *[]){lock, "C", NULL}),
+                     1);
+    r = evalv(c, REDIS_SCRIPT_CONV_ACQUIRE, 2, (const char *[]){h, lock, "D", "15000", NULL});
+    ck_assert_int_eq(r->element[0]->integer, 0);
+    ck_assert_int_eq(r->element[1]->integer, 1);
+    freeReplyObject(r);
+    redisFree(c);
+}
+END_TEST
+
 static Suite *redis_scripts_suite(void)
 {
     Suite *s = suite_create("redis_scripts");
@@ -828,6 +975,9 @@ static Suite *redis_scripts_suite(void)
     tcase_add_test(tc, test_spend_reservations_count_until_settled);
     tcase_add_test(tc, test_spend_usd_budget_and_settle_without_a_reservation);
     tcase_add_test(tc, test_spend_old_minutes_leave_the_window_and_are_dropped);
+    tcase_add_test(tc, test_idem_claim_runs_once_replays_and_refuses_another_body);
+    tcase_add_test(tc, test_idem_abandoned_key_runs_again);
+    tcase_add_test(tc, test_conv_one_turn_at_a_time_and_versions_never_interleave);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
     return s;
