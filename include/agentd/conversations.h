@@ -117,6 +117,12 @@ void conv_store_release(struct conv_store *s, const char *id, const json_t *mess
  * conversations are kept. */
 size_t conv_store_sweep(struct conv_store *s, int64_t now_ms);
 
+/*
+ * The history `messages` trimmed as the store trims what it keeps (see Trimming above): a new
+ * array, the caller's; NULL on ENOMEM. For histories kept elsewhere (shared through Redis).
+ */
+json_t *conv_history_trimmed(const json_t *messages, size_t max_messages, size_t max_bytes);
+
 /* Number of conversations, busy ones, not-yet-swept expired ones and new ones
  * whose first run is still going included (so up to max_conversations more
  * than max_conversations); 0 when s is NULL. */

@@ -67,6 +67,8 @@ enum metrics_run_outcome {
     METRICS_RUN_INTERNAL_ERROR,
     METRICS_RUN_CLIENT_CLOSED,     /* the client went away; the run was cancelled */
     METRICS_RUN_HISTORY_TOO_LARGE, /* the conversation outgrew one LLM request */
+    METRICS_RUN_REPLAYED,          /* an Idempotency-Key's stored answer, found on the worker */
+    METRICS_RUN_REFUSED,           /* a claim refused it on the worker (key or conversation busy) */
     METRICS_RUN__COUNT,
 };
 

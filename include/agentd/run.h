@@ -46,6 +46,12 @@ enum run_outcome {
     RUN_CLIENT_CLOSED,        /* the client went away; the run was cancelled */
     RUN_SHUTTING_DOWN,        /* agentd stopped before the run could finish */
     RUN_INTERNAL_ERROR,       /* out of memory and the like */
+    /* Claims made on the worker (with Redis): the run ends before its first LLM call. */
+    RUN_IDEM_REPLAYED,     /* its Idempotency-Key had finished: replay_status / replay_body */
+    RUN_IDEM_IN_PROGRESS,  /* its Idempotency-Key is still running (on some replica) */
+    RUN_IDEM_MISMATCH,     /* its Idempotency-Key came with another body */
+    RUN_CONVERSATION_BUSY, /* another run holds its conversation */
+    RUN_OVERLOADED,        /* a store is full (keys or conversations in progress) */
 };
 
 /* How a run ended. Strings and JSON are borrowed from the run (valid until run_release). */
@@ -62,6 +68,8 @@ struct run_result {
     const char *message;      /* not RUN_OK: what happened, in words a client can act on */
     long upstream_status;     /* RUN_UPSTREAM_ERROR: the LLM API's status */
     int64_t retry_after_ms;   /* > 0: when to try again */
+    int replay_status;        /* RUN_IDEM_REPLAYED: the stored answer, byte for byte */
+    const char *replay_body;
 };
 
 /* The bytes the owner answers with; also what an Idempotency-Key replays. */
@@ -69,6 +77,7 @@ struct run_answer {
     int status;
     char *body; /* owned, NUL-terminated */
     int64_t retry_after_ms;
+    bool replayed; /* a stored Idempotency-Key answer (Idempotent-Replayed: true) */
 };
 
 struct run_owner {

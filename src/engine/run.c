@@ -28,6 +28,7 @@
 #include "agentd/log.h"
 #include "agentd/metrics.h"
 #include "agentd/shared_budget.h"
+#include "agentd/shared_claims.h"
 #include "agentd/spend.h"
 #include "agentd/text.h"
 #include "agentd/tools_exec.h"
@@ -54,6 +55,23 @@ struct run {
     char *conv_key;          /* the conversation's key in the store: the caller's namespace and
                                 req.conversation_id; NULL when the request names none */
     size_t held_bytes;       /* its share of app->run_bytes */
+
+    /* Claims made in Redis on the worker when AGENTD_REDIS_URL is set (the local store stands in
+       when Redis cannot answer): the Idempotency-Key and the conversation. */
+    char *claim_idem; /* caller-scoped key still to claim; NULL when none */
+    unsigned char idem_fp[IDEM_FINGERPRINT_BYTES];
+    bool claim_conv;  /* conv_key still to acquire */
+    bool shared_idem; /* held in Redis (idem_redis_key) */
+    bool shared_conv; /* held in Redis (conv_keys, conv_version) */
+    bool committing;  /* the turn's history is being committed; the answer waits for it */
+    char idem_redis_key[SHARED_KEY_MAX];
+    struct shared_conv_keys conv_keys;
+    int64_t conv_version;
+    char claim_owner[SHARED_OWNER_MAX];
+    struct redis_req claim_req;
+    struct timer lease_timer;
+    int replay_status;
+    char *replay_body;
 
     /* progress */
     int iterations, llm_calls, llm_attempts;
@@ -114,6 +132,13 @@ static enum metrics_run_outcome metrics_outcome(enum run_outcome o)
         return METRICS_RUN_HISTORY_TOO_LARGE;
     case RUN_CLIENT_CLOSED:
         return METRICS_RUN_CLIENT_CLOSED;
+    case RUN_IDEM_REPLAYED:
+        return METRICS_RUN_REPLAYED;
+    case RUN_IDEM_IN_PROGRESS:
+    case RUN_IDEM_MISMATCH:
+    case RUN_CONVERSATION_BUSY:
+    case RUN_OVERLOADED:
+        return METRICS_RUN_REFUSED;
     case RUN_SHUTTING_DOWN:
         return METRICS_RUN_SHUTTING_DOWN;
     default:
@@ -174,6 +199,8 @@ static void fill_result(const struct run *run, struct run_result *r)
         .message = run->message,
         .upstream_status = run->upstream_status,
         .retry_after_ms = run->retry_after_ms,
+        .replay_status = run->replay_status,
+        .replay_body = run->replay_body,
     };
 }
 
@@ -191,9 +218,28 @@ static void settle(struct run *run, int64_t now)
         conv_store_release(app->convs, run->conv_key, ok ? run->messages : NULL, now);
         run->holds_conversation = false;
     }
+    if (run->shared_conv) {
+        /* Not committed (the run failed, or ends off its worker): the lock goes, or lapses. */
+        if (!run->off_worker)
+            shared_conv_release(app->redis, worker_index(run->w), &run->conv_keys,
+                                run->claim_owner);
+        run->shared_conv = false;
+    }
     struct run_result r;
     fill_result(run, &r);
     run->owner.render(&r, run->owner.arg, &run->answer);
+    if (run->shared_idem) {
+        if (!run->off_worker) {
+            bool keep =
+                run->answer.body && run->outcome != RUN_CLIENT_CLOSED &&
+                idem_status_replayable(run->answer.status) &&
+                strlen(run->answer.body) <= app->cfg.idempotency_max_bytes / IDEM_MAX_ANSWER_SHARE;
+            shared_idem_finish(app->redis, worker_index(run->w), run->idem_redis_key,
+                               run->claim_owner, run->answer.status, keep ? run->answer.body : NULL,
+                               app->cfg.idempotency_ttl_ms - (now - run->started_ms));
+        }
+        run->shared_idem = false;
+    }
     if (run->idem_key) {
         /* A client-gone outcome is never stored: the retry must get a real answer. */
         if (run->answer.body && run->outcome != RUN_CLIENT_CLOSED)
@@ -268,6 +314,9 @@ static void stop_everything(struct run *run)
     if (!run->w)
         return;
     redis_req_cancel(&run->budget_req);
+    if (!run->committing)
+        redis_req_cancel(&run->claim_req);
+    timerheap_cancel(worker_timers(run->w), &run->lease_timer);
     if (run->client_watched) {
         worker_unwatch_client(run->w, &run->client);
         run->client_watched = false;
@@ -288,6 +337,68 @@ static void set_outcome(struct run *run, enum run_outcome outcome, int64_t retry
         vsnprintf(run->message, sizeof(run->message), fmt, ap);
 }
 
+/* The last of a run's end on its worker: give back, tell the owner from the loop. */
+static void finish_tail(struct run *run)
+{
+    int64_t now = worker_refresh_now(run->w);
+    settle(run, now);
+    log_info("run end", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
+             LF_I("status", run->answer.status),
+             LF_S("reason", metrics_run_outcome_name(metrics_outcome(run->outcome))),
+             LF_I("iterations", run->iterations), LF_I("llm_attempts", run->llm_attempts),
+             LF_I("duration_ms", now - run->started_ms));
+    /* The owner may free the run as soon as it has the answer, and code up the stack may still
+       look at it: tell it from the loop instead. */
+    timerheap_arm(worker_timers(run->w), &run->finish_timer, now);
+}
+
+static void turn_not_stored(struct run *run, const char *why)
+{
+    log_warn("conversation turn not stored", LF_S("request_id", run->request_id),
+             LF_S("conversation_id", run->req.conversation_id), LF_S("reason", why));
+}
+
+static void on_committed(struct redis_req *req, int err, const redisReply *reply)
+{
+    struct run *run = (struct run *)((char *)req - offsetof(struct run, claim_req));
+    run->committing = false;
+    int r = shared_conv_committed(err, reply);
+    if (r != 1)
+        turn_not_stored(run, r == 0    ? "its lock had lapsed"
+                             : r == -1 ? "another turn was stored first"
+                                       : "Redis did not answer");
+    finish_tail(run);
+}
+
+/* A successful turn of a conversation held in Redis: its history is stored before the answer
+   goes out, so the next turn sees it on any replica. True when the commit is on its way
+   (finish_tail follows from its answer). */
+static bool commit_turn(struct run *run)
+{
+    struct app *app = run->app;
+    const struct agentd_config *cfg = &app->cfg;
+    if (!run->shared_conv || run->outcome != RUN_OK)
+        return false;
+    history_close(run->messages, run->last_text);
+    json_t *kept = conv_history_trimmed(run->messages, (size_t)cfg->conversation_max_messages,
+                                        cfg->conversation_max_bytes);
+    char *text = kept ? json_dumps(kept, JSON_COMPACT) : NULL;
+    json_decref(kept);
+    run->claim_req.done = on_committed;
+    int r = text ? shared_conv_commit(app->redis, worker_index(run->w), &run->conv_keys,
+                                      run->claim_owner, run->conv_version, text,
+                                      cfg->conversation_ttl_ms, &run->claim_req)
+                 : -ENOMEM;
+    free(text);
+    if (r < 0) {
+        turn_not_stored(run, r == -ENOMEM ? "out of memory" : "Redis did not answer");
+        return false; /* settle releases the lock, or it lapses */
+    }
+    run->shared_conv = false; /* the commit releases the lock */
+    run->committing = true;
+    return true;
+}
+
 /* Common end of every run on its worker: stop, give back, tell the owner from the loop. */
 static void finish(struct run *run, enum run_outcome outcome, int64_t retry_after_ms,
                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -301,17 +412,9 @@ static void finish(struct run *run, enum run_outcome outcome, int64_t retry_afte
     va_start(ap, fmt);
     set_outcome(run, outcome, retry_after_ms, fmt, ap);
     va_end(ap);
-    int64_t now = worker_refresh_now(run->w);
     stop_everything(run);
-    settle(run, now);
-    log_info("run end", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-             LF_I("status", run->answer.status),
-             LF_S("reason", metrics_run_outcome_name(metrics_outcome(outcome))),
-             LF_I("iterations", run->iterations), LF_I("llm_attempts", run->llm_attempts),
-             LF_I("duration_ms", now - run->started_ms));
-    /* The owner may free the run as soon as it has the answer, and code up the stack may still
-       look at it: tell it from the loop instead. */
-    timerheap_arm(worker_timers(run->w), &run->finish_timer, now);
+    if (!commit_turn(run))
+        finish_tail(run);
 }
 
 /* Ends a run that is not on a running worker (failed submit, shutdown, never started). */
@@ -319,6 +422,14 @@ static void end_off_worker(struct run *run, enum run_outcome outcome, const char
     __attribute__((format(printf, 3, 4)));
 static void end_off_worker(struct run *run, enum run_outcome outcome, const char *fmt, ...)
 {
+    if (run->finished && run->committing) {
+        /* Stopped while its turn was being stored: what it holds is given back here. */
+        redis_req_cancel(&run->claim_req);
+        run->committing = false;
+        run->off_worker = true;
+        settle(run, clock_now_ms());
+        return;
+    }
     if (run->finished)
         return;
     run->finished = true;
@@ -343,6 +454,8 @@ static void run_free(struct run *run)
     json_decref(run->degraded);
     free(run->last_text);
     free(run->answer.body);
+    free(run->claim_idem);
+    free(run->replay_body);
     free(run);
 }
 
@@ -777,6 +890,184 @@ void run_set_client_fd(struct run *run, int fd)
     run->client.fd = fd;
 }
 
+/* ---- claims: the Idempotency-Key and the conversation, in Redis when it answers ---------- */
+
+static void claims_next(struct run *run);
+
+static void replay(struct run *run, int status, char *body)
+{
+    if (!body) {
+        finish(run, RUN_INTERNAL_ERROR, 0, "out of memory reading the stored answer");
+        return;
+    }
+    run->replay_status = status;
+    run->replay_body = body;
+    finish(run, RUN_IDEM_REPLAYED, 0, "replayed");
+}
+
+/* The local store decides (Redis did not answer). False when that ended the run. */
+static bool claim_idem_locally(struct run *run)
+{
+    int status = 0;
+    char *body = NULL;
+    switch (idem_begin(run->app->idem, run->claim_idem, run->idem_fp, worker_now_ms(run->w),
+                       &status, &body)) {
+    case IDEM_NEW:
+        run->idem_key = run->claim_idem;
+        run->claim_idem = NULL;
+        return true;
+    case IDEM_IN_PROGRESS:
+        finish(run, RUN_IDEM_IN_PROGRESS, 1000,
+               "a request with this Idempotency-Key is still running");
+        return false;
+    case IDEM_MISMATCH:
+        finish(run, RUN_IDEM_MISMATCH, 0,
+               "this Idempotency-Key was used with a different request body");
+        return false;
+    case IDEM_REPLAY:
+        replay(run, status, body);
+        return false;
+    default:
+        finish(run, RUN_OVERLOADED, 1000, "too many idempotent requests in progress; retry later");
+        return false;
+    }
+}
+
+static void on_idem_claimed(struct redis_req *req, int err, const redisReply *reply)
+{
+    struct run *run = (struct run *)((char *)req - offsetof(struct run, claim_req));
+    int64_t retry_after = 0;
+    int status = 0;
+    char *body = NULL;
+    worker_refresh_now(run->w);
+    switch (shared_idem_answer(err, reply, &retry_after, &status, &body)) {
+    case SHARED_IDEM_CLAIMED:
+        run->shared_idem = true;
+        free(run->claim_idem);
+        run->claim_idem = NULL;
+        claims_next(run);
+        break;
+    case SHARED_IDEM_RUNNING:
+        finish(run, RUN_IDEM_IN_PROGRESS, retry_after,
+               "a request with this Idempotency-Key is still running");
+        break;
+    case SHARED_IDEM_MISMATCH:
+        finish(run, RUN_IDEM_MISMATCH, 0,
+               "this Idempotency-Key was used with a different request body");
+        break;
+    case SHARED_IDEM_REPLAY:
+        replay(run, status, body);
+        break;
+    case SHARED_IDEM_UNAVAILABLE:
+        if (claim_idem_locally(run))
+            claims_next(run);
+        break;
+    }
+}
+
+/* The stored history goes before this turn's input. False (the run ended) on ENOMEM. */
+static bool prepend_history(struct run *run, json_t *history)
+{
+    if (json_array_extend(history, run->messages) < 0) {
+        json_decref(history);
+        finish(run, RUN_INTERNAL_ERROR, 0, "out of memory loading the conversation");
+        return false;
+    }
+    json_decref(run->messages);
+    run->messages = history;
+    hold_bytes(run, json_dumpb(run->messages, NULL, 0, JSON_COMPACT), false);
+    return true;
+}
+
+static void conversation_busy(struct run *run, int64_t retry_after_ms)
+{
+    finish(run, RUN_CONVERSATION_BUSY, retry_after_ms,
+           "conversation '%s' has a run in progress; retry when it ends", run->req.conversation_id);
+}
+
+static bool acquire_conv_locally(struct run *run)
+{
+    json_t *history = NULL;
+    int r = conv_store_acquire(run->app->convs, run->conv_key, worker_now_ms(run->w), &history);
+    if (r == 0) {
+        run->holds_conversation = true;
+        return prepend_history(run, history);
+    }
+    if (r == -EBUSY)
+        conversation_busy(run, 1000);
+    else if (r == -ENOSPC)
+        finish(run, RUN_OVERLOADED, 1000, "conversation store is full of running conversations");
+    else
+        finish(run, RUN_INTERNAL_ERROR, 0, "out of memory acquiring the conversation");
+    return false;
+}
+
+static void on_conv_acquired(struct redis_req *req, int err, const redisReply *reply)
+{
+    struct run *run = (struct run *)((char *)req - offsetof(struct run, claim_req));
+    int64_t value = 0;
+    json_t *history = NULL;
+    worker_refresh_now(run->w);
+    switch (shared_conv_answer(err, reply, &value, &history)) {
+    case SHARED_CONV_ACQUIRED:
+        run->shared_conv = true;
+        run->conv_version = value;
+        if (prepend_history(run, history))
+            claims_next(run);
+        break;
+    case SHARED_CONV_BUSY:
+        conversation_busy(run, value);
+        break;
+    case SHARED_CONV_UNAVAILABLE:
+        if (acquire_conv_locally(run))
+            claims_next(run);
+        break;
+    }
+}
+
+/* While it runs, the run keeps its claims in Redis alive. */
+static void on_lease_timer(struct timer *t, void *arg)
+{
+    (void)t;
+    struct run *run = arg;
+    int wi = worker_index(run->w);
+    if (run->shared_idem)
+        shared_idem_renew(run->app->redis, wi, run->idem_redis_key, run->claim_owner);
+    if (run->shared_conv)
+        shared_conv_renew(run->app->redis, wi, &run->conv_keys, run->claim_owner);
+    timerheap_arm(worker_timers(run->w), &run->lease_timer,
+                  worker_now_ms(run->w) + SHARED_RENEW_MS);
+}
+
+/* Claims what the run still has to claim (each in Redis, or the local store when Redis does not
+   answer), then starts the agent loop. */
+static void claims_next(struct run *run)
+{
+    struct app *app = run->app;
+    int wi = worker_index(run->w);
+    if (run->claim_idem) {
+        run->claim_req.done = on_idem_claimed;
+        if (shared_idem_claim(app->redis, wi, run->idem_redis_key, run->idem_fp, run->claim_owner,
+                              &run->claim_req) == 0)
+            return;
+        if (!claim_idem_locally(run))
+            return;
+    }
+    if (run->claim_conv) {
+        run->claim_conv = false;
+        run->claim_req.done = on_conv_acquired;
+        if (shared_conv_acquire(app->redis, wi, &run->conv_keys, run->claim_owner,
+                                &run->claim_req) == 0)
+            return;
+        if (!acquire_conv_locally(run))
+            return;
+    }
+    if (run->shared_idem || run->shared_conv)
+        timerheap_arm(worker_timers(run->w), &run->lease_timer,
+                      worker_now_ms(run->w) + SHARED_RENEW_MS);
+    llm_step(run);
+}
+
 static void run_begin(struct worker *w, void *arg)
 {
     struct run *run = arg;
@@ -798,7 +1089,7 @@ static void run_begin(struct worker *w, void *arg)
         log_debug("run input", LF_S("request_id", run->request_id), LF_I("bytes", len),
                   LF_S("input", head));
     }
-    llm_step(run);
+    claims_next(run);
 }
 
 int run_submit(struct run *run, struct worker *w)
@@ -837,6 +1128,10 @@ static struct run *run_new(struct app *app, const struct run_spec *spec)
     call_init(&run->llm);
     timer_init(&run->deadline_timer, on_deadline, run);
     timer_init(&run->finish_timer, on_finish_timer, run);
+    timer_init(&run->lease_timer, on_lease_timer, run);
+    if (app->redis)
+        snprintf(run->claim_owner, sizeof(run->claim_owner), "%s/%s",
+                 redis_pool_replica_id(app->redis), run->id);
     if (!run->tool_calls || !run->degraded) {
         run_free(run);
         return NULL;
@@ -863,6 +1158,13 @@ static enum run_admission take_idempotency(struct app *app, const struct run_spe
     char *key = caller_scoped(spec->caller, spec->idem_key);
     if (!key)
         return RUN_REFUSED_NOMEM;
+    if (app->redis) {
+        /* Claimed on the worker, in Redis: every replica sees the same key. */
+        run->claim_idem = key;
+        memcpy(run->idem_fp, spec->idem_fingerprint, IDEM_FINGERPRINT_BYTES);
+        shared_idem_key(app->redis, key, run->idem_redis_key);
+        return RUN_ADMITTED;
+    }
     enum idem_begin_result r =
         idem_begin(app->idem, key, spec->idem_fingerprint, clock_now_ms(), &status, &body);
     if (r == IDEM_NEW) {
@@ -893,6 +1195,12 @@ static enum run_admission take_conversation(struct app *app, struct run *run,
     run->conv_key = caller_scoped(spec->caller, spec->req->conversation_id);
     if (!run->conv_key)
         return RUN_REFUSED_NOMEM;
+    if (app->redis && app->convs) {
+        /* Acquired on the worker, in Redis: one turn at a time on every replica. */
+        run->claim_conv = true;
+        shared_conv_keys(app->redis, run->conv_key, &run->conv_keys);
+        return RUN_ADMITTED;
+    }
     json_t *history = NULL;
     int r = app->convs ? conv_store_acquire(app->convs, run->conv_key, clock_now_ms(), &history)
                        : -ENOTSUP;
@@ -921,6 +1229,8 @@ static void unadmit(struct run *run)
     run->held_bytes = 0;
     free(run->idem_key);
     run->idem_key = NULL;
+    free(run->claim_idem);
+    run->claim_idem = NULL;
     run->holds_conversation = run->holds_inflight = false;
     run->finished = true;
 }

@@ -39,6 +39,8 @@ static const char *const run_outcome_names[METRICS_RUN__COUNT] = {
     "internal_error",
     "client_closed",
     "history_too_large",
+    "replayed",
+    "refused",
 };
 static const char *const attempt_names[METRICS_ATTEMPT__COUNT] = {"success", "http_error",
                                                                   "timeout", "connection_error"};

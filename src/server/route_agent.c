@@ -197,6 +197,11 @@ static void outcome_status(enum run_outcome o, int *ret_status, const char **ret
         [RUN_CLIENT_CLOSED] = {499, "client_closed"},
         [RUN_SHUTTING_DOWN] = {503, "shutting_down"},
         [RUN_INTERNAL_ERROR] = {500, "internal_error"},
+        [RUN_IDEM_REPLAYED] = {200, NULL}, /* the stored answer, see render_answer */
+        [RUN_IDEM_IN_PROGRESS] = {409, "idempotency_in_progress"},
+        [RUN_IDEM_MISMATCH] = {422, "idempotency_key_reused"},
+        [RUN_CONVERSATION_BUSY] = {409, "conversation_busy"},
+        [RUN_OVERLOADED] = {429, "overloaded"},
     };
     if ((unsigned)o >= sizeof(map) / sizeof(map[0]))
         o = RUN_INTERNAL_ERROR;
@@ -209,6 +214,11 @@ static void render_answer(const struct run_result *r, void *arg, struct run_answ
 {
     (void)arg;
     const char *type;
+    if (r->outcome == RUN_IDEM_REPLAYED) {
+        *ret = (struct run_answer){
+            .status = r->replay_status, .body = strdup(r->replay_body), .replayed = true};
+        return;
+    }
     outcome_status(r->outcome, &ret->status, &type);
     ret->retry_after_ms = r->retry_after_ms;
     ret->body = type ? request_error_body(type, r->message, r->request_id,
@@ -330,6 +340,9 @@ static enum MHD_Result agent_resumed(struct conn *c)
     run_take_answer(c->run, &a);
     run_release(c->run);
     c->run = NULL;
+    if (a.replayed)
+        return http_reply_as(c, (unsigned)a.status, a.body, 0, "Idempotent-Replayed", "true",
+                             HTTP_JSON_CONTENT_TYPE);
     return http_reply(c, (unsigned)a.status, a.body, a.retry_after_ms, NULL);
 }
 

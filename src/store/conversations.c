@@ -503,3 +503,9 @@ size_t conv_store_count(struct conv_store *s)
     pthread_mutex_unlock(&s->lock);
     return n;
 }
+
+json_t *conv_history_trimmed(const json_t *messages, size_t max_messages, size_t max_bytes)
+{
+    size_t bytes;
+    return history_trimmed_copy(messages, max_messages, max_bytes, &bytes);
+}

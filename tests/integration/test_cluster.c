@@ -317,6 +317,191 @@ START_TEST(test_budget_is_reached_cluster_wide_and_in_flight_calls_reserve)
 }
 END_TEST
 
+/* POST /v1/agent to h with body and an optional Idempotency-Key; 0 when *ret holds an answer.
+   Safe from any thread (no assertions). */
+static int post_raw(struct harness *h, const char *body, const char *key, struct http_resp *ret)
+{
+    char url[128], key_hdr[300];
+    const char *hdrs[3] = {"Content-Type: application/json", NULL, NULL};
+    snprintf(url, sizeof(url), "%s/v1/agent", h->agentd_url);
+    if (key) {
+        snprintf(key_hdr, sizeof(key_hdr), "Idempotency-Key: %s", key);
+        hdrs[1] = key_hdr;
+    }
+    return http_do("POST", url, hdrs, body, strlen(body), false, ret);
+}
+
+static void post_to(struct harness *h, const char *body, const char *key, struct http_resp *ret)
+{
+    ck_assert_int_eq(post_raw(h, body, key, ret), 0);
+}
+
+static const char *error_type(const struct http_resp *r, char *buf, size_t cap)
+{
+    json_t *j = r->body ? json_loads(r->body, 0, NULL) : NULL;
+    const char *t = json_string_value(json_object_get(json_object_get(j, "error"), "type"));
+    snprintf(buf, cap, "%s", t ? t : "(none)");
+    json_decref(j);
+    return buf;
+}
+
+START_TEST(test_idempotent_retry_through_another_replica_replays_byte_for_byte)
+{
+    static const char body[] = "{\"input\":\"What is 6 * 7?\"}";
+    char buf[64];
+    start_cluster(NULL);
+    ck_assert(wait_redis_check("ok", 5000));
+    fake_clear_requests(&R[0]);
+
+    struct http_resp first, again, other;
+    post_to(&R[0], body, "order-42", &first);
+    ck_assert_int_eq(first.status, 200);
+    size_t calls = fake_count(&R[0], "messages");
+    ck_assert_uint_ge(calls, 1);
+    /* The retry lands on another replica: the same bytes, marked replayed, nothing runs. */
+    post_to(&R[1], body, "order-42", &again);
+    ck_assert_int_eq(again.status, 200);
+    ck_assert_uint_eq(again.len, first.len);
+    ck_assert_mem_eq(again.body, first.body, first.len);
+    ck_assert(http_header(&again, "Idempotent-Replayed", buf, sizeof(buf)));
+    ck_assert_str_eq(buf, "true");
+    ck_assert(!http_header(&first, "Idempotent-Replayed", buf, sizeof(buf)));
+    ck_assert_uint_eq(fake_count(&R[0], "messages"), calls);
+    /* The same key with another body, on a third replica. */
+    post_to(&R[2], "{\"input\":\"What is 6 * 8?\"}", "order-42", &other);
+    ck_assert_int_eq(other.status, 422);
+    ck_assert_str_eq(error_type(&other, buf, sizeof(buf)), "idempotency_key_reused");
+    http_resp_free(&first);
+    http_resp_free(&again);
+    http_resp_free(&other);
+}
+END_TEST
+
+struct keyed {
+    struct harness *h;
+    const char *body, *key;
+    struct http_resp resp;
+};
+
+static void *keyed_thread(void *arg)
+{
+    struct keyed *k = arg;
+    if (post_raw(k->h, k->body, k->key, &k->resp) != 0)
+        k->resp.status = -1;
+    return NULL;
+}
+
+START_TEST(test_key_still_running_on_one_replica_is_409_on_another)
+{
+    static const char body[] = "{\"input\":\"hello there\"}";
+    char buf[64];
+    start_cluster(NULL);
+    ck_assert(wait_redis_check("ok", 5000));
+    fake_add_fault(&R[0], "{\"route\":\"messages\",\"delay_ms\":1000,\"count\":1}");
+    fake_clear_requests(&R[0]);
+
+    struct keyed k = {.h = &R[0], .body = body, .key = "slow-1"};
+    pthread_t tid;
+    ck_assert_int_eq(pthread_create(&tid, NULL, keyed_thread, &k), 0);
+    ck_assert_uint_ge(fake_wait_count(&R[0], "messages", 1, 5000), 1);
+    struct http_resp busy;
+    post_to(&R[1], body, "slow-1", &busy);
+    ck_assert_int_eq(busy.status, 409);
+    ck_assert_str_eq(error_type(&busy, buf, sizeof(buf)), "idempotency_in_progress");
+    ck_assert(http_header(&busy, "Retry-After", buf, sizeof(buf)));
+    pthread_join(tid, NULL);
+    ck_assert_int_eq(k.resp.status, 200);
+    /* Done: now the other replica replays it. */
+    struct http_resp again;
+    post_to(&R[1], body, "slow-1", &again);
+    ck_assert_int_eq(again.status, 200);
+    ck_assert_mem_eq(again.body, k.resp.body, k.resp.len);
+    http_resp_free(&busy);
+    http_resp_free(&again);
+    http_resp_free(&k.resp);
+}
+END_TEST
+
+/* The messages of the last LLM request the fake logged. */
+static json_t *last_llm_messages(void)
+{
+    json_t *reqs = fake_requests(&R[0]), *found = NULL, *e;
+    size_t i;
+    json_array_foreach(reqs, i, e)
+    {
+        const char *route = json_string_value(json_object_get(e, "route"));
+        if (route && strcmp(route, "messages") == 0)
+            found = json_object_get(json_object_get(e, "body"), "messages");
+    }
+    json_incref(found);
+    json_decref(reqs);
+    return found;
+}
+
+START_TEST(test_conversation_continues_on_another_replica)
+{
+    start_cluster(NULL);
+    ck_assert(wait_redis_check("ok", 5000));
+    struct http_resp r1, r2;
+    post_to(&R[0], "{\"input\":\"my name is Ada\",\"conversation_id\":\"c-1\"}", NULL, &r1);
+    ck_assert_int_eq(r1.status, 200);
+    fake_clear_requests(&R[0]);
+    post_to(&R[2], "{\"input\":\"what is my name?\",\"conversation_id\":\"c-1\"}", NULL, &r2);
+    ck_assert_int_eq(r2.status, 200);
+    /* Replica 2's first LLM request carried turn 1: user, assistant, then the new user turn. */
+    json_t *reqs = fake_requests(&R[0]), *e, *msgs = NULL;
+    size_t i;
+    json_array_foreach(reqs, i, e)
+    {
+        const char *route = json_string_value(json_object_get(e, "route"));
+        if (!msgs && route && strcmp(route, "messages") == 0)
+            msgs = json_object_get(json_object_get(e, "body"), "messages");
+    }
+    ck_assert_ptr_nonnull(msgs);
+    ck_assert_uint_eq(json_array_size(msgs), 3);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 0), "content")),
+                     "my name is Ada");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 1), "role")),
+                     "assistant");
+    json_decref(reqs);
+    http_resp_free(&r1);
+    http_resp_free(&r2);
+}
+END_TEST
+
+START_TEST(test_two_turns_at_once_on_two_replicas_one_runs_one_409)
+{
+    static const char turn[] = "{\"input\":\"hello there\",\"conversation_id\":\"c-2\"}";
+    char buf[64];
+    start_cluster(NULL);
+    ck_assert(wait_redis_check("ok", 5000));
+    fake_add_fault(&R[0], "{\"route\":\"messages\",\"delay_ms\":1000,\"count\":1}");
+    fake_clear_requests(&R[0]);
+
+    struct keyed k = {.h = &R[0], .body = turn};
+    pthread_t tid;
+    ck_assert_int_eq(pthread_create(&tid, NULL, keyed_thread, &k), 0);
+    ck_assert_uint_ge(fake_wait_count(&R[0], "messages", 1, 5000), 1);
+    struct http_resp busy;
+    post_to(&R[1], turn, NULL, &busy);
+    ck_assert_int_eq(busy.status, 409);
+    ck_assert_str_eq(error_type(&busy, buf, sizeof(buf)), "conversation_busy");
+    pthread_join(tid, NULL);
+    ck_assert_int_eq(k.resp.status, 200);
+    /* The next turn sees exactly the one that ran: never a lost or doubled turn. */
+    struct http_resp next;
+    post_to(&R[1], turn, NULL, &next);
+    ck_assert_int_eq(next.status, 200);
+    json_t *msgs = last_llm_messages();
+    ck_assert_ptr_nonnull(msgs);
+    ck_assert_uint_eq(json_array_size(msgs), 3);
+    json_decref(msgs);
+    http_resp_free(&busy);
+    http_resp_free(&next);
+    http_resp_free(&k.resp);
+}
+END_TEST
+
 static void kill_redis(void *arg)
 {
     (void)arg;
@@ -359,6 +544,10 @@ int main(void)
     tcase_add_test(tc, test_429_heard_by_one_replica_pauses_all);
     tcase_add_test(tc, test_redis_lost_under_load_fails_nothing_and_comes_back);
     tcase_add_test(tc, test_budget_is_reached_cluster_wide_and_in_flight_calls_reserve);
+    tcase_add_test(tc, test_idempotent_retry_through_another_replica_replays_byte_for_byte);
+    tcase_add_test(tc, test_key_still_running_on_one_replica_is_409_on_another);
+    tcase_add_test(tc, test_conversation_continues_on_another_replica);
+    tcase_add_test(tc, test_two_turns_at_once_on_two_replicas_one_runs_one_409);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }
