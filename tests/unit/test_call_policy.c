@@ -438,6 +438,7 @@ static void ask(int64_t want_max_wait)
 
 START_TEST(test_policy_shared_grant_launches_or_waits_without_the_local_bucket)
 {
+    teardown();
     setup_with(3, 1, 1, 1.0, 100, 100); /* a local bucket of one token */
     fx->g.shared = true;
     ask(30000);
@@ -464,8 +465,6 @@ START_TEST(test_policy_shared_grant_launches_or_waits_without_the_local_bucket)
     fx->now += 250;
     v = ev(&(struct call_event){.kind = CALL_EV_TOKEN_DUE});
     ck_assert_int_eq(v.action, CALL_ACT_LAUNCH);
-    teardown();
-    setup();
 }
 END_TEST
 
@@ -508,6 +507,7 @@ END_TEST
 
 START_TEST(test_policy_shared_unavailable_falls_back_to_the_local_bucket)
 {
+    teardown();
     setup_with(3, 1, 1, 1.0, 100, 100);
     fx->g.shared = true;
     ask(30000);
@@ -520,8 +520,6 @@ START_TEST(test_policy_shared_unavailable_falls_back_to_the_local_bucket)
     v = shared_answer(CALL_SHARED_UNAVAILABLE, 0, false, 0);
     ck_assert_int_eq(v.action, CALL_ACT_TOKEN_WAIT); /* the local bucket is empty: 1 s */
     ck_assert_int_eq(v.at_ms, fx->now + 1000);
-    teardown();
-    setup();
 }
 END_TEST
 
