@@ -13,7 +13,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         meson ninja-build pkg-config gcc libc6-dev binutils \
-        libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libssl-dev \
+        libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libssl-dev libhiredis-dev \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -37,7 +37,7 @@ LABEL org.opencontainers.image.title="agentd" \
 # deploy/deployment.yaml's runAsUser/fsGroup expect.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libmicrohttpd12 libcurl4 libjansson4 libssl3 ca-certificates \
+        libmicrohttpd12 libcurl4 libjansson4 libssl3 libhiredis0.14 ca-certificates \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
     && groupadd --gid 10001 agentd \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /var/lib/agentd \
