@@ -333,8 +333,8 @@ int health_state_render(const struct health_state *st, char **ret_body)
         put(r, "status", json_string(shared ? "ok" : "degraded"), &ok);
         if (!shared)
             put(r, "reason",
-                json_string("Redis unreachable: rate limits and budgets fall back to this "
-                            "replica's share until it is back"),
+                json_string("Redis unreachable: rate limits, budgets, Idempotency-Keys and "
+                            "conversations are this replica's own until it is back"),
                 &ok);
         put(checks, "redis", r, &ok);
     }
