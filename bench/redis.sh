@@ -137,7 +137,7 @@ run_a() {
         die "run.sh a ($mode, repeat $i) failed with status $rc"
     fi
     local f=$dir/a_agentd_log_warn.txt m=$dir/a_agentd_log_warn.metrics
-    local req rps cmds attempts timeouts shared redis_us=- foreign
+    local req rps cmds attempts timeouts shared redis_us=- foreign cpu_rel
     req=$(get requests "$f")
     rps=$(get rps "$f")
     # Counters cover agentd's whole life (sanity request and warm-up included): per attempt,
@@ -158,15 +158,23 @@ run_a() {
     # redis-server too, so its share (per command x runs) is taken out.
     foreign=$(awk -v o="$(get other_processes_cpu_s "$f")" -v r="$redis_us" -v n="$req" \
         'BEGIN { printf "%.2f", o - (r == "-" ? 0 : r * n / 1e6) }')
-    printf '%-6s %6s %9s %7s %7s %9s %9s %9s %9s %8s %8s %10s %9s\n' "$i" "$mode" "$rps" \
+    # The benchmark's CPU per run (agentd + fake + wrk + redis-server) in units of the fake's CPU
+    # per run: the fake does the same work per run in both modes, so this ratio does not move
+    # with the speed of the (shared, virtual) machine the way runs/s does.
+    cpu_rel=$(awk -v a="$(get agentd_cpu_s "$f")" -v fk="$(get fake_cpu_s "$f")" \
+        -v w="$(get wrk_cpu_s "$f")" -v n="$req" -v r="$redis_us" -v c="$cmds" -v t="$attempts" \
+        'BEGIN { rr = (r == "-" || t == 0) ? 0 : r * c / t / 1e6 * n
+                 printf "%.3f", (fk > 0) ? (a + fk + w + rr) / fk : 0 }')
+    printf '%-6s %6s %9s %7s %7s %9s %9s %9s %9s %8s %8s %10s %9s %8s\n' "$i" "$mode" "$rps" \
         "$(get lat_p50_ms "$f")" "$(get lat_p99_ms "$f")" "$(get measured_cpu_us_per_req "$f")" \
         "$redis_us" \
         "$(ratio "$(get host_busy_cpu_s "$f")e6" "$req" %.1f)" \
         "$(ratio "$cmds" "$attempts" %.3f)" \
         "$(ratio "$(metric "$m" agentd_redis_command_duration_seconds_sum)e3" \
             "$(metric "$m" agentd_redis_command_duration_seconds_count)" %.3f)" \
-        "$timeouts" "$(get rps "$dir/a_fake_direct.txt")" "$foreign"
+        "$timeouts" "$(get rps "$dir/a_fake_direct.txt")" "$foreign" "$cpu_rel"
     echo "$rps" >>"$WORK/rps_$mode"
+    echo "$cpu_rel" >>"$WORK/cpu_$mode"
 }
 
 main() {
@@ -208,9 +216,11 @@ main() {
         echo "## cmds/att = Redis commands per LLM attempt, rtt_ms = mean Redis command time seen by"
         echo "## agentd, failed = commands timed out, disconnected or in error; fake_req/s = the fake"
         echo "## alone (row a_fake_direct of the same run.sh); foreign_s = CPU seconds of processes"
-        echo "## outside the benchmark during the load (noise)"
-        printf '%-6s %6s %9s %7s %7s %9s %9s %9s %9s %8s %8s %10s %9s\n' repeat mode runs/s p50_ms \
-            p99_ms agentd_us redis_us host_us cmds/att rtt_ms failed fake_req/s foreign_s
+        echo "## outside the benchmark during the load (noise); cpu/fake = CPU per run of agentd + fake +"
+        echo "## wrk + redis-server over the fake's CPU per run (independent of the machine's speed)"
+        printf '%-6s %6s %9s %7s %7s %9s %9s %9s %9s %8s %8s %10s %9s %8s\n' repeat mode runs/s \
+            p50_ms p99_ms agentd_us redis_us host_us cmds/att rtt_ms failed fake_req/s foreign_s \
+            cpu/fake
         local i mode modes
         for ((i = 1; i <= REPEATS; i++)); do
             modes=(local redis)
@@ -229,6 +239,12 @@ main() {
         echo
         echo "median runs/s: local $off, redis $on"
         echo "cost of the shared limiter: $cost % of (a) runs/s (target <= $TARGET_PCT %): $verdict"
+        local c_off c_on
+        c_off=$(median <"$WORK/cpu_local")
+        c_on=$(median <"$WORK/cpu_redis")
+        echo "median cpu/fake: local $c_off, redis $c_on: on a CPU-bound machine the shared mode costs" \
+            "$(awk -v a="$c_off" -v b="$c_on" 'BEGIN { printf "%.1f", (1 - a / b) * 100 }') % of runs/s" \
+            "(cross-check of the figure above, less sensitive to the machine's speed)"
     } | tee "$RESULTS/redis.txt"
     stop_redis
     grep -q ': met$' "$RESULTS/redis.txt"
