@@ -128,7 +128,8 @@ run_a() {
     [ "$mode" = redis ] && envs=(BENCH_AGENTD_ENV="AGENTD_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0")
     mkdir -p "$dir"
     r0=$(cpu_s "$REDIS_PID")
-    env ${envs[@]+"${envs[@]}"} BENCH_SKIP_BUILD=1 BENCH_A_INFO=0 BENCH_SAVE_METRICS=1 \
+    # run.sh's own temp dir (daemon logs) is never kept: results and /metrics land in $dir.
+    env ${envs[@]+"${envs[@]}"} BENCH_SKIP_BUILD=1 BENCH_A_INFO=0 BENCH_SAVE_METRICS=1 BENCH_KEEP_DIR=0 \
         BENCH_RESULTS_DIR="$dir" timeout -k 5 "$RUN_TIMEOUT_S" "$HERE/run.sh" a \
         >"$dir/run.log" 2>&1 || rc=$?
     r1=$(cpu_s "$REDIS_PID")
