@@ -19,8 +19,12 @@
 #   BENCH_A_DURATION_S=10  BENCH_A_CONNECTIONS=64
 #   BENCH_B_DURATION_S=15  BENCH_B_CONNECTIONS=2000  BENCH_B_DELAY_MS=1000
 #   BENCH_B_STAGGERED=1    0 = skip the staggered-start diagnostic run
+#   BENCH_A_INFO=1         0 = skip the log-level-info row of (a)
 #   BENCH_SKIP_BUILD=1     use the binaries already in bench/.build
 #   BENCH_AGENTD_BIN=path  measure this agentd binary instead (A/B of a patch)
+#   BENCH_AGENTD_ENV="NAME=VALUE ..."  more environment for every agentd started
+#                          (e.g. AGENTD_REDIS_URL=redis://127.0.0.1:6380/0; no spaces in values)
+#   BENCH_SAVE_METRICS=1   after each agentd row, save its /metrics to <row>.metrics
 #   BENCH_RESULTS_DIR=dir  write results there instead of bench/results
 #   BENCH_KEEP_DIR=1       keep the temp dir (daemon logs, wrk output)
 #
@@ -40,6 +44,9 @@ B_DURATION_S=${BENCH_B_DURATION_S:-15}
 B_CONNECTIONS=${BENCH_B_CONNECTIONS:-2000}
 B_DELAY_MS=${BENCH_B_DELAY_MS:-1000}
 B_STAGGERED=${BENCH_B_STAGGERED:-1}
+A_INFO=${BENCH_A_INFO:-1}
+AGENTD_ENV=()
+read -r -a AGENTD_ENV <<<"${BENCH_AGENTD_ENV:-}"
 WRK_THREADS=2
 WARMUP_S=2
 # Every load is bounded: no single wrk run may exceed this.
@@ -145,6 +152,7 @@ start_agentd() {
         AGENTD_LLM_RATE=100000 \
         AGENTD_LLM_BURST=100000 \
         AGENTD_LOG_LEVEL="$level" \
+        ${AGENTD_ENV[@]+"${AGENTD_ENV[@]}"} \
         "${BENCH_AGENTD_BIN:-$BUILD/agentd}" >"$WORK/$name.log" 2>&1 &
     AGENTD_PID=$!
     PIDS+=("$AGENTD_PID")
@@ -273,6 +281,10 @@ run_wrk() {
     h1=$(host_busy_s)
     kill "$sampler" 2>/dev/null || true
     wait "$sampler" 2>/dev/null || true
+    if [ "$what" = agentd ] && [ "${BENCH_SAVE_METRICS:-0}" = 1 ]; then
+        curl -fsS --max-time 10 -o "$RESULTS/$name.metrics" \
+            "http://127.0.0.1:$AGENTD_PORT/metrics" || die "$name: could not read agentd's /metrics"
+    fi
     if [ -n "$AGENTD_PID" ] && ! alive "$AGENTD_PID"; then
         die "$name: agentd (pid $AGENTD_PID) died during the run"
     fi
@@ -299,6 +311,7 @@ run_wrk() {
         echo "kernel=$(uname -r)"
         echo "git_rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
         echo "agentd_bin=${BENCH_AGENTD_BIN:-$BUILD/agentd}"
+        [ -n "${BENCH_AGENTD_ENV:-}" ] && echo "agentd_env=${BENCH_AGENTD_ENV}"
         echo "git_dirty=$([ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] && echo yes || echo no)"
         echo "command=$(shell_words "${cmd[@]}")"
         [ -n "${BENCH_STAGGER_MS:-}" ] &&
@@ -354,7 +367,9 @@ bench_a() {
     start_fake fake_a
     fake_url="http://127.0.0.1:$FAKE_PORT/v1/messages"
     sanity_fake
-    for level in warn info; do
+    local levels=(warn info)
+    [ "$A_INFO" = 1 ] || levels=(warn)
+    for level in "${levels[@]}"; do
         clear_fake_log
         start_agentd "agentd_a_$level" "$level"
         agent_url="http://127.0.0.1:$AGENTD_PORT/v1/agent"
@@ -494,6 +509,11 @@ main() {
     check_int BENCH_A_CONNECTIONS "$A_CONNECTIONS" 1 10000
     check_int BENCH_B_CONNECTIONS "$B_CONNECTIONS" 1 8000
     check_int BENCH_B_DELAY_MS "$B_DELAY_MS" 0 5000
+    check_int BENCH_A_INFO "$A_INFO" 0 1
+    local word
+    for word in ${AGENTD_ENV[@]+"${AGENTD_ENV[@]}"}; do
+        [[ $word =~ ^[A-Z_][A-Z0-9_]*= ]] || die "BENCH_AGENTD_ENV: expected NAME=VALUE words, got '$word'"
+    done
     WORK=$(mktemp -d /tmp/agentd-bench.XXXXXX)
     mkdir -p "$RESULTS"
     printf '{"input":"hello"}' >"$WORK/agent.json"
