@@ -30,8 +30,9 @@
 #include "agentd/worker.h"
 
 #define EXIT_BAD_CONFIG 2
-/* Housekeeping period of the main thread (conversation expiry). */
-#define MAIN_TICK_MS 1000
+/* Housekeeping period of the main thread (conversation expiry, the Redis mode into readiness and
+   metrics: a change shows within this). */
+#define MAIN_TICK_MS 250
 /* How often main looks at AGENTD_AUTH_TOKENS_FILE for a new version (as --help says): a
    Kubernetes Secret update reaches the mounted file without any signal. */
 #define MAIN_TOKENS_CHECK_MS 10000

@@ -525,7 +525,8 @@ START_TEST(test_redis_lost_under_load_fails_nothing_and_comes_back)
     ck_assert_int_eq(failed, 0);
     ck_assert_int_eq(redis_fixture_restart(&redis), 0);
     int64_t back = harness_now_ms();
-    ck_assert_msg(wait_redis_check("ok", 2000 + 1000), "not shared again after Redis returned");
+    /* The reconnect backoff is at most 1 s, readiness follows within 250 ms. */
+    ck_assert_msg(wait_redis_check("ok", 2000), "not shared again within 2 s of Redis's return");
     fprintf(stderr, "shared again %lld ms after Redis returned\n",
             (long long)(harness_now_ms() - back));
     char *log = harness_read_log(&R[1]);
