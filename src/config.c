@@ -166,6 +166,13 @@ static const struct config_row config_table[] = {
      CONFIG_FIELD(idempotency_max_bytes), 0},
     {"AGENTD_IDEMPOTENCY_TTL_MS", CONFIG_MS, "86400000", 1000, 604800000, "ms",
      "how long a key's answer is replayed", CONFIG_FIELD(idempotency_ttl_ms), 0},
+    {"AGENTD_RUN_LEASE_MS", CONFIG_MS, "10000", 1000, 600000, "ms",
+     "with Redis: how long a keyed run's claim outlives its replica (renewed every third); "
+     "then a retry takes the run over from its last checkpoint",
+     CONFIG_FIELD(run_lease_ms), 0},
+    {"AGENTD_RUN_CHECKPOINT_MAX_BYTES", CONFIG_BYTES, "1048576", 4096, 67108864, "bytes",
+     "with Redis: largest checkpoint of a keyed run; a run that outgrows it goes on non-durably",
+     CONFIG_FIELD(run_checkpoint_max_bytes), 0},
     {"AGENTD_REDIS_URL", CONFIG_REDIS_URL, "", 0, CONFIG_URL_MAX_BYTES, "redis URL",
      "redis://[user:password@]host[:port][/db] shared by all replicas (limits, 429 pauses); "
      "\"\" = single replica, all state in memory",

@@ -92,6 +92,8 @@ struct agentd_config {
     int64_t idempotency_ttl_ms;   /* AGENTD_IDEMPOTENCY_TTL_MS */
 
     /* shared state (Redis) */
+    int64_t run_lease_ms;            /* AGENTD_RUN_LEASE_MS */
+    size_t run_checkpoint_max_bytes; /* AGENTD_RUN_CHECKPOINT_MAX_BYTES */
     char *redis_url;           /* AGENTD_REDIS_URL, "" = single replica; may hold a password */
     char *redis_password_file; /* AGENTD_REDIS_PASSWORD_FILE path, NULL when unset */
     char *redis_password;      /* the file's password (secret), NULL when no file */

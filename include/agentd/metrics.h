@@ -179,6 +179,16 @@ void metrics_redis_reconnect(void);
    the registry saw alive (0 when off). */
 void metrics_redis_mode(int mode, int replicas);
 
+/* Durable runs (agentd_durable_runs_total{event}). */
+enum metrics_durable {
+    METRICS_DURABLE_CHECKPOINT = 0, /* a checkpoint sent */
+    METRICS_DURABLE_RESUMED,        /* a run taken over from a checkpoint */
+    METRICS_DURABLE_TOO_LARGE,      /* a run that outgrew AGENTD_RUN_CHECKPOINT_MAX_BYTES */
+    METRICS_DURABLE_UNAVAILABLE,    /* a checkpoint that could not be sent (Redis down) */
+    METRICS_DURABLE__COUNT,
+};
+void metrics_durable(enum metrics_durable event);
+
 /* agentd_ready 0/1, set by the readiness checker. */
 void metrics_set_ready(bool ready);
 

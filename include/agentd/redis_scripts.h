@@ -75,18 +75,29 @@ extern const char REDIS_SCRIPT_SPEND_RESERVE[];
 extern const char REDIS_SCRIPT_SPEND_SETTLE[];
 
 /*
- * Idempotency-Key claim. KEYS[1] the key's hash (state running|done, fp,
- * owner, status, body). ARGV fingerprint, owner, lease_ms.
- * Answers {0} claimed (the key now runs for owner, held for lease_ms unless
- * renewed), {1, retry_after_ms} still running elsewhere, {2} the key was used
- * with another body, {3, status, body} finished: replay this answer.
+ * Idempotency-Key claim, for a run that is durable across replicas. KEYS[1]
+ * the key's hash (state running|done, fp, owner, lease: the owner's lease end
+ * on Redis's clock, cp: the run's last checkpoint, status, body). ARGV
+ * fingerprint, owner, lease_ms, ttl_ms (how long the key is kept).
+ * Answers {0} claimed (the key now runs for owner until lease_ms from now,
+ * unless renewed), {1, retry_after_ms} running under a live lease (ms until it
+ * lapses), {2} the key was used with another body, {3, status, body} finished:
+ * replay this answer, {4, checkpoint} its owner's lease lapsed: owner takes the
+ * run over from checkpoint ("" when it had none: start from the beginning).
  */
 extern const char REDIS_SCRIPT_IDEM_CLAIM[];
 /* Lease renewal of a running key. KEYS[1]; ARGV owner, lease_ms. Answers 1, or 0 when the
    key is no longer owner's running claim. */
 extern const char REDIS_SCRIPT_IDEM_RENEW[];
-/* The answer of owner's run: kept for replay for ttl_ms. KEYS[1]; ARGV owner, status, body,
-   ttl_ms. Answers 1, or 0 when the claim is not owner's any more (nothing is written). */
+/* A completed step: the run's state, and the lease renewed. KEYS[1]; ARGV owner, lease_ms,
+   checkpoint. Answers 1, or 0 when the claim is not owner's any more (nothing is written). */
+extern const char REDIS_SCRIPT_IDEM_CHECKPOINT[];
+/* The owner lets go of a running key (shutdown): its lease ends now, so the next request with
+   the key takes the run over at once. KEYS[1]; ARGV owner. Answers 1 or 0. */
+extern const char REDIS_SCRIPT_IDEM_RELEASE[];
+/* The answer of owner's run: kept for replay for ttl_ms (the checkpoint goes). KEYS[1]; ARGV
+   owner, status, body, ttl_ms. Answers 1, or 0 when the claim is not owner's any more (nothing
+   is written). */
 extern const char REDIS_SCRIPT_IDEM_COMPLETE[];
 /* The run's answer must not be replayed: the key is free again. KEYS[1]; ARGV owner. Answers 1
    or 0 (not owner's running claim: nothing changed). */

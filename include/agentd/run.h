@@ -70,6 +70,7 @@ struct run_result {
     int64_t retry_after_ms;   /* > 0: when to try again */
     int replay_status;        /* RUN_IDEM_REPLAYED: the stored answer, byte for byte */
     const char *replay_body;
+    bool resumed; /* taken over from another replica's checkpoint ("resumed": true) */
 };
 
 /* The bytes the owner answers with; also what an Idempotency-Key replays. */

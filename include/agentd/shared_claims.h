@@ -42,24 +42,34 @@ void shared_conv_keys(struct redis_pool *p, const char *scoped_id, struct shared
 /* 0: req->done() follows; < 0: nothing was asked (use the local store). */
 int shared_idem_claim(struct redis_pool *p, int worker_index, const char *key,
                       const unsigned char fp[IDEM_FINGERPRINT_BYTES], const char *owner,
-                      struct redis_req *req);
+                      int64_t lease_ms, int64_t ttl_ms, struct redis_req *req);
 enum shared_idem_verdict {
     SHARED_IDEM_CLAIMED,     /* the run goes on, holding the key */
     SHARED_IDEM_RUNNING,     /* *ret_retry_after_ms: the claim's lease left */
     SHARED_IDEM_MISMATCH,    /* used with another body */
     SHARED_IDEM_REPLAY,      /* *ret_status, *ret_body (malloc'd; NULL on ENOMEM) */
+    SHARED_IDEM_TAKEOVER,    /* the owner's lease lapsed: the run is ours from *ret_body, its
+                                checkpoint (malloc'd, "" when none; NULL on ENOMEM) */
     SHARED_IDEM_UNAVAILABLE, /* no usable answer: use the local store */
 };
 enum shared_idem_verdict shared_idem_answer(int err, const redisReply *reply,
                                             int64_t *ret_retry_after_ms, int *ret_status,
                                             char **ret_body);
-void shared_idem_renew(struct redis_pool *p, int worker_index, const char *key, const char *owner);
-/* body NULL: abandon (the key runs again); else store status/body for ttl_ms. */
-void shared_idem_finish(struct redis_pool *p, int worker_index, const char *key, const char *owner,
-                        int status, const char *body, int64_t ttl_ms);
+void shared_idem_renew(struct redis_pool *p, int worker_index, const char *key, const char *owner,
+                       int64_t lease_ms);
+/* A completed step's checkpoint (and the lease renewed). 0 sent (fire and forget), < 0 not. */
+int shared_idem_checkpoint(struct redis_pool *p, int worker_index, const char *key,
+                           const char *owner, int64_t lease_ms, const char *checkpoint, size_t len);
+/* Lets go of a running key now (shutdown): the next request takes the run over at once. */
+void shared_idem_release(struct redis_pool *p, int worker_index, const char *key,
+                         const char *owner);
+/* body NULL: abandon (the key runs again); else store status/body for ttl_ms. req NULL: fire and
+   forget; else 0 means req->done() follows (the answer is stored, or could not be). */
+int shared_idem_finish(struct redis_pool *p, int worker_index, const char *key, const char *owner,
+                       int status, const char *body, int64_t ttl_ms, struct redis_req *req);
 
 int shared_conv_acquire(struct redis_pool *p, int worker_index, const struct shared_conv_keys *k,
-                        const char *owner, struct redis_req *req);
+                        const char *owner, int64_t lease_ms, struct redis_req *req);
 enum shared_conv_verdict {
     SHARED_CONV_ACQUIRED,    /* *ret_version, *ret_history (a new array, maybe empty) */
     SHARED_CONV_BUSY,        /* *ret_version: ms until the other run's lease ends */
@@ -68,7 +78,7 @@ enum shared_conv_verdict {
 enum shared_conv_verdict shared_conv_answer(int err, const redisReply *reply, int64_t *ret_version,
                                             json_t **ret_history);
 void shared_conv_renew(struct redis_pool *p, int worker_index, const struct shared_conv_keys *k,
-                       const char *owner);
+                       const char *owner, int64_t lease_ms);
 /* history: the turn's trimmed history, JSON text. 0: req->done() follows (read it with
    shared_conv_committed); < 0: not sent. */
 int shared_conv_commit(struct redis_pool *p, int worker_index, const struct shared_conv_keys *k,

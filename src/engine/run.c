@@ -21,6 +21,7 @@
 #include "agentd/anthropic.h"
 #include "agentd/app.h"
 #include "agentd/call.h"
+#include "agentd/checkpoint.h"
 #include "agentd/clock.h"
 #include "agentd/conversations.h"
 #include "agentd/dependency.h"
@@ -31,6 +32,7 @@
 #include "agentd/shared_claims.h"
 #include "agentd/spend.h"
 #include "agentd/text.h"
+#include "agentd/tool_result.h"
 #include "agentd/tools_exec.h"
 #include "agentd/worker.h"
 
@@ -64,6 +66,7 @@ struct run {
     bool shared_idem; /* held in Redis (idem_redis_key) */
     bool shared_conv; /* held in Redis (conv_keys, conv_version) */
     bool committing;  /* the turn's history is being committed; the answer waits for it */
+    bool storing;     /* the answer is being stored under the key; telling the owner waits */
     char idem_redis_key[SHARED_KEY_MAX];
     struct shared_conv_keys conv_keys;
     int64_t conv_version;
@@ -72,6 +75,11 @@ struct run {
     struct timer lease_timer;
     int replay_status;
     char *replay_body;
+    /* Durable (a shared Idempotency-Key): the state is checkpointed after every step. */
+    bool resumed;        /* taken over from another replica's checkpoint */
+    bool checkpoint_off; /* outgrew AGENTD_RUN_CHECKPOINT_MAX_BYTES: non-durable from then on */
+    bool checkpoint_warned;
+    json_t *resume_results; /* the checkpoint's tool results, until resume_step uses them */
 
     /* progress */
     int iterations, llm_calls, llm_attempts;
@@ -108,6 +116,9 @@ struct run {
 
 static void llm_step(struct run *run);
 static void settle_budget(struct run *run, int64_t now);
+static void checkpoint(struct run *run);
+static void on_tool_done(struct tool_exec *t, void *arg);
+static void tools_done(struct run *run);
 
 /* ---- what the run holds ------------------------------------------------------------------ */
 
@@ -201,12 +212,15 @@ static void fill_result(const struct run *run, struct run_result *r)
         .retry_after_ms = run->retry_after_ms,
         .replay_status = run->replay_status,
         .replay_body = run->replay_body,
+        .resumed = run->resumed,
     };
 }
 
 /* Gives back everything run_admit took, once: the conversation slot (its history kept only after
    a successful run), the Idempotency-Key claim (completed with the answer, which the owner
    renders here), the in-flight unit. */
+static void on_answer_stored(struct redis_req *req, int err, const redisReply *reply);
+
 static void settle(struct run *run, int64_t now)
 {
     struct app *app = run->app;
@@ -234,9 +248,13 @@ static void settle(struct run *run, int64_t now)
                 run->answer.body && run->outcome != RUN_CLIENT_CLOSED &&
                 idem_status_replayable(run->answer.status) &&
                 strlen(run->answer.body) <= app->cfg.idempotency_max_bytes / IDEM_MAX_ANSWER_SHARE;
-            shared_idem_finish(app->redis, worker_index(run->w), run->idem_redis_key,
-                               run->claim_owner, run->answer.status, keep ? run->answer.body : NULL,
-                               app->cfg.idempotency_ttl_ms - (now - run->started_ms));
+            /* A retry on any replica must find the answer once the client has it. */
+            run->claim_req.done = on_answer_stored;
+            run->storing = shared_idem_finish(app->redis, worker_index(run->w), run->idem_redis_key,
+                                              run->claim_owner, run->answer.status,
+                                              keep ? run->answer.body : NULL,
+                                              app->cfg.idempotency_ttl_ms - (now - run->started_ms),
+                                              &run->claim_req) == 0;
         }
         run->shared_idem = false;
     }
@@ -348,8 +366,18 @@ static void finish_tail(struct run *run)
              LF_I("iterations", run->iterations), LF_I("llm_attempts", run->llm_attempts),
              LF_I("duration_ms", now - run->started_ms));
     /* The owner may free the run as soon as it has the answer, and code up the stack may still
-       look at it: tell it from the loop instead. */
-    timerheap_arm(worker_timers(run->w), &run->finish_timer, now);
+       look at it: tell it from the loop instead (once the answer is stored, when it is). */
+    if (!run->storing)
+        timerheap_arm(worker_timers(run->w), &run->finish_timer, now);
+}
+
+static void on_answer_stored(struct redis_req *req, int err, const redisReply *reply)
+{
+    (void)err;
+    (void)reply;
+    struct run *run = (struct run *)((char *)req - offsetof(struct run, claim_req));
+    run->storing = false;
+    timerheap_arm(worker_timers(run->w), &run->finish_timer, worker_refresh_now(run->w));
 }
 
 static void turn_not_stored(struct run *run, const char *why)
@@ -422,6 +450,12 @@ static void end_off_worker(struct run *run, enum run_outcome outcome, const char
     __attribute__((format(printf, 3, 4)));
 static void end_off_worker(struct run *run, enum run_outcome outcome, const char *fmt, ...)
 {
+    if (run->finished && run->storing) {
+        /* Stopped while its answer was being stored: the answer is ready all the same. */
+        redis_req_cancel(&run->claim_req);
+        run->storing = false;
+        return;
+    }
     if (run->finished && run->committing) {
         /* Stopped while its turn was being stored: what it holds is given back here. */
         redis_req_cancel(&run->claim_req);
@@ -456,6 +490,7 @@ static void run_free(struct run *run)
     free(run->answer.body);
     free(run->claim_idem);
     free(run->replay_body);
+    json_decref(run->resume_results);
     free(run);
 }
 
@@ -642,6 +677,7 @@ static void on_llm_done(struct call *c, void *arg)
     free(run->last_text);
     run->last_text = strdup(resp.text ? resp.text : "");
     append_assistant(run, resp.content);
+    checkpoint(run);
     log_debug("llm response", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
               LF_S("reason", resp.stop_reason), LF_I("iterations", run->iterations),
               LF_S("upstream_request_id", c->upstream_request_id));
@@ -860,6 +896,7 @@ static void on_tool_done(struct tool_exec *t, void *arg)
         }
         degrade(run, t);
     }
+    checkpoint(run);
     if (++run->n_tools_done == run->n_tools)
         tools_done(run);
 }
@@ -888,6 +925,186 @@ static void on_client_gone(struct worker *w, void *arg)
 void run_set_client_fd(struct run *run, int fd)
 {
     run->client.fd = fd;
+}
+
+/* ---- durable runs: checkpoints and takeover ------------------------------------------------ */
+
+static void checkpoint_problem(struct run *run, const char *why, enum metrics_durable event)
+{
+    metrics_durable(event);
+    if (run->checkpoint_warned)
+        return;
+    run->checkpoint_warned = true;
+    log_warn("run not durable", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
+             LF_S("reason", why));
+}
+
+/* After every completed step of a durable run: its state, so another replica can take it over
+   from here. Never fails the run. */
+static void checkpoint(struct run *run)
+{
+    struct app *app = run->app;
+    if (!run->shared_idem || run->checkpoint_off || run->finished)
+        return;
+    json_t *results = json_array();
+    for (size_t i = 0; results && i < run->n_tools; i++) {
+        struct tool_exec *t = &run->tools[i];
+        if (t->done)
+            json_array_append_new(results, json_pack("{s:s, s:s, s:b}", "id", t->id, "text",
+                                                     t->result.text ? t->result.text : "",
+                                                     "is_error", t->result.kind != TOOL_OK));
+    }
+    struct run_checkpoint cp = {
+        .messages = run->messages,
+        .iterations = run->iterations,
+        .llm_calls = run->llm_calls,
+        .llm_attempts = run->llm_attempts,
+        .input_tokens = run->input_tokens,
+        .output_tokens = run->output_tokens,
+        .tool_calls = run->tool_calls,
+        .degraded = run->degraded,
+        .last_text = run->last_text,
+        .results = results,
+    };
+    size_t len = 0;
+    char *text = checkpoint_encode(&cp, app->cfg.run_checkpoint_max_bytes, &len);
+    json_decref(results);
+    if (!text) {
+        if (errno == E2BIG) {
+            run->checkpoint_off = true;
+            checkpoint_problem(run, "its state outgrew AGENTD_RUN_CHECKPOINT_MAX_BYTES",
+                               METRICS_DURABLE_TOO_LARGE);
+        }
+        return;
+    }
+    if (shared_idem_checkpoint(app->redis, worker_index(run->w), run->idem_redis_key,
+                               run->claim_owner, app->cfg.run_lease_ms, text, len) == 0)
+        metrics_durable(METRICS_DURABLE_CHECKPOINT);
+    else
+        checkpoint_problem(run, "Redis is unavailable: checkpoints are not written",
+                           METRICS_DURABLE_UNAVAILABLE);
+    free(text);
+}
+
+/* The run continues from another replica's checkpoint ("" = none: from the beginning). False
+   when that ended it. */
+static bool take_over(struct run *run, const char *text)
+{
+    struct run_checkpoint cp;
+    char err[128];
+    if (!text) {
+        finish(run, RUN_INTERNAL_ERROR, 0, "out of memory reading the checkpoint");
+        return false;
+    }
+    log_info("run taken over", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
+             LF_B("checkpoint", text[0] != '\0'));
+    if (!text[0])
+        return true; /* nothing completed before: start as a new run */
+    if (checkpoint_decode(text, strlen(text), &cp, err, sizeof(err)) < 0) {
+        log_warn("checkpoint unreadable: starting the run again",
+                 LF_S("request_id", run->request_id), LF_S("reason", err));
+        return true;
+    }
+    json_decref(run->messages);
+    run->messages = cp.messages;
+    json_decref(run->tool_calls);
+    run->tool_calls = cp.tool_calls;
+    json_decref(run->degraded);
+    run->degraded = cp.degraded;
+    free(run->last_text);
+    run->last_text = cp.last_text;
+    run->iterations = cp.iterations;
+    run->llm_calls = cp.llm_calls;
+    run->llm_attempts = cp.llm_attempts;
+    run->input_tokens = cp.input_tokens;
+    run->output_tokens = cp.output_tokens;
+    run->resume_results = cp.results;
+    run->resumed = true;
+    metrics_durable(METRICS_DURABLE_RESUMED);
+    hold_bytes(run, json_dumpb(run->messages, NULL, 0, JSON_COMPACT), false);
+    return true;
+}
+
+/* Counts the tool_use blocks of content. */
+static size_t tool_use_count(json_t *content)
+{
+    size_t i, k = 0;
+    json_t *block;
+    json_array_foreach(content, i, block)
+    {
+        const char *type = json_string_value(json_object_get(block, "type"));
+        k += type && strcmp(type, "tool_use") == 0;
+    }
+    return k;
+}
+
+/* Fills t's result from the checkpoint's results when its call completed before the takeover. */
+static bool prefill(struct tool_exec *t, json_t *results)
+{
+    size_t j;
+    json_t *r;
+    json_array_foreach(results, j, r)
+    {
+        if (strcmp(json_string_value(json_object_get(r, "id")), t->id) != 0)
+            continue;
+        tool_result_setf(&t->result,
+                         json_is_true(json_object_get(r, "is_error")) ? TOOL_SYSTEM_ERROR : TOOL_OK,
+                         "%s", json_string_value(json_object_get(r, "text")));
+        t->done = true;
+        return true;
+    }
+    return false;
+}
+
+/* A taken-over run's next step: the tool calls of the last answer that did not complete, or the
+   next LLM call. A completed call is never made again. */
+static void resume_step(struct run *run)
+{
+    size_t n = json_array_size(run->messages), i;
+    json_t *last = n ? json_array_get(run->messages, n - 1) : NULL;
+    json_t *content = json_object_get(last, "content"), *block;
+    const char *role = json_string_value(json_object_get(last, "role"));
+    json_t *results = run->resume_results;
+    run->resume_results = NULL;
+    size_t k = role && strcmp(role, "assistant") == 0 ? tool_use_count(content) : 0;
+    if (k == 0) {
+        json_decref(results);
+        llm_step(run);
+        return;
+    }
+    run->tools = calloc(k, sizeof(*run->tools));
+    run->n_tools = run->n_tools_done = 0;
+    json_array_foreach(content, i, block)
+    {
+        const char *type = json_string_value(json_object_get(block, "type"));
+        if (!run->tools || !type || strcmp(type, "tool_use") != 0)
+            continue;
+        struct tool_exec *t = &run->tools[run->n_tools++];
+        if (tool_exec_init(t, json_string_value(json_object_get(block, "id")),
+                           json_string_value(json_object_get(block, "name")),
+                           json_object_get(block, "input")) < 0) {
+            json_decref(results);
+            finish(run, RUN_INTERNAL_ERROR, 0, "out of memory");
+            return;
+        }
+        run->n_tools_done += prefill(t, results);
+    }
+    json_decref(results);
+    if (!run->tools) {
+        finish(run, RUN_INTERNAL_ERROR, 0, "out of memory");
+        return;
+    }
+    log_info("run resumed", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
+             LF_I("tools_done", run->n_tools_done), LF_I("tools", run->n_tools));
+    if (run->n_tools_done == run->n_tools) {
+        tools_done(run);
+        return;
+    }
+    for (size_t m = 0; m < run->n_tools && !run->finished; m++)
+        if (!run->tools[m].done)
+            tool_exec_start(&run->tools[m], run->w, &run->app->tool_env, run->deadline_ms,
+                            run->req.priority == AGENT_PRIORITY_LOW, run->request_id, on_tool_done,
+                            run);
 }
 
 /* ---- claims: the Idempotency-Key and the conversation, in Redis when it answers ---------- */
@@ -958,6 +1175,14 @@ static void on_idem_claimed(struct redis_req *req, int err, const redisReply *re
     case SHARED_IDEM_REPLAY:
         replay(run, status, body);
         break;
+    case SHARED_IDEM_TAKEOVER:
+        run->shared_idem = true;
+        free(run->claim_idem);
+        run->claim_idem = NULL;
+        if (take_over(run, body))
+            claims_next(run);
+        free(body);
+        break;
     case SHARED_IDEM_UNAVAILABLE:
         if (claim_idem_locally(run))
             claims_next(run);
@@ -1012,8 +1237,13 @@ static void on_conv_acquired(struct redis_req *req, int err, const redisReply *r
     case SHARED_CONV_ACQUIRED:
         run->shared_conv = true;
         run->conv_version = value;
-        if (prepend_history(run, history))
+        if (run->resumed) {
+            /* The checkpoint's history already starts with the stored one. */
+            json_decref(history);
             claims_next(run);
+        } else if (prepend_history(run, history)) {
+            claims_next(run);
+        }
         break;
     case SHARED_CONV_BUSY:
         conversation_busy(run, value);
@@ -1031,12 +1261,12 @@ static void on_lease_timer(struct timer *t, void *arg)
     (void)t;
     struct run *run = arg;
     int wi = worker_index(run->w);
+    int64_t lease = run->app->cfg.run_lease_ms;
     if (run->shared_idem)
-        shared_idem_renew(run->app->redis, wi, run->idem_redis_key, run->claim_owner);
+        shared_idem_renew(run->app->redis, wi, run->idem_redis_key, run->claim_owner, lease);
     if (run->shared_conv)
-        shared_conv_renew(run->app->redis, wi, &run->conv_keys, run->claim_owner);
-    timerheap_arm(worker_timers(run->w), &run->lease_timer,
-                  worker_now_ms(run->w) + SHARED_RENEW_MS);
+        shared_conv_renew(run->app->redis, wi, &run->conv_keys, run->claim_owner, lease);
+    timerheap_arm(worker_timers(run->w), &run->lease_timer, worker_now_ms(run->w) + lease / 3);
 }
 
 /* Claims what the run still has to claim (each in Redis, or the local store when Redis does not
@@ -1048,6 +1278,7 @@ static void claims_next(struct run *run)
     if (run->claim_idem) {
         run->claim_req.done = on_idem_claimed;
         if (shared_idem_claim(app->redis, wi, run->idem_redis_key, run->idem_fp, run->claim_owner,
+                              app->cfg.run_lease_ms, app->cfg.idempotency_ttl_ms,
                               &run->claim_req) == 0)
             return;
         if (!claim_idem_locally(run))
@@ -1057,15 +1288,18 @@ static void claims_next(struct run *run)
         run->claim_conv = false;
         run->claim_req.done = on_conv_acquired;
         if (shared_conv_acquire(app->redis, wi, &run->conv_keys, run->claim_owner,
-                                &run->claim_req) == 0)
+                                app->cfg.run_lease_ms, &run->claim_req) == 0)
             return;
         if (!acquire_conv_locally(run))
             return;
     }
     if (run->shared_idem || run->shared_conv)
         timerheap_arm(worker_timers(run->w), &run->lease_timer,
-                      worker_now_ms(run->w) + SHARED_RENEW_MS);
-    llm_step(run);
+                      worker_now_ms(run->w) + app->cfg.run_lease_ms / 3);
+    if (run->resumed)
+        resume_step(run);
+    else
+        llm_step(run);
 }
 
 static void run_begin(struct worker *w, void *arg)

@@ -53,14 +53,15 @@ static void num(char *buf, size_t cap, int64_t v)
 
 int shared_idem_claim(struct redis_pool *p, int worker_index, const char *key,
                       const unsigned char fp[IDEM_FINGERPRINT_BYTES], const char *owner,
-                      struct redis_req *req)
+                      int64_t lease_ms, int64_t ttl_ms, struct redis_req *req)
 {
-    char fph[2 * IDEM_FINGERPRINT_BYTES + 1], lease[24];
+    char fph[2 * IDEM_FINGERPRINT_BYTES + 1], lease[24], ttl[24];
     for (int i = 0; i < IDEM_FINGERPRINT_BYTES; i++)
         snprintf(fph + 2 * i, 3, "%02x", fp[i]);
-    num(lease, sizeof(lease), SHARED_LEASE_MS);
+    num(lease, sizeof(lease), lease_ms);
+    num(ttl, sizeof(ttl), ttl_ms > 0 ? ttl_ms : 1);
     return eval(p, worker_index, REDIS_IDEM_CLAIM, 1,
-                (const char *[]){key, fph, owner, lease, NULL}, req);
+                (const char *[]){key, fph, owner, lease, ttl, NULL}, req);
 }
 
 static bool is_int(const redisReply *r)
@@ -92,37 +93,60 @@ enum shared_idem_verdict shared_idem_answer(int err, const redisReply *reply,
         *ret_status = (int)reply->element[1]->integer;
         *ret_body = strndup(reply->element[2]->str, reply->element[2]->len);
         return SHARED_IDEM_REPLAY;
+    case 4:
+        if (reply->elements != 2 || reply->element[1]->type != REDIS_REPLY_STRING)
+            return SHARED_IDEM_UNAVAILABLE;
+        *ret_body = strndup(reply->element[1]->str, reply->element[1]->len);
+        return SHARED_IDEM_TAKEOVER;
     default:
         return SHARED_IDEM_UNAVAILABLE;
     }
 }
 
-void shared_idem_renew(struct redis_pool *p, int worker_index, const char *key, const char *owner)
+void shared_idem_renew(struct redis_pool *p, int worker_index, const char *key, const char *owner,
+                       int64_t lease_ms)
 {
     char lease[24];
-    num(lease, sizeof(lease), SHARED_LEASE_MS);
+    num(lease, sizeof(lease), lease_ms);
     eval(p, worker_index, REDIS_IDEM_RENEW, 1, (const char *[]){key, owner, lease, NULL}, NULL);
 }
 
-void shared_idem_finish(struct redis_pool *p, int worker_index, const char *key, const char *owner,
-                        int status, const char *body, int64_t ttl_ms)
+int shared_idem_checkpoint(struct redis_pool *p, int worker_index, const char *key,
+                           const char *owner, int64_t lease_ms, const char *checkpoint, size_t len)
+{
+    char lease[24];
+    num(lease, sizeof(lease), lease_ms);
+    const char *argv[] = {key, owner, lease, checkpoint};
+    size_t lens[] = {strlen(key), strlen(owner), strlen(lease), len};
+    if (!p)
+        return -ENOTCONN;
+    return redis_eval(redis_pool_link(p, worker_index), REDIS_IDEM_CHECKPOINT, 1, 4, argv, lens,
+                      NULL);
+}
+
+void shared_idem_release(struct redis_pool *p, int worker_index, const char *key, const char *owner)
+{
+    eval(p, worker_index, REDIS_IDEM_RELEASE, 1, (const char *[]){key, owner, NULL}, NULL);
+}
+
+int shared_idem_finish(struct redis_pool *p, int worker_index, const char *key, const char *owner,
+                       int status, const char *body, int64_t ttl_ms, struct redis_req *req)
 {
     char st[16], ttl[24];
-    if (!body) {
-        eval(p, worker_index, REDIS_IDEM_ABANDON, 1, (const char *[]){key, owner, NULL}, NULL);
-        return;
-    }
+    if (!body)
+        return eval(p, worker_index, REDIS_IDEM_ABANDON, 1, (const char *[]){key, owner, NULL},
+                    req);
     num(st, sizeof(st), status);
     num(ttl, sizeof(ttl), ttl_ms > 0 ? ttl_ms : 1);
-    eval(p, worker_index, REDIS_IDEM_COMPLETE, 1, (const char *[]){key, owner, st, body, ttl, NULL},
-         NULL);
+    return eval(p, worker_index, REDIS_IDEM_COMPLETE, 1,
+                (const char *[]){key, owner, st, body, ttl, NULL}, req);
 }
 
 int shared_conv_acquire(struct redis_pool *p, int worker_index, const struct shared_conv_keys *k,
-                        const char *owner, struct redis_req *req)
+                        const char *owner, int64_t lease_ms, struct redis_req *req)
 {
     char lease[24];
-    num(lease, sizeof(lease), SHARED_LEASE_MS);
+    num(lease, sizeof(lease), lease_ms);
     return eval(p, worker_index, REDIS_CONV_ACQUIRE, 2,
                 (const char *[]){k->history, k->lock, owner, lease, NULL}, req);
 }
@@ -154,10 +178,10 @@ enum shared_conv_verdict shared_conv_answer(int err, const redisReply *reply, in
 }
 
 void shared_conv_renew(struct redis_pool *p, int worker_index, const struct shared_conv_keys *k,
-                       const char *owner)
+                       const char *owner, int64_t lease_ms)
 {
     char lease[24];
-    num(lease, sizeof(lease), SHARED_LEASE_MS);
+    num(lease, sizeof(lease), lease_ms);
     eval(p, worker_index, REDIS_CONV_RENEW, 1, (const char *[]){k->lock, owner, lease, NULL}, NULL);
 }
 

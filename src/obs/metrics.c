@@ -51,6 +51,8 @@ static const char *const direction_names[] = {"input", "output"};
 static const char *const redis_result_names[METRICS_REDIS__COUNT] = {"ok", "error", "timeout",
                                                                      "disconnected"};
 static const char *const redis_mode_names[] = {"off", "shared", "degraded"};
+static const char *const durable_names[METRICS_DURABLE__COUNT] = {"checkpoint", "resumed",
+                                                                  "too_large", "unavailable"};
 
 /* Status codes with a label of their own; the rest fold into a class. */
 static const int exact_codes[] = {200, 400, 401, 403, 404, 405, 408, 409, 413,
@@ -110,6 +112,7 @@ static struct registry {
     counter_t redis_reconnects;
     atomic_int redis_mode;
     atomic_int redis_replicas;
+    counter_t durable[METRICS_DURABLE__COUNT];
     /* written by metrics_init() only, before other threads exist */
     uint64_t start_time_ns;
     char version[64];
@@ -546,6 +549,12 @@ void metrics_redis_command(enum metrics_redis_result result, double seconds)
         observe(&reg.redis_duration, seconds);
 }
 
+void metrics_durable(enum metrics_durable event)
+{
+    if (in_range((int)event, METRICS_DURABLE__COUNT))
+        INC(reg.durable[event]);
+}
+
 void metrics_redis_reconnect(void)
 {
     INC(reg.redis_reconnects);
@@ -577,6 +586,13 @@ static void render_redis(FILE *f)
     name = "agentd_redis_command_duration_seconds";
     put_header(f, name, "histogram", "Round trip of answered Redis commands.");
     put_histogram(f, name, NULL, 0, &reg.redis_duration);
+    name = "agentd_durable_runs_total";
+    put_header(
+        f, name, "counter",
+        "Durable runs: checkpoints sent, runs resumed, runs that went non-durable (too_large, "
+        "unavailable).");
+    for (int e = 0; e < METRICS_DURABLE__COUNT; e++)
+        put_u64(f, name, &(struct label){"event", durable_names[e]}, 1, GET(reg.durable[e]));
     name = "agentd_redis_reconnects_total";
     put_header(f, name, "counter", "Redis connections (re)established.");
     fprintf(f, "%s %llu\n", name, (unsigned long long)GET(reg.redis_reconnects));

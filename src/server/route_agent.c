@@ -166,6 +166,8 @@ static char *answer_body(const struct run_result *r)
     json_object_set_new(o, "output", json_string(r->output));
     json_object_set_new(o, "stop_reason", json_string(r->stop_reason));
     json_object_set_new(o, "iterations", json_integer(r->iterations));
+    if (r->resumed)
+        json_object_set_new(o, "resumed", json_true());
     json_object_set(o, "degraded", (json_t *)r->degraded);
     json_object_set(o, "tool_calls", (json_t *)r->tool_calls);
     json_object_set_new(o, "usage",

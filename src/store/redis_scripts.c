@@ -120,30 +120,43 @@ const char REDIS_SCRIPT_SPEND_SETTLE[] = REDIS_LUA_NOW REDIS_LUA_MINUTE
     "redis.call('PEXPIRE', KEYS[1], 3660000)\n"
     "return 1\n";
 
-const char REDIS_SCRIPT_IDEM_CLAIM[] =
-    "local h = redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'body')\n"
+const char REDIS_SCRIPT_IDEM_CLAIM[] = REDIS_LUA_NOW
+    "local h = redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'body', 'lease', 'cp')\n"
+    "local until_ms = string.format('%.17g', now + tonumber(ARGV[3]))\n"
     "if not h[1] then\n"
-    "  redis.call('HSET', KEYS[1], 'state', 'running', 'fp', ARGV[1], 'owner', ARGV[2])\n"
-    "  redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "  redis.call('HSET', KEYS[1], 'state', 'running', 'fp', ARGV[1], 'owner', ARGV[2],\n"
+    "             'lease', until_ms)\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "  return {0}\n"
     "end\n"
     "if h[2] ~= ARGV[1] then return {2} end\n"
     "if h[1] == 'done' then return {3, tonumber(h[3]), h[4]} end\n"
-    "local left = redis.call('PTTL', KEYS[1])\n"
-    "if left < 1 then left = 1 end\n"
-    "return {1, left}\n";
+    "local lease = tonumber(h[5]) or 0\n"
+    "if lease > now then return {1, math.ceil(lease - now)} end\n"
+    "redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'lease', until_ms)\n"
+    "return {4, h[6] or ''}\n";
 
 /* The key is owner's running claim. */
 #define REDIS_LUA_IDEM_MINE                                                                        \
     "local h = redis.call('HMGET', KEYS[1], 'state', 'owner')\n"                                   \
     "if h[1] ~= 'running' or h[2] ~= ARGV[1] then return 0 end\n"
 
-const char REDIS_SCRIPT_IDEM_RENEW[] =
-    REDIS_LUA_IDEM_MINE "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+const char REDIS_SCRIPT_IDEM_RENEW[] = REDIS_LUA_NOW REDIS_LUA_IDEM_MINE
+    "redis.call('HSET', KEYS[1], 'lease', string.format('%.17g', now + tonumber(ARGV[2])))\n"
+    "return 1\n";
+
+const char REDIS_SCRIPT_IDEM_CHECKPOINT[] = REDIS_LUA_NOW REDIS_LUA_IDEM_MINE
+    "redis.call('HSET', KEYS[1], 'cp', ARGV[3],\n"
+    "           'lease', string.format('%.17g', now + tonumber(ARGV[2])))\n"
+    "return 1\n";
+
+const char REDIS_SCRIPT_IDEM_RELEASE[] =
+    REDIS_LUA_IDEM_MINE "redis.call('HSET', KEYS[1], 'lease', '0')\n"
                         "return 1\n";
 
 const char REDIS_SCRIPT_IDEM_COMPLETE[] = REDIS_LUA_IDEM_MINE
     "redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[2], 'body', ARGV[3])\n"
+    "redis.call('HDEL', KEYS[1], 'cp', 'lease')\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "return 1\n";
 

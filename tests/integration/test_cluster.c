@@ -9,6 +9,8 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -502,6 +504,136 @@ START_TEST(test_two_turns_at_once_on_two_replicas_one_runs_one_409)
 }
 END_TEST
 
+/* ---- durable runs ------------------------------------------------------------------ */
+
+static void kill_replica(struct harness *h)
+{
+    ck_assert_int_eq(kill(h->agentd_pid, SIGKILL), 0);
+    ck_assert_int_eq(waitpid(h->agentd_pid, NULL, 0), h->agentd_pid);
+    h->agentd_pid = 0;
+    h->agentd_exit = 0; /* killed on purpose: teardown expects nothing more of it */
+}
+
+static json_t *parse(const struct http_resp *r)
+{
+    json_t *j = r->body ? json_loads(r->body, 0, NULL) : NULL;
+    ck_assert_msg(j != NULL, "not JSON: %s", r->body ? r->body : "(none)");
+    return j;
+}
+
+/* Retries body with key on h until the answer is not 409 (at most timeout_ms); the first answer
+   must be a 409 with Retry-After when want_409_first. */
+static void retry_until_done(struct harness *h, const char *body, const char *key,
+                             bool want_409_first, int timeout_ms, struct http_resp *ret)
+{
+    char buf[64];
+    int64_t until = harness_now_ms() + timeout_ms;
+    bool first = true;
+    for (;;) {
+        post_to(h, body, key, ret);
+        if (ret->status != 409 || harness_now_ms() > until)
+            break;
+        ck_assert_str_eq(error_type(ret, buf, sizeof(buf)), "idempotency_in_progress");
+        ck_assert(http_header(ret, "Retry-After", buf, sizeof(buf)));
+        ck_assert_int_ge(atoi(buf), 1);
+        first = false;
+        http_resp_free(ret);
+        sleep_ms(200);
+    }
+    ck_assert_msg(!want_409_first || !first, "the retry was not refused while the lease lived");
+}
+
+START_TEST(test_owner_killed_during_a_tool_call_resumes_elsewhere_without_repeating_steps)
+{
+    static const char body[] = "{\"input\":\"search for rust and weather in Paris\"}";
+    const char *env[] = {"AGENTD_RUN_LEASE_MS=1500", NULL};
+    start_cluster(env);
+    ck_assert(wait_redis_check("ok", 5000));
+    fake_clear_requests(&R[0]);
+    fake_add_fault(&R[0], "{\"route\":\"geocoding\",\"hang\":true,\"count\":1}");
+
+    struct keyed k = {.h = &R[1], .body = body, .key = "durable-1"};
+    pthread_t tid;
+    ck_assert_int_eq(pthread_create(&tid, NULL, keyed_thread, &k), 0);
+    /* The search completed, the weather's geocoding hangs: the owner dies now. */
+    ck_assert_uint_ge(fake_wait_count(&R[0], "geocoding", 1, 5000), 1);
+    ck_assert_uint_eq(fake_count(&R[0], "search"), 1);
+    sleep_ms(100); /* the search result's checkpoint */
+    kill_replica(&R[1]);
+    pthread_join(tid, NULL);
+    http_resp_free(&k.resp);
+    fake_clear_faults(&R[0]);
+
+    struct http_resp r;
+    retry_until_done(&R[2], body, "durable-1", true, 10000, &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *j = parse(&r);
+    ck_assert(json_is_true(json_object_get(j, "resumed")));
+    ck_assert_str_eq(json_string_value(json_object_get(j, "stop_reason")), "end_turn");
+    ck_assert_uint_eq(json_array_size(json_object_get(j, "tool_calls")), 2);
+    json_decref(j);
+    /* The first LLM call and the search ran once; the geocoding in flight ran again. */
+    ck_assert_uint_eq(fake_count(&R[0], "messages"), 2);
+    ck_assert_uint_eq(fake_count(&R[0], "search"), 1);
+    ck_assert_uint_eq(fake_count(&R[0], "geocoding"), 2);
+    /* Then it replays like any answer. */
+    struct http_resp again;
+    post_to(&R[0], body, "durable-1", &again);
+    ck_assert_int_eq(again.status, 200);
+    ck_assert_mem_eq(again.body, r.body, r.len);
+    http_resp_free(&again);
+    http_resp_free(&r);
+}
+END_TEST
+
+START_TEST(test_owner_killed_during_an_llm_call_costs_one_extra_call)
+{
+    static const char body[] = "{\"input\":\"hello there\"}";
+    const char *env[] = {"AGENTD_RUN_LEASE_MS=1500", NULL};
+    start_cluster(env);
+    ck_assert(wait_redis_check("ok", 5000));
+    fake_clear_requests(&R[0]);
+    fake_add_fault(&R[0], "{\"route\":\"messages\",\"hang\":true,\"count\":1}");
+
+    struct keyed k = {.h = &R[1], .body = body, .key = "durable-2"};
+    pthread_t tid;
+    ck_assert_int_eq(pthread_create(&tid, NULL, keyed_thread, &k), 0);
+    ck_assert_uint_ge(fake_wait_count(&R[0], "messages", 1, 5000), 1);
+    kill_replica(&R[1]);
+    pthread_join(tid, NULL);
+    http_resp_free(&k.resp);
+
+    struct http_resp r;
+    retry_until_done(&R[0], body, "durable-2", true, 10000, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(fake_count(&R[0], "messages"), 2);
+    http_resp_free(&r);
+}
+END_TEST
+
+START_TEST(test_checkpoints_failing_leave_the_run_answering_non_durably)
+{
+    static const char body[] = "{\"input\":\"search for rust\"}";
+    start_cluster(NULL);
+    ck_assert(wait_redis_check("ok", 5000));
+    fake_add_fault(&R[0], "{\"route\":\"messages\",\"delay_ms\":600,\"count\":1}");
+    fake_clear_requests(&R[0]);
+
+    struct keyed k = {.h = &R[0], .body = body, .key = "durable-3"};
+    pthread_t tid;
+    ck_assert_int_eq(pthread_create(&tid, NULL, keyed_thread, &k), 0);
+    /* Claimed in Redis; Redis goes away before the first checkpoint. */
+    ck_assert_uint_ge(fake_wait_count(&R[0], "messages", 1, 5000), 1);
+    ck_assert_int_eq(redis_fixture_kill(&redis), 0);
+    pthread_join(tid, NULL);
+    ck_assert_int_eq(k.resp.status, 200);
+    http_resp_free(&k.resp);
+    char *log = harness_read_log(&R[0]);
+    ck_assert_ptr_nonnull(strstr(log, "run not durable"));
+    free(log);
+}
+END_TEST
+
 static void kill_redis(void *arg)
 {
     (void)arg;
@@ -549,6 +681,10 @@ int main(void)
     tcase_add_test(tc, test_key_still_running_on_one_replica_is_409_on_another);
     tcase_add_test(tc, test_conversation_continues_on_another_replica);
     tcase_add_test(tc, test_two_turns_at_once_on_two_replicas_one_runs_one_409);
+    tcase_add_test(tc,
+                   test_owner_killed_during_a_tool_call_resumes_elsewhere_without_repeating_steps);
+    tcase_add_test(tc, test_owner_killed_during_an_llm_call_costs_one_extra_call);
+    tcase_add_test(tc, test_checkpoints_failing_leave_the_run_answering_non_durably);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }

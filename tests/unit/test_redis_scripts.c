@@ -827,18 +827,20 @@ START_TEST(test_idem_claim_runs_once_replays_and_refuses_another_body)
     char key[128];
     test_key(key, sizeof(key), __func__, "idem");
 
-    redisReply *r =
-        evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1, (const char *[]){key, "fp1", "A", "15000", NULL});
+    redisReply *r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1,
+                          (const char *[]){key, "fp1", "A", "15000", "86400000", NULL});
     ck_assert_int_eq(r->elements, 1);
     ck_assert_int_eq(r->element[0]->integer, 0);
     freeReplyObject(r);
     /* Same body while it runs: in progress, for about the lease. */
-    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1, (const char *[]){key, "fp1", "B", "15000", NULL});
+    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1,
+              (const char *[]){key, "fp1", "B", "15000", "86400000", NULL});
     ck_assert_int_eq(r->element[0]->integer, 1);
     ck_assert_int_gt(r->element[1]->integer, 14000);
     ck_assert_int_le(r->element[1]->integer, 15000);
     freeReplyObject(r);
-    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1, (const char *[]){key, "fp2", "B", "15000", NULL});
+    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1,
+              (const char *[]){key, "fp2", "B", "15000", "86400000", NULL});
     ck_assert_int_eq(r->element[0]->integer, 2);
     freeReplyObject(r);
     /* Only the owner renews and completes. */
@@ -846,7 +848,13 @@ START_TEST(test_idem_claim_runs_once_replays_and_refuses_another_body)
         evalv_int(c, REDIS_SCRIPT_IDEM_RENEW, 1, (const char *[]){key, "B", "60000", NULL}), 0);
     ck_assert_int_eq(
         evalv_int(c, REDIS_SCRIPT_IDEM_RENEW, 1, (const char *[]){key, "A", "60000", NULL}), 1);
-    ck_assert_int_gt(pttl(c, key), 15000);
+    ck_assert_int_gt(pttl(c, key), 80000000);
+    /* The lease is the renewed one, the key lives for its TTL. */
+    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1,
+              (const char *[]){key, "fp1", "B", "15000", "86400000", NULL});
+    ck_assert_int_eq(r->element[0]->integer, 1);
+    ck_assert_int_gt(r->element[1]->integer, 50000);
+    freeReplyObject(r);
     ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_IDEM_COMPLETE, 1,
                                (const char *[]){key, "B", "200", "{\"x\":1}", "60000", NULL}),
                      0);
@@ -855,13 +863,15 @@ START_TEST(test_idem_claim_runs_once_replays_and_refuses_another_body)
                   (const char *[]){key, "A", "200", "{\"output\":\"\\u00e9\"}", "60000", NULL}),
         1);
     /* Finished: the same body gets the stored bytes, another body still 422. */
-    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1, (const char *[]){key, "fp1", "C", "15000", NULL});
+    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1,
+              (const char *[]){key, "fp1", "C", "15000", "86400000", NULL});
     ck_assert_int_eq(r->elements, 3);
     ck_assert_int_eq(r->element[0]->integer, 3);
     ck_assert_int_eq(r->element[1]->integer, 200);
     ck_assert_str_eq(r->element[2]->str, "{\"output\":\"\\u00e9\"}");
     freeReplyObject(r);
-    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1, (const char *[]){key, "fp2", "C", "15000", NULL});
+    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1,
+              (const char *[]){key, "fp2", "C", "15000", "86400000", NULL});
     ck_assert_int_eq(r->element[0]->integer, 2);
     freeReplyObject(r);
     /* A finished key is not abandoned by its old owner. */
@@ -877,16 +887,77 @@ START_TEST(test_idem_abandoned_key_runs_again)
     char key[128];
     test_key(key, sizeof(key), __func__, "idem");
 
-    freeReplyObject(
-        evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1, (const char *[]){key, "fp", "A", "15000", NULL}));
+    freeReplyObject(evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1,
+                          (const char *[]){key, "fp", "A", "15000", "86400000", NULL}));
     ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_IDEM_ABANDON, 1, (const char *[]){key, "B", NULL}),
                      0);
     ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_IDEM_ABANDON, 1, (const char *[]){key, "A", NULL}),
                      1);
-    redisReply *r =
-        evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1, (const char *[]){key, "fp", "B", "15000", NULL});
+    redisReply *r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1,
+                          (const char *[]){key, "fp", "B", "15000", "86400000", NULL});
     ck_assert_int_eq(r->element[0]->integer, 0);
     freeReplyObject(r);
+    redisFree(c);
+}
+END_TEST
+
+START_TEST(test_idem_lapsed_lease_hands_the_run_over_with_its_checkpoint)
+{
+    redisContext *c = connect_redis();
+    char key[128];
+    test_key(key, sizeof(key), __func__, "idem");
+
+    redisReply *r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1,
+                          (const char *[]){key, "fp", "A", "150", "86400000", NULL});
+    ck_assert_int_eq(r->element[0]->integer, 0);
+    freeReplyObject(r);
+    /* Only the owner checkpoints; a checkpoint renews the lease. */
+    ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_IDEM_CHECKPOINT, 1,
+                               (const char *[]){key, "B", "150", "cpB", NULL}),
+                     0);
+    ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_IDEM_CHECKPOINT, 1,
+                               (const char *[]){key, "A", "150", "cp1", NULL}),
+                     1);
+    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1,
+              (const char *[]){key, "fp", "B", "150", "86400000", NULL});
+    ck_assert_int_eq(r->element[0]->integer, 1);
+    ck_assert_int_le(r->element[1]->integer, 150);
+    freeReplyObject(r);
+    /* A dies: its lease lapses, the next claim takes the run over from its checkpoint. */
+    sleep_ms(200);
+    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1,
+              (const char *[]){key, "fp", "B", "10000", "86400000", NULL});
+    ck_assert_int_eq(r->elements, 2);
+    ck_assert_int_eq(r->element[0]->integer, 4);
+    ck_assert_str_eq(r->element[1]->str, "cp1");
+    freeReplyObject(r);
+    /* A, back from a pause, owns nothing any more. */
+    ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_IDEM_CHECKPOINT, 1,
+                               (const char *[]){key, "A", "150", "cp2", NULL}),
+                     0);
+    ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_IDEM_COMPLETE, 1,
+                               (const char *[]){key, "A", "200", "a", "60000", NULL}),
+                     0);
+    /* B lets go (shutdown): C takes over at once. */
+    ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_IDEM_RELEASE, 1, (const char *[]){key, "A", NULL}),
+                     0);
+    ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_IDEM_RELEASE, 1, (const char *[]){key, "B", NULL}),
+                     1);
+    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1,
+              (const char *[]){key, "fp", "C", "10000", "86400000", NULL});
+    ck_assert_int_eq(r->element[0]->integer, 4);
+    freeReplyObject(r);
+    /* Completed, the checkpoint is gone and the answer replays. */
+    ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_IDEM_COMPLETE, 1,
+                               (const char *[]){key, "C", "200", "done", "60000", NULL}),
+                     1);
+    ck_assert_int_eq(hget_ll(c, key, "cp"), -1);
+    r = evalv(c, REDIS_SCRIPT_IDEM_CLAIM, 1,
+              (const char *[]){key, "fp", "D", "10000", "86400000", NULL});
+    ck_assert_int_eq(r->element[0]->integer, 3);
+    ck_assert_str_eq(r->element[2]->str, "done");
+    freeReplyObject(r);
+    ck_assert_int_le(pttl(c, key), 60000);
     redisFree(c);
 }
 END_TEST
@@ -898,13 +969,14 @@ START_TEST(test_conv_one_turn_at_a_time_and_versions_never_interleave)
     test_key(h, sizeof(h), __func__, "h");
     test_key(lock, sizeof(lock), __func__, "lock");
 
-    redisReply *r =
-        evalv(c, REDIS_SCRIPT_CONV_ACQUIRE, 2, (const char *[]){h, lock, "A", "15000", NULL});
+    redisReply *r = evalv(c, REDIS_SCRIPT_CONV_ACQUIRE, 2,
+                          (const char *[]){h, lock, "A", "15000", "86400000", NULL});
     ck_assert_int_eq(r->element[0]->integer, 0);
     ck_assert_int_eq(r->element[1]->integer, 0);
     ck_assert_str_eq(r->element[2]->str, "");
     freeReplyObject(r);
-    r = evalv(c, REDIS_SCRIPT_CONV_ACQUIRE, 2, (const char *[]){h, lock, "B", "15000", NULL});
+    r = evalv(c, REDIS_SCRIPT_CONV_ACQUIRE, 2,
+              (const char *[]){h, lock, "B", "15000", "86400000", NULL});
     ck_assert_int_eq(r->element[0]->integer, 1);
     ck_assert_int_gt(r->element[1]->integer, 14000);
     freeReplyObject(r);
@@ -920,7 +992,8 @@ START_TEST(test_conv_one_turn_at_a_time_and_versions_never_interleave)
                      1);
     ck_assert_int_gt(pttl(c, h), 50000);
     /* The next turn, from any replica, sees it. */
-    r = evalv(c, REDIS_SCRIPT_CONV_ACQUIRE, 2, (const char *[]){h, lock, "B", "15000", NULL});
+    r = evalv(c, REDIS_SCRIPT_CONV_ACQUIRE, 2,
+              (const char *[]){h, lock, "B", "15000", "86400000", NULL});
     ck_assert_int_eq(r->element[0]->integer, 0);
     ck_assert_int_eq(r->element[1]->integer, 1);
     ck_assert_str_eq(r->element[2]->str, "[1]");
@@ -929,7 +1002,8 @@ START_TEST(test_conv_one_turn_at_a_time_and_versions_never_interleave)
     ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_CONV_COMMIT, 2,
                                (const char *[]){h, lock, "B", "0", "[2]", "60000", NULL}),
                      -1);
-    r = evalv(c, REDIS_SCRIPT_CONV_ACQUIRE, 2, (const char *[]){h, lock, "C", "15000", NULL});
+    r = evalv(c, REDIS_SCRIPT_CONV_ACQUIRE, 2,
+              (const char *[]){h, lock, "C", "15000", "86400000", NULL});
     ck_assert_int_eq(r->element[0]->integer, 0);
     ck_assert_str_eq(r->element[2]->str, "[1]");
     freeReplyObject(r);
@@ -938,7 +1012,8 @@ START_TEST(test_conv_one_turn_at_a_time_and_versions_never_interleave)
                      0);
     ck_assert_int_eq(evalv_int(c, REDIS_SCRIPT_CONV_RELEASE, 1, (const char *[]){lock, "C", NULL}),
                      1);
-    r = evalv(c, REDIS_SCRIPT_CONV_ACQUIRE, 2, (const char *[]){h, lock, "D", "15000", NULL});
+    r = evalv(c, REDIS_SCRIPT_CONV_ACQUIRE, 2,
+              (const char *[]){h, lock, "D", "15000", "86400000", NULL});
     ck_assert_int_eq(r->element[0]->integer, 0);
     ck_assert_int_eq(r->element[1]->integer, 1);
     freeReplyObject(r);
@@ -977,6 +1052,7 @@ static Suite *redis_scripts_suite(void)
     tcase_add_test(tc, test_spend_old_minutes_leave_the_window_and_are_dropped);
     tcase_add_test(tc, test_idem_claim_runs_once_replays_and_refuses_another_body);
     tcase_add_test(tc, test_idem_abandoned_key_runs_again);
+    tcase_add_test(tc, test_idem_lapsed_lease_hands_the_run_over_with_its_checkpoint);
     tcase_add_test(tc, test_conv_one_turn_at_a_time_and_versions_never_interleave);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
