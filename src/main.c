@@ -25,6 +25,7 @@
 #include "agentd/notes.h"
 #include "agentd/probe.h"
 #include "agentd/redis.h"
+#include "agentd/run.h"
 #include "agentd/server.h"
 #include "agentd/url.h"
 #include "agentd/worker.h"
@@ -36,6 +37,8 @@
 /* How often main looks at AGENTD_AUTH_TOKENS_FILE for a new version (as --help says): a
    Kubernetes Secret update reaches the mounted file without any signal. */
 #define MAIN_TOKENS_CHECK_MS 10000
+/* How long shutdown waits for durable runs to be handed over (a Redis round trip each). */
+#define MAIN_HAND_OVER_MS 1000
 /* At most one heap trim per this many ms, and only when idle after runs. */
 #define MAIN_TRIM_INTERVAL_MS 10000
 /* A URL setting as logged: redacted (url.h), whatever its length. */
@@ -223,6 +226,15 @@ static bool shut_down(struct app *app, struct server *srv, const sigset_t *set)
     while (server_requests_in_progress(srv) > 0 && clock_now_ms() < until)
         if (stop_signal_within(set, 50))
             return false;
+    /* Durable runs still going are handed over: released with their checkpoints, their clients
+       told to retry now (another replica resumes them). */
+    if (server_requests_in_progress(srv) > 0 && app->redis) {
+        run_hand_over(app);
+        until = clock_now_ms() + MAIN_HAND_OVER_MS;
+        while (server_requests_in_progress(srv) > 0 && clock_now_ms() < until)
+            if (stop_signal_within(set, 20))
+                return false;
+    }
     return true;
 }
 

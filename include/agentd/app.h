@@ -47,6 +47,7 @@ struct app {
     struct io_pool *io;
     struct redis_pool *redis; /* AGENTD_REDIS_URL: state shared by the replicas; NULL = none */
     struct worker **workers;
+    struct run **durable_runs; /* per worker: its runs holding a key in Redis (run.c's list) */
     int n_workers;
     atomic_uint next_worker;
     atomic_int inflight; /* admitted runs not yet answered */

@@ -137,6 +137,16 @@ void run_take_answer(struct run *run, struct run_answer *ret);
    held first. Owner's thread, once the worker no longer runs it. */
 void run_release(struct run *run);
 
+/* A run's answer with this retry_after_ms says "retry at once" (Retry-After: 0). */
+#define RUN_RETRY_AFTER_NOW (-1)
+
+/*
+ * Shutdown, grace over: every durable run (an Idempotency-Key held in Redis) lets go of its claim,
+ * keeping its last checkpoint, and is answered 503 shutting_down with Retry-After: 0, so its
+ * retry resumes on another replica at once. Posted to every worker; returns at once. Any thread.
+ */
+void run_hand_over(struct app *app);
+
 /* Ends a run whose worker is stopped (shutdown) with RUN_SHUTTING_DOWN: cancels its timers and
    transfers and gives back what it held; its answer is then ready. owner->finished is not
    called. */

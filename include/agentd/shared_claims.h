@@ -60,9 +60,10 @@ void shared_idem_renew(struct redis_pool *p, int worker_index, const char *key, 
 /* A completed step's checkpoint (and the lease renewed). 0 sent (fire and forget), < 0 not. */
 int shared_idem_checkpoint(struct redis_pool *p, int worker_index, const char *key,
                            const char *owner, int64_t lease_ms, const char *checkpoint, size_t len);
-/* Lets go of a running key now (shutdown): the next request takes the run over at once. */
-void shared_idem_release(struct redis_pool *p, int worker_index, const char *key,
-                         const char *owner);
+/* Lets go of a running key now (shutdown): the next request takes the run over at once. 0:
+   req->done() follows; < 0: not sent. */
+int shared_idem_release(struct redis_pool *p, int worker_index, const char *key, const char *owner,
+                        struct redis_req *req);
 /* body NULL: abandon (the key runs again); else store status/body for ttl_ms. req NULL: fire and
    forget; else 0 means req->done() follows (the answer is stored, or could not be). */
 int shared_idem_finish(struct redis_pool *p, int worker_index, const char *key, const char *owner,

@@ -125,9 +125,10 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
     }
     app->n_workers = cfg->workers;
     app->workers = calloc((size_t)app->n_workers, sizeof(*app->workers));
+    app->durable_runs = calloc((size_t)app->n_workers, sizeof(*app->durable_runs));
     if (!app->llm_prefix || !app->spend || !app->notes_usage ||
         (cfg->idempotency_max > 0 && !app->idem) || !app->tools_json ||
-        (cfg->conversations_max > 0 && !app->convs) || !app->workers) {
+        (cfg->conversations_max > 0 && !app->convs) || !app->workers || !app->durable_runs) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
@@ -235,6 +236,8 @@ void app_fini(struct app *app)
         app->workers[i] = worker_free(app->workers[i]);
     free(app->workers);
     app->workers = NULL;
+    free(app->durable_runs);
+    app->durable_runs = NULL;
     for (int i = 0; i < DEP__COUNT; i++)
         app->deps[i] = dependency_free(app->deps[i]);
     app->convs = conv_store_free(app->convs);

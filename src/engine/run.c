@@ -67,6 +67,9 @@ struct run {
     bool shared_conv; /* held in Redis (conv_keys, conv_version) */
     bool committing;  /* the turn's history is being committed; the answer waits for it */
     bool storing;     /* the answer is being stored under the key; telling the owner waits */
+    bool handed_over; /* shutdown: its claim is released for another replica to resume */
+    bool listed;      /* in app->durable_runs of its worker */
+    struct run *durable_prev, *durable_next;
     char idem_redis_key[SHARED_KEY_MAX];
     struct shared_conv_keys conv_keys;
     int64_t conv_version;
@@ -221,9 +224,35 @@ static void fill_result(const struct run *run, struct run_result *r)
    renders here), the in-flight unit. */
 static void on_answer_stored(struct redis_req *req, int err, const redisReply *reply);
 
+/* The worker's list of durable runs (worker thread only; after the workers stop, the thread
+   that stopped them). */
+static void durable_list(struct run *run, bool in)
+{
+    struct run **head = &run->app->durable_runs[worker_index(run->w)];
+    if (in == run->listed)
+        return;
+    run->listed = in;
+    if (in) {
+        run->durable_prev = NULL;
+        run->durable_next = *head;
+        if (*head)
+            (*head)->durable_prev = run;
+        *head = run;
+        return;
+    }
+    if (run->durable_prev)
+        run->durable_prev->durable_next = run->durable_next;
+    else
+        *head = run->durable_next;
+    if (run->durable_next)
+        run->durable_next->durable_prev = run->durable_prev;
+}
+
 static void settle(struct run *run, int64_t now)
 {
     struct app *app = run->app;
+    if (run->listed)
+        durable_list(run, false);
     settle_budget(run, now);
     if (run->holds_conversation) {
         bool ok = run->outcome == RUN_OK;
@@ -248,13 +277,20 @@ static void settle(struct run *run, int64_t now)
                 run->answer.body && run->outcome != RUN_CLIENT_CLOSED &&
                 idem_status_replayable(run->answer.status) &&
                 strlen(run->answer.body) <= app->cfg.idempotency_max_bytes / IDEM_MAX_ANSWER_SHARE;
-            /* A retry on any replica must find the answer once the client has it. */
+            /* A retry on any replica must find the answer once the client has it; a run handed
+               over keeps its checkpoint for the retry to resume. */
             run->claim_req.done = on_answer_stored;
-            run->storing = shared_idem_finish(app->redis, worker_index(run->w), run->idem_redis_key,
-                                              run->claim_owner, run->answer.status,
-                                              keep ? run->answer.body : NULL,
-                                              app->cfg.idempotency_ttl_ms - (now - run->started_ms),
-                                              &run->claim_req) == 0;
+            if (run->handed_over)
+                run->storing =
+                    shared_idem_release(app->redis, worker_index(run->w), run->idem_redis_key,
+                                        run->claim_owner, &run->claim_req) == 0;
+            else
+                run->storing =
+                    shared_idem_finish(app->redis, worker_index(run->w), run->idem_redis_key,
+                                       run->claim_owner, run->answer.status,
+                                       keep ? run->answer.body : NULL,
+                                       app->cfg.idempotency_ttl_ms - (now - run->started_ms),
+                                       &run->claim_req) == 0;
         }
         run->shared_idem = false;
     }
@@ -1160,6 +1196,7 @@ static void on_idem_claimed(struct redis_req *req, int err, const redisReply *re
     switch (shared_idem_answer(err, reply, &retry_after, &status, &body)) {
     case SHARED_IDEM_CLAIMED:
         run->shared_idem = true;
+        durable_list(run, true);
         free(run->claim_idem);
         run->claim_idem = NULL;
         claims_next(run);
@@ -1177,6 +1214,7 @@ static void on_idem_claimed(struct redis_req *req, int err, const redisReply *re
         break;
     case SHARED_IDEM_TAKEOVER:
         run->shared_idem = true;
+        durable_list(run, true);
         free(run->claim_idem);
         run->claim_idem = NULL;
         if (take_over(run, body))
@@ -1502,4 +1540,28 @@ enum run_admission run_admit(struct app *app, struct run_spec *spec, struct run 
     metrics_run_started();
     *ret_run = run;
     return RUN_ADMITTED;
+}
+
+/* On each worker: its durable runs end now, their claims released for another replica. */
+static void hand_over_task(struct worker *w, void *arg)
+{
+    struct app *app = arg;
+    struct run *run = app->durable_runs[worker_index(w)];
+    while (run) {
+        struct run *next = run->durable_next;
+        if (!run->finished) {
+            run->handed_over = true;
+            finish(run, RUN_SHUTTING_DOWN, RUN_RETRY_AFTER_NOW,
+                   "agentd is shutting down; retry now: the run resumes on another replica");
+        }
+        run = next;
+    }
+}
+
+void run_hand_over(struct app *app)
+{
+    if (!app->redis)
+        return;
+    for (int i = 0; i < app->n_workers; i++)
+        worker_post(app->workers[i], hand_over_task, app);
 }

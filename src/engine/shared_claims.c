@@ -124,9 +124,10 @@ int shared_idem_checkpoint(struct redis_pool *p, int worker_index, const char *k
                       NULL);
 }
 
-void shared_idem_release(struct redis_pool *p, int worker_index, const char *key, const char *owner)
+int shared_idem_release(struct redis_pool *p, int worker_index, const char *key, const char *owner,
+                        struct redis_req *req)
 {
-    eval(p, worker_index, REDIS_IDEM_RELEASE, 1, (const char *[]){key, owner, NULL}, NULL);
+    return eval(p, worker_index, REDIS_IDEM_RELEASE, 1, (const char *[]){key, owner, NULL}, req);
 }
 
 int shared_idem_finish(struct redis_pool *p, int worker_index, const char *key, const char *owner,

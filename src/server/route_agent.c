@@ -345,6 +345,9 @@ static enum MHD_Result agent_resumed(struct conn *c)
     if (a.replayed)
         return http_reply_as(c, (unsigned)a.status, a.body, 0, "Idempotent-Replayed", "true",
                              HTTP_JSON_CONTENT_TYPE);
+    if (a.retry_after_ms == RUN_RETRY_AFTER_NOW)
+        return http_reply_as(c, (unsigned)a.status, a.body, 0, "Retry-After", "0",
+                             HTTP_JSON_CONTENT_TYPE);
     return http_reply(c, (unsigned)a.status, a.body, a.retry_after_ms, NULL);
 }
 

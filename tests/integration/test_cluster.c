@@ -634,6 +634,44 @@ START_TEST(test_checkpoints_failing_leave_the_run_answering_non_durably)
 }
 END_TEST
 
+START_TEST(test_grace_running_out_hands_a_durable_run_to_another_replica)
+{
+    static const char body[] = "{\"input\":\"search for rust and weather in Paris\"}";
+    char buf[64];
+    const char *env[] = {"AGENTD_SHUTDOWN_GRACE_MS=300", NULL};
+    start_cluster(env);
+    ck_assert(wait_redis_check("ok", 5000));
+    fake_clear_requests(&R[0]);
+    fake_add_fault(&R[0], "{\"route\":\"geocoding\",\"hang\":true,\"count\":1}");
+
+    struct keyed k = {.h = &R[1], .body = body, .key = "durable-4"};
+    pthread_t tid;
+    ck_assert_int_eq(pthread_create(&tid, NULL, keyed_thread, &k), 0);
+    ck_assert_uint_ge(fake_wait_count(&R[0], "geocoding", 1, 5000), 1);
+    sleep_ms(100);
+    ck_assert_int_eq(kill(R[1].agentd_pid, SIGTERM), 0);
+    pthread_join(tid, NULL);
+    ck_assert_int_eq(k.resp.status, 503);
+    ck_assert_str_eq(error_type(&k.resp, buf, sizeof(buf)), "shutting_down");
+    ck_assert(http_header(&k.resp, "Retry-After", buf, sizeof(buf)));
+    ck_assert_str_eq(buf, "0");
+    http_resp_free(&k.resp);
+    ck_assert_int_eq(harness_wait_agentd(&R[1], 10000), 0);
+    fake_clear_faults(&R[0]);
+
+    /* Retried at once elsewhere: resumed, nothing that completed runs again. */
+    struct http_resp r;
+    post_to(&R[2], body, "durable-4", &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *j = parse(&r);
+    ck_assert(json_is_true(json_object_get(j, "resumed")));
+    json_decref(j);
+    ck_assert_uint_eq(fake_count(&R[0], "messages"), 2);
+    ck_assert_uint_eq(fake_count(&R[0], "search"), 1);
+    http_resp_free(&r);
+}
+END_TEST
+
 static void kill_redis(void *arg)
 {
     (void)arg;
@@ -685,6 +723,7 @@ int main(void)
                    test_owner_killed_during_a_tool_call_resumes_elsewhere_without_repeating_steps);
     tcase_add_test(tc, test_owner_killed_during_an_llm_call_costs_one_extra_call);
     tcase_add_test(tc, test_checkpoints_failing_leave_the_run_answering_non_durably);
+    tcase_add_test(tc, test_grace_running_out_hands_a_durable_run_to_another_replica);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }
