@@ -33,6 +33,8 @@ struct run_checkpoint {
     json_t *tool_calls; /* [{id, name, ok, duration_ms}] */
     json_t *degraded;   /* [{tool, reason}] */
     char *last_text;    /* the model's last text, NULL when none yet */
+    char *stop_reason;  /* why the last LLM answer stopped (end_turn, tool_use, pause_turn, ...);
+                           NULL when no answer yet */
     /* Results obtained so far for the tool_use blocks of the last assistant message:
        [{id, text, is_error}]; empty when no batch is in progress. */
     json_t *results;

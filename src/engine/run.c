@@ -83,6 +83,8 @@ struct run {
     bool checkpoint_off; /* outgrew AGENTD_RUN_CHECKPOINT_MAX_BYTES: non-durable from then on */
     bool checkpoint_warned;
     json_t *resume_results; /* the checkpoint's tool results, until resume_step uses them */
+    char *resume_stop;      /* the checkpoint's last stop reason, until resume_step uses it */
+    const char *last_stop;  /* why the last LLM answer stopped (static), for checkpoints */
 
     /* progress */
     int iterations, llm_calls, llm_attempts;
@@ -350,7 +352,10 @@ static void settle_budget(struct run *run, int64_t now)
     int64_t in = run->call_in_tokens, out = run->call_out_tokens;
     /* Off its worker (shutdown) the link is not this thread's: the cluster keeps the worst case
        until it leaves the window. */
-    if (!run->off_worker && (run->shared_hold || (app->redis && (in > 0 || out > 0))))
+    int64_t limit_nano, limit_tokens;
+    spend_limits(app->spend, &limit_nano, &limit_tokens);
+    bool budgets_on = limit_nano > 0 || limit_tokens > 0;
+    if (!run->off_worker && (run->shared_hold || (app->redis && budgets_on && (in > 0 || out > 0))))
         shared_budget_settle(app->redis, worker_index(run->w),
                              run->shared_hold ? run->shared_minute : -1, run->shared_nano,
                              run->shared_tokens, spend_cost_nano(app->spend, in, out),
@@ -409,10 +414,16 @@ static void finish_tail(struct run *run)
 
 static void on_answer_stored(struct redis_req *req, int err, const redisReply *reply)
 {
-    (void)err;
-    (void)reply;
     struct run *run = (struct run *)((char *)req - offsetof(struct run, claim_req));
     run->storing = false;
+    if (err != 0 || !reply || reply->type != REDIS_REPLY_INTEGER || reply->integer != 1)
+        /* Its last checkpoint holds the answer: a retry after the lease takes it over and
+           answers from it without calling the model again. */
+        log_warn("answer not stored under its Idempotency-Key", LF_S("request_id", run->request_id),
+                 LF_S("run_id", run->id),
+                 LF_S("reason", err == -ETIMEDOUT ? "Redis timed out"
+                                : err != 0        ? "Redis unavailable"
+                                                  : "the claim was no longer this run's"));
     timerheap_arm(worker_timers(run->w), &run->finish_timer, worker_refresh_now(run->w));
 }
 
@@ -527,6 +538,7 @@ static void run_free(struct run *run)
     free(run->claim_idem);
     free(run->replay_body);
     json_decref(run->resume_results);
+    free(run->resume_stop);
     free(run);
 }
 
@@ -588,6 +600,26 @@ static const char *api_stop_reason(enum llm_stop s)
     default:
         return "end_turn";
     }
+}
+
+/* Why an answer stopped, as a checkpoint keeps it: what resume_step needs to know. */
+static const char *checkpoint_stop(enum llm_stop s)
+{
+    if (s == LLM_STOP_TOOL_USE)
+        return "tool_use";
+    if (s == LLM_STOP_PAUSE_TURN)
+        return "pause_turn";
+    return api_stop_reason(s);
+}
+
+/* A checkpoint's stop reason as the static string an answer reports. */
+static const char *stop_static(const char *stop)
+{
+    static const char *const known[] = {"max_tokens", "stop_sequence", "refusal"};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strcmp(stop, known[i]) == 0)
+            return known[i];
+    return "end_turn";
 }
 
 /* Appends the assistant content; a continuation after pause_turn extends the
@@ -713,6 +745,7 @@ static void on_llm_done(struct call *c, void *arg)
     free(run->last_text);
     run->last_text = strdup(resp.text ? resp.text : "");
     append_assistant(run, resp.content);
+    run->last_stop = checkpoint_stop(resp.stop);
     checkpoint(run);
     log_debug("llm response", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
               LF_S("reason", resp.stop_reason), LF_I("iterations", run->iterations),
@@ -1000,6 +1033,7 @@ static void checkpoint(struct run *run)
         .tool_calls = run->tool_calls,
         .degraded = run->degraded,
         .last_text = run->last_text,
+        .stop_reason = (char *)run->last_stop,
         .results = results,
     };
     size_t len = 0;
@@ -1055,6 +1089,7 @@ static bool take_over(struct run *run, const char *text)
     run->input_tokens = cp.input_tokens;
     run->output_tokens = cp.output_tokens;
     run->resume_results = cp.results;
+    run->resume_stop = cp.stop_reason;
     run->resumed = true;
     metrics_durable(METRICS_DURABLE_RESUMED);
     hold_bytes(run, json_dumpb(run->messages, NULL, 0, JSON_COMPACT), false);
@@ -1103,11 +1138,20 @@ static void resume_step(struct run *run)
     json_t *results = run->resume_results;
     run->resume_results = NULL;
     size_t k = role && strcmp(role, "assistant") == 0 ? tool_use_count(content) : 0;
+    char *stop = run->resume_stop;
+    run->resume_stop = NULL;
     if (k == 0) {
         json_decref(results);
-        llm_step(run);
+        /* The model's last answer came before the takeover: it is the run's answer, unless it
+           asked to be continued (pause_turn) or no answer came yet. */
+        if (role && strcmp(role, "assistant") == 0 && stop && strcmp(stop, "pause_turn") != 0)
+            finish_ok(run, stop_static(stop));
+        else
+            llm_step(run);
+        free(stop);
         return;
     }
+    free(stop);
     run->tools = calloc(k, sizeof(*run->tools));
     run->n_tools = run->n_tools_done = 0;
     json_array_foreach(content, i, block)

@@ -35,13 +35,13 @@ char *checkpoint_encode(const struct run_checkpoint *cp, size_t max_bytes, size_
         errno = EINVAL;
         return NULL;
     }
-    json_t *o = json_pack("{s:i, s:O, s:i, s:i, s:i, s:I, s:I, s:o, s:o, s:o, s:s?}", "v",
-                          CHECKPOINT_VERSION, "messages", cp->messages, "iterations",
-                          cp->iterations, "llm_calls", cp->llm_calls, "llm_attempts",
-                          cp->llm_attempts, "input_tokens", (json_int_t)cp->input_tokens,
-                          "output_tokens", (json_int_t)cp->output_tokens, "tool_calls",
-                          array_or_empty(cp->tool_calls), "degraded", array_or_empty(cp->degraded),
-                          "results", array_or_empty(cp->results), "last_text", cp->last_text);
+    json_t *o = json_pack(
+        "{s:i, s:O, s:i, s:i, s:i, s:I, s:I, s:o, s:o, s:o, s:s?, s:s?}", "v", CHECKPOINT_VERSION,
+        "messages", cp->messages, "iterations", cp->iterations, "llm_calls", cp->llm_calls,
+        "llm_attempts", cp->llm_attempts, "input_tokens", (json_int_t)cp->input_tokens,
+        "output_tokens", (json_int_t)cp->output_tokens, "tool_calls",
+        array_or_empty(cp->tool_calls), "degraded", array_or_empty(cp->degraded), "results",
+        array_or_empty(cp->results), "last_text", cp->last_text, "stop_reason", cp->stop_reason);
     if (!o) {
         errno = ENOMEM;
         return NULL;
@@ -131,6 +131,9 @@ int checkpoint_decode(const char *text, size_t len, struct run_checkpoint *ret, 
     json_t *last = json_object_get(o, "last_text");
     if (json_is_null(last))
         last = NULL; /* no text yet */
+    json_t *stop = json_object_get(o, "stop_reason");
+    if (json_is_null(stop))
+        stop = NULL;
     if (!get_count(o, "v", &v) || v != CHECKPOINT_VERSION)
         r = checkpoint_fail(err, errlen, "unknown checkpoint version");
     else if (!messages_valid(json_object_get(o, "messages")))
@@ -150,6 +153,8 @@ int checkpoint_decode(const char *text, size_t len, struct run_checkpoint *ret, 
         r = checkpoint_fail(err, errlen, "results: expected [{id, text, is_error}]");
     else if (last && !json_is_string(last))
         r = checkpoint_fail(err, errlen, "last_text: expected a string");
+    else if (stop && (!json_is_string(stop) || json_string_length(stop) > 64))
+        r = checkpoint_fail(err, errlen, "stop_reason: expected a short string");
     if (r == 0) {
         *ret = (struct run_checkpoint){
             .messages = json_incref(json_object_get(o, "messages")),
@@ -162,8 +167,9 @@ int checkpoint_decode(const char *text, size_t len, struct run_checkpoint *ret, 
             .degraded = json_incref(json_object_get(o, "degraded")),
             .results = json_incref(json_object_get(o, "results")),
             .last_text = last ? strdup(json_string_value(last)) : NULL,
+            .stop_reason = stop ? strdup(json_string_value(stop)) : NULL,
         };
-        if (last && !ret->last_text) {
+        if ((last && !ret->last_text) || (stop && !ret->stop_reason)) {
             checkpoint_clear(ret);
             r = checkpoint_fail(err, errlen, "out of memory");
         }
@@ -181,5 +187,6 @@ void checkpoint_clear(struct run_checkpoint *cp)
     json_decref(cp->degraded);
     json_decref(cp->results);
     free(cp->last_text);
+    free(cp->stop_reason);
     memset(cp, 0, sizeof(*cp));
 }

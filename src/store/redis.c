@@ -333,7 +333,8 @@ int redis_eval(struct redis_link *l, enum redis_script_id id, int nkeys, int arg
     l->pending = pd;
     timer_init(&pd->timer, on_command_timeout, pd);
     if (req)
-        timerheap_arm(worker_timers(l->w), &pd->timer, worker_now_ms(l->w) + l->pool->s.timeout_ms);
+        timerheap_arm(worker_timers(l->w), &pd->timer,
+                      worker_refresh_now(l->w) + l->pool->s.timeout_ms);
     return 0;
 }
 

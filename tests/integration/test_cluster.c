@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "../redis_fixture.h"
+#include "agentd/checkpoint.h"
+#include "agentd/idempotency.h"
 #include "harness.h"
 
 #define REPLICAS 3
@@ -672,6 +674,64 @@ START_TEST(test_grace_running_out_hands_a_durable_run_to_another_replica)
 }
 END_TEST
 
+/* A replica that died after its run's last LLM answer was checkpointed, before the answer was
+   stored: the takeover answers from the checkpoint and never calls the model again. The state is
+   written into Redis as that replica would have left it. */
+START_TEST(test_takeover_after_the_final_answer_does_not_call_the_model)
+{
+    static const char body[] = "{\"input\":\"hello there\"}";
+    start_cluster(NULL);
+    ck_assert(wait_redis_check("ok", 5000));
+    fake_clear_requests(&R[0]);
+
+    unsigned char fp[IDEM_FINGERPRINT_BYTES], kh[IDEM_FINGERPRINT_BYTES];
+    char fph[2 * IDEM_FINGERPRINT_BYTES + 1], khh[2 * IDEM_FINGERPRINT_BYTES + 1], key[160];
+    idem_fingerprint(body, strlen(body), fp);
+    idem_fingerprint("durable-5", 9, kh);
+    for (int i = 0; i < IDEM_FINGERPRINT_BYTES; i++) {
+        snprintf(fph + 2 * i, 3, "%02x", fp[i]);
+        snprintf(khh + 2 * i, 3, "%02x", kh[i]);
+    }
+    snprintf(key, sizeof(key), "agentd:{idem:%s}", khh);
+    struct run_checkpoint cp = {
+        .messages = json_pack("[{s:s, s:s}, {s:s, s:[{s:s, s:s}]}]", "role", "user", "content",
+                              "hello there", "role", "assistant", "content", "type", "text", "text",
+                              "Hi from the first replica"),
+        .iterations = 1,
+        .llm_calls = 1,
+        .llm_attempts = 1,
+        .input_tokens = 10,
+        .output_tokens = 5,
+        .last_text = "Hi from the first replica",
+        .stop_reason = "end_turn",
+    };
+    size_t len = 0;
+    char *text = checkpoint_encode(&cp, 1 << 20, &len);
+    json_decref(cp.messages);
+    ck_assert_ptr_nonnull(text);
+    redisContext *rc = redis_fixture_connect(&redis);
+    ck_assert_ptr_nonnull(rc);
+    redisReply *rr = redisCommand(rc, "HSET %s state running fp %s owner dead/run lease 0 cp %b",
+                                  key, fph, text, len);
+    ck_assert_ptr_nonnull(rr);
+    ck_assert_int_eq(rr->type, REDIS_REPLY_INTEGER);
+    freeReplyObject(rr);
+    redisFree(rc);
+    free(text);
+
+    struct http_resp r;
+    post_to(&R[1], body, "durable-5", &r);
+    ck_assert_int_eq(r.status, 200);
+    json_t *j = parse(&r);
+    ck_assert(json_is_true(json_object_get(j, "resumed")));
+    ck_assert_str_eq(json_string_value(json_object_get(j, "output")), "Hi from the first replica");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "stop_reason")), "end_turn");
+    json_decref(j);
+    ck_assert_uint_eq(fake_count(&R[0], "messages"), 0);
+    http_resp_free(&r);
+}
+END_TEST
+
 static void kill_redis(void *arg)
 {
     (void)arg;
@@ -724,6 +784,7 @@ int main(void)
     tcase_add_test(tc, test_owner_killed_during_an_llm_call_costs_one_extra_call);
     tcase_add_test(tc, test_checkpoints_failing_leave_the_run_answering_non_durably);
     tcase_add_test(tc, test_grace_running_out_hands_a_durable_run_to_another_replica);
+    tcase_add_test(tc, test_takeover_after_the_final_answer_does_not_call_the_model);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }
