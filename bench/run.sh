@@ -187,16 +187,6 @@ stop() {
 
 # ---- measuring -----------------------------------------------------------------------
 
-# cpu_s PID [children]: CPU seconds (user + system) used so far by PID, or by
-# its waited-for children. Fields after the ")" that closes the command name:
-# utime is the 12th, stime the 13th, cutime the 14th, cstime the 15th.
-cpu_s() {
-    local first=12
-    [ "${2:-}" = children ] && first=14
-    sed 's/^.*) //' "/proc/$1/stat" |
-        awk -v t="$(getconf CLK_TCK)" -v f="$first" '{ printf "%.2f", ($f + $(f + 1)) / t }'
-}
-
 # CPU seconds the whole machine spent busy so far (all processes, everyone's).
 host_busy_s() {
     awk -v t="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / t }' \
@@ -247,8 +237,6 @@ shell_words() {
 
 # per_req CPU_S REQUESTS: microseconds of CPU per request.
 per_req() { awk -v c="$1" -v n="$2" 'BEGIN { printf "%.1f", (n > 0) ? c * 1e6 / n : 0 }'; }
-
-sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
 
 # run_wrk NAME DESCRIPTION MEASURED CONNS DURATION_S URL BODY [HEADER...]
 # Runs one measured load against URL, writes bench/results/NAME.txt and adds a
