@@ -57,6 +57,12 @@ find_agentd_port() {
 
 get() { awk -F= -v k="$1" '$1 == k { print substr($0, length(k) + 2); exit }' "$2"; }
 
+# tree_desc ROOT: "git <short rev>", plus " (dirty)" when tracked files differ from it.
+tree_desc() {
+    echo "git $(git -C "$1" rev-parse --short HEAD 2>/dev/null || echo unknown)$(
+        [ -n "$(git -C "$1" status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' (dirty)')"
+}
+
 
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
 

@@ -136,7 +136,7 @@ main() {
     build_targets agentd fake_upstream bench/bench_bucket_cost
     start_redis
     {
-        echo "# bench/redis.sh $(date -u +%Y-%m-%dT%H:%M:%SZ), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$([ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' (dirty)'), $(nproc) CPUs shared by every process below, kernel $(uname -r)"
+        echo "# bench/redis.sh $(date -u +%Y-%m-%dT%H:%M:%SZ), $(tree_desc "$ROOT"), $(nproc) CPUs shared by every process below, kernel $(uname -r)"
         echo "# $(redis-server --version)"
         echo
         echo "## cost of one limiter token: bench_bucket_cost --redis 127.0.0.1:$REDIS_PORT"
