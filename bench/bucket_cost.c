@@ -26,12 +26,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <hiredis/hiredis.h>
 
 #include "agentd/bucket.h"
 #include "agentd/redis_scripts.h"
+#include "bench_common.h"
 
 #define WARMUP_LOCAL  1000
 #define WARMUP_SHARED 200
@@ -45,39 +45,11 @@
 #define MAX_WAIT_MS  "30000"
 #define LEASE_MS     "30000"
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted v[0..n). */
-static double pct_us(const int64_t *v, long n, double p)
-{
-    long rank = (long)((p / 100.0) * (double)n + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return (double)v[rank - 1] / 1000.0;
-}
-
 static void print_latencies(const char *mode, int64_t *v, long n, const char *extra)
 {
-    double sum = 0;
-    for (long i = 0; i < n; i++)
-        sum += (double)v[i];
-    qsort(v, (size_t)n, sizeof(*v), cmp_i64);
-    printf("%-9s n=%ld p50_us=%.3f p99_us=%.3f mean_us=%.3f max_us=%.3f%s\n", mode, n,
-           pct_us(v, n, 50), pct_us(v, n, 99), sum / (double)n / 1000.0, (double)v[n - 1] / 1000.0,
-           extra);
+    struct bench_lat l = bench_lat_summary(v, n);
+    printf("%-9s n=%ld p50_us=%.3f p99_us=%.3f mean_us=%.3f max_us=%.3f%s\n", mode, n, l.p50_us,
+           l.p99_us, l.mean_us, l.max_us, extra);
 }
 
 static int measure_timer(long n)
@@ -86,8 +58,8 @@ static int measure_timer(long n)
     if (!lat)
         return 1;
     for (long i = 0; i < n; i++) {
-        int64_t t0 = now_ns();
-        lat[i] = now_ns() - t0;
+        int64_t t0 = bench_now_ns();
+        lat[i] = bench_now_ns() - t0;
     }
     print_latencies("timer", lat, n, "");
     free(lat);
@@ -97,7 +69,7 @@ static int measure_timer(long n)
 static int measure_local(long n)
 {
     int64_t *lat = malloc((size_t)n * sizeof(*lat));
-    struct bucket *b = bucket_new(BUCKET_MAX_RATE_PER_S, 1e12, now_ns() / 1000000);
+    struct bucket *b = bucket_new(BUCKET_MAX_RATE_PER_S, 1e12, bench_now_ns() / 1000000);
     long waited = 0;
     if (!lat || !b) {
         free(lat);
@@ -105,11 +77,11 @@ static int measure_local(long n)
         return 1;
     }
     for (long i = 0; i < WARMUP_LOCAL; i++)
-        waited += bucket_reserve(b, now_ns() / 1000000, 30000) != 0;
+        waited += bucket_reserve(b, bench_now_ns() / 1000000, 30000) != 0;
     for (long i = 0; i < n; i++) {
-        int64_t t0 = now_ns();
+        int64_t t0 = bench_now_ns();
         int64_t w = bucket_reserve(b, t0 / 1000000, 30000);
-        lat[i] = now_ns() - t0;
+        lat[i] = bench_now_ns() - t0;
         waited += w != 0;
     }
     print_latencies("local", lat, n, "");
@@ -124,48 +96,17 @@ static int measure_local(long n)
 
 /* ---- Redis ------------------------------------------------------------------------------ */
 
-struct server_stats {
-    double evalsha_usec; /* cmdstat_evalsha usec (total) */
-    long long evalsha_calls;
-    double cpu_s; /* used_cpu_user + used_cpu_sys */
-};
-
-static double info_field(const char *info, const char *name)
+static int server_stats(redisContext *c, struct bench_redis_stats *st)
 {
-    const char *p = strstr(info, name);
-    return p ? strtod(p + strlen(name), NULL) : 0.0;
+    return bench_redis_stats(c, "evalsha", st);
 }
 
-static int server_stats(redisContext *c, struct server_stats *st)
+static void server_extra(const struct bench_redis_stats *a, const struct bench_redis_stats *b,
+                         long n, char *out, size_t size)
 {
-    redisReply *r = redisCommand(c, "INFO all");
-    if (!r || r->type != REDIS_REPLY_STRING) {
-        if (r)
-            freeReplyObject(r);
-        return -1;
-    }
-    memset(st, 0, sizeof(*st));
-    const char *line = strstr(r->str, "cmdstat_evalsha:");
-    if (line) {
-        const char *calls = strstr(line, "calls=");
-        const char *usec = strstr(line, "usec=");
-        if (calls)
-            st->evalsha_calls = strtoll(calls + 6, NULL, 10);
-        if (usec)
-            st->evalsha_usec = strtod(usec + 5, NULL);
-    }
-    st->cpu_s = info_field(r->str, "used_cpu_user:") + info_field(r->str, "used_cpu_sys:");
-    freeReplyObject(r);
-    return 0;
-}
-
-static void server_extra(const struct server_stats *a, const struct server_stats *b, long n,
-                         char *out, size_t size)
-{
-    long long calls = b->evalsha_calls - a->evalsha_calls;
-    snprintf(out, size, " redis_usec_per_call=%.3f redis_cpu_us_per_call=%.3f",
-             calls > 0 ? (b->evalsha_usec - a->evalsha_usec) / (double)calls : 0.0,
-             (b->cpu_s - a->cpu_s) * 1e6 / (double)n);
+    double usec, cpu;
+    bench_redis_per_call(a, b, n, &usec, &cpu);
+    snprintf(out, size, " redis_usec_per_call=%.3f redis_cpu_us_per_call=%.3f", usec, cpu);
 }
 
 /* An immediate grant: {0, 0, 0}. */
@@ -196,7 +137,7 @@ static int measure_shared(redisContext *c, struct take_cmd *t, long n)
 {
     int64_t *lat = malloc((size_t)n * sizeof(*lat));
     long bad = 0;
-    struct server_stats a, b;
+    struct bench_redis_stats a, b;
     if (!lat)
         return 1;
     for (long i = 0; i < WARMUP_SHARED; i++) {
@@ -208,9 +149,9 @@ static int measure_shared(redisContext *c, struct take_cmd *t, long n)
     if (server_stats(c, &a) != 0)
         bad++;
     for (long i = 0; i < n && c->err == 0; i++) {
-        int64_t t0 = now_ns();
+        int64_t t0 = bench_now_ns();
         redisReply *r = redisCommandArgv(c, 8, t->argv, t->lens);
-        lat[i] = now_ns() - t0;
+        lat[i] = bench_now_ns() - t0;
         bad += !granted_now(r);
         if (r)
             freeReplyObject(r);
@@ -234,10 +175,10 @@ static int measure_shared(redisContext *c, struct take_cmd *t, long n)
 static int measure_pipelined(redisContext *c, struct take_cmd *t, long n, int depth)
 {
     long bad = 0, done = 0;
-    struct server_stats a, b;
+    struct bench_redis_stats a, b;
     if (server_stats(c, &a) != 0)
         return 1;
-    int64_t t0 = now_ns();
+    int64_t t0 = bench_now_ns();
     while (done < n && c->err == 0) {
         int k = n - done < depth ? (int)(n - done) : depth;
         for (int i = 0; i < k; i++)
@@ -252,7 +193,7 @@ static int measure_pipelined(redisContext *c, struct take_cmd *t, long n, int de
             done++;
         }
     }
-    int64_t elapsed = now_ns() - t0;
+    int64_t elapsed = bench_now_ns() - t0;
     if (c->err || server_stats(c, &b) != 0) {
         fprintf(stderr, "bench_bucket_cost: redis: %s\n", c->errstr);
         return 1;
@@ -272,55 +213,20 @@ static int measure_pipelined(redisContext *c, struct take_cmd *t, long n, int de
 
 static int measure_redis(const char *hostport, long shared_n, long pipelined_n, int depth)
 {
-    char host[256];
-    const char *colon = strrchr(hostport, ':');
-    if (!colon || (size_t)(colon - hostport) >= sizeof(host) || colon == hostport) {
-        fprintf(stderr, "bench_bucket_cost: --redis wants HOST:PORT, got '%s'\n", hostport);
-        return 2;
-    }
-    memcpy(host, hostport, (size_t)(colon - hostport));
-    host[colon - hostport] = '\0';
-    int port = atoi(colon + 1);
-    struct timeval tv = {.tv_sec = 5, .tv_usec = 0};
-    redisContext *c = redisConnectWithTimeout(host, port, tv);
-    if (!c || c->err) {
-        fprintf(stderr, "bench_bucket_cost: cannot connect to %s: %s\n", hostport,
-                c ? c->errstr : "out of memory");
-        if (c)
-            redisFree(c);
-        return 1;
-    }
-    /* Every call is bounded: a stalled server fails the benchmark instead of hanging it. */
-    redisSetTimeout(c, tv);
+    redisContext *c = bench_redis_connect("bench_bucket_cost", hostport, 5);
+    if (!c)
+        return errno == EINVAL ? 2 : 1;
     int rc = 1;
-    redisReply *r = redisCommand(c, "SCRIPT LOAD %s", REDIS_SCRIPT_LIMIT_TAKE);
-    if (r && r->type == REDIS_REPLY_STRING && r->len == 40) {
+    char sha[41];
+    if (bench_redis_load("bench_bucket_cost", c, REDIS_SCRIPT_LIMIT_TAKE, sha) == 0) {
         struct take_cmd t;
-        char sha[41];
-        memcpy(sha, r->str, 41);
         take_cmd_init(&t, sha);
         rc = measure_shared(c, &t, shared_n);
         if (rc == 0)
             rc = measure_pipelined(c, &t, pipelined_n, depth);
-    } else {
-        fprintf(stderr, "bench_bucket_cost: SCRIPT LOAD failed: %s\n",
-                r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
     }
-    if (r)
-        freeReplyObject(r);
     redisFree(c);
     return rc;
-}
-
-static bool parse_long(const char *s, long min, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
 }
 
 static int usage(void)
@@ -340,13 +246,13 @@ int main(int argc, char **argv)
         if (!strcmp(opt, "--redis"))
             redis = val;
         else if (!strcmp(opt, "--local-n"))
-            ok = ok && parse_long(val, 1, MAX_N, &local_n);
+            ok = ok && bench_parse_long(val, 1, MAX_N, &local_n);
         else if (!strcmp(opt, "--shared-n"))
-            ok = ok && parse_long(val, 1, MAX_N, &shared_n);
+            ok = ok && bench_parse_long(val, 1, MAX_N, &shared_n);
         else if (!strcmp(opt, "--pipelined-n"))
-            ok = ok && parse_long(val, 1, MAX_N, &pipelined_n);
+            ok = ok && bench_parse_long(val, 1, MAX_N, &pipelined_n);
         else if (!strcmp(opt, "--depth"))
-            ok = ok && parse_long(val, 1, MAX_DEPTH, &depth);
+            ok = ok && bench_parse_long(val, 1, MAX_DEPTH, &depth);
         else
             ok = false;
         if (!ok)

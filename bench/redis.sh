@@ -38,8 +38,6 @@ WORK=
 REDIS_PID=
 REDIS_PORT=
 
-sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
-
 die() {
     echo "redis.sh: $*" >&2
     exit 2
@@ -48,19 +46,6 @@ die() {
 log() { echo "== $*" >&2; }
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
-
-stop_redis() {
-    [ -n "$REDIS_PID" ] || return 0
-    local tries=$((STOP_TIMEOUT_S * 20))
-    kill -TERM "$REDIS_PID" 2>/dev/null || true
-    while alive "$REDIS_PID" && [ "$tries" -gt 0 ]; do
-        sleep 0.05
-        tries=$((tries - 1))
-    done
-    alive "$REDIS_PID" && kill -KILL "$REDIS_PID" 2>/dev/null
-    wait "$REDIS_PID" 2>/dev/null || true
-    REDIS_PID=
-}
 
 cleanup() {
     stop_redis
@@ -74,52 +59,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-port_in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
-
-redis_ping() { [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
-
-# Sets REDIS_PID and REDIS_PORT. redis-server cannot take an ephemeral port, so a
-# random free one is tried; a few attempts in case another process takes it first.
-start_redis() {
-    local attempt
-    mkdir -p "$WORK/redis"
-    for attempt in 1 2 3 4 5; do
-        REDIS_PORT=$((20000 + RANDOM % 30000))
-        port_in_use "$REDIS_PORT" && continue
-        redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
-            --save '' --appendonly no --dir "$WORK/redis" --logfile "$WORK/redis/redis.log" \
-            --daemonize no >/dev/null 2>&1 &
-        REDIS_PID=$!
-        if wait_until "$STARTUP_TIMEOUT_S" redis_ping; then
-            log "redis-server pid $REDIS_PID on 127.0.0.1:$REDIS_PORT (attempt $attempt)"
-            return 0
-        fi
-        stop_redis
-    done
-    tail -5 "$WORK/redis/redis.log" >&2 2>/dev/null || true
-    die "redis-server did not start"
-}
-
-# CPU seconds (user + system) used so far by PID.
-cpu_s() {
-    sed 's/^.*) //' "/proc/$1/stat" |
-        awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / t }'
-}
-
-# metric FILE NAME{LABELS}: a sample's value from a /metrics dump (0 when absent).
-metric() {
-    awk -v k="$2" '$1 == k { v = $2 } END { print v + 0 }' "$1"
-}
-
-# metric_sum FILE NAME: the sum of every sample of NAME, whatever its labels.
-metric_sum() {
-    awk -v k="$2" 'index($1, k "{") == 1 || $1 == k { s += $2 } END { print s + 0 }' "$1"
-}
-
-ratio() { awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { printf f, b ? a / b : 0 }'; }
-
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # run_a MODE REPEAT: one bench/run.sh a; prints a result line and records runs/s.
 run_a() {
@@ -194,15 +133,10 @@ main() {
     check_int BENCH_REDIS_REPEATS "$REPEATS" 1 5
     WORK=$(mktemp -d /tmp/agentd-bench-redis.XXXXXX)
     mkdir -p "$RESULTS"
-    build
-    if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
-        ninja -C "$BUILD" bench/bench_bucket_cost >"$WORK/ninja_bench.log" 2>&1 ||
-            { tail -20 "$WORK/ninja_bench.log" >&2; die "build of bench_bucket_cost failed"; }
-    fi
-    [ -x "$BUILD/bench/bench_bucket_cost" ] || die "no $BUILD/bench/bench_bucket_cost"
+    build_targets agentd fake_upstream bench/bench_bucket_cost
     start_redis
     {
-        echo "# bench/redis.sh $(date -u +%Y-%m-%dT%H:%M:%SZ), git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$([ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' (dirty)'), $(nproc) CPUs shared by every process below, kernel $(uname -r)"
+        echo "# bench/redis.sh $(date -u +%Y-%m-%dT%H:%M:%SZ), $(tree_desc "$ROOT"), $(nproc) CPUs shared by every process below, kernel $(uname -r)"
         echo "# $(redis-server --version)"
         echo
         echo "## cost of one limiter token: bench_bucket_cost --redis 127.0.0.1:$REDIS_PORT"

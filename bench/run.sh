@@ -25,6 +25,10 @@
 #   BENCH_AGENTD_ENV="NAME=VALUE ..."  more environment for every agentd started
 #                          (e.g. AGENTD_REDIS_URL=redis://127.0.0.1:6380/0; no spaces in values)
 #   BENCH_SAVE_METRICS=1   after each agentd row, save its /metrics to <row>.metrics
+#   BENCH_IDEM_KEYS=1      every request to agentd's /v1/agent carries its own Idempotency-Key
+#                          (bench/wrk/post.lua); with AGENTD_REDIS_URL in BENCH_AGENTD_ENV each
+#                          run is durable (bench/durable.sh). The sanity check then also sends a
+#                          keyed request twice: the second must be its replay
 #   BENCH_RESULTS_DIR=dir  write results there instead of bench/results
 #   BENCH_KEEP_DIR=1       keep the temp dir (daemon logs, wrk output)
 #
@@ -45,6 +49,11 @@ B_CONNECTIONS=${BENCH_B_CONNECTIONS:-2000}
 B_DELAY_MS=${BENCH_B_DELAY_MS:-1000}
 B_STAGGERED=${BENCH_B_STAGGERED:-1}
 A_INFO=${BENCH_A_INFO:-1}
+IDEM_KEYS=${BENCH_IDEM_KEYS:-0}
+# Set per agentd load below (post.lua reads it); never inherited.
+unset BENCH_IDEM_PREFIX
+# Makes the Idempotency-Keys of this run.sh unlike those of any other.
+RUN_NONCE=$(date +%s)-$$-$RANDOM
 AGENTD_ENV=()
 read -r -a AGENTD_ENV <<<"${BENCH_AGENTD_ENV:-}"
 WRK_THREADS=2
@@ -187,16 +196,6 @@ stop() {
 
 # ---- measuring -----------------------------------------------------------------------
 
-# cpu_s PID [children]: CPU seconds (user + system) used so far by PID, or by
-# its waited-for children. Fields after the ")" that closes the command name:
-# utime is the 12th, stime the 13th, cutime the 14th, cstime the 15th.
-cpu_s() {
-    local first=12
-    [ "${2:-}" = children ] && first=14
-    sed 's/^.*) //' "/proc/$1/stat" |
-        awk -v t="$(getconf CLK_TCK)" -v f="$first" '{ printf "%.2f", ($f + $(f + 1)) / t }'
-}
-
 # CPU seconds the whole machine spent busy so far (all processes, everyone's).
 host_busy_s() {
     awk -v t="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / t }' \
@@ -224,6 +223,24 @@ sanity_agentd() {
         die "sanity request to agentd failed"
     [[ $body == *'"stop_reason":"end_turn"'* && $body == *'"llm_calls":1'* ]] ||
         die "agentd did not answer a one-call end_turn run: $body"
+    [ "$IDEM_KEYS" = 1 ] || return 0
+    # With keys: a keyed run, then the same request again, which must be its replay.
+    local key="bench-$RUN_NONCE-sanity-$AGENTD_PORT" i first=
+    for i in 1 2; do
+        body=$(curl -sS --max-time 10 -D "$WORK/sanity.headers" -H 'Content-Type: application/json' \
+            -H "Idempotency-Key: $key" -d @"$WORK/agent.json" \
+            "http://127.0.0.1:$AGENTD_PORT/v1/agent") || die "keyed sanity request to agentd failed"
+        if [ "$i" = 1 ]; then
+            if [[ $body != *'"stop_reason":"end_turn"'* ]] ||
+                grep -qi '^Idempotent-Replayed:' "$WORK/sanity.headers"; then
+                die "agentd did not answer a keyed one-call run: $body"
+            fi
+            first=$body
+        elif ! grep -qi '^Idempotent-Replayed: *true' "$WORK/sanity.headers" ||
+            [ "$body" != "$first" ]; then
+            die "agentd did not replay the keyed run: $body"
+        fi
+    done
 }
 
 sanity_fake() {
@@ -248,8 +265,6 @@ shell_words() {
 # per_req CPU_S REQUESTS: microseconds of CPU per request.
 per_req() { awk -v c="$1" -v n="$2" 'BEGIN { printf "%.1f", (n > 0) ? c * 1e6 / n : 0 }'; }
 
-sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
-
 # run_wrk NAME DESCRIPTION MEASURED CONNS DURATION_S URL BODY [HEADER...]
 # Runs one measured load against URL, writes bench/results/NAME.txt and adds a
 # table row. MEASURED (agentd or fake) is the process whose memory and CPU per
@@ -261,6 +276,8 @@ run_wrk() {
     check_int "$name duration" "$dur" 1 "$MAX_DURATION_S"
     local cmd=(wrk "-t$WRK_THREADS" "-c$conns" "-d${dur}s" --timeout "${WRK_TIMEOUT_S}s" --latency
         -s "$LUA" "$url" -- "$body" "$@")
+    local envs=()
+    [ "$what" = agentd ] && [ "$IDEM_KEYS" = 1 ] && envs=(BENCH_IDEM_PREFIX="bench-$RUN_NONCE-$name")
     local out=$WORK/$name.wrk res=$RESULTS/$name.txt
     local measured=$FAKE_PID
     [ "$what" = agentd ] && measured=$AGENTD_PID
@@ -273,7 +290,7 @@ run_wrk() {
     f0=$(cpu_s "$FAKE_PID")
     w0=$(cpu_s "$$" children)
     h0=$(host_busy_s)
-    BENCH_LATENCY_FILE=$RESULTS/$name.latency.tsv "${cmd[@]}" >"$out" 2>&1 ||
+    env ${envs[@]+"${envs[@]}"} BENCH_LATENCY_FILE="$RESULTS/$name.latency.tsv" "${cmd[@]}" >"$out" 2>&1 ||
         { cat "$out" >&2; die "wrk failed"; }
     [ -n "$AGENTD_PID" ] && a1=$(cpu_s "$AGENTD_PID")
     f1=$(cpu_s "$FAKE_PID")
@@ -312,6 +329,7 @@ run_wrk() {
         echo "git_rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
         echo "agentd_bin=${BENCH_AGENTD_BIN:-$BUILD/agentd}"
         [ -n "${BENCH_AGENTD_ENV:-}" ] && echo "agentd_env=${BENCH_AGENTD_ENV}"
+        [ ${#envs[@]} -gt 0 ] && echo "idempotency_keys=one per request, ${envs[0]#*=}-<thread>-<n>"
         echo "git_dirty=$([ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] && echo yes || echo no)"
         echo "command=$(shell_words "${cmd[@]}")"
         [ -n "${BENCH_STAGGER_MS:-}" ] &&
@@ -340,10 +358,12 @@ run_wrk() {
 # ---- benchmarks ----------------------------------------------------------------------
 
 warmup() { # URL BODY [HEADER...]
-    local url=$1 body=$2
+    local url=$1 body=$2 envs=()
     shift 2
-    wrk -t"$WRK_THREADS" -c"$A_CONNECTIONS" -d"${WARMUP_S}s" -s "$LUA" "$url" -- "$body" "$@" \
-        >/dev/null
+    [[ $url == */v1/agent ]] && [ "$IDEM_KEYS" = 1 ] &&
+        envs=(BENCH_IDEM_PREFIX="bench-$RUN_NONCE-warmup-$RANDOM")
+    env ${envs[@]+"${envs[@]}"} wrk -t"$WRK_THREADS" -c"$A_CONNECTIONS" -d"${WARMUP_S}s" \
+        -s "$LUA" "$url" -- "$body" "$@" >/dev/null
 }
 
 # Reads agentd's last request to the LLM API (system prompt, tool schemas,
@@ -510,6 +530,7 @@ main() {
     check_int BENCH_B_CONNECTIONS "$B_CONNECTIONS" 1 8000
     check_int BENCH_B_DELAY_MS "$B_DELAY_MS" 0 5000
     check_int BENCH_A_INFO "$A_INFO" 0 1
+    check_int BENCH_IDEM_KEYS "$IDEM_KEYS" 0 1
     local word
     for word in ${AGENTD_ENV[@]+"${AGENTD_ENV[@]}"}; do
         [[ $word =~ ^[A-Z_][A-Z0-9_]*= ]] || die "BENCH_AGENTD_ENV: expected NAME=VALUE words, got '$word'"

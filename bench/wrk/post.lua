@@ -6,8 +6,14 @@
 -- The body comes from a file so the same script serves /v1/agent and the
 -- fake's /v1/messages; each extra argument is one request header.
 -- BENCH_LATENCY_FILE=path also writes the latency distribution there.
+-- BENCH_IDEM_PREFIX=p gives every request its own Idempotency-Key,
+-- p-<thread>-<n> (n counts that thread's requests), so each one is a new
+-- durable run and none can be a replay (bench/durable.sh); answers that say
+-- Idempotent-Replayed are counted all the same (idem_replayed, expect 0).
 
 local threads = {}
+local idem_prefix = os.getenv("BENCH_IDEM_PREFIX")
+if idem_prefix == "" then idem_prefix = nil end
 
 -- Optional staggered start (a diagnostic, see README.md): the first
 -- BENCH_STAGGER_REQUESTS requests of each wrk thread wait a random
@@ -29,6 +35,7 @@ end
 
 function setup(thread)
    table.insert(threads, thread)
+   thread:set("tid", #threads)
 end
 
 local function read_file(path)
@@ -51,11 +58,20 @@ function init(args)
    -- Each thread keeps its own counters (wrk runs one Lua state per thread);
    -- done() reads them back through thread:get().
    statuses = { s2xx = 0, s3xx = 0, s4xx = 0, s5xx = 0, other = 0 }
+   keys_sent = 0
+   replayed = 0
    req = wrk.format()
 end
 
 function request()
-   return req
+   if not idem_prefix then
+      return req
+   end
+   keys_sent = keys_sent + 1
+   local h = {}
+   for name, value in pairs(wrk.headers) do h[name] = value end
+   h["Idempotency-Key"] = idem_prefix .. "-" .. tostring(tid) .. "-" .. keys_sent
+   return wrk.format(nil, nil, h)
 end
 
 -- wrk itself only counts status > 399 as an error; count every class so a
@@ -68,13 +84,19 @@ function response(status, headers, body)
    elseif status >= 500 and status < 600 then k = "s5xx"
    else k = "other" end
    statuses[k] = statuses[k] + 1
+   if headers["Idempotent-Replayed"] or headers["idempotent-replayed"] then
+      replayed = replayed + 1
+   end
 end
 
 function done(summary, latency, requests)
    local c = { s2xx = 0, s3xx = 0, s4xx = 0, s5xx = 0, other = 0 }
+   local keys, replays = 0, 0
    for _, t in ipairs(threads) do
       local s = t:get("statuses")
       for k, _ in pairs(c) do c[k] = c[k] + (s and s[k] or 0) end
+      keys = keys + (t:get("keys_sent") or 0)
+      replays = replays + (t:get("replayed") or 0)
    end
    local e = summary.errors
    local secs = summary.duration / 1e6
@@ -102,6 +124,8 @@ function done(summary, latency, requests)
       { "lat_p99_ms", ms(latency:percentile(99)) },
       { "lat_p999_ms", ms(latency:percentile(99.9)) },
       { "lat_max_ms", ms(latency.max) },
+      { "idem_keys_sent", keys },
+      { "idem_replayed", replays },
    }
    -- The latency distribution in fine steps, for looking at the shape of
    -- the tail (wrk's summary only gives a few percentiles).
