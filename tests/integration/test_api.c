@@ -500,14 +500,25 @@ END_TEST
 /* Probes and scrapers reuse their connection: GET answers keep it open. */
 START_TEST(test_get_routes_keep_the_connection_alive)
 {
+    /* One connection for every route, in mixed order: each answer leaves it open for the next. */
     int fd = harness_connect(&H);
-    const char *paths[] = {"/health/live", "/metrics", "/health/ready", "/health/live"};
+    static const char agent_body[] = "{\"input\":\"What is 2 * 3?\"}";
+    const char *paths[] = {"/health/live",  "/v1/agent", "/metrics",    "/v1/agent",
+                           "/health/ready", "/v1/agent", "/health/live"};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-        char req[128], resp[65536];
-        int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", paths[i]);
+        char req[512], resp[65536];
+        bool agent = strcmp(paths[i], "/v1/agent") == 0;
+        int n = agent ? snprintf(req, sizeof(req),
+                                 "POST /v1/agent HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                                 "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                                 strlen(agent_body), agent_body)
+                      : snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", paths[i]);
         ck_assert_int_eq(write(fd, req, (size_t)n), n);
         int status = harness_read_response(fd, resp, sizeof(resp));
-        ck_assert_msg(status == 200 || status == 503, "%s: status %d", paths[i], status);
+        if (agent)
+            ck_assert_msg(status == 200 && strstr(resp, "6"), "request %zu: status %d", i, status);
+        else
+            ck_assert_msg(status == 200 || status == 503, "%s: status %d", paths[i], status);
         ck_assert_msg(!strcasestr(resp, "\r\nConnection: close"), "%s closed the connection",
                       paths[i]);
     }
