@@ -642,6 +642,12 @@ static void append_assistant(struct run *run, const json_t *content)
 
 static void on_tool_done(struct tool_exec *t, void *arg);
 
+static void start_tool(struct run *run, struct tool_exec *t)
+{
+    tool_exec_start(t, run->w, &run->app->tool_env, run->deadline_ms,
+                    run->req.priority == AGENT_PRIORITY_LOW, run->request_id, on_tool_done, run);
+}
+
 static void start_tools(struct run *run, struct llm_response *resp)
 {
     run->tools = calloc(resp->n_tool_uses, sizeof(*run->tools));
@@ -660,9 +666,7 @@ static void start_tools(struct run *run, struct llm_response *resp)
     }
     /* Synchronous tools may finish (and even end the run) inside the loop. */
     for (size_t i = 0; i < run->n_tools && !run->finished; i++)
-        tool_exec_start(&run->tools[i], run->w, &run->app->tool_env, run->deadline_ms,
-                        run->req.priority == AGENT_PRIORITY_LOW, run->request_id, on_tool_done,
-                        run);
+        start_tool(run, &run->tools[i]);
 }
 
 static void llm_failed(struct run *run, struct call *c)
@@ -1182,9 +1186,7 @@ static void resume_step(struct run *run)
     }
     for (size_t m = 0; m < run->n_tools && !run->finished; m++)
         if (!run->tools[m].done)
-            tool_exec_start(&run->tools[m], run->w, &run->app->tool_env, run->deadline_ms,
-                            run->req.priority == AGENT_PRIORITY_LOW, run->request_id, on_tool_done,
-                            run);
+            start_tool(run, &run->tools[m]);
 }
 
 /* ---- claims: the Idempotency-Key and the conversation, in Redis when it answers ---------- */
@@ -1202,6 +1204,27 @@ static void replay(struct run *run, int status, char *body)
     finish(run, RUN_IDEM_REPLAYED, 0, "replayed");
 }
 
+static void idem_in_progress(struct run *run, int64_t retry_after_ms)
+{
+    finish(run, RUN_IDEM_IN_PROGRESS, retry_after_ms,
+           "a request with this Idempotency-Key is still running");
+}
+
+static void idem_mismatch(struct run *run)
+{
+    finish(run, RUN_IDEM_MISMATCH, 0,
+           "this Idempotency-Key was used with a different request body");
+}
+
+/* The key is this run's in Redis (claimed, or taken over). */
+static void hold_shared_idem(struct run *run)
+{
+    run->shared_idem = true;
+    durable_list(run, true);
+    free(run->claim_idem);
+    run->claim_idem = NULL;
+}
+
 /* The local store decides (Redis did not answer). False when that ended the run. */
 static bool claim_idem_locally(struct run *run)
 {
@@ -1214,12 +1237,10 @@ static bool claim_idem_locally(struct run *run)
         run->claim_idem = NULL;
         return true;
     case IDEM_IN_PROGRESS:
-        finish(run, RUN_IDEM_IN_PROGRESS, 1000,
-               "a request with this Idempotency-Key is still running");
+        idem_in_progress(run, 1000);
         return false;
     case IDEM_MISMATCH:
-        finish(run, RUN_IDEM_MISMATCH, 0,
-               "this Idempotency-Key was used with a different request body");
+        idem_mismatch(run);
         return false;
     case IDEM_REPLAY:
         replay(run, status, body);
@@ -1239,28 +1260,20 @@ static void on_idem_claimed(struct redis_req *req, int err, const redisReply *re
     worker_refresh_now(run->w);
     switch (shared_idem_answer(err, reply, &retry_after, &status, &body)) {
     case SHARED_IDEM_CLAIMED:
-        run->shared_idem = true;
-        durable_list(run, true);
-        free(run->claim_idem);
-        run->claim_idem = NULL;
+        hold_shared_idem(run);
         claims_next(run);
         break;
     case SHARED_IDEM_RUNNING:
-        finish(run, RUN_IDEM_IN_PROGRESS, retry_after,
-               "a request with this Idempotency-Key is still running");
+        idem_in_progress(run, retry_after);
         break;
     case SHARED_IDEM_MISMATCH:
-        finish(run, RUN_IDEM_MISMATCH, 0,
-               "this Idempotency-Key was used with a different request body");
+        idem_mismatch(run);
         break;
     case SHARED_IDEM_REPLAY:
         replay(run, status, body);
         break;
     case SHARED_IDEM_TAKEOVER:
-        run->shared_idem = true;
-        durable_list(run, true);
-        free(run->claim_idem);
-        run->claim_idem = NULL;
+        hold_shared_idem(run);
         if (take_over(run, body))
             claims_next(run);
         free(body);
