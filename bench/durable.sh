@@ -51,26 +51,10 @@ WORK=
 REDIS_PID=
 REDIS_PORT=
 
-die() {
-    echo "durable.sh: $*" >&2
-    exit 2
-}
-
-log() { echo "== $*" >&2; }
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
 
-cleanup() {
-    stop_redis
-    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-        if [ "${BENCH_KEEP_DIR:-0}" = 1 ]; then
-            echo "logs kept in $WORK" >&2
-        else
-            rm -rf "$WORK"
-        fi
-    fi
-}
-trap cleanup EXIT
+trap cleanup_redis_work EXIT
 trap 'exit 130' INT TERM
 
 # cmdstat FILE COMMAND FIELD: a field (calls, usec, failed_calls) of INFO commandstats.

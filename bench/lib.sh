@@ -1,8 +1,33 @@
 # lib.sh — what the bench scripts share: argument checks, the release build into bench/.build,
 # bounded polling, the port agentd listens on, CPU and arithmetic helpers, reading /metrics
 # dumps, and a private redis-server. Sourced by run.sh, soak.sh, redis.sh and durable.sh, which
-# define die, log, BUILD, ROOT, WORK, STARTUP_TIMEOUT_S and STOP_TIMEOUT_S before calling these.
+# define BUILD, ROOT, WORK, STARTUP_TIMEOUT_S and STOP_TIMEOUT_S before calling these.
 # shellcheck shell=bash
+
+# die MESSAGE: a setup failure (exit 2), named after the script; log MESSAGE: progress. A script
+# that needs more (soak.sh keeps its logs on failure) defines its own before sourcing this.
+if ! declare -F die >/dev/null; then
+    die() {
+        echo "$(basename "$0"): $*" >&2
+        exit 2
+    }
+fi
+if ! declare -F log >/dev/null; then
+    log() { echo "== $*" >&2; }
+fi
+
+# cleanup_redis_work: the EXIT trap of the Redis benches: stops the private redis-server and
+# removes $WORK (kept with BENCH_KEEP_DIR=1).
+cleanup_redis_work() {
+    stop_redis
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        if [ "${BENCH_KEEP_DIR:-0}" = 1 ]; then
+            echo "logs kept in $WORK" >&2
+        else
+            rm -rf "$WORK"
+        fi
+    fi
+}
 
 check_int() { # NAME VALUE MIN MAX
     if ! [[ $2 =~ ^[0-9]+$ ]] || [ "$2" -lt "$3" ] || [ "$2" -gt "$4" ]; then

@@ -38,26 +38,10 @@ WORK=
 REDIS_PID=
 REDIS_PORT=
 
-die() {
-    echo "redis.sh: $*" >&2
-    exit 2
-}
-
-log() { echo "== $*" >&2; }
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
 
-cleanup() {
-    stop_redis
-    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-        if [ "${BENCH_KEEP_DIR:-0}" = 1 ]; then
-            echo "logs kept in $WORK" >&2
-        else
-            rm -rf "$WORK"
-        fi
-    fi
-}
-trap cleanup EXIT
+trap cleanup_redis_work EXIT
 trap 'exit 130' INT TERM
 
 # run_a MODE REPEAT: one bench/run.sh a; prints a result line and records runs/s.

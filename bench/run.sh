@@ -75,12 +75,6 @@ MISSED=0
 FAKE_PID=
 AGENTD_PID=
 
-die() {
-    echo "run.sh: $*" >&2
-    exit 2
-}
-
-log() { echo "== $*" >&2; }
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
 
