@@ -183,6 +183,9 @@ enum metrics_gen_ai_outcome {
 void metrics_gen_ai_operation(enum metrics_gen_ai_outcome outcome, double seconds);
 /* Adds to agentd_llm_cost_usd_total (kept in nano-USD; negative/NaN ignored). */
 void metrics_llm_cost_usd(double usd);
+/* The configured hourly budgets, agentd_budget_limit_per_hour{kind} (USD and tokens per
+   sliding hour; 0 = off; negative/NaN read as 0), so dashboards can draw spend against them. */
+void metrics_budget_limits(double usd_per_hour, int64_t tokens_per_hour);
 /* A drained budget transition: sets agentd_budget_exhausted{kind} and counts it. */
 void metrics_budget_transition(enum metrics_budget_kind kind, bool exhausted);
 

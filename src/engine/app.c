@@ -83,6 +83,7 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
     }
     app->spend = spend_new(cfg->price_input_per_mtok, cfg->price_output_per_mtok,
                            cfg->budget_usd_per_hour, cfg->budget_tokens_per_hour);
+    metrics_budget_limits(cfg->budget_usd_per_hour, cfg->budget_tokens_per_hour);
     if (cfg->idempotency_max > 0)
         app->idem = idem_store_new((size_t)cfg->idempotency_max, cfg->idempotency_max_bytes,
                                    cfg->idempotency_ttl_ms);

@@ -130,6 +130,7 @@ static struct registry {
     struct gen_ai_histogram gen_ai_duration[METRICS_GEN_AI__COUNT]; /* sum in ns */
     counter_t llm_cost_nano_usd;
     atomic_int budget_exhausted[METRICS_BUDGET__COUNT];
+    counter_t budget_limit_nano[METRICS_BUDGET__COUNT]; /* per hour, in 1e-9 of the unit */
     counter_t budget_transitions[METRICS_BUDGET__COUNT];
     atomic_int ready;
     counter_t redis_commands[METRICS_REDIS__COUNT];
@@ -351,6 +352,15 @@ void metrics_budget_transition(enum metrics_budget_kind kind, bool exhausted)
         return;
     SET(reg.budget_exhausted[kind], exhausted ? 1 : 0);
     INC(reg.budget_transitions[kind]);
+}
+
+void metrics_budget_limits(double usd_per_hour, int64_t tokens_per_hour)
+{
+    /* 1e9 USD (or tokens) per hour keeps the nano count in range. */
+    double v[METRICS_BUDGET__COUNT] = {usd_per_hour, (double)tokens_per_hour};
+    for (int k = 0; k < METRICS_BUDGET__COUNT; k++)
+        SET(reg.budget_limit_nano[k],
+            v[k] > 0 ? (uint64_t)llround((v[k] < 1e9 ? v[k] : 1e9) * 1e9) : 0);
 }
 
 void metrics_set_ready(bool ready)
@@ -615,6 +625,15 @@ static void render_spend(FILE *f)
     for (int k = 0; k < METRICS_BUDGET__COUNT; k++)
         put_i64(f, name, &(struct label){"kind", budget_kind_names[k]}, 1,
                 GET(reg.budget_exhausted[k]));
+    name = "agentd_budget_limit_per_hour";
+    put_header(f, name, "gauge",
+               "The configured budget per sliding hour (US dollars or tokens), 0 when off.");
+    for (int k = 0; k < METRICS_BUDGET__COUNT; k++) {
+        put_series(f, name, "", &(struct label){"kind", budget_kind_names[k]}, 1, NULL);
+        fputc(' ', f);
+        put_nanos(f, GET(reg.budget_limit_nano[k]));
+        fputc('\n', f);
+    }
     name = "agentd_budget_transitions_total";
     put_header(f, name, "counter", "Hourly budget changes between spent and available, by kind.");
     for (int k = 0; k < METRICS_BUDGET__COUNT; k++)

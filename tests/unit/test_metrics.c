@@ -157,6 +157,7 @@ static const char *const families[][2] = {
     {"agentd_llm_tokens_total", "counter"},
     {"agentd_llm_cost_usd_total", "counter"},
     {"agentd_budget_exhausted", "gauge"},
+    {"agentd_budget_limit_per_hour", "gauge"},
     {"agentd_budget_transitions_total", "counter"},
     {"gen_ai_client_token_usage", "histogram"},
     {"gen_ai_client_operation_duration_seconds", "histogram"},
@@ -378,6 +379,7 @@ START_TEST(test_metrics_breaker_budget_and_ready_gauges)
     metrics_budget_transition(METRICS_BUDGET_USD, true);
     metrics_budget_transition(METRICS_BUDGET_TOKENS, true);
     metrics_budget_transition(METRICS_BUDGET_TOKENS, false);
+    metrics_budget_limits(12.75, -5);
     metrics_set_ready(true);
     metrics_retry_budget_exhausted(DEP_WEB_SEARCH);
     metrics_limiter_refusal(DEP_ANTHROPIC, AGENT_PRIORITY_LOW);
@@ -393,6 +395,8 @@ START_TEST(test_metrics_breaker_budget_and_ready_gauges)
     assert_line(text, "agentd_budget_exhausted{kind=\"usd\"} 1");
     assert_line(text, "agentd_budget_exhausted{kind=\"tokens\"} 0");
     assert_line(text, "agentd_budget_transitions_total{kind=\"tokens\"} 2");
+    assert_line(text, "agentd_budget_limit_per_hour{kind=\"usd\"} 12.75");
+    assert_line(text, "agentd_budget_limit_per_hour{kind=\"tokens\"} 0");
     assert_line(text, "agentd_ready 1");
     assert_line(text, "agentd_retry_budget_exhausted_total{dependency=\"web_search\"} 1");
     assert_line(text, "agentd_limiter_refusals_total{dependency=\"anthropic\",priority=\"low\"} 1");
@@ -517,6 +521,7 @@ static int dump(void)
     metrics_gen_ai_operation(METRICS_GEN_AI_OK, 1.7);
     metrics_gen_ai_operation(METRICS_GEN_AI_CIRCUIT_OPEN, 0.001);
     metrics_budget_transition(METRICS_BUDGET_USD, true);
+    metrics_budget_limits(2.5, 100000);
     metrics_set_ready(true);
 
     char *text = metrics_render();
