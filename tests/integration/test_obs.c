@@ -175,6 +175,15 @@ START_TEST(test_metrics_pass_promtool_and_move_through_retries_and_breaker)
     int rc = system(cmd);
     ck_assert_msg(WEXITSTATUS(rc) == 0 || WEXITSTATUS(rc) == 77, "promtool rejected /metrics");
     ck_assert_msg(WEXITSTATUS(rc) == 0, "promtool missing (apt-get install prometheus)");
+
+    /* Every metric a panel of the Grafana dashboard uses is in this live /metrics. */
+    const char *check = getenv("CHECK_DASHBOARD_PY"), *dash = getenv("DASHBOARD_JSON");
+    ck_assert_msg(check && dash, "CHECK_DASHBOARD_PY or DASHBOARD_JSON not set");
+    snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s %s --metrics %s/metrics", check, dash,
+             H.agentd_url);
+    rc = system(cmd);
+    ck_assert_msg(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0,
+                  "a dashboard metric is missing from /metrics");
 }
 END_TEST
 
