@@ -166,6 +166,18 @@ START_TEST(test_metrics_pass_promtool_and_move_through_retries_and_breaker)
                         1);
     ck_assert_double_gt(sample(m, "agentd_llm_tokens_total{direction=\"input\"}"), 0);
     ck_assert_double_eq(sample(m, "agentd_ready"), 1);
+    /* The GenAI families: the good run's two calls, then calls that failed (retries spent, or
+       the circuit open once the breaker tripped), each one operation; tokens per answer. */
+#define CHAT "gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"anthropic\""
+    ck_assert_double_eq(sample(m, "gen_ai_client_operation_duration_seconds_count{" CHAT "}"), 2);
+    ck_assert_double_eq(sample(m, "gen_ai_client_operation_duration_seconds_count{" CHAT
+                                  ",error_type=\"retries_exhausted\"}") +
+                            sample(m, "gen_ai_client_operation_duration_seconds_count{" CHAT
+                                      ",error_type=\"circuit_open\"}"),
+                        3);
+    ck_assert_double_eq(
+        sample(m, "gen_ai_client_token_usage_count{" CHAT ",gen_ai_token_type=\"input\"}"), 2);
+#undef CHAT
     free(m);
 
     const char *script = getenv("CHECK_METRICS_SH");
