@@ -63,6 +63,17 @@ static json_t *ready_policies(void)
     return p;
 }
 
+static long ready_status(void)
+{
+    char url[128];
+    struct http_resp r;
+    snprintf(url, sizeof(url), "%s/health/ready", H.agentd_url);
+    ck_assert_int_eq(http_do("GET", url, NULL, NULL, 0, false, &r), 0);
+    long status = r.status;
+    http_resp_free(&r);
+    return status;
+}
+
 static json_int_t policy_value(const char *dep, const char *key)
 {
     json_t *p = ready_policies();
@@ -213,6 +224,10 @@ START_TEST(test_invalid_reload_keeps_the_running_policy)
     json_t *o = NULL;
     harness_start_agentd(&H, env);
     ck_assert_int_eq(policy_value("web_search", "retry_max"), 0);
+    int64_t until = harness_now_ms() + 5000;
+    while (ready_status() != 200 && harness_now_ms() < until)
+        usleep(50 * 1000);
+    ck_assert_int_eq(ready_status(), 200);
 
     /* One bad value spoils the whole version: the good line in it is not applied either. */
     write_config("AGENTD_TOOL_WEB_SEARCH_RETRY_MAX=2\nAGENTD_TOOL_WEB_SEARCH_TIMEOUT_MS=abc\n");
@@ -224,6 +239,7 @@ START_TEST(test_invalid_reload_keeps_the_running_policy)
     ck_assert_uint_eq(metric("agentd_config_reloads_total{result=\"invalid\"} "), 1);
     ck_assert_uint_eq(metric("agentd_config_reloads_total{result=\"applied\"} "), 0);
     ck_assert_int_eq(policy_value("web_search", "retry_max"), 0);
+    ck_assert_int_eq(ready_status(), 200); /* readiness stays as it was */
     fake_add_fault(&H, "{\"route\":\"search\",\"status\":503,\"count\":1}");
     ck_assert_int_eq(agent_ask(&H, "search for policies", &o), 200);
     json_decref(o);
