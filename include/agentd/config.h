@@ -9,9 +9,11 @@
  * keeps one) shares those strings: exactly one copy is freed, last.
  *
  * Threads: config_load() reads the environment (getenv by default) and the
- * key file, so it runs on the main thread before any other thread starts;
- * the loaded struct is read-only afterwards and may then be read from any
- * thread. The print functions write to `out` only.
+ * key file, so it runs on the main thread (at start, and again for each
+ * reload of AGENTD_CONFIG_FILE; nothing in agentd changes the environment);
+ * a loaded struct is read-only afterwards and may then be read from any
+ * thread. The other functions touch only their arguments (the file ones read
+ * the file they are given). The print functions write to `out` only.
  *
  * Value rules (shared by every variable of a kind):
  *  - integers: decimal, whole string, no sign other than '-', no spaces, within

@@ -118,16 +118,20 @@ int app_reconfigure(struct app *app, const struct agentd_config *cfg, char *err,
     int r = parse_criticality(cfg, crit, err, errlen);
     if (r < 0)
         return r;
-    /* Only new retry versions allocate; once one dependency has changed, the rest must too, so
-       a failure midway leaves a mix: reported, and the next reload applies all again. */
+    struct dependency_change changes[DEP__COUNT];
     for (int i = 0; i < DEP__COUNT; i++) {
         struct dependency_config dc = dependency_config_of(cfg, (enum dep_id)i);
-        r = dependency_reconfigure(app->deps[i], &dc, now);
+        r = dependency_prepare(app->deps[i], &dc, &changes[i]);
         if (r < 0) {
+            while (i-- > 0)
+                dependency_change_discard(&changes[i]);
             snprintf(err, errlen, "out of memory");
             return r;
         }
     }
+    /* Nothing below fails: every setting changes, or (above) none. */
+    for (int i = 0; i < DEP__COUNT; i++)
+        dependency_commit(app->deps[i], &changes[i], now);
     spend_set_budgets(app->spend, cfg->budget_usd_per_hour, cfg->budget_tokens_per_hour);
     store_live_values(app, cfg, crit);
     return 0;

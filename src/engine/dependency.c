@@ -86,29 +86,43 @@ static void dependency_apply_rate(struct dependency *d, int64_t now_ms)
     bucket_set_rate(d->bucket, d->cfg.rate_per_s / n, d->cfg.burst / n, now_ms);
 }
 
-int dependency_reconfigure(struct dependency *d, const struct dependency_config *cfg,
-                           int64_t now_ms)
+int dependency_prepare(struct dependency *d, const struct dependency_config *cfg,
+                       struct dependency_change *ret)
 {
-    struct retry_version *cur = atomic_load(&d->retry), *v = NULL;
+    struct retry_version *cur = atomic_load(&d->retry);
 
-    if (memcmp(&cur->policy, &cfg->retry, sizeof(cfg->retry)) != 0) {
-        v = calloc(1, sizeof(*v));
-        if (!v)
-            return -ENOMEM;
-        v->policy = cfg->retry;
-        v->older = cur;
-    }
-    pthread_mutex_lock(&d->lock);
-    d->cfg.breaker = cfg->breaker;
-    d->cfg.rate_per_s = cfg->rate_per_s;
-    d->cfg.burst = cfg->burst;
-    d->cfg.retry = cfg->retry;
-    breaker_set_config(d->breaker, &cfg->breaker);
-    dependency_apply_rate(d, now_ms);
-    if (v)
-        atomic_store(&d->retry, v);
-    pthread_mutex_unlock(&d->lock);
+    ret->cfg = *cfg;
+    ret->version = NULL;
+    if (memcmp(&cur->policy, &cfg->retry, sizeof(cfg->retry)) == 0)
+        return 0;
+    ret->version = calloc(1, sizeof(*ret->version));
+    if (!ret->version)
+        return -ENOMEM;
+    ret->version->policy = cfg->retry;
     return 0;
+}
+
+void dependency_change_discard(struct dependency_change *ch)
+{
+    free(ch->version);
+    ch->version = NULL;
+}
+
+void dependency_commit(struct dependency *d, struct dependency_change *ch, int64_t now_ms)
+{
+    pthread_mutex_lock(&d->lock);
+    d->cfg.breaker = ch->cfg.breaker;
+    d->cfg.rate_per_s = ch->cfg.rate_per_s;
+    d->cfg.burst = ch->cfg.burst;
+    d->cfg.retry = ch->cfg.retry;
+    breaker_set_config(d->breaker, &ch->cfg.breaker);
+    dependency_apply_rate(d, now_ms);
+    if (ch->version) {
+        ch->version->older = atomic_load(&d->retry);
+        atomic_store(&d->retry, ch->version);
+        ch->version = NULL;
+    }
+    pthread_mutex_unlock(&d->lock);
 }
 
 void dependency_current_config(struct dependency *d, struct dependency_config *ret)
