@@ -201,6 +201,8 @@ enum metrics_redis_result {
 void metrics_redis_command(enum metrics_redis_result result, double seconds);
 /* A Redis link (re)connected. */
 void metrics_redis_reconnect(void);
+/* A reload of the config file: applied, or refused as invalid. */
+void metrics_config_reload(bool applied);
 /* The shared-state mode: 0 off (no AGENTD_REDIS_URL), 1 shared, 2 degraded; and the replicas
    the registry saw alive (0 when off). */
 void metrics_redis_mode(int mode, int replicas);

@@ -803,7 +803,7 @@ static bool build_llm_call(struct run *run, struct call *c)
     }
     hold_bytes(run, strlen(c->body), false);
     c->max_response_bytes = LLM_MAX_RESPONSE_BYTES;
-    c->attempt_timeout_ms = cfg->llm_timeout_ms;
+    c->attempt_timeout_ms = atomic_load(&run->app->llm_timeout_ms);
     c->deadline_ms = run->deadline_ms;
     c->low_priority = run->req.priority == AGENT_PRIORITY_LOW;
     c->request_id = run->request_id;
@@ -890,7 +890,7 @@ static void llm_step(struct run *run)
     }
     /* The run's own token allowance: end it with what it has. */
     int64_t tokens = llm_tokens_add(run->input_tokens, run->output_tokens);
-    if (spend_run_over_limit(tokens, app->cfg.max_run_tokens)) {
+    if (spend_run_over_limit(tokens, atomic_load(&app->max_run_tokens))) {
         log_warn("run token limit reached", LF_S("request_id", run->request_id),
                  LF_I("tokens", tokens));
         finish_ok(run, "max_tokens");
@@ -961,7 +961,7 @@ static void on_tool_done(struct tool_exec *t, void *arg)
         return;
     record_tool_call(run, t);
     if (t->result.kind == TOOL_SYSTEM_ERROR) {
-        bool critical = !t->known || run->app->criticality[t->tool] == TOOL_CRITICAL;
+        bool critical = !t->known || atomic_load(&run->app->criticality[t->tool]) == TOOL_CRITICAL;
         if (critical) {
             finish(run, RUN_TOOL_UNAVAILABLE, 1000, "critical tool %s failed: %s", t->name,
                    t->result.text);

@@ -136,6 +136,7 @@ static struct registry {
     counter_t redis_commands[METRICS_REDIS__COUNT];
     struct histogram redis_duration;
     counter_t redis_reconnects;
+    counter_t config_reloads[2]; /* [0] applied, [1] invalid */
     atomic_int redis_mode;
     atomic_int redis_replicas;
     counter_t durable[METRICS_DURABLE__COUNT];
@@ -656,6 +657,11 @@ void metrics_durable(enum metrics_durable event)
         INC(reg.durable[event]);
 }
 
+void metrics_config_reload(bool applied)
+{
+    INC(reg.config_reloads[applied ? 0 : 1]);
+}
+
 void metrics_redis_reconnect(void)
 {
     INC(reg.redis_reconnects);
@@ -697,6 +703,12 @@ static void render_redis(FILE *f)
     name = "agentd_redis_reconnects_total";
     put_header(f, name, "counter", "Redis connections (re)established.");
     fprintf(f, "%s %llu\n", name, (unsigned long long)GET(reg.redis_reconnects));
+    name = "agentd_config_reloads_total";
+    put_header(f, name, "counter",
+               "Reloads of AGENTD_CONFIG_FILE: applied, or invalid (the running configuration "
+               "kept).");
+    put_u64(f, name, &(struct label){"result", "applied"}, 1, GET(reg.config_reloads[0]));
+    put_u64(f, name, &(struct label){"result", "invalid"}, 1, GET(reg.config_reloads[1]));
 }
 
 /* Resident set size from /proc/self/statm (second field, in pages); -1 when unreadable. */

@@ -578,6 +578,30 @@ size_t fake_wait_count(struct harness *h, const char *route, size_t n, int timeo
     return got;
 }
 
+bool harness_wait_log(struct harness *h, const char *text, int timeout_ms)
+{
+    int64_t until = harness_now_ms() + timeout_ms;
+    for (;;) {
+        char *log = harness_read_log(h);
+        bool found = log && strstr(log, text);
+        free(log);
+        if (found || harness_now_ms() >= until)
+            return found;
+        sleep_ms(50);
+    }
+}
+
+void harness_replace_file(const char *path, const char *content)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    FILE *f = fopen(tmp, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_ge(fputs(content, f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(rename(tmp, path), 0);
+}
+
 char *harness_read_log(struct harness *h)
 {
     FILE *f = fopen(h->log_path, "r");
