@@ -83,6 +83,9 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
     }
     app->spend = spend_new(cfg->price_input_per_mtok, cfg->price_output_per_mtok,
                            cfg->budget_usd_per_hour, cfg->budget_tokens_per_hour);
+    if (app->spend)
+        spend_set_cache_prices(app->spend, cfg->price_cache_write_per_mtok,
+                               cfg->price_cache_read_per_mtok);
     if (cfg->idempotency_max > 0)
         app->idem = idem_store_new((size_t)cfg->idempotency_max, cfg->idempotency_max_bytes,
                                    cfg->idempotency_ttl_ms);
@@ -105,6 +108,7 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
         .system = app->cfg.system_prompt,
         .tools = app->tools_json,
         .max_request_bytes = app->cfg.llm_max_request_bytes,
+        .prompt_cache = app->cfg.prompt_cache != 0,
     };
     if (app->tools_json)
         app->llm_prefix = anthropic_request_prefix(&app->llm_params);

@@ -89,6 +89,7 @@ struct run {
     /* progress */
     int iterations, llm_calls, llm_attempts;
     int64_t input_tokens, output_tokens;
+    int64_t cache_creation_tokens, cache_read_tokens; /* parts of input_tokens */
     char *last_text;
     json_t *tool_calls; /* [{id, name, ok, duration_ms}] */
     json_t *degraded;   /* [{tool, reason}] */
@@ -99,6 +100,7 @@ struct run {
     bool shared_hold;
     int64_t shared_minute, shared_nano, shared_tokens;
     int64_t call_in_tokens, call_out_tokens;
+    int64_t call_cache_write_tokens, call_cache_read_tokens; /* parts of call_in_tokens */
     struct redis_req budget_req;
     struct llm_response resp; /* the last LLM answer, parsed as it arrived (accept_llm_answer) */
     struct tool_exec *tools;
@@ -210,6 +212,9 @@ static void fill_result(const struct run *run, struct run_result *r)
         .llm_attempts = run->llm_attempts,
         .input_tokens = run->input_tokens,
         .output_tokens = run->output_tokens,
+        .cache_creation_tokens = run->cache_creation_tokens,
+        .cache_read_tokens = run->cache_read_tokens,
+        .prompt_cache = run->app->cfg.prompt_cache != 0,
         .tool_calls = run->tool_calls,
         .degraded = run->degraded,
         .message = run->message,
@@ -350,6 +355,10 @@ static void settle_budget(struct run *run, int64_t now)
 {
     struct app *app = run->app;
     int64_t in = run->call_in_tokens, out = run->call_out_tokens;
+    struct spend_usage usage = {.input_tokens = in,
+                                .cache_write_tokens = run->call_cache_write_tokens,
+                                .cache_read_tokens = run->call_cache_read_tokens,
+                                .output_tokens = out};
     /* Off its worker (shutdown) the link is not this thread's: the cluster keeps the worst case
        until it leaves the window. */
     int64_t limit_nano, limit_tokens;
@@ -358,13 +367,14 @@ static void settle_budget(struct run *run, int64_t now)
     if (!run->off_worker && (run->shared_hold || (app->redis && budgets_on && (in > 0 || out > 0))))
         shared_budget_settle(app->redis, worker_index(run->w),
                              run->shared_hold ? run->shared_minute : -1, run->shared_nano,
-                             run->shared_tokens, spend_cost_nano(app->spend, in, out),
+                             run->shared_tokens, spend_usage_cost_nano(app->spend, &usage),
                              llm_tokens_add(in, out));
     run->shared_hold = false;
     /* Recorded here too: the local window is what the fallback decides on. */
-    spend_settle(app->spend, now, &run->hold, in, out);
+    spend_settle_usage(app->spend, now, &run->hold, &usage);
     app_log_spend_transitions(app);
     run->call_in_tokens = run->call_out_tokens = 0;
+    run->call_cache_write_tokens = run->call_cache_read_tokens = 0;
 }
 
 /* Stops timers, transfers and tools, and stops watching the client. */
@@ -705,16 +715,26 @@ static void llm_failed(struct run *run, struct call *c)
 }
 
 /* Tokens the API billed: the run's totals, the hourly budget, the metrics. */
-static void record_usage(struct run *run, int64_t input_tokens, int64_t output_tokens)
+static void record_usage(struct run *run, const struct llm_usage *u)
 {
     struct app *app = run->app;
-    run->input_tokens = llm_tokens_add(run->input_tokens, input_tokens);
-    run->output_tokens = llm_tokens_add(run->output_tokens, output_tokens);
+    run->input_tokens = llm_tokens_add(run->input_tokens, u->input_tokens);
+    run->output_tokens = llm_tokens_add(run->output_tokens, u->output_tokens);
+    run->cache_creation_tokens =
+        llm_tokens_add(run->cache_creation_tokens, u->cache_creation_tokens);
+    run->cache_read_tokens = llm_tokens_add(run->cache_read_tokens, u->cache_read_tokens);
     /* Counted against the budget when the call settles its reservation. */
-    run->call_in_tokens = llm_tokens_add(run->call_in_tokens, input_tokens);
-    run->call_out_tokens = llm_tokens_add(run->call_out_tokens, output_tokens);
-    metrics_llm_tokens(input_tokens, output_tokens);
-    metrics_llm_cost_usd(spend_cost_usd(app->spend, input_tokens, output_tokens));
+    run->call_in_tokens = llm_tokens_add(run->call_in_tokens, u->input_tokens);
+    run->call_out_tokens = llm_tokens_add(run->call_out_tokens, u->output_tokens);
+    run->call_cache_write_tokens =
+        llm_tokens_add(run->call_cache_write_tokens, u->cache_creation_tokens);
+    run->call_cache_read_tokens = llm_tokens_add(run->call_cache_read_tokens, u->cache_read_tokens);
+    metrics_llm_tokens(u->input_tokens, u->output_tokens);
+    metrics_llm_cost_usd(spend_usage_cost_usd(
+        app->spend, &(struct spend_usage){.input_tokens = u->input_tokens,
+                                          .cache_write_tokens = u->cache_creation_tokens,
+                                          .cache_read_tokens = u->cache_read_tokens,
+                                          .output_tokens = u->output_tokens}));
 }
 
 /* Judges each 2xx answer as it arrives, so an unusable one is a failed attempt (retried) and
@@ -726,9 +746,9 @@ static bool accept_llm_answer(struct call *c, void *arg, char *why, size_t why_l
     if (anthropic_parse_response(c->resp, c->resp_len, &run->resp, why, why_len) == 0)
         return true;
     /* Rejected, but possibly billed: its tokens count all the same. */
-    int64_t in = 0, out = 0;
-    if (anthropic_parse_usage(c->resp, c->resp_len, &in, &out) == 0)
-        record_usage(run, in, out);
+    struct llm_usage u;
+    if (anthropic_parse_usage_detail(c->resp, c->resp_len, &u) == 0)
+        record_usage(run, &u);
     return false;
 }
 
@@ -745,7 +765,10 @@ static void on_llm_done(struct call *c, void *arg)
     memset(&run->resp, 0, sizeof(run->resp));
     run->iterations++;
     run->llm_calls++;
-    record_usage(run, resp.input_tokens, resp.output_tokens);
+    record_usage(run, &(struct llm_usage){.input_tokens = resp.input_tokens,
+                                          .cache_creation_tokens = resp.cache_creation_tokens,
+                                          .cache_read_tokens = resp.cache_read_tokens,
+                                          .output_tokens = resp.output_tokens});
     free(run->last_text);
     run->last_text = strdup(resp.text ? resp.text : "");
     append_assistant(run, resp.content);
