@@ -202,6 +202,10 @@ struct llm_error {
  */
 int anthropic_parse_error(const char *body, size_t len, struct llm_error *ret);
 
+/* A 429 whose error says a spend (usage) limit was reached rather than a rate limit: no other
+   model and no wait within a run will help. */
+bool anthropic_error_is_spend_limit(long status, const struct llm_error *e);
+
 /*
  * History builders. `messages` is the array being grown; on any failure it is
  * left unchanged. All return 0, -EINVAL (bad arguments, described per

@@ -25,8 +25,8 @@
 
 /* The primary model and at most 4 fallbacks: the model label of the metrics stays bounded. */
 #define MODEL_CHAIN_MAX 5
-/* Longest model name in the chain. */
-#define MODEL_NAME_MAX 128
+/* Longest model name in the chain (AGENTD_MODEL's limit). */
+#define MODEL_NAME_MAX 256
 
 struct model_chain {
     size_t n; /* >= 1 once parsed */
@@ -35,7 +35,8 @@ struct model_chain {
 
 /*
  * Parses primary and the comma-separated fallbacks (spaces around names are ignored; NULL or ""
- * = none). A name is 1..MODEL_NAME_MAX bytes of [A-Za-z0-9._:@/-]; names must not repeat.
+ * = none). Every name is 1..MODEL_NAME_MAX bytes, a fallback's of [A-Za-z0-9._:@/-] only;
+ * names must not repeat.
  * Returns 0 and fills *ret, or -EINVAL with a message naming the problem in err.
  */
 int model_chain_parse(const char *primary, const char *fallbacks, struct model_chain *ret,

@@ -25,7 +25,8 @@
 /* Idle upstream connections kept per worker beyond its share of AGENTD_MAX_INFLIGHT. */
 #define APP_SPARE_CONNECTIONS 64
 
-static int init_dependency(struct app *app, enum dep_id id)
+/* model: NULL for a tool; else the chain index of the LLM model this dependency is. */
+static struct dependency *new_dependency(struct app *app, enum dep_id id, int model)
 {
     const struct agentd_config *cfg = &app->cfg;
     bool llm = id == DEP_ANTHROPIC;
@@ -53,9 +54,46 @@ static int init_dependency(struct app *app, enum dep_id id)
                 .retry_max_delay_ms = cfg->retry_max_delay_ms,
                 .retry_after_cap_ms = cfg->retry_after_cap_ms,
             },
+        .model = model >= 0 ? app->models.names[model] : NULL,
+        .model_index = model,
     };
-    app->deps[id] = dependency_new(&dc, clock_now_ms());
+    return dependency_new(&dc, clock_now_ms());
+}
+
+static int init_dependency(struct app *app, enum dep_id id)
+{
+    app->deps[id] = new_dependency(app, id, id == DEP_ANTHROPIC ? 0 : -1);
     return app->deps[id] ? 0 : -ENOMEM;
+}
+
+/* The fallback models: their dependencies and request prefixes (model 0 is the primary's). */
+static int init_models(struct app *app)
+{
+    const char *names[MODEL_CHAIN_MAX];
+    for (size_t i = 0; i < app->models.n; i++)
+        names[i] = app->models.names[i];
+    metrics_set_models(names, (int)app->models.n);
+    app->model_deps[0] = app->deps[DEP_ANTHROPIC];
+    app->model_prefixes[0] = app->llm_prefix;
+    for (size_t i = 1; i < app->models.n; i++) {
+        struct llm_params p = app->llm_params;
+        p.model = app->models.names[i];
+        app->model_deps[i] = new_dependency(app, DEP_ANTHROPIC, (int)i);
+        app->model_prefixes[i] = anthropic_request_prefix(&p);
+        if (!app->model_deps[i] || !app->model_prefixes[i])
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+struct dependency *app_model_dep(struct app *app, size_t i)
+{
+    return app->model_deps[i < app->models.n ? i : 0];
+}
+
+const char *app_model_prefix(const struct app *app, size_t i)
+{
+    return app->model_prefixes[i < app->models.n ? i : 0];
 }
 
 int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t errlen)
@@ -73,6 +111,12 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
         char detail[256];
         snprintf(detail, sizeof(detail), "%s", err);
         snprintf(err, errlen, "AGENTD_TOOL_CRITICALITY: %s", detail);
+        return -EINVAL;
+    }
+    if (model_chain_parse(cfg->model, cfg->model_fallbacks, &app->models, err, errlen) < 0) {
+        char detail[256];
+        snprintf(detail, sizeof(detail), "%s", err);
+        snprintf(err, errlen, "AGENTD_MODEL_FALLBACKS: %s", detail);
         return -EINVAL;
     }
     for (int i = 0; i < DEP__COUNT; i++) {
@@ -112,6 +156,10 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
     };
     if (app->tools_json)
         app->llm_prefix = anthropic_request_prefix(&app->llm_params);
+    if (app->llm_prefix && init_models(app) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     app->tool_env = (struct tool_exec_env){
         .web_search = app->deps[DEP_WEB_SEARCH],
         .weather = app->deps[DEP_WEATHER],
@@ -156,6 +204,8 @@ static void app_on_replicas(void *arg, int replicas)
     int64_t now = clock_now_ms();
     for (int i = 0; i < DEP__COUNT; i++)
         dependency_set_replicas(app->deps[i], replicas, now);
+    for (size_t i = 1; i < app->models.n; i++)
+        dependency_set_replicas(app->model_deps[i], replicas, now);
     spend_set_share(app->spend, replicas);
 }
 
@@ -190,6 +240,8 @@ static int app_share(struct app *app, char *err, size_t errlen)
     redis_pool_on_replicas(app->redis, app_on_replicas, app);
     for (int i = 0; i < DEP__COUNT; i++)
         dependency_share(app->deps[i], app->redis);
+    for (size_t i = 1; i < app->models.n; i++)
+        dependency_share(app->model_deps[i], app->redis);
     return 0;
 }
 
@@ -244,6 +296,14 @@ void app_fini(struct app *app)
     app->durable_runs = NULL;
     for (int i = 0; i < DEP__COUNT; i++)
         app->deps[i] = dependency_free(app->deps[i]);
+    /* Model 0 is deps[DEP_ANTHROPIC] and llm_prefix, freed with them. */
+    for (size_t i = 1; i < MODEL_CHAIN_MAX; i++) {
+        app->model_deps[i] = dependency_free(app->model_deps[i]);
+        free(app->model_prefixes[i]);
+        app->model_prefixes[i] = NULL;
+    }
+    app->model_deps[0] = NULL;
+    app->model_prefixes[0] = NULL;
     app->convs = conv_store_free(app->convs);
     app->spend = spend_free(app->spend);
     app->idem = idem_store_free(app->idem);

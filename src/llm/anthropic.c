@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "agentd/text.h"
 
@@ -649,6 +650,26 @@ int anthropic_parse_error(const char *body, size_t len, struct llm_error *ret)
     bool matched = type && strcmp(type, "error") == 0 && has_type && has_message;
     json_decref(root);
     return matched ? 0 : -EBADMSG;
+}
+
+/* Case-insensitive: does s contain word? */
+static bool anth_mentions(const char *s, const char *word)
+{
+    size_t n = strlen(word);
+    for (; *s; s++)
+        if (strncasecmp(s, word, n) == 0)
+            return true;
+    return false;
+}
+
+bool anthropic_error_is_spend_limit(long status, const struct llm_error *e)
+{
+    if (status != 429 || !e)
+        return false;
+    /* The API words these as a spend or usage limit of the organisation or workspace (and a
+       billing error type where it uses one); rate limits speak of rates and tokens per minute. */
+    return strcmp(e->type, "billing_error") == 0 || anth_mentions(e->message, "spend limit") ||
+           anth_mentions(e->message, "spending limit") || anth_mentions(e->message, "usage limit");
 }
 
 /* ---- history builders ------------------------------------------------- */

@@ -26,14 +26,17 @@ static bool name_char(char c)
            strchr("._:@/-", c) != NULL;
 }
 
-/* Adds name[0..len) to the chain after checking it. */
-static int add(struct model_chain *c, const char *name, size_t len, char *err, size_t errlen)
+/* Adds name[0..len) to the chain after checking it. A fallback's name also becomes part of a
+   Redis key (its own limiter), so it is held to a safe alphabet; the primary model is taken as
+   AGENTD_MODEL gives it. */
+static int add(struct model_chain *c, const char *name, size_t len, bool strict, char *err,
+               size_t errlen)
 {
     if (len == 0 || len > MODEL_NAME_MAX) {
         snprintf(err, errlen, "model names are 1..%d bytes, got %zu", MODEL_NAME_MAX, len);
         return -EINVAL;
     }
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; strict && i < len; i++) {
         if (!name_char(name[i])) {
             snprintf(err, errlen, "model '%.*s': only letters, digits and ._:@/- are allowed",
                      (int)(len < 64 ? len : 64), name);
@@ -60,7 +63,7 @@ int model_chain_parse(const char *primary, const char *fallbacks, struct model_c
                       char *err, size_t errlen)
 {
     struct model_chain c = {0};
-    int rc = add(&c, primary ? primary : "", primary ? strlen(primary) : 0, err, errlen);
+    int rc = add(&c, primary ? primary : "", primary ? strlen(primary) : 0, false, err, errlen);
     for (const char *p = fallbacks && *fallbacks ? fallbacks : NULL; rc == 0 && p;) {
         const char *comma = strchr(p, ',');
         const char *end = comma ? comma : p + strlen(p);
@@ -69,7 +72,7 @@ int model_chain_parse(const char *primary, const char *fallbacks, struct model_c
             b++;
         while (end > b && end[-1] == ' ')
             end--;
-        rc = add(&c, b, (size_t)(end - b), err, errlen);
+        rc = add(&c, b, (size_t)(end - b), true, err, errlen);
         p = comma ? comma + 1 : NULL;
     }
     if (rc == 0)
