@@ -201,7 +201,8 @@ struct call_verdict {
                                 (a 429 with retry-after, or rate-limit headers saying a budget
                                 is spent; the local bucket is paused as well) */
     enum call_probe_report probe_report;
-    int64_t probe_gen; /* with probe_report */
+    int64_t probe_gen;     /* with probe_report */
+    int64_t reset_wait_ms; /* > 0: the rate-limit headers paused the dependency this long */
 };
 
 /*

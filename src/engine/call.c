@@ -225,6 +225,10 @@ static void report(struct call *c, const struct call_verdict *v)
     enum agent_priority prio = c->low_priority ? AGENT_PRIORITY_LOW : AGENT_PRIORITY_HIGH;
     char reason[64];
     reason_text(c, v->reason, reason, sizeof(reason));
+    if (v->reset_wait_ms > 0)
+        log_info("rate limit spent: holding calls until the reset",
+                 LF_S("request_id", c->request_id), LF_S("dependency", name),
+                 LF_S("model", dependency_model(c->dep)), LF_I("wait_ms", v->reset_wait_ms));
     switch (v->note) {
     case CALL_NOTE_DEADLINE:
         snprintf(c->error, sizeof(c->error), "deadline passed before the attempt could start");

@@ -252,6 +252,7 @@ static void pause_for_reset(const struct call_guards *g, struct call_progress *s
     bucket_pause_until(g->bucket, now + wait_ms);
     st->probe = false;
     st->shared_probe = false;
+    v->reset_wait_ms = wait_ms;
     if (g->shared)
         v->shared_pause_ms = wait_ms;
 }

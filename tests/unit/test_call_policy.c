@@ -650,6 +650,7 @@ START_TEST(test_policy_spent_rate_limit_pauses_until_the_reset)
     start_attempt();
     struct call_verdict v = answered_with_limits(200, NULL, &h);
     ck_assert_int_eq(v.outcome, CALL_OK);
+    ck_assert_int_eq(v.reset_wait_ms, 1500);
     ck_assert_int_eq(bucket_paused_until(fx->g.bucket), T0 + 1500);
     /* The next call waits for the reset instead of being sent. */
     call_progress_init(&fx->st, T0 + 30000, false);
