@@ -50,7 +50,9 @@ bool ratelimit_headers_capture(struct ratelimit_headers *h, const char *line, si
         const char *field = name + klen + 1;
         size_t field_len = name_len - klen - 1;
         char *dst = NULL;
-        if (field_len == 9 && strncasecmp(field, "remaining", 9) == 0)
+        if (field_len == 5 && strncasecmp(field, "limit", 5) == 0)
+            dst = h->limit[k];
+        else if (field_len == 9 && strncasecmp(field, "remaining", 9) == 0)
             dst = h->remaining[k];
         else if (field_len == 5 && strncasecmp(field, "reset", 5) == 0)
             dst = h->reset[k];
@@ -160,8 +162,17 @@ int64_t ratelimit_wait_ms(const struct ratelimit_headers *h, int64_t now_wall_ms
         if (left < 0 || left >= need)
             continue;
         int64_t reset = ratelimit_parse_rfc3339_ms(h->reset[k]);
-        if (reset >= 0 && reset - now_wall_ms > wait)
-            wait = reset - now_wall_ms;
+        if (reset < 0 || reset <= now_wall_ms)
+            continue;
+        /* The bucket refills (limit - left) by the reset; one call needs (need - left) of it. */
+        double full_ms = (double)(reset - now_wall_ms);
+        int64_t size = parse_count(h->limit[k]);
+        double ms = size > left && need < size
+                        ? full_ms * (double)(need - left) / (double)(size - left)
+                        : full_ms;
+        int64_t w = ms >= (double)cap_ms ? cap_ms : (int64_t)ms + ((double)(int64_t)ms < ms);
+        if (w > wait)
+            wait = w;
     }
     return wait < cap_ms ? wait : cap_ms;
 }

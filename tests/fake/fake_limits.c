@@ -19,10 +19,10 @@
 
 struct fake_ratelimit {
     pthread_mutex_t lock;
-    int64_t limit;         /* requests per window; 0 = off */
-    int64_t window_ms;     /* window length */
-    int64_t window_end_ms; /* wall clock (epoch ms) */
-    int64_t used;
+    int64_t limit;     /* bucket size (requests); 0 = off */
+    int64_t window_ms; /* time to refill the whole bucket */
+    double tokens;     /* requests available at last_ms */
+    int64_t last_ms;   /* wall clock (epoch ms) */
 };
 
 static int64_t wall_ms(void)
@@ -54,8 +54,8 @@ void fake_ratelimit_set(struct fake_ratelimit *rl, int64_t requests, int64_t win
     pthread_mutex_lock(&rl->lock);
     rl->limit = requests;
     rl->window_ms = window_ms;
-    rl->window_end_ms = 0;
-    rl->used = 0;
+    rl->tokens = (double)requests;
+    rl->last_ms = wall_ms();
     pthread_mutex_unlock(&rl->lock);
 }
 
@@ -79,14 +79,19 @@ int fake_ratelimit_take(struct fake_ratelimit *rl, json_t **ret_headers)
         pthread_mutex_unlock(&rl->lock);
         return 0;
     }
-    if (now >= rl->window_end_ms) {
-        rl->window_end_ms = now + rl->window_ms;
-        rl->used = 0;
-    }
-    bool allowed = rl->used < rl->limit;
+    /* Refills continuously, limit per window_ms, like the API's token buckets. */
+    double rate = (double)rl->limit / (double)rl->window_ms; /* requests per ms */
+    rl->tokens += (double)(now - rl->last_ms) * rate;
+    if (rl->tokens > (double)rl->limit)
+        rl->tokens = (double)rl->limit;
+    rl->last_ms = now;
+    bool allowed = rl->tokens >= 1;
     if (allowed)
-        rl->used++;
-    int64_t remaining = rl->limit - rl->used, limit = rl->limit, end = rl->window_end_ms;
+        rl->tokens -= 1;
+    int64_t remaining = (int64_t)rl->tokens, limit = rl->limit;
+    /* Full again at reset; one more request after wait. */
+    int64_t end = now + (int64_t)(((double)limit - rl->tokens) / rate + 0.999);
+    int64_t wait = (int64_t)((1 - rl->tokens) / rate + 0.999);
     pthread_mutex_unlock(&rl->lock);
     json_t *h = json_object();
     if (h) {
@@ -96,8 +101,7 @@ int fake_ratelimit_take(struct fake_ratelimit *rl, json_t **ret_headers)
                             json_sprintf("%" PRId64, remaining));
         json_object_set_new(h, "anthropic-ratelimit-requests-reset", rfc3339(end));
         if (!allowed)
-            json_object_set_new(h, "retry-after",
-                                json_sprintf("%" PRId64, (end - now + 999) / 1000));
+            json_object_set_new(h, "retry-after", json_sprintf("%" PRId64, (wait + 999) / 1000));
     }
     *ret_headers = h;
     return allowed ? 0 : -EAGAIN;

@@ -247,11 +247,12 @@ struct fake_timer *fake_timer_free(struct fake_timer *timer);
 struct fake_ratelimit;
 struct fake_ratelimit *fake_ratelimit_new(void);
 struct fake_ratelimit *fake_ratelimit_free(struct fake_ratelimit *rl);
-/* requests per window_ms (a fixed window starting at the first request); 0 = off. */
+/* A bucket of `requests` that refills continuously, all of it in window_ms; 0 = off. */
 void fake_ratelimit_set(struct fake_ratelimit *rl, int64_t requests, int64_t window_ms);
 /*
  * Counts one /v1/messages request. Off: 0 and *ret_headers untouched. On: *ret_headers is a new
- * object of anthropic-ratelimit-requests-{limit,remaining,reset} (reset in RFC 3339, UTC, ms) to
+ * object of anthropic-ratelimit-requests-{limit,remaining,reset} (reset: when the bucket is full
+ * again, in RFC 3339, UTC, ms) to
  * answer with; 0 when the request is within the limit, -EAGAIN when it is over (answer 429; the
  * headers then carry retry-after too).
  */

@@ -44,7 +44,7 @@ START_TEST(test_rfc3339_rejects_garbage)
 }
 END_TEST
 
-START_TEST(test_capture_takes_only_the_eight_headers)
+START_TEST(test_capture_takes_only_the_rate_limit_headers)
 {
     struct ratelimit_headers h;
     ratelimit_headers_clear(&h);
@@ -52,7 +52,9 @@ START_TEST(test_capture_takes_only_the_eight_headers)
     capture(&h, "anthropic-ratelimit-tokens-reset: 2026-11-30T03:00:05Z\r\n");
     ck_assert_str_eq(h.remaining[RATELIMIT_OUTPUT_TOKENS], "12");
     ck_assert_str_eq(h.reset[RATELIMIT_TOKENS], "2026-11-30T03:00:05Z");
-    const char *other[] = {"anthropic-ratelimit-requests-limit: 50\r\n",
+    capture(&h, "anthropic-ratelimit-requests-limit: 50\r\n");
+    ck_assert_str_eq(h.limit[RATELIMIT_REQUESTS], "50");
+    const char *other[] = {"anthropic-ratelimit-requests-used: 50\r\n",
                            "anthropic-ratelimit-requests: 1\r\n", "retry-after: 3\r\n",
                            "anthropic-ratelimit-bananas-remaining: 0\r\n"};
     for (size_t i = 0; i < 4; i++)
@@ -80,6 +82,26 @@ START_TEST(test_wait_is_the_latest_reset_of_the_spent_budgets)
 }
 END_TEST
 
+START_TEST(test_wait_is_the_refill_of_one_call_when_the_limit_is_known)
+{
+    struct ratelimit_headers h;
+    ratelimit_headers_clear(&h);
+    /* 50 requests a minute, none left, full again in 60 s: one more refills in 1.2 s. */
+    capture(&h, "anthropic-ratelimit-requests-limit: 50\r\n");
+    capture(&h, "anthropic-ratelimit-requests-remaining: 0\r\n");
+    capture(&h, "anthropic-ratelimit-requests-reset: 2026-11-30T03:01:00Z\r\n");
+    ck_assert_int_eq(ratelimit_wait_ms(&h, WALL0, 1024, 600000), 1200);
+    /* 8000 output tokens a minute, 1000 left, full in 52.5 s: 1024 needs 24 more, 180 ms. */
+    capture(&h, "anthropic-ratelimit-output-tokens-limit: 8000\r\n");
+    capture(&h, "anthropic-ratelimit-output-tokens-remaining: 1000\r\n");
+    capture(&h, "anthropic-ratelimit-output-tokens-reset: 2026-11-30T03:00:52.500Z\r\n");
+    ck_assert_int_eq(ratelimit_wait_ms(&h, WALL0, 1024, 600000), 1200);
+    ck_assert_int_eq(ratelimit_wait_ms(&h, WALL0, 2000, 600000), 7500);
+    /* A call bigger than the whole bucket waits for all of it. */
+    ck_assert_int_eq(ratelimit_wait_ms(&h, WALL0, 9000, 600000), 52500);
+}
+END_TEST
+
 START_TEST(test_output_tokens_are_spent_below_one_call_of_max_tokens)
 {
     struct ratelimit_headers h;
@@ -100,8 +122,9 @@ static Suite *ratelimit_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_rfc3339_parses_utc_offsets_and_fractions);
     tcase_add_test(tc, test_rfc3339_rejects_garbage);
-    tcase_add_test(tc, test_capture_takes_only_the_eight_headers);
+    tcase_add_test(tc, test_capture_takes_only_the_rate_limit_headers);
     tcase_add_test(tc, test_wait_is_the_latest_reset_of_the_spent_budgets);
+    tcase_add_test(tc, test_wait_is_the_refill_of_one_call_when_the_limit_is_known);
     tcase_add_test(tc, test_output_tokens_are_spent_below_one_call_of_max_tokens);
     suite_add_tcase(s, tc);
     return s;
