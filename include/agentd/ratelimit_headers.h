@@ -46,7 +46,7 @@ void ratelimit_headers_clear(struct ratelimit_headers *h);
 bool ratelimit_headers_capture(struct ratelimit_headers *h, const char *line, size_t len);
 
 /* Epoch ms of an RFC 3339 date-time ("2026-11-30T03:10:00Z", "...T03:10:00.250+01:00"), or -1
-   when s is not one. */
+   when s is not one or lies before 1970. */
 int64_t ratelimit_parse_rfc3339_ms(const char *s);
 
 /*

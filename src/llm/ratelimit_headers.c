@@ -134,7 +134,8 @@ int64_t ratelimit_parse_rfc3339_ms(const char *s)
         return -1;
     int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
     t -= sign * (oh * 3600 + om * 60);
-    return t * 1000 + ms;
+    /* A reset is never before 1970: -1 stays the one "not a time" answer. */
+    return t < 0 ? -1 : t * 1000 + ms;
 }
 
 /* A non-negative decimal count, or -1. */

@@ -37,7 +37,9 @@ START_TEST(test_rfc3339_rejects_garbage)
                          "2026-11-30T03:00:00.Z",
                          "2026-11-30T03:00:00Zjunk",
                          "Mon, 30 Nov 2026 03:00:00 GMT",
-                         "60"};
+                         "60",
+                         "0000-01-01T00:00:00Z",
+                         "1970-01-01T00:00:00+00:01"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ck_assert_int_eq(ratelimit_parse_rfc3339_ms(bad[i]), -1);
     ck_assert_int_eq(ratelimit_parse_rfc3339_ms(NULL), -1);
