@@ -213,6 +213,33 @@ START_TEST(test_metrics_redis_mode_commands_and_latency)
 }
 END_TEST
 
+START_TEST(test_metrics_model_label_takes_only_the_configured_chain)
+{
+    metrics_init("x");
+    const char *names[] = {"claude-a", "claude-b"};
+    metrics_set_models(names, 2);
+    metrics_llm_model_call(0, false);
+    metrics_llm_model_call(1, true);
+    metrics_llm_model_call(2, true); /* no such model: dropped */
+    metrics_llm_fallback(0, METRICS_FALLBACK_OVERLOADED);
+    metrics_llm_fallback(-1, METRICS_FALLBACK_OVERLOADED);
+    metrics_llm_model_breaker_state(0, BREAKER_OPEN);
+    metrics_llm_cache_tokens(20, 3000);
+    metrics_llm_cache_tokens(-5, 0);
+
+    char *text = metrics_render();
+    assert_line(text, "agentd_llm_model_calls_total{model=\"claude-a\",outcome=\"error\"} 1");
+    assert_line(text, "agentd_llm_model_calls_total{model=\"claude-b\",outcome=\"ok\"} 1");
+    assert_line(text, "agentd_llm_fallbacks_total{model=\"claude-a\",reason=\"overloaded\"} 1");
+    assert_line(text, "agentd_llm_fallbacks_total{model=\"claude-b\",reason=\"circuit_open\"} 0");
+    assert_line(text, "agentd_llm_model_breaker_state{model=\"claude-a\"} 2");
+    assert_line(text, "agentd_llm_cache_tokens_total{kind=\"write\"} 20");
+    assert_line(text, "agentd_llm_cache_tokens_total{kind=\"read\"} 3000");
+    ck_assert_ptr_null(strstr(text, "outcome=\"ok\"} 2"));
+    free(text);
+}
+END_TEST
+
 START_TEST(test_metrics_help_and_type_once_per_family_before_its_samples)
 {
     metrics_init("x");
@@ -493,6 +520,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_metrics_breaker_budget_and_ready_gauges);
     tcase_add_test(tc, test_metrics_process_metrics_track_the_process);
     tcase_add_test(tc, test_metrics_label_helpers_map_exact_names);
+    tcase_add_test(tc, test_metrics_model_label_takes_only_the_configured_chain);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
