@@ -79,6 +79,7 @@ struct call {
     char hdr_should_retry[16];
     struct ratelimit_headers ratelimit;
     int64_t attempt_started_ms;
+    int64_t started_ms; /* call_start's monotonic time: the operation's duration */
 };
 
 /* Prepares c (zeroes it). */

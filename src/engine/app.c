@@ -130,6 +130,7 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
     if (app->spend)
         spend_set_cache_prices(app->spend, cfg->price_cache_write_per_mtok,
                                cfg->price_cache_read_per_mtok);
+    metrics_budget_limits(cfg->budget_usd_per_hour, cfg->budget_tokens_per_hour);
     if (cfg->idempotency_max > 0)
         app->idem = idem_store_new((size_t)cfg->idempotency_max, cfg->idempotency_max_bytes,
                                    cfg->idempotency_ttl_ms);
