@@ -161,11 +161,15 @@ struct agentd_config {
     int64_t shutdown_grace_ms;   /* AGENTD_SHUTDOWN_GRACE_MS */
 
     /* cost guard */
-    double price_input_per_mtok;    /* AGENTD_PRICE_INPUT_PER_MTOK, USD */
-    double price_output_per_mtok;   /* AGENTD_PRICE_OUTPUT_PER_MTOK, USD */
-    double budget_usd_per_hour;     /* AGENTD_BUDGET_USD_PER_HOUR, 0 = off */
-    int64_t budget_tokens_per_hour; /* AGENTD_BUDGET_TOKENS_PER_HOUR, 0 = off */
-    int64_t max_run_tokens;         /* AGENTD_MAX_RUN_TOKENS, 0 = off */
+    double price_input_per_mtok;       /* AGENTD_PRICE_INPUT_PER_MTOK, USD */
+    double price_output_per_mtok;      /* AGENTD_PRICE_OUTPUT_PER_MTOK, USD */
+    double price_cache_write_per_mtok; /* AGENTD_PRICE_CACHE_WRITE_PER_MTOK, USD; < 0 = derived */
+    double price_cache_read_per_mtok;  /* AGENTD_PRICE_CACHE_READ_PER_MTOK, USD; < 0 = derived */
+    char *model_fallbacks;             /* AGENTD_MODEL_FALLBACKS, "" = none */
+    int prompt_cache;                  /* AGENTD_PROMPT_CACHE 0/1 */
+    double budget_usd_per_hour;        /* AGENTD_BUDGET_USD_PER_HOUR, 0 = off */
+    int64_t budget_tokens_per_hour;    /* AGENTD_BUDGET_TOKENS_PER_HOUR, 0 = off */
+    int64_t max_run_tokens;            /* AGENTD_MAX_RUN_TOKENS, 0 = off */
 
     /* logging */
     char *log_format; /* AGENTD_LOG_FORMAT json|text */
