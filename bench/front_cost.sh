@@ -96,7 +96,7 @@ measure() {
 }
 
 {
-    echo "agentd instructions per request under callgrind ($(tree_desc "$ROOT"), $(date -u +%Y-%m-%dT%H:%MZ))"
+    echo "agentd instructions per request under callgrind ($AGENTD, tree $(tree_desc "$ROOT"), $(date -u +%Y-%m-%dT%H:%MZ))"
     printf '%-12s %8s %12s %10s\n' load requests Ir_total Ir_per_rq
     measure live "$N_LIVE" /health/live
     measure run "$N_RUNS" /v1/agent "$WORK/agent.json"
