@@ -623,6 +623,7 @@ e_load() {
 
 bench_e() {
     local hdrs=("x-api-key: $API_KEY" "anthropic-version: 2023-06-01")
+    command -v pgrep >/dev/null || die "pgrep is not installed (procps)"
     local r pair reply=$WORK/messages_reply.json
     # The fixed Messages reply: what the fake answers to the body agentd sends.
     start_fake fake_e
