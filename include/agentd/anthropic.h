@@ -129,6 +129,8 @@ struct llm_response {
     /* input_tokens already includes cache_creation_input_tokens and
      * cache_read_input_tokens; missing/invalid counts are 0; sums saturate. */
     int64_t input_tokens, output_tokens;
+    /* The cache's share of input_tokens (reads, writes), for traces. */
+    int64_t cache_read_input_tokens, cache_creation_input_tokens;
 };
 
 /* Sum of two non-negative token counts, saturating at INT64_MAX: counts come from the upstream,

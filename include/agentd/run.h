@@ -113,6 +113,8 @@ struct run_spec {
     const char *idem_key;                  /* NULL = none; copied */
     const unsigned char *idem_fingerprint; /* IDEM_FINGERPRINT_BYTES, with idem_key */
     const struct run_owner *owner;         /* copied */
+    /* W3C Trace Context headers (NULL = absent; an invalid one starts a new trace). */
+    const char *traceparent, *tracestate;
 };
 
 /*

@@ -20,10 +20,25 @@
 #include "agentd/notes.h"
 #include "agentd/redis.h"
 #include "agentd/spend.h"
+#include "agentd/tracer.h"
 #include "agentd/worker.h"
 
 /* Idle upstream connections kept per worker beyond its share of AGENTD_MAX_INFLIGHT. */
 #define APP_SPARE_CONNECTIONS 64
+
+/* Every breaker's settings: the dependencies' and the span exporter's. */
+static struct breaker_config breaker_settings(const struct agentd_config *cfg)
+{
+    return (struct breaker_config){
+        .failure_threshold = cfg->breaker_failures,
+        .failure_rate = cfg->breaker_failure_rate,
+        .window = cfg->breaker_window,
+        .min_calls = cfg->breaker_min_calls,
+        .open_ms = cfg->breaker_open_ms,
+        .half_open_probes = cfg->breaker_half_open_probes,
+        .enabled = cfg->breaker_enabled != 0,
+    };
+}
 
 static int init_dependency(struct app *app, enum dep_id id)
 {
@@ -31,16 +46,7 @@ static int init_dependency(struct app *app, enum dep_id id)
     bool llm = id == DEP_ANTHROPIC;
     struct dependency_config dc = {
         .id = id,
-        .breaker =
-            {
-                .failure_threshold = cfg->breaker_failures,
-                .failure_rate = cfg->breaker_failure_rate,
-                .window = cfg->breaker_window,
-                .min_calls = cfg->breaker_min_calls,
-                .open_ms = cfg->breaker_open_ms,
-                .half_open_probes = cfg->breaker_half_open_probes,
-                .enabled = cfg->breaker_enabled != 0,
-            },
+        .breaker = breaker_settings(cfg),
         .rate_per_s = llm ? cfg->llm_rate : cfg->tool_rate,
         .burst = llm ? cfg->llm_burst : cfg->tool_burst,
         .budget_ratio = cfg->retry_budget_ratio,
@@ -198,7 +204,14 @@ int app_start(struct app *app, char *err, size_t errlen)
         return -ENOMEM;
     }
     app->tool_env.io = app->io;
-    int r = app_share(app, err, errlen);
+    int r = 0;
+    struct breaker_config bc = breaker_settings(&app->cfg);
+    app->tracer = tracer_new(&app->cfg, &bc, &r);
+    if (r < 0) {
+        snprintf(err, errlen, "cannot start the span exporter");
+        return r;
+    }
+    r = app_share(app, err, errlen);
     if (r < 0)
         return r;
     for (int i = 0; i < app->n_workers; i++) {
@@ -249,6 +262,8 @@ void app_fini(struct app *app)
     free(app->llm_prefix);
     app->llm_prefix = NULL;
     app->tools_json = NULL;
+    /* Last: runs ended at shutdown (run_abort) hand their spans over until here. */
+    app->tracer = tracer_free(app->tracer);
 }
 
 struct worker *app_pick_worker(struct app *app)

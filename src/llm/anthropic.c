@@ -457,6 +457,8 @@ int anthropic_parse_response(const char *body, size_t len, struct llm_response *
 
     usage = json_object_get(root, "usage");
     anth_usage(usage, &out.input_tokens, &out.output_tokens);
+    out.cache_read_input_tokens = anth_count(usage, "cache_read_input_tokens");
+    out.cache_creation_input_tokens = anth_count(usage, "cache_creation_input_tokens");
 
     json_decref(root);
     *ret = out;

@@ -306,12 +306,15 @@ static enum MHD_Result agent_run(struct conn *c)
         idem_fingerprint(c->body ? c->body : "", c->len, fp);
     }
     struct run_owner owner = {.render = render_answer, .finished = on_run_finished, .arg = c};
-    struct run_spec spec = {.req = &req,
-                            .request_id = c->request_id,
-                            .caller = c->caller,
-                            .idem_key = key,
-                            .idem_fingerprint = fp,
-                            .owner = &owner};
+    struct run_spec spec = {
+        .req = &req,
+        .request_id = c->request_id,
+        .caller = c->caller,
+        .idem_key = key,
+        .idem_fingerprint = fp,
+        .owner = &owner,
+        .traceparent = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "traceparent"),
+        .tracestate = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "tracestate")};
     struct run_answer replay = {0};
     struct run *run = NULL;
     enum run_admission a = run_admit(app, &spec, &run, &replay);
