@@ -388,7 +388,7 @@ static void trace_attempt(struct call *c, long status, int64_t duration_ms, cons
     const int64_t values[] = {c->attempts, status, duration_ms};
     if (c->span)
         trace_span_add_event(c->span, "agentd.attempt", clock_wall_ns(), keys, values, 3,
-                             "error.type", error);
+                             "agentd.error", error);
 }
 
 void call_start(struct worker *w, struct call *c)
