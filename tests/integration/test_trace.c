@@ -365,6 +365,39 @@ START_TEST(test_trace_full_queue_drops_and_counts)
 }
 END_TEST
 
+START_TEST(test_trace_without_exporter_passes_the_client_context_on)
+{
+    /* No AGENTD_OTLP_ENDPOINT: nothing is recorded, but the client's trace goes on unchanged
+       to every upstream, and the run's log lines name it. */
+    harness_start(&H, NULL);
+    struct http_resp r;
+    ck_assert_int_eq(ask_traced("trace-off", "00-" TRACE_ID "-" PARENT_ID "-01", STATE,
+                                "What is 6 * 7 and the weather in Paris?", &r),
+                     200);
+    http_resp_free(&r);
+    json_t *reqs = fake_requests(&H);
+    size_t i, traced = 0;
+    json_t *e;
+    json_array_foreach(reqs, i, e)
+    {
+        if (strcmp(json_string_value(json_object_get(e, "route")), "models") == 0)
+            continue;
+        json_t *h = json_object_get(e, "headers");
+        ck_assert_str_eq(json_string_value(json_object_get(h, "traceparent")),
+                         "00-" TRACE_ID "-" PARENT_ID "-01");
+        ck_assert_str_eq(json_string_value(json_object_get(h, "tracestate")), STATE);
+        traced++;
+    }
+    json_decref(reqs);
+    ck_assert_uint_ge(traced, 4); /* two LLM calls, geocoding, forecast */
+    ck_assert_double_eq(metric("agentd_trace_spans_exported_total"), 0);
+    char *log = harness_read_log(&H);
+    ck_assert_ptr_nonnull(
+        strstr(log, "\"request_id\":\"trace-off\",\"trace_id\":\"" TRACE_ID "\""));
+    free(log);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("trace");
@@ -375,6 +408,7 @@ int main(void)
     tcase_add_test(tc, test_trace_invalid_traceparent_starts_a_new_trace);
     tcase_add_test(tc, test_trace_failing_collector_costs_the_run_nothing_and_counts_drops);
     tcase_add_test(tc, test_trace_full_queue_drops_and_counts);
+    tcase_add_test(tc, test_trace_without_exporter_passes_the_client_context_on);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }
