@@ -1441,6 +1441,11 @@ static void run_begin(struct worker *w, void *arg)
     claims_next(run);
 }
 
+const char *run_trace_hex(const struct run *run)
+{
+    return run_trace_id(run->trace);
+}
+
 int run_submit(struct run *run, struct worker *w)
 {
     int r = worker_post(w, run_begin, run);

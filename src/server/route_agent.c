@@ -326,6 +326,8 @@ static enum MHD_Result agent_run(struct conn *c)
     /* The body is the run's now (parsed into it): no need to hold the upload any longer. */
     drop_upload(c);
     c->run = run;
+    if (run_trace_hex(run))
+        snprintf(c->trace_id, sizeof(c->trace_id), "%s", run_trace_hex(run));
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci)
