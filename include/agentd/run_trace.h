@@ -53,7 +53,8 @@ void run_trace_tool_start(struct run_trace *rt, struct tool_exec *t);
 /* The tool call ended (t->result holds its result); degraded: an optional tool's failure
    handed to the model. */
 void run_trace_tool_end(struct run_trace *rt, struct tool_exec *t, bool degraded);
-/* The run ended: outcome (metrics vocabulary), its HTTP status, and its totals. A chat span
+/* The run ended: outcome (metrics vocabulary), ok (false: the span's status is ERROR with
+   error.type = outcome), its HTTP status, and its totals. A chat span
    still open ends here too (cancelled). */
 void run_trace_end(struct run_trace *rt, const char *outcome, bool ok, int http_status,
                    int iterations, int64_t input_tokens, int64_t output_tokens);

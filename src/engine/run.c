@@ -279,8 +279,8 @@ static void settle(struct run *run, int64_t now)
     fill_result(run, &r);
     run->owner.render(&r, run->owner.arg, &run->answer);
     run_trace_end(run->trace, metrics_run_outcome_name(metrics_outcome(run->outcome)),
-                  run->outcome == RUN_OK, run->answer.status, run->iterations, run->input_tokens,
-                  run->output_tokens);
+                  run->outcome == RUN_OK || run->outcome == RUN_IDEM_REPLAYED, run->answer.status,
+                  run->iterations, run->input_tokens, run->output_tokens);
     if (run->shared_idem) {
         if (!run->off_worker) {
             bool keep =
