@@ -27,8 +27,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
 #define TRACE_ID_BYTES      16
 #define TRACE_SPAN_ID_BYTES 8
 /* "00-" 32 hex "-" 16 hex "-" 2 hex */
@@ -142,10 +140,12 @@ void trace_span_add_event(struct trace_span *s, const char *name, int64_t time_n
 void trace_span_set_error(struct trace_span *s, const char *error_type);
 void trace_span_end(struct trace_span *s, int64_t end_ns);
 
-/* Encodes n spans as one OTLP ExportTraceServiceRequest (resource service.name =
-   service_name, scope "agentd"). New reference, NULL on ENOMEM. */
-json_t *trace_encode(struct trace_span *const *spans, size_t n, const char *service_name,
-                     const char *service_version);
+/* Encodes n spans as one OTLP ExportTraceServiceRequest in its JSON form (resource
+   service.name = service_name and service.version, scope "agentd"): a malloc'd NUL-terminated
+   string (its length in *ret_len when not NULL), NULL on ENOMEM. Strings are escaped; a byte
+   that does not start valid UTF-8 becomes U+FFFD. */
+char *trace_encode(struct trace_span *const *spans, size_t n, const char *service_name,
+                   const char *service_version, size_t *ret_len);
 
 /*
  * The exporter's queue: at most cap spans. A push into a full queue is refused (the caller frees

@@ -81,9 +81,7 @@ static void export_batch(struct tracer *t, struct trace_span **spans, size_t n)
         metrics_trace_spans_dropped(METRICS_TRACE_BREAKER_OPEN, n);
         return;
     }
-    json_t *req = trace_encode(spans, n, t->service, AGENTD_VERSION);
-    char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
-    json_decref(req);
+    char *body = trace_encode(spans, n, t->service, AGENTD_VERSION, NULL);
     char err[CURL_ERROR_SIZE];
     long status = 0;
     bool ok = body && post(t, body, &status, err);

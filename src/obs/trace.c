@@ -6,11 +6,14 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/rand.h>
+
+#include "agentd/text.h"
 
 /* ---- W3C Trace Context ------------------------------------------------------------------- */
 
@@ -310,101 +313,235 @@ void trace_span_end(struct trace_span *s, int64_t end_ns)
 
 /* ---- OTLP/HTTP JSON ---------------------------------------------------------------------- */
 
-/* 64-bit integers are JSON strings in the protobuf JSON mapping. */
-static json_t *int64_string(int64_t v)
+/* Written straight into one growing buffer: a batch is hundreds of spans, and building a
+   jansson tree for it cost twenty times more than the writing. */
+struct jbuf {
+    char *p;
+    size_t len, cap;
+    bool failed;
+};
+
+static void jb_raw(struct jbuf *b, const char *s, size_t n)
 {
-    char buf[24];
-    snprintf(buf, sizeof(buf), "%" PRId64, v);
-    return json_string(buf);
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (b->len + n + 1 > cap)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->failed = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
 }
 
-static json_t *any_value(const struct trace_span *s, const struct trace_attr *a)
+static void jb_lit(struct jbuf *b, const char *s)
+{
+    jb_raw(b, s, strlen(s));
+}
+
+/* A JSON string: '"', '\\' and control bytes escaped, each byte that does not start a valid
+   UTF-8 sequence replaced by U+FFFD, so the body is always valid JSON. */
+static void jb_str(struct jbuf *b, const char *s)
+{
+    size_t len = strlen(s), i = 0;
+    jb_raw(b, "\"", 1);
+    while (i < len) {
+        size_t run = i;
+        while (run < len && (unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\' &&
+               (unsigned char)s[run] < 0x80)
+            run++;
+        jb_raw(b, s + i, run - i);
+        i = run;
+        if (i == len)
+            break;
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            jb_raw(b, esc, 2);
+            i++;
+        } else if (c < 0x20) {
+            char esc[8];
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            jb_raw(b, esc, 6);
+            i++;
+        } else {
+            size_t n = text_utf8_char_len(s + i, len - i);
+            if (n == 0) {
+                jb_lit(b, "\\ufffd");
+                i++;
+            } else {
+                jb_raw(b, s + i, n);
+                i += n;
+            }
+        }
+    }
+    jb_raw(b, "\"", 1);
+}
+
+/* 64-bit integers are JSON strings in the protobuf JSON mapping. */
+static void jb_int64_string(struct jbuf *b, int64_t v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "\"%" PRId64 "\"", v);
+    jb_raw(b, buf, (size_t)n);
+}
+
+static void jb_int(struct jbuf *b, long long v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%lld", v);
+    jb_raw(b, buf, (size_t)n);
+}
+
+static void jb_hex(struct jbuf *b, const uint8_t *bytes, size_t n)
+{
+    char hex[2 * TRACE_ID_BYTES + 3];
+    hex[0] = '"';
+    trace_hex(bytes, n, hex + 1);
+    hex[2 * n + 1] = '"';
+    jb_raw(b, hex, 2 * n + 2);
+}
+
+static void jb_any_value(struct jbuf *b, const struct trace_span *s, const struct trace_attr *a)
 {
     switch (a->type) {
     case TRACE_ATTR_STR:
-        return json_pack("{s:s}", "stringValue", s->text + a->v.text);
+        jb_lit(b, "{\"stringValue\":");
+        jb_str(b, s->text + a->v.text);
+        break;
     case TRACE_ATTR_INT:
-        return json_pack("{s:o}", "intValue", int64_string(a->v.i));
-    case TRACE_ATTR_DOUBLE:
-        return json_pack("{s:f}", "doubleValue", a->v.d);
+        jb_lit(b, "{\"intValue\":");
+        jb_int64_string(b, a->v.i);
+        break;
+    case TRACE_ATTR_DOUBLE: {
+        /* The mapping writes non-finite doubles as strings. */
+        char buf[40];
+        if (isnan(a->v.d))
+            snprintf(buf, sizeof(buf), "\"NaN\"");
+        else if (isinf(a->v.d))
+            snprintf(buf, sizeof(buf), a->v.d > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+        else
+            snprintf(buf, sizeof(buf), "%.17g", a->v.d);
+        jb_lit(b, "{\"doubleValue\":");
+        jb_lit(b, buf);
+        break;
+    }
     case TRACE_ATTR_BOOL:
-        return json_pack("{s:b}", "boolValue", (int)a->v.i);
+        jb_lit(b, a->v.i ? "{\"boolValue\":true" : "{\"boolValue\":false");
+        break;
     case TRACE_ATTR_STR_ARRAY1:
-        return json_pack("{s:{s:[{s:s}]}}", "arrayValue", "values", "stringValue",
-                         s->text + a->v.text);
+        jb_lit(b, "{\"arrayValue\":{\"values\":[{\"stringValue\":");
+        jb_str(b, s->text + a->v.text);
+        jb_lit(b, "}]}");
+        break;
     }
-    return NULL;
+    jb_lit(b, "}");
 }
 
-static json_t *key_values(const struct trace_span *s, const struct trace_attr *attrs, size_t n)
+static void jb_attributes(struct jbuf *b, const struct trace_span *s,
+                          const struct trace_attr *attrs, size_t n)
 {
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < n; i++) {
-        json_t *v = any_value(s, &attrs[i]);
-        if (!v || json_array_append_new(
-                      arr, json_pack("{s:s, s:o}", "key", attrs[i].key, "value", v)) < 0) {
-            json_decref(arr);
-            return NULL;
-        }
+    jb_lit(b, "\"attributes\":[");
+    for (size_t i = 0; i < n; i++) {
+        jb_lit(b, i ? ",{\"key\":" : "{\"key\":");
+        jb_str(b, attrs[i].key);
+        jb_lit(b, ",\"value\":");
+        jb_any_value(b, s, &attrs[i]);
+        jb_lit(b, "}");
     }
-    return arr;
+    jb_lit(b, "]");
 }
 
-static json_t *encode_span(const struct trace_span *s)
+static void jb_event(struct jbuf *b, const struct trace_span *s, const struct trace_event *e)
 {
-    char trace_id[2 * TRACE_ID_BYTES + 1], span_id[2 * TRACE_SPAN_ID_BYTES + 1];
-    trace_hex(s->trace_id, TRACE_ID_BYTES, trace_id);
-    trace_hex(s->span_id, TRACE_SPAN_ID_BYTES, span_id);
-    json_t *events = json_array();
-    for (size_t i = 0; events && i < s->n_events; i++) {
-        const struct trace_event *e = &s->events[i];
-        json_t *ev = json_pack("{s:o, s:s, s:o*}", "timeUnixNano", int64_string(e->time_ns), "name",
-                               e->name, "attributes", key_values(s, e->attrs, e->n_attrs));
-        if (ev && e->dropped_attrs)
-            json_object_set_new(ev, "droppedAttributesCount", json_integer(e->dropped_attrs));
-        if (!ev || json_array_append_new(events, ev) < 0) {
-            json_decref(events);
-            events = NULL;
-        }
+    jb_lit(b, "{\"timeUnixNano\":");
+    jb_int64_string(b, e->time_ns);
+    jb_lit(b, ",\"name\":");
+    jb_str(b, e->name);
+    jb_lit(b, ",");
+    jb_attributes(b, s, e->attrs, e->n_attrs);
+    if (e->dropped_attrs) {
+        jb_lit(b, ",\"droppedAttributesCount\":");
+        jb_int(b, e->dropped_attrs);
     }
-    json_t *o =
-        json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:o*, s:o*, s:{s:i}, s:i}", "traceId", trace_id,
-                  "spanId", span_id, "name", s->name, "kind", (int)s->kind, "startTimeUnixNano",
-                  int64_string(s->start_ns), "endTimeUnixNano", int64_string(s->end_ns),
-                  "attributes", key_values(s, s->attrs, s->n_attrs), "events", events, "status",
-                  "code", (int)s->status, "flags", (int)s->flags);
-    if (!o)
-        return NULL;
+    jb_lit(b, "}");
+}
+
+static void jb_span(struct jbuf *b, const struct trace_span *s)
+{
+    jb_lit(b, "{\"traceId\":");
+    jb_hex(b, s->trace_id, TRACE_ID_BYTES);
+    jb_lit(b, ",\"spanId\":");
+    jb_hex(b, s->span_id, TRACE_SPAN_ID_BYTES);
     if (s->has_parent) {
-        char parent[2 * TRACE_SPAN_ID_BYTES + 1];
-        trace_hex(s->parent_id, TRACE_SPAN_ID_BYTES, parent);
-        json_object_set_new(o, "parentSpanId", json_string(parent));
+        jb_lit(b, ",\"parentSpanId\":");
+        jb_hex(b, s->parent_id, TRACE_SPAN_ID_BYTES);
     }
-    if (s->dropped_attrs)
-        json_object_set_new(o, "droppedAttributesCount",
-                            json_integer((json_int_t)s->dropped_attrs));
-    if (s->dropped_events)
-        json_object_set_new(o, "droppedEventsCount", json_integer((json_int_t)s->dropped_events));
-    return o;
+    jb_lit(b, ",\"flags\":");
+    jb_int(b, s->flags);
+    jb_lit(b, ",\"name\":");
+    jb_str(b, s->name);
+    jb_lit(b, ",\"kind\":");
+    jb_int(b, s->kind);
+    jb_lit(b, ",\"startTimeUnixNano\":");
+    jb_int64_string(b, s->start_ns);
+    jb_lit(b, ",\"endTimeUnixNano\":");
+    jb_int64_string(b, s->end_ns);
+    jb_lit(b, ",");
+    jb_attributes(b, s, s->attrs, s->n_attrs);
+    if (s->dropped_attrs) {
+        jb_lit(b, ",\"droppedAttributesCount\":");
+        jb_int(b, (long long)s->dropped_attrs);
+    }
+    jb_lit(b, ",\"events\":[");
+    for (size_t i = 0; i < s->n_events; i++) {
+        if (i)
+            jb_lit(b, ",");
+        jb_event(b, s, &s->events[i]);
+    }
+    jb_lit(b, "]");
+    if (s->dropped_events) {
+        jb_lit(b, ",\"droppedEventsCount\":");
+        jb_int(b, (long long)s->dropped_events);
+    }
+    jb_lit(b, ",\"status\":{\"code\":");
+    jb_int(b, s->status);
+    jb_lit(b, "}}");
 }
 
-json_t *trace_encode(struct trace_span *const *spans, size_t n, const char *service_name,
-                     const char *service_version)
+char *trace_encode(struct trace_span *const *spans, size_t n, const char *service_name,
+                   const char *service_version, size_t *ret_len)
 {
-    json_t *arr = json_array();
-    for (size_t i = 0; arr && i < n; i++) {
-        if (json_array_append_new(arr, encode_span(spans[i])) < 0) {
-            json_decref(arr);
-            arr = NULL;
-        }
+    struct jbuf b = {0};
+    jb_lit(&b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\","
+               "\"value\":{\"stringValue\":");
+    jb_str(&b, service_name);
+    jb_lit(&b, "}},{\"key\":\"service.version\",\"value\":{\"stringValue\":");
+    jb_str(&b, service_version);
+    jb_lit(&b, "}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"agentd\",\"version\":");
+    jb_str(&b, service_version);
+    jb_lit(&b, "},\"spans\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            jb_lit(&b, ",");
+        jb_span(&b, spans[i]);
     }
-    if (!arr)
+    jb_lit(&b, "]}]}]}");
+    if (b.failed) {
+        free(b.p);
         return NULL;
-    return json_pack("{s:[{s:{s:[{s:s, s:{s:s}}, {s:s, s:{s:s}}]}, s:[{s:{s:s, s:s}, s:o}]}]}",
-                     "resourceSpans", "resource", "attributes", "key", "service.name", "value",
-                     "stringValue", service_name, "key", "service.version", "value", "stringValue",
-                     service_version, "scopeSpans", "scope", "name", "agentd", "version",
-                     service_version, "spans", arr);
+    }
+    if (ret_len)
+        *ret_len = b.len;
+    return b.p;
 }
 
 /* ---- the exporter's queue ---------------------------------------------------------------- */

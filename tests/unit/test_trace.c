@@ -141,6 +141,21 @@ START_TEST(test_trace_span_attributes_are_bounded_and_counted)
 }
 END_TEST
 
+/* trace_encode's output, which must be one strict JSON object. */
+static json_t *encode_parsed(struct trace_span *const *spans, size_t n, const char *service,
+                             const char *version)
+{
+    size_t len = 0;
+    char *text = trace_encode(spans, n, service, version, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_uint_eq(len, strlen(text));
+    json_error_t e;
+    json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
+    ck_assert_msg(o != NULL, "not JSON (%s): %s", e.text, text);
+    free(text);
+    return o;
+}
+
 static json_t *attr_value(json_t *attrs, const char *key)
 {
     size_t i;
@@ -166,8 +181,7 @@ START_TEST(test_trace_encode_follows_the_otlp_json_mapping)
     trace_span_add_event(s, "agentd.attempt", 1500, keys, values, 1, "error.type", "timeout");
     trace_span_set_error(s, "timeout");
     trace_span_end(s, 2000);
-    json_t *req = trace_encode(&s, 1, "svc", "1.2.3");
-    ck_assert_ptr_nonnull(req);
+    json_t *req = encode_parsed(&s, 1, "svc", "1.2.3");
     json_t *rs = json_array_get(json_object_get(req, "resourceSpans"), 0);
     json_t *res_attrs = json_object_get(json_object_get(rs, "resource"), "attributes");
     ck_assert_str_eq(
@@ -212,6 +226,26 @@ START_TEST(test_trace_encode_follows_the_otlp_json_mapping)
 }
 END_TEST
 
+START_TEST(test_trace_encode_escapes_any_bytes)
+{
+    struct trace_span *s = new_span();
+    trace_span_set_str(s, "q", "a\"b\\c\n\x01 \xff\xc3\xa9 end");
+    json_t *req = encode_parsed(&s, 1, "s\"v\nc", "v");
+    json_t *sp = json_array_get(
+        json_object_get(
+            json_array_get(json_object_get(json_array_get(json_object_get(req, "resourceSpans"), 0),
+                                           "scopeSpans"),
+                           0),
+            "spans"),
+        0);
+    ck_assert_str_eq(json_string_value(json_object_get(
+                         attr_value(json_object_get(sp, "attributes"), "q"), "stringValue")),
+                     "a\"b\\c\n\x01 \xef\xbf\xbd\xc3\xa9 end");
+    json_decref(req);
+    trace_span_free(s);
+}
+END_TEST
+
 START_TEST(test_trace_events_are_bounded)
 {
     struct trace_span *s = new_span();
@@ -219,7 +253,7 @@ START_TEST(test_trace_events_are_bounded)
         trace_span_add_event(s, "e", i, NULL, NULL, 0, NULL, NULL);
     ck_assert_uint_eq(s->n_events, TRACE_MAX_EVENTS);
     ck_assert_uint_eq(s->dropped_events, 2);
-    json_t *req = trace_encode(&s, 1, "svc", "v");
+    json_t *req = encode_parsed(&s, 1, "svc", "v");
     json_t *sp = json_array_get(
         json_object_get(
             json_array_get(json_object_get(json_array_get(json_object_get(req, "resourceSpans"), 0),
@@ -291,6 +325,7 @@ static Suite *trace_suite(void)
     tcase_add_test(tc, test_trace_span_child_context_and_parent);
     tcase_add_test(tc, test_trace_span_attributes_are_bounded_and_counted);
     tcase_add_test(tc, test_trace_encode_follows_the_otlp_json_mapping);
+    tcase_add_test(tc, test_trace_encode_escapes_any_bytes);
     tcase_add_test(tc, test_trace_events_are_bounded);
     tcase_add_test(tc, test_trace_queue_full_drops_the_new_span);
     tcase_add_test(tc, test_trace_queue_batch_due_by_size_or_interval);
