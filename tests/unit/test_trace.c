@@ -156,6 +156,14 @@ static json_t *encode_parsed(struct trace_span *const *spans, size_t n, const ch
     return o;
 }
 
+/* resourceSpans[0].scopeSpans[0].spans[0] (borrowed). */
+static json_t *first_span(json_t *req)
+{
+    json_t *rs = json_array_get(json_object_get(req, "resourceSpans"), 0);
+    json_t *ss = json_array_get(json_object_get(rs, "scopeSpans"), 0);
+    return json_array_get(json_object_get(ss, "spans"), 0);
+}
+
 static json_t *attr_value(json_t *attrs, const char *key)
 {
     size_t i;
@@ -231,13 +239,7 @@ START_TEST(test_trace_encode_escapes_any_bytes)
     struct trace_span *s = new_span();
     trace_span_set_str(s, "q", "a\"b\\c\n\x01 \xff\xc3\xa9 end");
     json_t *req = encode_parsed(&s, 1, "s\"v\nc", "v");
-    json_t *sp = json_array_get(
-        json_object_get(
-            json_array_get(json_object_get(json_array_get(json_object_get(req, "resourceSpans"), 0),
-                                           "scopeSpans"),
-                           0),
-            "spans"),
-        0);
+    json_t *sp = first_span(req);
     ck_assert_str_eq(json_string_value(json_object_get(
                          attr_value(json_object_get(sp, "attributes"), "q"), "stringValue")),
                      "a\"b\\c\n\x01 \xef\xbf\xbd\xc3\xa9 end");
@@ -254,13 +256,7 @@ START_TEST(test_trace_events_are_bounded)
     ck_assert_uint_eq(s->n_events, TRACE_MAX_EVENTS);
     ck_assert_uint_eq(s->dropped_events, 2);
     json_t *req = encode_parsed(&s, 1, "svc", "v");
-    json_t *sp = json_array_get(
-        json_object_get(
-            json_array_get(json_object_get(json_array_get(json_object_get(req, "resourceSpans"), 0),
-                                           "scopeSpans"),
-                           0),
-            "spans"),
-        0);
+    json_t *sp = first_span(req);
     ck_assert_int_eq(json_integer_value(json_object_get(sp, "droppedEventsCount")), 2);
     ck_assert(json_object_get(sp, "parentSpanId") != NULL);
     json_decref(req);
