@@ -21,6 +21,7 @@
 #include <curl/curl.h>
 
 #include "agentd/call_policy.h"
+#include "agentd/ratelimit_headers.h"
 #include "agentd/redis.h"
 #include "agentd/timerheap.h"
 #include "agentd/worker.h"
@@ -51,6 +52,11 @@ struct call {
     /* Optional: judges a 2xx body as it arrives (c->resp holds it). false = unusable (why says
        why): the attempt is a transient failure, retried when the policies allow. */
     bool (*accept)(struct call *c, void *arg, char *why, size_t why_len);
+    /* The LLM API: a 529 ends the call at once (the owner moves to another model), and the
+       answer's rate-limit headers are read with max_tokens = ratelimit_output_tokens. */
+    bool overload_ends;
+    bool read_ratelimit;
+    int64_t ratelimit_output_tokens;
 
     /* result, valid in done() */
     enum call_outcome outcome;
@@ -75,6 +81,7 @@ struct call {
     char hdr_retry_after[CALL_HDR_VALUE_MAX];
     char hdr_retry_after_ms[CALL_HDR_VALUE_MAX];
     char hdr_should_retry[16];
+    struct ratelimit_headers ratelimit;
     int64_t attempt_started_ms;
     int64_t started_ms; /* call_start's monotonic time: the operation's duration */
 };

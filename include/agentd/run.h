@@ -63,6 +63,12 @@ struct run_result {
     const char *output;          /* RUN_OK: the model's last text ("" when none) */
     int iterations, llm_calls, llm_attempts;
     int64_t input_tokens, output_tokens;
+    /* The parts of input_tokens written to and read from the prompt cache; reported when
+       prompt_cache (AGENTD_PROMPT_CACHE) is on. */
+    int64_t cache_creation_tokens, cache_read_tokens;
+    bool prompt_cache;
+    const char *model;        /* the model of the last LLM answer; NULL before the first call */
+    const json_t *fallbacks;  /* [{model, reason}]: each model the run moved away from, in order */
     const json_t *tool_calls; /* [{id, name, ok, duration_ms}] */
     const json_t *degraded;   /* [{tool, reason}] */
     const char *message;      /* not RUN_OK: what happened, in words a client can act on */

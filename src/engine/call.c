@@ -135,6 +135,8 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
     capture_header(line, len, "retry-after-ms", c->hdr_retry_after_ms,
                    sizeof(c->hdr_retry_after_ms));
     capture_header(line, len, "x-should-retry", c->hdr_should_retry, sizeof(c->hdr_should_retry));
+    if (c->read_ratelimit)
+        ratelimit_headers_capture(&c->ratelimit, line, len);
     return len;
 }
 
@@ -147,6 +149,7 @@ static void clear_attempt_result(struct call *c)
     c->status = 0;
     c->hdr_retry_after[0] = c->hdr_retry_after_ms[0] = c->hdr_should_retry[0] = '\0';
     c->upstream_request_id[0] = '\0';
+    ratelimit_headers_clear(&c->ratelimit);
 }
 
 static void on_transfer_done(struct worker_transfer *x, CURL *easy, CURLcode result);
@@ -248,6 +251,10 @@ static void report(struct call *c, const struct call_verdict *v)
     enum agent_priority prio = c->low_priority ? AGENT_PRIORITY_LOW : AGENT_PRIORITY_HIGH;
     char reason[64];
     reason_text(c, v->reason, reason, sizeof(reason));
+    if (v->reset_wait_ms > 0)
+        log_info("rate limit spent: holding calls until the reset",
+                 LF_S("request_id", c->request_id), LF_TRACE_ID(c), LF_S("dependency", name),
+                 LF_S("model", dependency_model(c->dep)), LF_I("wait_ms", v->reset_wait_ms));
     switch (v->note) {
     case CALL_NOTE_DEADLINE:
         snprintf(c->error, sizeof(c->error), "deadline passed before the attempt could start");
@@ -275,6 +282,9 @@ static void report(struct call *c, const struct call_verdict *v)
         break;
     case CALL_NOTE_PERMANENT:
         snprintf(c->error, sizeof(c->error), "%s answered HTTP %ld", name, c->status);
+        break;
+    case CALL_NOTE_OVERLOADED:
+        snprintf(c->error, sizeof(c->error), "%s is overloaded (HTTP %ld)", name, c->status);
         break;
     case CALL_NOTE_RETRY:
         metrics_retry(dep, metrics_reason(v->reason));
@@ -403,6 +413,7 @@ void call_start(struct worker *w, struct call *c)
     if (c->span)
         trace_headers(c);
     call_progress_init(&c->progress, c->deadline_ms, c->low_priority);
+    c->progress.overload_ends = c->overload_ends;
     /* The first step runs from the loop so done() is never called from inside call_start. */
     c->progress.phase = CALL_PHASE_WAIT;
     arm(c, on_ready_timer, worker_now_ms(w));
@@ -465,6 +476,8 @@ static void on_transfer_done(struct worker_transfer *x, CURL *easy, CURLcode res
     ev.retry_after_ms_hdr = c->hdr_retry_after_ms[0] ? c->hdr_retry_after_ms : NULL;
     ev.retry_after_hdr = c->hdr_retry_after[0] ? c->hdr_retry_after : NULL;
     ev.should_retry_hdr = c->hdr_should_retry[0] ? c->hdr_should_retry : NULL;
+    ev.ratelimit = c->read_ratelimit ? &c->ratelimit : NULL;
+    ev.ratelimit_output_tokens = c->ratelimit_output_tokens;
     step(c, &ev);
 }
 

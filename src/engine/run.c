@@ -28,6 +28,7 @@
 #include "agentd/idempotency.h"
 #include "agentd/log.h"
 #include "agentd/metrics.h"
+#include "agentd/model_chain.h"
 #include "agentd/shared_budget.h"
 #include "agentd/shared_claims.h"
 #include "agentd/spend.h"
@@ -92,9 +93,14 @@ struct run {
     /* progress */
     int iterations, llm_calls, llm_attempts;
     int64_t input_tokens, output_tokens;
+    int64_t cache_creation_tokens, cache_read_tokens; /* parts of input_tokens */
     char *last_text;
     json_t *tool_calls; /* [{id, name, ok, duration_ms}] */
     json_t *degraded;   /* [{tool, reason}] */
+    /* The model fallback chain (model_chain.h): the run stays on the model it moved to. */
+    size_t model_index;
+    const char *model_answered; /* the model of the last answer (the app's string), or NULL */
+    json_t *fallbacks;          /* [{model, reason}]: the models it moved away from */
     struct call llm;
     /* The hourly budget: the LLM call's reservation (local, or the cluster's), and what the API
        billed for the call so far (every attempt that answered). */
@@ -102,6 +108,7 @@ struct run {
     bool shared_hold;
     int64_t shared_minute, shared_nano, shared_tokens;
     int64_t call_in_tokens, call_out_tokens;
+    int64_t call_cache_write_tokens, call_cache_read_tokens; /* parts of call_in_tokens */
     struct redis_req budget_req;
     struct llm_response resp; /* the last LLM answer, parsed as it arrived (accept_llm_answer) */
     struct tool_exec *tools;
@@ -215,6 +222,11 @@ static void fill_result(const struct run *run, struct run_result *r)
         .llm_attempts = run->llm_attempts,
         .input_tokens = run->input_tokens,
         .output_tokens = run->output_tokens,
+        .cache_creation_tokens = run->cache_creation_tokens,
+        .cache_read_tokens = run->cache_read_tokens,
+        .prompt_cache = run->app->cfg.prompt_cache != 0,
+        .model = run->model_answered,
+        .fallbacks = run->fallbacks,
         .tool_calls = run->tool_calls,
         .degraded = run->degraded,
         .message = run->message,
@@ -358,6 +370,10 @@ static void settle_budget(struct run *run, int64_t now)
 {
     struct app *app = run->app;
     int64_t in = run->call_in_tokens, out = run->call_out_tokens;
+    struct spend_usage usage = {.input_tokens = in,
+                                .cache_write_tokens = run->call_cache_write_tokens,
+                                .cache_read_tokens = run->call_cache_read_tokens,
+                                .output_tokens = out};
     /* Off its worker (shutdown) the link is not this thread's: the cluster keeps the worst case
        until it leaves the window. */
     int64_t limit_nano, limit_tokens;
@@ -366,13 +382,14 @@ static void settle_budget(struct run *run, int64_t now)
     if (!run->off_worker && (run->shared_hold || (app->redis && budgets_on && (in > 0 || out > 0))))
         shared_budget_settle(app->redis, worker_index(run->w),
                              run->shared_hold ? run->shared_minute : -1, run->shared_nano,
-                             run->shared_tokens, spend_cost_nano(app->spend, in, out),
+                             run->shared_tokens, spend_usage_cost_nano(app->spend, &usage),
                              llm_tokens_add(in, out));
     run->shared_hold = false;
     /* Recorded here too: the local window is what the fallback decides on. */
-    spend_settle(app->spend, now, &run->hold, in, out);
+    spend_settle_usage(app->spend, now, &run->hold, &usage);
     app_log_spend_transitions(app);
     run->call_in_tokens = run->call_out_tokens = 0;
+    run->call_cache_write_tokens = run->call_cache_read_tokens = 0;
 }
 
 /* Stops timers, transfers and tools, and stops watching the client. */
@@ -541,6 +558,7 @@ static void run_free(struct run *run)
     json_decref(run->messages);
     json_decref(run->tool_calls);
     json_decref(run->degraded);
+    json_decref(run->fallbacks);
     free(run->last_text);
     free(run->answer.body);
     free(run->claim_idem);
@@ -679,6 +697,56 @@ static void start_tools(struct run *run, struct llm_response *resp)
         start_tool(run, &run->tools[i]);
 }
 
+static enum metrics_fallback_reason metrics_fallback(enum model_fallback_reason r)
+{
+    switch (r) {
+    case MODEL_FALLBACK_OVERLOADED:
+        return METRICS_FALLBACK_OVERLOADED;
+    case MODEL_FALLBACK_RATE_LIMITED:
+        return METRICS_FALLBACK_RATE_LIMITED;
+    case MODEL_FALLBACK_CIRCUIT_OPEN:
+        return METRICS_FALLBACK_CIRCUIT_OPEN;
+    default:
+        return METRICS_FALLBACK_UNAVAILABLE;
+    }
+}
+
+/* The run moves from model `from` to the next one of the chain (the decision is
+   model_chain_reason's): recorded for the answer, the metrics and the log. */
+static void note_fallback(struct run *run, size_t from, size_t to, enum model_fallback_reason why)
+{
+    const struct model_chain *models = &run->app->models;
+    const char *reason = model_fallback_reason_name(why);
+    json_array_append_new(run->fallbacks,
+                          json_pack("{s:s, s:s}", "model", models->names[from], "reason", reason));
+    metrics_llm_fallback((int)from, metrics_fallback(why));
+    log_warn("llm fallback", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+             LF_S("run_id", run->id), LF_S("from", models->names[from]),
+             LF_S("to", models->names[to]), LF_S("reason", reason));
+    /* event: llm.fallback {"from": models->names[from], "to": models->names[to], "reason"} */
+}
+
+/* The LLM call failed: when its model is overloaded or unavailable and the chain has another
+   model, the same step starts again on that one (true); else the failure is the run's. */
+static bool fall_back(struct run *run, struct call *c)
+{
+    struct app *app = run->app;
+    struct llm_error e = {0};
+    if (c->status == 429)
+        anthropic_parse_error(c->resp, c->resp_len, &e);
+    enum model_fallback_reason why = model_chain_reason(
+        &(struct model_failure){.outcome = c->outcome,
+                                .last_status = c->status,
+                                .spend_limit = anthropic_error_is_spend_limit(c->status, &e)});
+    int next = why == MODEL_FALLBACK_NONE ? -1 : model_chain_next(&app->models, run->model_index);
+    if (next < 0)
+        return false;
+    note_fallback(run, run->model_index, (size_t)next, why);
+    run->model_index = (size_t)next;
+    llm_step(run);
+    return true;
+}
+
 static void llm_failed(struct run *run, struct call *c)
 {
     switch (c->outcome) {
@@ -715,16 +783,27 @@ static void llm_failed(struct run *run, struct call *c)
 }
 
 /* Tokens the API billed: the run's totals, the hourly budget, the metrics. */
-static void record_usage(struct run *run, int64_t input_tokens, int64_t output_tokens)
+static void record_usage(struct run *run, const struct llm_usage *u)
 {
     struct app *app = run->app;
-    run->input_tokens = llm_tokens_add(run->input_tokens, input_tokens);
-    run->output_tokens = llm_tokens_add(run->output_tokens, output_tokens);
+    run->input_tokens = llm_tokens_add(run->input_tokens, u->input_tokens);
+    run->output_tokens = llm_tokens_add(run->output_tokens, u->output_tokens);
+    run->cache_creation_tokens =
+        llm_tokens_add(run->cache_creation_tokens, u->cache_creation_tokens);
+    run->cache_read_tokens = llm_tokens_add(run->cache_read_tokens, u->cache_read_tokens);
     /* Counted against the budget when the call settles its reservation. */
-    run->call_in_tokens = llm_tokens_add(run->call_in_tokens, input_tokens);
-    run->call_out_tokens = llm_tokens_add(run->call_out_tokens, output_tokens);
-    metrics_llm_tokens(input_tokens, output_tokens);
-    metrics_llm_cost_usd(spend_cost_usd(app->spend, input_tokens, output_tokens));
+    run->call_in_tokens = llm_tokens_add(run->call_in_tokens, u->input_tokens);
+    run->call_out_tokens = llm_tokens_add(run->call_out_tokens, u->output_tokens);
+    run->call_cache_write_tokens =
+        llm_tokens_add(run->call_cache_write_tokens, u->cache_creation_tokens);
+    run->call_cache_read_tokens = llm_tokens_add(run->call_cache_read_tokens, u->cache_read_tokens);
+    metrics_llm_tokens(u->input_tokens, u->output_tokens);
+    metrics_llm_cache_tokens(u->cache_creation_tokens, u->cache_read_tokens);
+    metrics_llm_cost_usd(spend_usage_cost_usd(
+        app->spend, &(struct spend_usage){.input_tokens = u->input_tokens,
+                                          .cache_write_tokens = u->cache_creation_tokens,
+                                          .cache_read_tokens = u->cache_read_tokens,
+                                          .output_tokens = u->output_tokens}));
 }
 
 /* Judges each 2xx answer as it arrives, so an unusable one is a failed attempt (retried) and
@@ -736,9 +815,9 @@ static bool accept_llm_answer(struct call *c, void *arg, char *why, size_t why_l
     if (anthropic_parse_response(c->resp, c->resp_len, &run->resp, why, why_len) == 0)
         return true;
     /* Rejected, but possibly billed: its tokens count all the same. */
-    int64_t in = 0, out = 0;
-    if (anthropic_parse_usage(c->resp, c->resp_len, &in, &out) == 0)
-        record_usage(run, in, out);
+    struct llm_usage u;
+    if (anthropic_parse_usage_detail(c->resp, c->resp_len, &u) == 0)
+        record_usage(run, &u);
     return false;
 }
 
@@ -748,15 +827,21 @@ static void on_llm_done(struct call *c, void *arg)
     run_trace_chat_end(run->trace, c, c->outcome == CALL_OK ? &run->resp : NULL);
     run->llm_attempts += c->attempts;
     settle_budget(run, worker_now_ms(run->w));
+    metrics_llm_model_call((int)run->model_index, c->outcome == CALL_OK);
     if (c->outcome != CALL_OK) {
-        llm_failed(run, c);
+        if (!fall_back(run, c))
+            llm_failed(run, c);
         return;
     }
+    run->model_answered = run->app->models.names[run->model_index];
     struct llm_response resp = run->resp;
     memset(&run->resp, 0, sizeof(run->resp));
     run->iterations++;
     run->llm_calls++;
-    record_usage(run, resp.input_tokens, resp.output_tokens);
+    record_usage(run, &(struct llm_usage){.input_tokens = resp.input_tokens,
+                                          .cache_creation_tokens = resp.cache_creation_tokens,
+                                          .cache_read_tokens = resp.cache_read_tokens,
+                                          .output_tokens = resp.output_tokens});
     free(run->last_text);
     run->last_text = strdup(resp.text ? resp.text : "");
     append_assistant(run, resp.content);
@@ -786,9 +871,10 @@ static bool build_llm_call(struct run *run, struct call *c)
 {
     struct app *app = run->app;
     const struct agentd_config *cfg = &app->cfg;
-    c->dep = app->deps[DEP_ANTHROPIC];
+    c->dep = app_model_dep(app, run->model_index);
     errno = 0;
-    c->body = anthropic_build_request_from_prefix(&app->llm_params, app->llm_prefix, run->messages);
+    c->body = anthropic_build_request_from_prefix(
+        &app->llm_params, app_model_prefix(app, run->model_index), run->messages);
     if (!c->body && errno == E2BIG) {
         finish(run, RUN_HISTORY_TOO_LARGE, 0,
                "the conversation (history, tool results and this input) would exceed the %zu "
@@ -815,14 +901,18 @@ static bool build_llm_call(struct run *run, struct call *c)
     }
     hold_bytes(run, strlen(c->body), false);
     c->max_response_bytes = LLM_MAX_RESPONSE_BYTES;
-    c->attempt_timeout_ms = cfg->llm_timeout_ms;
+    c->attempt_timeout_ms = atomic_load(&run->app->llm_timeout_ms);
     c->deadline_ms = run->deadline_ms;
     c->low_priority = run->req.priority == AGENT_PRIORITY_LOW;
     c->request_id = run->request_id;
     c->done = on_llm_done;
     c->accept = accept_llm_answer;
+    /* With another model to move to, a 529 moves on at once instead of waiting here. */
+    c->overload_ends = model_chain_next(&app->models, run->model_index) >= 0;
+    c->read_ratelimit = true;
+    c->ratelimit_output_tokens = cfg->max_tokens;
     c->arg = run;
-    run_trace_chat_start(run->trace, c, cfg->model);
+    run_trace_chat_start(run->trace, c, app->models.names[run->model_index]);
     return true;
 }
 
@@ -903,7 +993,7 @@ static void llm_step(struct run *run)
     }
     /* The run's own token allowance: end it with what it has. */
     int64_t tokens = llm_tokens_add(run->input_tokens, run->output_tokens);
-    if (spend_run_over_limit(tokens, app->cfg.max_run_tokens)) {
+    if (spend_run_over_limit(tokens, atomic_load(&app->max_run_tokens))) {
         log_warn("run token limit reached", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
                  LF_I("tokens", tokens));
         finish_ok(run, "max_tokens");
@@ -978,7 +1068,7 @@ static void on_tool_done(struct tool_exec *t, void *arg)
                        t->result.kind == TOOL_SYSTEM_ERROR && t->known &&
                            run->app->criticality[t->tool] != TOOL_CRITICAL);
     if (t->result.kind == TOOL_SYSTEM_ERROR) {
-        bool critical = !t->known || run->app->criticality[t->tool] == TOOL_CRITICAL;
+        bool critical = !t->known || atomic_load(&run->app->criticality[t->tool]) == TOOL_CRITICAL;
         if (critical) {
             finish(run, RUN_TOOL_UNAVAILABLE, 1000, "critical tool %s failed: %s", t->name,
                    t->result.text);
@@ -1480,6 +1570,7 @@ static struct run *run_new(struct app *app, const struct run_spec *spec)
         run->started_ms + (req->timeout_ms ? req->timeout_ms : app->cfg.total_timeout_ms);
     run->tool_calls = json_array();
     run->degraded = json_array();
+    run->fallbacks = json_array();
     call_init(&run->llm);
     timer_init(&run->deadline_timer, on_deadline, run);
     timer_init(&run->finish_timer, on_finish_timer, run);
@@ -1487,7 +1578,7 @@ static struct run *run_new(struct app *app, const struct run_spec *spec)
     if (app->redis)
         snprintf(run->claim_owner, sizeof(run->claim_owner), "%s/%s",
                  redis_pool_replica_id(app->redis), run->id);
-    if (!run->tool_calls || !run->degraded) {
+    if (!run->tool_calls || !run->degraded || !run->fallbacks) {
         run_free(run);
         return NULL;
     }

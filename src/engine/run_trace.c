@@ -190,10 +190,9 @@ void run_trace_chat_end(struct run_trace *rt, struct call *c, const struct llm_r
             trace_span_set_str_array1(s, "gen_ai.response.finish_reasons", resp->stop_reason);
         trace_span_set_int(s, "gen_ai.usage.input_tokens", resp->input_tokens);
         trace_span_set_int(s, "gen_ai.usage.output_tokens", resp->output_tokens);
-        trace_span_set_int(s, "gen_ai.usage.cache_read.input_tokens",
-                           resp->cache_read_input_tokens);
+        trace_span_set_int(s, "gen_ai.usage.cache_read.input_tokens", resp->cache_read_tokens);
         trace_span_set_int(s, "gen_ai.usage.cache_creation.input_tokens",
-                           resp->cache_creation_input_tokens);
+                           resp->cache_creation_tokens);
     }
     rt->chat = NULL;
     rt->chat_call = NULL;

@@ -170,11 +170,20 @@ static char *answer_body(const struct run_result *r)
         json_object_set_new(o, "resumed", json_true());
     json_object_set(o, "degraded", (json_t *)r->degraded);
     json_object_set(o, "tool_calls", (json_t *)r->tool_calls);
-    json_object_set_new(o, "usage",
-                        json_pack("{s:I, s:I, s:i, s:i}", "input_tokens",
-                                  (json_int_t)r->input_tokens, "output_tokens",
-                                  (json_int_t)r->output_tokens, "llm_calls", r->llm_calls,
-                                  "llm_attempts", r->llm_attempts));
+    if (r->model)
+        json_object_set_new(o, "model", json_string(r->model));
+    if (json_array_size(r->fallbacks) > 0)
+        json_object_set(o, "fallbacks", (json_t *)r->fallbacks);
+    json_t *usage = json_pack("{s:I, s:I, s:i, s:i}", "input_tokens", (json_int_t)r->input_tokens,
+                              "output_tokens", (json_int_t)r->output_tokens, "llm_calls",
+                              r->llm_calls, "llm_attempts", r->llm_attempts);
+    if (usage && r->prompt_cache) {
+        json_object_set_new(usage, "cache_creation_input_tokens",
+                            json_integer((json_int_t)r->cache_creation_tokens));
+        json_object_set_new(usage, "cache_read_input_tokens",
+                            json_integer((json_int_t)r->cache_read_tokens));
+    }
+    json_object_set_new(o, "usage", usage);
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return body;

@@ -28,14 +28,19 @@ static int dump_check(const char *what, int rc)
     return rc;
 }
 
+/* Prints the body twice: without prompt caching, then with its cache breakpoints. */
 static int dump_body(const char *what, const struct llm_params *p, const json_t *messages)
 {
-    char *body = anthropic_build_request(p, messages);
+    struct llm_params cached = *p;
 
-    if (!body)
-        return dump_check(what, -errno);
-    puts(body);
-    free(body);
+    for (int i = 0; i < 2; i++) {
+        cached.prompt_cache = i == 1;
+        char *body = anthropic_build_request(&cached, messages);
+        if (!body)
+            return dump_check(what, -errno);
+        puts(body);
+        free(body);
+    }
     return 0;
 }
 

@@ -45,6 +45,19 @@ int64_t harness_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+double harness_metric_sample(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p;) {
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return atof(p + n + 1);
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    return -1;
+}
+
 static void sleep_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
@@ -576,6 +589,30 @@ size_t fake_wait_count(struct harness *h, const char *route, size_t n, int timeo
     while ((got = fake_count(h, route)) < n && harness_now_ms() < until)
         sleep_ms(10);
     return got;
+}
+
+bool harness_wait_log(struct harness *h, const char *text, int timeout_ms)
+{
+    int64_t until = harness_now_ms() + timeout_ms;
+    for (;;) {
+        char *log = harness_read_log(h);
+        bool found = log && strstr(log, text);
+        free(log);
+        if (found || harness_now_ms() >= until)
+            return found;
+        sleep_ms(50);
+    }
+}
+
+void harness_replace_file(const char *path, const char *content)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    FILE *f = fopen(tmp, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_ge(fputs(content, f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(rename(tmp, path), 0);
 }
 
 char *harness_read_log(struct harness *h)

@@ -78,9 +78,16 @@ size_t fake_wait_count(struct harness *h, const char *route, size_t n, int timeo
 
 /* Reads agentd's log so far (malloc'd). */
 char *harness_read_log(struct harness *h);
+/* Polls agentd's log until it holds text (true) or timeout_ms passes (false). */
+bool harness_wait_log(struct harness *h, const char *text, int timeout_ms);
+/* Replaces the file at path the way a Kubernetes Secret or ConfigMap update does: a new file
+   (path + ".new") renamed over it. Aborts the test on failure. */
+void harness_replace_file(const char *path, const char *content);
 /* Files in the notes dir (not counting dot files). */
 size_t harness_count_notes(struct harness *h);
 int64_t harness_now_ms(void);
+/* Value of one sample line "name{labels} value" of a /metrics text, or -1 when absent. */
+double harness_metric_sample(const char *text, const char *series);
 
 /* Runs every test of s (one process per test), with libcurl set up around it; returns the exit
    status for main(). */
