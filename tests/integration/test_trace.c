@@ -337,27 +337,31 @@ END_TEST
 
 START_TEST(test_trace_failing_collector_costs_the_run_nothing_and_counts_drops)
 {
-    start_traced(503, NULL);
-    for (int i = 0; i < 3; i++) {
+    /* Two failed exports open the exporter's own breaker: later batches are dropped unsent. */
+    start_traced(503, "AGENTD_BREAKER_FAILURES=2");
+    for (int i = 0; i < 6; i++) {
         struct http_resp r;
         char rid[32];
         snprintf(rid, sizeof(rid), "trace-drop-%d", i);
         ck_assert_int_eq(ask_traced(rid, NULL, NULL, "What is 2 + 2?", &r), 200);
         ck_assert_double_lt(r.seconds, 5.0);
         http_resp_free(&r);
+        usleep(200000); /* past AGENTD_OTLP_INTERVAL_MS: each run's spans are a batch */
     }
     ck_assert_double_gt(
         metric_when_positive("agentd_trace_spans_dropped_total{reason=\"export_failed\"}"), 0);
+    ck_assert_double_gt(
+        metric_when_positive("agentd_trace_spans_dropped_total{reason=\"breaker_open\"}"), 0);
     ck_assert_double_eq(metric("agentd_trace_spans_exported_total"), 0);
     pthread_mutex_lock(&R.mu);
-    ck_assert_int_gt(R.posts, 0);
+    ck_assert_int_eq(R.posts, 2); /* then the circuit stayed open (AGENTD_BREAKER_OPEN_MS) */
     pthread_mutex_unlock(&R.mu);
 }
 END_TEST
 
 START_TEST(test_trace_full_queue_drops_and_counts)
 {
-    /* A queue of one span and a collector that answers slowly never holds a whole run. */
+    /* A queue of one span, taken only every 50 ms, never holds a whole run's spans. */
     start_traced(0, "AGENTD_OTLP_QUEUE_SPANS=1");
     struct http_resp r;
     ck_assert_int_eq(ask_traced("trace-q", NULL, NULL, "What is 6 * 7?", &r), 200);
