@@ -404,6 +404,37 @@ START_TEST(test_trace_without_exporter_passes_the_client_context_on)
 }
 END_TEST
 
+START_TEST(test_trace_unsampled_parent_is_passed_on_not_recorded)
+{
+    start_traced(0, NULL);
+    struct http_resp r;
+    ck_assert_int_eq(ask_traced("trace-unsampled", "00-" TRACE_ID "-" PARENT_ID "-00", NULL,
+                                "What is 1 + 1?", &r),
+                     200);
+    http_resp_free(&r);
+    /* A sampled run after it: once its spans are in, the unsampled run's would have been too. */
+    ck_assert_int_eq(ask_traced("trace-sampled", NULL, NULL, "What is 2 + 2?", &r), 200);
+    http_resp_free(&r);
+    ck_assert(receiver_wait_for("trace-sampled", 10000));
+    pthread_mutex_lock(&R.mu);
+    ck_assert_ptr_null(strstr(R.bodies, TRACE_ID));
+    pthread_mutex_unlock(&R.mu);
+    json_t *reqs = fake_requests(&H);
+    json_t *first = NULL, *e;
+    size_t i;
+    json_array_foreach(reqs, i, e)
+    {
+        if (!first && strcmp(json_string_value(json_object_get(e, "route")), "messages") == 0)
+            first = e;
+    }
+    ck_assert_ptr_nonnull(first);
+    ck_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(first, "headers"), "traceparent")),
+        "00-" TRACE_ID "-" PARENT_ID "-00");
+    json_decref(reqs);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("trace");
@@ -415,6 +446,7 @@ int main(void)
     tcase_add_test(tc, test_trace_failing_collector_costs_the_run_nothing_and_counts_drops);
     tcase_add_test(tc, test_trace_full_queue_drops_and_counts);
     tcase_add_test(tc, test_trace_without_exporter_passes_the_client_context_on);
+    tcase_add_test(tc, test_trace_unsampled_parent_is_passed_on_not_recorded);
     suite_add_tcase(s, tc);
     return harness_run_suite(s);
 }
