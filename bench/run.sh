@@ -7,13 +7,17 @@
 # bench/results/<benchmark>.txt, the table to bench/results/summary.txt.
 # bench/README.md says what each benchmark measures and how to read it.
 #
-# Usage: bench/run.sh [a] [b] [e]    (no argument = a and b)
+# Usage: bench/run.sh [a] [b] [d] [e]    (no argument = a, b and d)
 #   a  one-LLM-call runs per second through agentd, next to the same load on
 #      the fake's /v1/messages hit directly (plus agentd at log level info)
 #   b  2000 concurrent in-flight runs against an upstream that answers after
 #      1 s, with targets; before it the same load on the fake directly (the
 #      floor; it also warms the fake up), after it a staggered-start run
 #      (diagnostic, see README.md)
+#   d  the blip: wrk keeps 250 runs in flight (default settings, upstream answers
+#      after 100 ms); at 5 s every LLM request reaching the fake for 0.25 s is reset
+#      (bench/blip/driver.py). Targets: >= 99.5 % of runs succeed, none failed
+#      fast by the breaker, the upstream rate 1 s after the blip >= 95 % of before
 #   e  the front next to nginx (Debian's nginx-light, installed by this script
 #      with apt-get when missing) on a free loopback port, same wrk settings, in
 #      one run: GET /health/live keep-alive rate (nginx returns the same body;
@@ -25,6 +29,9 @@
 #   BENCH_A_DURATION_S=10  BENCH_A_CONNECTIONS=64
 #   BENCH_B_DURATION_S=15  BENCH_B_CONNECTIONS=2000  BENCH_B_DELAY_MS=1000
 #   BENCH_B_STAGGERED=1    0 = skip the staggered-start diagnostic run
+#   BENCH_D_CONNECTIONS=250  BENCH_D_DURATION_S=12  BENCH_D_AT_S=5  BENCH_D_BLIP_MS=250
+#   BENCH_D_DELAY_MS=100   the fake's answer delay in (d): calls really in flight, and the
+#                          upstream rate set by the loop, not by the CPU left on the machine
 #   BENCH_A_INFO=1         0 = skip the log-level-info row of (a)
 #   BENCH_E_DURATION_S=10  BENCH_E_CONNECTIONS=64  BENCH_E_ROUNDS=3
 #   BENCH_NGINX_BIN=path   the nginx binary for (e) (default: nginx on PATH, else /usr/sbin/nginx)
@@ -40,8 +47,8 @@
 #   BENCH_RESULTS_DIR=dir  write results there instead of bench/results
 #   BENCH_KEEP_DIR=1       keep the temp dir (daemon logs, wrk output)
 #
-# Exit status: 0 when every run completed and b_inflight (and (e), when run)
-# met its targets, 1 when a target was missed, 2 on a setup failure.
+# Exit status: 0 when every run completed and b_inflight and d_blip (and (e), when run)
+# met their targets, 1 when a target was missed, 2 on a setup failure.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -56,6 +63,12 @@ B_DURATION_S=${BENCH_B_DURATION_S:-15}
 B_CONNECTIONS=${BENCH_B_CONNECTIONS:-2000}
 B_DELAY_MS=${BENCH_B_DELAY_MS:-1000}
 B_STAGGERED=${BENCH_B_STAGGERED:-1}
+D_CONNECTIONS=${BENCH_D_CONNECTIONS:-250}
+D_DURATION_S=${BENCH_D_DURATION_S:-12}
+D_AT_S=${BENCH_D_AT_S:-5}
+D_BLIP_MS=${BENCH_D_BLIP_MS:-250}
+D_DELAY_MS=${BENCH_D_DELAY_MS:-100}
+D_SUMMARY=
 A_INFO=${BENCH_A_INFO:-1}
 E_DURATION_S=${BENCH_E_DURATION_S:-10}
 E_CONNECTIONS=${BENCH_E_CONNECTIONS:-64}
@@ -503,6 +516,65 @@ bench_b() {
     stop "$FAKE_PID"
 }
 
+# (d): agentd with its default breaker and retry settings (the LLM limiter raised as for every
+# row) under wrk, while bench/blip/driver.py resets every LLM request for D_BLIP_MS at D_AT_S and
+# samples the upstream's request rate; figures and targets in bench/results/d_blip.txt.
+bench_d() {
+    local kv=$WORK/d_blip.kv res=$RESULTS/d_blip.txt ctl opens verdict=ok agent_url
+    local ctl_cmd=(python3 "$HERE/blip/driver.py" --at-s "$D_AT_S" --blip-ms "$D_BLIP_MS"
+        --duration-s "$D_DURATION_S")
+    start_fake fake_d --delay-ms "$D_DELAY_MS"
+    start_agentd agentd_d warn
+    agent_url="http://127.0.0.1:$AGENTD_PORT/v1/agent"
+    sanity_agentd
+    warmup "$agent_url" "$WORK/agent.json"
+    log "d_blip: $(shell_words "${ctl_cmd[@]}") beside wrk (fake --delay-ms $D_DELAY_MS)"
+    "${ctl_cmd[@]}" --fake-port "$FAKE_PORT" --kv-out "$kv" >"$WORK/d_blip.ctl" 2>&1 &
+    ctl=$! # not in PIDS: it ends by itself within D_DURATION_S (or when the fake is gone)
+    run_wrk d_blip "POST /v1/agent, $D_CONNECTIONS connections, upstream answers after ${D_DELAY_MS} ms, every LLM request reset for ${D_BLIP_MS} ms at ${D_AT_S} s" \
+        agentd "$D_CONNECTIONS" "$D_DURATION_S" "$agent_url" "$WORK/agent.json"
+    wait "$ctl" || { cat "$WORK/d_blip.ctl" >&2; die "d_blip: the blip driver failed"; }
+    curl -fsS --max-time 10 -o "$WORK/d_blip.metrics" "http://127.0.0.1:$AGENTD_PORT/metrics" ||
+        die "d_blip: could not read agentd's /metrics"
+    opens=$(metric "$WORK/d_blip.metrics" \
+        'agentd_breaker_transitions_total{dependency="anthropic",to="open"}')
+    local requests ok circuit pct after
+    requests=$(get requests "$res")
+    ok=$(get status_2xx "$res")
+    circuit=$(get status_503_circuit "$res")
+    pct=$(ratio "$((ok * 100))" "$requests" %.2f)
+    after=$(get upstream_rate_after_pct_of_before "$kv")
+    if ! awk -v p="$pct" 'BEGIN { exit !(p >= 99.5) }'; then
+        verdict=missed
+        echo "TARGET MISSED: $pct % of runs succeeded (target >= 99.5 %)" >&2
+    fi
+    if [ "$circuit" -ne 0 ]; then
+        verdict=missed
+        echo "TARGET MISSED: $circuit runs failed fast by the breaker (target 0)" >&2
+    fi
+    if ! awk -v p="$after" 'BEGIN { exit !(p >= 95) }'; then
+        verdict=missed
+        echo "TARGET MISSED: upstream rate 1 s after the blip $after % of before (target >= 95 %)" >&2
+    fi
+    {
+        echo "blip_command=$(shell_words "${ctl_cmd[@]}")"
+        cat "$kv"
+        echo "success_pct=$pct"
+        echo "breaker_opens=$opens"
+        echo "target_success_pct_min=99.5"
+        echo "target_fast_failures=0"
+        echo "target_upstream_rate_after_pct_min=95"
+        echo "targets=$verdict"
+    } >>"$res"
+    D_SUMMARY="d_blip targets (>= 99.5 % ok, 0 failed fast, upstream 1 s after >= 95 % of before): $pct % ok, $circuit failed fast, upstream $(
+        get upstream_per_s_1s_after_blip "$kv")/s 1 s after vs $(
+        get upstream_per_s_3s_before_blip "$kv")/s before ($after %), breaker opened $opens times: $verdict"
+    [ "$verdict" = ok ] || MISSED=1
+    stop "$AGENTD_PID"
+    AGENTD_PID=
+    stop "$FAKE_PID"
+}
+
 # ---- (e): the front next to nginx ------------------------------------------------------
 
 # cpu_tree_s PID: CPU seconds of PID and its children still running (nginx's master and workers).
@@ -694,6 +766,10 @@ bench_e() {
 
 print_table() {
     local name f
+    if [ ${#ROWS[@]} -eq 0 ]; then # only (d), which has no wrk row
+        [ -z "$D_SUMMARY" ] || echo "$D_SUMMARY"
+        return 0
+    fi
     printf '%-21s %8s %8s %9s %9s %9s %7s %7s %8s %7s %7s\n' benchmark requests req/s \
         p50_ms p99_ms max_ms non2xx sockerr cpu_us/rq hwm_MB other_s
     for name in "${ROWS[@]}"; do
@@ -718,26 +794,28 @@ print_table() {
         echo "e (median of $(get rounds "$e") rounds): /health/live agentd $(get agentd_live_rps_median "$e")/s, nginx $(get nginx_live_rps_median "$e")/s = $(get live_ratio_median "$e") x (target >= $E_TARGET_LIVE)"
         echo "  one-call runs agentd $(get agentd_runs_rps_median "$e")/s, nginx's fixed Messages reply $(get nginx_msgs_rps_median "$e")/s = $(get runs_ratio_median "$e") x (target >= $E_TARGET_RUNS): $(get targets "$e")"
     fi
+    [ -z "$D_SUMMARY" ] || echo "$D_SUMMARY"
     return 0
 }
 
 main() {
-    local want_a=0 want_b=0 want_e=0 arg tool
-    [ $# -eq 0 ] && want_a=1 && want_b=1
+    local want_a=0 want_b=0 want_d=0 want_e=0 arg tool
+    [ $# -eq 0 ] && want_a=1 && want_b=1 && want_d=1
     for arg in "$@"; do
         case $arg in
         a) want_a=1 ;;
         b) want_b=1 ;;
+        d) want_d=1 ;;
         e) want_e=1 ;;
         -h | --help)
             sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
             exit 0
             ;;
-        *) die "unknown benchmark '$arg' (expected a, b and/or e)" ;;
+        *) die "unknown benchmark '$arg' (expected a, b, d and/or e)" ;;
         esac
     done
     # jq is optional (see capture_llm_body).
-    for tool in wrk curl ss meson ninja awk getconf; do
+    for tool in wrk curl ss meson ninja awk getconf python3; do
         command -v "$tool" >/dev/null || die "$tool is not installed"
     done
     # Settings are checked before anything is built or started.
@@ -746,6 +824,11 @@ main() {
     check_int BENCH_A_CONNECTIONS "$A_CONNECTIONS" 1 10000
     check_int BENCH_B_CONNECTIONS "$B_CONNECTIONS" 1 8000
     check_int BENCH_B_DELAY_MS "$B_DELAY_MS" 0 5000
+    check_int BENCH_D_CONNECTIONS "$D_CONNECTIONS" 1 2000
+    check_int BENCH_D_DURATION_S "$D_DURATION_S" 8 "$MAX_DURATION_S"
+    check_int BENCH_D_AT_S "$D_AT_S" 4 $((D_DURATION_S - 3))
+    check_int BENCH_D_BLIP_MS "$D_BLIP_MS" 1 1000
+    check_int BENCH_D_DELAY_MS "$D_DELAY_MS" 0 5000
     check_int BENCH_A_INFO "$A_INFO" 0 1
     check_int BENCH_IDEM_KEYS "$IDEM_KEYS" 0 1
     check_int BENCH_E_DURATION_S "$E_DURATION_S" 1 "$MAX_DURATION_S"
@@ -764,6 +847,7 @@ main() {
     build
     if [ "$want_a" = 1 ]; then bench_a; fi
     if [ "$want_b" = 1 ]; then bench_b; fi
+    if [ "$want_d" = 1 ]; then bench_d; fi
     if [ "$want_e" = 1 ]; then bench_e; fi
     print_table | tee "$RESULTS/summary.txt"
     return "$MISSED"

@@ -11,6 +11,8 @@
 -- p-<thread>-<n> (n counts that thread's requests), so each one is a new
 -- durable run and none can be a replay (bench/durable.sh); answers that say
 -- Idempotent-Replayed are counted all the same (idem_replayed, expect 0).
+-- 503 answers whose body names the circuit breaker are counted apart
+-- (status_503_circuit: runs failed fast because a breaker was open).
 
 local threads = {}
 local idem_prefix = os.getenv("BENCH_IDEM_PREFIX")
@@ -66,6 +68,7 @@ function init(args)
    statuses = { s2xx = 0, s3xx = 0, s4xx = 0, s5xx = 0, other = 0 }
    keys_sent = 0
    replayed = 0
+   circuit = 0
    req = wrk.format()
 end
 
@@ -90,6 +93,9 @@ function response(status, headers, body)
    elseif status >= 500 and status < 600 then k = "s5xx"
    else k = "other" end
    statuses[k] = statuses[k] + 1
+   if status == 503 and body and body:find("circuit", 1, true) then
+      circuit = circuit + 1
+   end
    if headers["Idempotent-Replayed"] or headers["idempotent-replayed"] then
       replayed = replayed + 1
    end
@@ -106,12 +112,13 @@ end
 
 function done(summary, latency, requests)
    local c = { s2xx = 0, s3xx = 0, s4xx = 0, s5xx = 0, other = 0 }
-   local keys, replays = 0, 0
+   local keys, replays, circuits = 0, 0, 0
    for _, t in ipairs(threads) do
       local s = t:get("statuses")
       for k, _ in pairs(c) do c[k] = c[k] + (s and s[k] or 0) end
       keys = keys + (t:get("keys_sent") or 0)
       replays = replays + (t:get("replayed") or 0)
+      circuits = circuits + (t:get("circuit") or 0)
    end
    local e = summary.errors
    if light then
@@ -130,6 +137,7 @@ function done(summary, latency, requests)
       { "status_4xx", c.s4xx },
       { "status_5xx", c.s5xx },
       { "status_other", c.other },
+      { "status_503_circuit", circuits },
       { "non_2xx", c.s3xx + c.s4xx + c.s5xx + c.other },
       { "status_counted", light and "wrk (>= 400 in status_other)" or "lua" },
       { "err_connect", e.connect },

@@ -142,8 +142,10 @@ struct agentd_config {
     int breaker_enabled;            /* AGENTD_BREAKER_ENABLED 0/1 */
     int breaker_failures;           /* AGENTD_BREAKER_FAILURES */
     double breaker_failure_rate;    /* AGENTD_BREAKER_FAILURE_RATE */
-    int breaker_window;             /* AGENTD_BREAKER_WINDOW (calls) */
+    int breaker_window;             /* AGENTD_BREAKER_WINDOW (calls; no longer used) */
+    int64_t breaker_window_ms;      /* AGENTD_BREAKER_WINDOW_MS */
     int breaker_min_calls;          /* AGENTD_BREAKER_MIN_CALLS */
+    int64_t breaker_first_open_ms;  /* AGENTD_BREAKER_FIRST_OPEN_MS */
     int64_t breaker_open_ms;        /* AGENTD_BREAKER_OPEN_MS */
     int breaker_half_open_probes;   /* AGENTD_BREAKER_HALF_OPEN_PROBES */
     double llm_rate;                /* AGENTD_LLM_RATE tokens/s */

@@ -130,7 +130,8 @@ END_TEST
 START_TEST(test_metrics_pass_promtool_and_move_through_retries_and_breaker)
 {
     static const char *env[] = {"AGENTD_BREAKER_FAILURES=3", "AGENTD_RETRY_MAX=1",
-                                "AGENTD_BREAKER_OPEN_MS=60000", NULL};
+                                "AGENTD_BREAKER_OPEN_MS=60000",
+                                "AGENTD_BREAKER_FIRST_OPEN_MS=60000", NULL};
     harness_start(&H, env);
     json_t *o = NULL;
     ck_assert_int_eq(agent_ask(&H, "What is 3 * 3?", &o), 200);

@@ -36,8 +36,9 @@ static void setup_with(int retry_max, double rate, double burst, double budget_r
                                       .retry_after_cap_ms = 60000};
     struct breaker_config bc = {.failure_threshold = breaker_failures,
                                 .failure_rate = 0,
-                                .window = 20,
+                                .window_ms = 10000,
                                 .min_calls = 10,
+                                .first_open_ms = 30000,
                                 .open_ms = 30000,
                                 .half_open_probes = 1,
                                 .enabled = true};

@@ -81,7 +81,7 @@ START_TEST(test_per_model_breakers_open_independently_on_a_fake_clock)
 {
     struct breaker_config bc = {.failure_threshold = 3,
                                 .failure_rate = 0,
-                                .window = 20,
+                                .window_ms = 10000,
                                 .min_calls = 10,
                                 .open_ms = 5000,
                                 .half_open_probes = 1,
