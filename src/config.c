@@ -302,6 +302,20 @@ static const struct config_row config_table[] = {
      "file of NAME=value lines with these names (the environment wins); re-read on SIGHUP and when "
      "it changes (checked every second)",
      CONFIG_FIELD(config_file), 0},
+    {"AGENTD_OTLP_ENDPOINT", CONFIG_URL, "", 0, CONFIG_URL_MAX_BYTES, "URL",
+     "OTLP/HTTP JSON traces URL, e.g. http://collector:4318/v1/traces; empty = no spans exported",
+     CONFIG_FIELD(otlp_endpoint), 0},
+    {"AGENTD_OTLP_TIMEOUT_MS", CONFIG_MS, "5000", 100, 60000, "ms",
+     "timeout of one span export POST", CONFIG_FIELD(otlp_timeout_ms), 0},
+    {"AGENTD_OTLP_QUEUE_SPANS", CONFIG_INT, "4096", 1, 1000000, "spans",
+     "finished spans waiting for export; a span past it is dropped and counted",
+     CONFIG_FIELD(otlp_queue_spans), 0},
+    {"AGENTD_OTLP_BATCH_SPANS", CONFIG_INT, "512", 1, 100000, "spans", "spans sent in one export",
+     CONFIG_FIELD(otlp_batch_spans), 0},
+    {"AGENTD_OTLP_INTERVAL_MS", CONFIG_MS, "1000", 10, 600000, "ms",
+     "longest a finished span waits for its batch to fill", CONFIG_FIELD(otlp_interval_ms), 0},
+    {"AGENTD_OTLP_SERVICE_NAME", CONFIG_TEXT, "agentd", 1, 128, "bytes",
+     "service.name of the exported spans", CONFIG_FIELD(otlp_service_name), 0},
 };
 
 #pragma GCC diagnostic pop

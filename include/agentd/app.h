@@ -56,6 +56,7 @@ struct app {
     struct notes_usage *notes_usage; /* the notes quota (notes.h); outlives the I/O pool */
     struct io_pool *io;
     struct redis_pool *redis; /* AGENTD_REDIS_URL: state shared by the replicas; NULL = none */
+    struct tracer *tracer;    /* AGENTD_OTLP_ENDPOINT: the span exporter; NULL = off */
     struct worker **workers;
     struct run **durable_runs; /* per worker: its runs holding a key in Redis (run.c's list) */
     int n_workers;

@@ -28,6 +28,7 @@
 
 struct dependency;
 struct call;
+struct trace_span;
 typedef void (*call_done_fn)(struct call *c, void *arg);
 
 #define CALL_HDR_VALUE_MAX 128
@@ -43,6 +44,9 @@ struct call {
     int64_t deadline_ms;    /* monotonic */
     bool low_priority;      /* never wait for a limiter token */
     const char *request_id; /* for logs (borrowed) */
+    /* Its span (trace.h; borrowed; NULL = untraced): every attempt carries its traceparent and
+       tracestate, and each attempt's end is an event on it. */
+    struct trace_span *span;
     call_done_fn done;
     void *arg;
     /* Optional: judges a 2xx body as it arrives (c->resp holds it). false = unusable (why says

@@ -181,6 +181,14 @@ struct agentd_config {
 
     /* effective per-dependency policies (globals where no override is set) */
     struct config_policy policy[CONFIG_TARGETS];
+
+    /* tracing (tracer.h) */
+    char *otlp_endpoint;      /* AGENTD_OTLP_ENDPOINT: OTLP/HTTP traces URL, "" = off */
+    int64_t otlp_timeout_ms;  /* AGENTD_OTLP_TIMEOUT_MS: one export POST */
+    int otlp_queue_spans;     /* AGENTD_OTLP_QUEUE_SPANS: spans waiting; more are dropped */
+    int otlp_batch_spans;     /* AGENTD_OTLP_BATCH_SPANS: spans per export */
+    int64_t otlp_interval_ms; /* AGENTD_OTLP_INTERVAL_MS: longest a span waits for a batch */
+    char *otlp_service_name;  /* AGENTD_OTLP_SERVICE_NAME: resource service.name */
 };
 
 /* Returns the value of environment variable `name`, or NULL when unset. */

@@ -74,6 +74,7 @@ struct conn {
     struct server *srv;
     struct MHD_Connection *mhd;
     char request_id[129];
+    char trace_id[33];              /* its run's trace id, for the access line ("" = none) */
     const struct http_route *route; /* NULL: no such path */
     char method[8];
     int64_t start_ms;

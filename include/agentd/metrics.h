@@ -234,6 +234,17 @@ void metrics_config_reload(bool applied);
    the registry saw alive (0 when off). */
 void metrics_redis_mode(int mode, int replicas);
 
+/* Spans the OTLP exporter handled (tracer.h): agentd_trace_spans_exported_total, and
+   agentd_trace_spans_dropped_total{reason}. */
+enum metrics_trace_drop {
+    METRICS_TRACE_QUEUE_FULL = 0, /* AGENTD_OTLP_QUEUE_SPANS spans were already waiting */
+    METRICS_TRACE_EXPORT_FAILED,  /* the collector did not take the batch (error, timeout) */
+    METRICS_TRACE_BREAKER_OPEN,   /* the exporter's circuit was open */
+    METRICS_TRACE__COUNT,
+};
+void metrics_trace_spans_exported(uint64_t n);
+void metrics_trace_spans_dropped(enum metrics_trace_drop reason, uint64_t n);
+
 /* Durable runs (agentd_durable_runs_total{event}). */
 enum metrics_durable {
     METRICS_DURABLE_CHECKPOINT = 0, /* a checkpoint sent */

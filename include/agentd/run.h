@@ -119,6 +119,8 @@ struct run_spec {
     const char *idem_key;                  /* NULL = none; copied */
     const unsigned char *idem_fingerprint; /* IDEM_FINGERPRINT_BYTES, with idem_key */
     const struct run_owner *owner;         /* copied */
+    /* W3C Trace Context headers (NULL = absent; an invalid one starts a new trace). */
+    const char *traceparent, *tracestate;
 };
 
 /*
@@ -133,6 +135,9 @@ enum run_admission run_admit(struct app *app, struct run_spec *spec, struct run 
                              struct run_answer *ret_replay);
 /* Lets the run be cancelled when the client behind socket fd goes away (set before run_submit). */
 void run_set_client_fd(struct run *run, int fd);
+/* The run's trace id in hex (run_trace.h), NULL when untraced. Immutable: any thread, until
+   run_release. */
+const char *run_trace_hex(const struct run *run);
 /* Hands the run to worker w. 0; or -ENOMEM / -ESHUTDOWN, and then the run has ended at once
    (RUN_INTERNAL_ERROR / RUN_SHUTTING_DOWN) and given back what it held: its answer is ready for
    run_take_answer(); owner->finished is not called. */

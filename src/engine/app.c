@@ -20,6 +20,7 @@
 #include "agentd/notes.h"
 #include "agentd/redis.h"
 #include "agentd/spend.h"
+#include "agentd/tracer.h"
 #include "agentd/worker.h"
 
 /* Idle upstream connections kept per worker beyond its share of AGENTD_MAX_INFLIGHT. */
@@ -385,7 +386,18 @@ int app_start(struct app *app, char *err, size_t errlen)
         return -ENOMEM;
     }
     app->tool_env.io = app->io;
-    int r = app_share(app, err, errlen);
+    int r = 0;
+    /* The span exporter's breaker: the global AGENTD_BREAKER_* settings (no per-dependency ones).
+     */
+    struct breaker_config bc = dependency_config_of(app, &app->cfg, DEP_ANTHROPIC, -1).breaker;
+    bc.failure_threshold = app->cfg.breaker_failures;
+    bc.open_ms = app->cfg.breaker_open_ms;
+    app->tracer = tracer_new(&app->cfg, &bc, &r);
+    if (r < 0) {
+        snprintf(err, errlen, "cannot start the span exporter");
+        return r;
+    }
+    r = app_share(app, err, errlen);
     if (r < 0)
         return r;
     for (int i = 0; i < app->n_workers; i++) {
@@ -444,6 +456,8 @@ void app_fini(struct app *app)
     free(app->llm_prefix);
     app->llm_prefix = NULL;
     app->tools_json = NULL;
+    /* Last: runs ended at shutdown (run_abort) hand their spans over until here. */
+    app->tracer = tracer_free(app->tracer);
 }
 
 struct worker *app_pick_worker(struct app *app)

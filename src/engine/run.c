@@ -36,9 +36,12 @@
 #include "agentd/tool_result.h"
 #include "agentd/tools_exec.h"
 #include "agentd/worker.h"
+#include "agentd/run_trace.h"
 
 #define LLM_MAX_RESPONSE_BYTES (16u * 1024 * 1024)
 #define RUN_MESSAGE_MAX        768
+/* Its trace id beside its request id in every log line of a traced run (run_trace.h). */
+#define LF_RUN_TRACE(run) LF_SO("trace_id", run_trace_id((run)->trace))
 
 struct run {
     struct app *app;
@@ -124,6 +127,8 @@ struct run {
     long upstream_status;
     int64_t retry_after_ms;
     struct run_answer answer;
+
+    struct run_trace *trace; /* its spans (run_trace.h); NULL = untraced */
 };
 
 static void llm_step(struct run *run);
@@ -285,6 +290,9 @@ static void settle(struct run *run, int64_t now)
     struct run_result r;
     fill_result(run, &r);
     run->owner.render(&r, run->owner.arg, &run->answer);
+    run_trace_end(run->trace, metrics_run_outcome_name(metrics_outcome(run->outcome)),
+                  run->outcome == RUN_OK || run->outcome == RUN_IDEM_REPLAYED, run->answer.status,
+                  run->iterations, run->input_tokens, run->output_tokens);
     if (run->shared_idem) {
         if (!run->off_worker) {
             bool keep =
@@ -418,8 +426,8 @@ static void finish_tail(struct run *run)
 {
     int64_t now = worker_refresh_now(run->w);
     settle(run, now);
-    log_info("run end", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-             LF_I("status", run->answer.status),
+    log_info("run end", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+             LF_S("run_id", run->id), LF_I("status", run->answer.status),
              LF_S("reason", metrics_run_outcome_name(metrics_outcome(run->outcome))),
              LF_I("iterations", run->iterations), LF_I("llm_attempts", run->llm_attempts),
              LF_I("duration_ms", now - run->started_ms));
@@ -437,7 +445,7 @@ static void on_answer_stored(struct redis_req *req, int err, const redisReply *r
         /* Its last checkpoint holds the answer: a retry after the lease takes it over and
            answers from it without calling the model again. */
         log_warn("answer not stored under its Idempotency-Key", LF_S("request_id", run->request_id),
-                 LF_S("run_id", run->id),
+                 LF_RUN_TRACE(run), LF_S("run_id", run->id),
                  LF_S("reason", err == -ETIMEDOUT ? "Redis timed out"
                                 : err != 0        ? "Redis unavailable"
                                                   : "the claim was no longer this run's"));
@@ -446,7 +454,7 @@ static void on_answer_stored(struct redis_req *req, int err, const redisReply *r
 
 static void turn_not_stored(struct run *run, const char *why)
 {
-    log_warn("conversation turn not stored", LF_S("request_id", run->request_id),
+    log_warn("conversation turn not stored", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
              LF_S("conversation_id", run->req.conversation_id), LF_S("reason", why));
 }
 
@@ -557,6 +565,7 @@ static void run_free(struct run *run)
     free(run->replay_body);
     json_decref(run->resume_results);
     free(run->resume_stop);
+    run_trace_free(run->trace);
     free(run);
 }
 
@@ -662,6 +671,7 @@ static void on_tool_done(struct tool_exec *t, void *arg);
 
 static void start_tool(struct run *run, struct tool_exec *t)
 {
+    run_trace_tool_start(run->trace, t);
     tool_exec_start(t, run->w, &run->app->tool_env, run->deadline_ms,
                     run->req.priority == AGENT_PRIORITY_LOW, run->request_id, on_tool_done, run);
 }
@@ -710,9 +720,9 @@ static void note_fallback(struct run *run, size_t from, size_t to, enum model_fa
     json_array_append_new(run->fallbacks,
                           json_pack("{s:s, s:s}", "model", models->names[from], "reason", reason));
     metrics_llm_fallback((int)from, metrics_fallback(why));
-    log_warn("llm fallback", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-             LF_S("from", models->names[from]), LF_S("to", models->names[to]),
-             LF_S("reason", reason));
+    log_warn("llm fallback", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+             LF_S("run_id", run->id), LF_S("from", models->names[from]),
+             LF_S("to", models->names[to]), LF_S("reason", reason));
     /* event: llm.fallback {"from": models->names[from], "to": models->names[to], "reason"} */
 }
 
@@ -744,7 +754,7 @@ static void llm_failed(struct run *run, struct call *c)
         struct llm_error e;
         anthropic_parse_error(c->resp, c->resp_len, &e);
         log_error("LLM API refused the request", LF_S("request_id", run->request_id),
-                  LF_I("status", c->status), LF_S("reason", e.type),
+                  LF_RUN_TRACE(run), LF_I("status", c->status), LF_S("reason", e.type),
                   LF_S("upstream_request_id", c->upstream_request_id));
         run->upstream_status = c->status;
         finish(run, RUN_UPSTREAM_ERROR, 0, "the LLM API refused the request with HTTP %ld%s%s%s%s",
@@ -814,6 +824,7 @@ static bool accept_llm_answer(struct call *c, void *arg, char *why, size_t why_l
 static void on_llm_done(struct call *c, void *arg)
 {
     struct run *run = arg;
+    run_trace_chat_end(run->trace, c, c->outcome == CALL_OK ? &run->resp : NULL);
     run->llm_attempts += c->attempts;
     settle_budget(run, worker_now_ms(run->w));
     metrics_llm_model_call((int)run->model_index, c->outcome == CALL_OK);
@@ -836,8 +847,9 @@ static void on_llm_done(struct call *c, void *arg)
     append_assistant(run, resp.content);
     run->last_stop = checkpoint_stop(resp.stop);
     checkpoint(run);
-    log_debug("llm response", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-              LF_S("reason", resp.stop_reason), LF_I("iterations", run->iterations),
+    log_debug("llm response", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+              LF_S("run_id", run->id), LF_S("reason", resp.stop_reason),
+              LF_I("iterations", run->iterations),
               LF_S("upstream_request_id", c->upstream_request_id));
     if (!run->last_text)
         finish(run, RUN_INTERNAL_ERROR, 0, "out of memory");
@@ -847,7 +859,7 @@ static void on_llm_done(struct call *c, void *arg)
         llm_step(run);
     else {
         if (resp.stop == LLM_STOP_UNKNOWN)
-            log_warn("unknown stop reason", LF_S("request_id", run->request_id),
+            log_warn("unknown stop reason", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
                      LF_S("reason", resp.stop_reason));
         finish_ok(run, api_stop_reason(resp.stop));
     }
@@ -900,6 +912,7 @@ static bool build_llm_call(struct run *run, struct call *c)
     c->read_ratelimit = true;
     c->ratelimit_output_tokens = cfg->max_tokens;
     c->arg = run;
+    run_trace_chat_start(run->trace, c, app->models.names[run->model_index]);
     return true;
 }
 
@@ -981,7 +994,7 @@ static void llm_step(struct run *run)
     /* The run's own token allowance: end it with what it has. */
     int64_t tokens = llm_tokens_add(run->input_tokens, run->output_tokens);
     if (spend_run_over_limit(tokens, atomic_load(&app->max_run_tokens))) {
-        log_warn("run token limit reached", LF_S("request_id", run->request_id),
+        log_warn("run token limit reached", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
                  LF_I("tokens", tokens));
         finish_ok(run, "max_tokens");
         return;
@@ -1000,8 +1013,9 @@ static void record_tool_call(struct run *run, struct tool_exec *t)
                           json_pack("{s:s, s:s, s:b, s:I}", "id", t->id, "name", t->name, "ok", ok,
                                     "duration_ms", (json_int_t)t->duration_ms));
     log_info(
-        "tool call", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-        LF_S("tool", t->name), LF_B("ok", ok), LF_I("duration_ms", t->duration_ms),
+        "tool call", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+        LF_S("run_id", run->id), LF_S("tool", t->name), LF_B("ok", ok),
+        LF_I("duration_ms", t->duration_ms),
         LF_S("reason",
              ok ? NULL : (t->result.kind == TOOL_INPUT_ERROR ? "input error" : "system failure")));
 }
@@ -1009,8 +1023,8 @@ static void record_tool_call(struct run *run, struct tool_exec *t)
 /* An optional tool's failure becomes a result the model can work around. */
 static void degrade(struct run *run, struct tool_exec *t)
 {
-    log_warn("tool degraded", LF_S("request_id", run->request_id), LF_S("tool", t->name),
-             LF_S("reason", t->result.text));
+    log_warn("tool degraded", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+             LF_S("tool", t->name), LF_S("reason", t->result.text));
     metrics_degraded_tool_result(t->tool);
     json_array_append_new(run->degraded,
                           json_pack("{s:s, s:s}", "tool", t->name, "reason", t->result.text));
@@ -1050,6 +1064,9 @@ static void on_tool_done(struct tool_exec *t, void *arg)
     if (run->finished)
         return;
     record_tool_call(run, t);
+    run_trace_tool_end(run->trace, t,
+                       t->result.kind == TOOL_SYSTEM_ERROR && t->known &&
+                           run->app->criticality[t->tool] != TOOL_CRITICAL);
     if (t->result.kind == TOOL_SYSTEM_ERROR) {
         bool critical = !t->known || atomic_load(&run->app->criticality[t->tool]) == TOOL_CRITICAL;
         if (critical) {
@@ -1074,14 +1091,14 @@ static void on_client_gone(struct worker *w, void *arg)
     if (run->idem_key) {
         /* Its retry will come with the same key: finish, so that it gets the stored answer. */
         log_info("client went away: run goes on for its Idempotency-Key",
-                 LF_S("request_id", run->request_id), LF_S("run_id", run->id),
+                 LF_S("request_id", run->request_id), LF_RUN_TRACE(run), LF_S("run_id", run->id),
                  LF_I("iterations", run->iterations));
         worker_unwatch_client(run->w, &run->client);
         run->client_watched = false;
         return;
     }
     log_info("client went away: run cancelled", LF_S("request_id", run->request_id),
-             LF_S("run_id", run->id), LF_I("iterations", run->iterations));
+             LF_RUN_TRACE(run), LF_S("run_id", run->id), LF_I("iterations", run->iterations));
     finish(run, RUN_CLIENT_CLOSED, 0, "the client closed the connection");
 }
 
@@ -1098,8 +1115,8 @@ static void checkpoint_problem(struct run *run, const char *why, enum metrics_du
     if (run->checkpoint_warned)
         return;
     run->checkpoint_warned = true;
-    log_warn("run not durable", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-             LF_S("reason", why));
+    log_warn("run not durable", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+             LF_S("run_id", run->id), LF_S("reason", why));
 }
 
 /* After every completed step of a durable run: its state, so another replica can take it over
@@ -1160,13 +1177,13 @@ static bool take_over(struct run *run, const char *text)
         finish(run, RUN_INTERNAL_ERROR, 0, "out of memory reading the checkpoint");
         return false;
     }
-    log_info("run taken over", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-             LF_B("checkpoint", text[0] != '\0'));
+    log_info("run taken over", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+             LF_S("run_id", run->id), LF_B("checkpoint", text[0] != '\0'));
     if (!text[0])
         return true; /* nothing completed before: start as a new run */
     if (checkpoint_decode(text, strlen(text), &cp, err, sizeof(err)) < 0) {
         log_warn("checkpoint unreadable: starting the run again",
-                 LF_S("request_id", run->request_id), LF_S("reason", err));
+                 LF_S("request_id", run->request_id), LF_RUN_TRACE(run), LF_S("reason", err));
         return true;
     }
     json_decref(run->messages);
@@ -1268,8 +1285,9 @@ static void resume_step(struct run *run)
         finish(run, RUN_INTERNAL_ERROR, 0, "out of memory");
         return;
     }
-    log_info("run resumed", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-             LF_I("tools_done", run->n_tools_done), LF_I("tools", run->n_tools));
+    log_info("run resumed", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+             LF_S("run_id", run->id), LF_I("tools_done", run->n_tools_done),
+             LF_I("tools", run->n_tools));
     if (run->n_tools_done == run->n_tools) {
         tools_done(run);
         return;
@@ -1494,8 +1512,10 @@ static void run_begin(struct worker *w, void *arg)
     if (run->client.fd >= 0)
         run->client_watched = worker_watch_client(w, &run->client) == 0;
     timerheap_arm(worker_timers(w), &run->deadline_timer, run->deadline_ms);
-    log_info("run start", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-             LF_I("max_iterations", run->max_iterations),
+    run_trace_begin(run->trace, run->request_id, run->id, run->req.conversation_id,
+                    run->app->cfg.model);
+    log_info("run start", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+             LF_S("run_id", run->id), LF_I("max_iterations", run->max_iterations),
              LF_I("timeout_ms", run->deadline_ms - run->started_ms),
              LF_S("conversation_id", run->req.conversation_id));
     if (log_enabled(LOG_DEBUG)) {
@@ -1505,10 +1525,15 @@ static void run_begin(struct worker *w, void *arg)
         char head[201];
         memcpy(head, in, n);
         head[n] = '\0';
-        log_debug("run input", LF_S("request_id", run->request_id), LF_I("bytes", len),
-                  LF_S("input", head));
+        log_debug("run input", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+                  LF_I("bytes", len), LF_S("input", head));
     }
     claims_next(run);
+}
+
+const char *run_trace_hex(const struct run *run)
+{
+    return run_trace_id(run->trace);
 }
 
 int run_submit(struct run *run, struct worker *w)
@@ -1534,6 +1559,7 @@ static struct run *run_new(struct app *app, const struct run_spec *spec)
     run->client.gone = on_client_gone;
     run->client.arg = run;
     snprintf(run->request_id, sizeof(run->request_id), "%s", spec->request_id);
+    run->trace = run_trace_new(app->tracer, spec->traceparent, spec->tracestate);
     uint64_t seq = atomic_fetch_add(&app->run_seq, 1);
     snprintf(run->id, sizeof(run->id), "run_%012" PRIx64 "%06" PRIx64,
              (uint64_t)(clock_wall_ms() & 0xffffffffffffLL), (uint64_t)(seq & 0xffffffu));

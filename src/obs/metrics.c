@@ -146,6 +146,8 @@ static struct registry {
     atomic_int redis_mode;
     atomic_int redis_replicas;
     counter_t durable[METRICS_DURABLE__COUNT];
+    counter_t trace_exported;
+    counter_t trace_dropped[METRICS_TRACE__COUNT];
     /* written by metrics_init() only, before other threads exist */
     uint64_t start_time_ns;
     char version[64];
@@ -784,6 +786,34 @@ static void render_redis(FILE *f)
     put_u64(f, name, &(struct label){"result", "invalid"}, 1, GET(reg.config_reloads[1]));
 }
 
+void metrics_trace_spans_exported(uint64_t n)
+{
+    ADD(reg.trace_exported, n);
+}
+
+void metrics_trace_spans_dropped(enum metrics_trace_drop reason, uint64_t n)
+{
+    if (in_range((int)reason, METRICS_TRACE__COUNT))
+        ADD(reg.trace_dropped[reason], n);
+}
+
+static const char *const trace_drop_names[METRICS_TRACE__COUNT] = {"queue_full", "export_failed",
+                                                                   "breaker_open"};
+
+static void render_trace(FILE *f)
+{
+    const char *name = "agentd_trace_spans_exported_total";
+
+    put_header(f, name, "counter", "Spans the OTLP collector accepted.");
+    fprintf(f, "%s %llu\n", name, (unsigned long long)GET(reg.trace_exported));
+    name = "agentd_trace_spans_dropped_total";
+    put_header(f, name, "counter",
+               "Spans never exported: queue full, export failed, or the exporter's circuit open.");
+    for (int r = 0; r < METRICS_TRACE__COUNT; r++)
+        put_u64(f, name, &(struct label){"reason", trace_drop_names[r]}, 1,
+                GET(reg.trace_dropped[r]));
+}
+
 /* Resident set size from /proc/self/statm (second field, in pages); -1 when unreadable. */
 static int64_t resident_bytes(void)
 {
@@ -857,6 +887,7 @@ char *metrics_render(void)
     render_models(f);
     render_gen_ai(f);
     render_redis(f);
+    render_trace(f);
     render_process(f);
     failed = ferror(f) != 0;
     if (fclose(f) != 0 || failed) {

@@ -315,12 +315,15 @@ static enum MHD_Result agent_run(struct conn *c)
         idem_fingerprint(c->body ? c->body : "", c->len, fp);
     }
     struct run_owner owner = {.render = render_answer, .finished = on_run_finished, .arg = c};
-    struct run_spec spec = {.req = &req,
-                            .request_id = c->request_id,
-                            .caller = c->caller,
-                            .idem_key = key,
-                            .idem_fingerprint = fp,
-                            .owner = &owner};
+    struct run_spec spec = {
+        .req = &req,
+        .request_id = c->request_id,
+        .caller = c->caller,
+        .idem_key = key,
+        .idem_fingerprint = fp,
+        .owner = &owner,
+        .traceparent = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "traceparent"),
+        .tracestate = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "tracestate")};
     struct run_answer replay = {0};
     struct run *run = NULL;
     enum run_admission a = run_admit(app, &spec, &run, &replay);
@@ -332,6 +335,8 @@ static enum MHD_Result agent_run(struct conn *c)
     /* The body is the run's now (parsed into it): no need to hold the upload any longer. */
     drop_upload(c);
     c->run = run;
+    if (run_trace_hex(run))
+        snprintf(c->trace_id, sizeof(c->trace_id), "%s", run_trace_hex(run));
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci)

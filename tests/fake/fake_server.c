@@ -583,6 +583,8 @@ static enum MHD_Result dispatch(struct fake_server *s, struct MHD_Connection *co
         .fault_id = matched > 0 ? hit.id : 0,
         .anthropic_version = header(conn, "anthropic-version"),
         .content_type = header(conn, "content-type"),
+        .traceparent = header(conn, "traceparent"),
+        .tracestate = header(conn, "tracestate"),
         .api_key_present = header(conn, "x-api-key") != NULL,
         .body = body,
     };

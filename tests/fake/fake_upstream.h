@@ -189,6 +189,7 @@ struct fake_log_record {
     uint64_t fault_id;   /* 0 = none */
     const char *anthropic_version;
     const char *content_type;
+    const char *traceparent, *tracestate; /* W3C Trace Context headers (NULL = absent) */
     bool api_key_present;
     const json_t *body; /* parsed body (messages only) or NULL */
 };

@@ -289,8 +289,8 @@ t "clear log" 200 '"cleared":'
 say "log me"
 call GET '/v1/search?name=Paris&count=1'
 call GET /_admin/requests
-t "log entries" 200 '"method":"POST","route":"messages","path":"/v1/messages","query":{},"status":200,"fault":null,"headers":{"anthropic-version":"2023-06-01","content-type":"application/json","x-api-key-present":true},"body":{"model":"claude-test","max_tokens":64,"messages":[{"role":"user","content":"log me"}]}}' \
-    '"method":"GET","route":"geocoding","path":"/v1/search","query":{"name":"Paris","count":"1"},"status":200,"fault":null,"headers":{"anthropic-version":null,"content-type":null,"x-api-key-present":false},"body":null}' '"ts_ms":'
+t "log entries" 200 '"method":"POST","route":"messages","path":"/v1/messages","query":{},"status":200,"fault":null,"headers":{"anthropic-version":"2023-06-01","content-type":"application/json","x-api-key-present":true,"traceparent":null,"tracestate":null},"body":{"model":"claude-test","max_tokens":64,"messages":[{"role":"user","content":"log me"}]}}' \
+    '"method":"GET","route":"geocoding","path":"/v1/search","query":{"name":"Paris","count":"1"},"status":200,"fault":null,"headers":{"anthropic-version":null,"content-type":null,"x-api-key-present":false,"traceparent":null,"tracestate":null},"body":null}' '"ts_ms":'
 assert "log is in order" test "$(grep -o '"route":"[a-z]*"' <<<"$BODY" | tr -d '\n')" = '"route":"messages""route":"geocoding"'
 call GET '/_admin/requests?route=geocoding'
 assert "log route filter" test "$(grep -o '"seq":' <<<"$BODY" | wc -l)" -eq 1

@@ -152,6 +152,12 @@ static const char *all_names[] = {
     "AGENTD_LOG_FORMAT",
     "AGENTD_LOG_LEVEL",
     "AGENTD_CONFIG_FILE",
+    "AGENTD_OTLP_ENDPOINT",
+    "AGENTD_OTLP_TIMEOUT_MS",
+    "AGENTD_OTLP_QUEUE_SPANS",
+    "AGENTD_OTLP_BATCH_SPANS",
+    "AGENTD_OTLP_INTERVAL_MS",
+    "AGENTD_OTLP_SERVICE_NAME",
 };
 
 #define ALL_NAMES (sizeof(all_names) / sizeof(all_names[0]))

@@ -173,6 +173,8 @@ static const char *const families[][2] = {
     {"agentd_durable_runs_total", "counter"},
     {"agentd_redis_reconnects_total", "counter"},
     {"agentd_config_reloads_total", "counter"},
+    {"agentd_trace_spans_exported_total", "counter"},
+    {"agentd_trace_spans_dropped_total", "counter"},
     {"agentd_process_resident_memory_bytes", "gauge"},
     {"agentd_process_open_fds", "gauge"},
     {"agentd_process_start_time_seconds", "gauge"},
