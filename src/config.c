@@ -140,6 +140,25 @@ static const struct config_row config_table[] = {
     {"AGENTD_TOTAL_TIMEOUT_MS", CONFIG_MS, "120000", 100, 3600000, "ms",
      "deadline for a whole run (cap for the request's timeout_ms)", CONFIG_FIELD(total_timeout_ms),
      0},
+    {"AGENTD_LLM_HTTP2", CONFIG_TEXT, "auto", 1, 16, "mode",
+     "HTTP/2 to the LLM API: auto = when TLS offers it (ALPN), else HTTP/1.1; prior-knowledge = "
+     "also cleartext h2c without asking (needs libcurl >= 8.0.0); off = HTTP/1.1 only",
+     CONFIG_FIELD(llm_http2), 0},
+    {"AGENTD_LLM_CA_FILE", CONFIG_TEXT, "", 0, 4096, "path",
+     "PEM file of the CAs trusted for the LLM API's TLS certificate (a gateway with a private CA); "
+     "empty = the system's",
+     CONFIG_FIELD(llm_ca_file), 0},
+    {"AGENTD_UPSTREAM_MAX_CONNECTIONS", CONFIG_INT, "0", 0, 1000000, "connections",
+     "connections to one upstream host, whole process (split evenly across workers, at least 1 "
+     "each); calls beyond it wait for a free connection; 0 = no cap",
+     CONFIG_FIELD(upstream_max_connections), 0},
+    {"AGENTD_UPSTREAM_CONNECT_RATE", CONFIG_DOUBLE, "20000", 0, 1000000, "conns/s",
+     "new upstream connections opened per second, whole process (split across workers); a call "
+     "that needs one waits for its turn; 0 = unpaced",
+     CONFIG_FIELD(upstream_connect_rate), 0},
+    {"AGENTD_UPSTREAM_CONNECT_BURST", CONFIG_INT, "256", 1, 1000000, "connections",
+     "new upstream connections that may open at once before AGENTD_UPSTREAM_CONNECT_RATE applies",
+     CONFIG_FIELD(upstream_connect_burst), 0},
     {"AGENTD_NOTES_DIR", CONFIG_TEXT, "/var/lib/agentd/notes", 1, 4096, "bytes",
      "directory where save_note writes", CONFIG_FIELD(notes_dir), 0},
     {"AGENTD_NOTES_MAX_BYTES", CONFIG_BYTES, "1073741824", 0, 1099511627776.0, "bytes",

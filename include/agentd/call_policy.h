@@ -125,6 +125,9 @@ struct call_event {
     enum call_event_kind kind;
     /* CALL_EV_ATTEMPT_END */
     enum call_transport transport;
+    bool own_burst;     /* not ANSWERED: the connect failed under our own burst of connects
+                           (conn_pacer.h): retried like any transient failure, but not the
+                           dependency's failure, so the breaker does not count it */
     long status;        /* CALL_TRANSPORT_ANSWERED */
     bool body_rejected; /* a 2xx whose body the owner cannot use: a transient failure of the
                            dependency (one breaker outcome for the attempt, never two) */

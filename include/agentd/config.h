@@ -102,6 +102,13 @@ struct agentd_config {
     int64_t tool_timeout_ms;  /* AGENTD_TOOL_TIMEOUT_MS */
     int64_t total_timeout_ms; /* AGENTD_TOTAL_TIMEOUT_MS */
 
+    /* upstream connections */
+    char *llm_http2;              /* AGENTD_LLM_HTTP2 auto|prior-knowledge|off */
+    char *llm_ca_file;            /* AGENTD_LLM_CA_FILE, "" = the system's CAs */
+    int upstream_max_connections; /* AGENTD_UPSTREAM_MAX_CONNECTIONS per host, process; 0 = none */
+    double upstream_connect_rate; /* AGENTD_UPSTREAM_CONNECT_RATE connections/s, 0 = unpaced */
+    int upstream_connect_burst;   /* AGENTD_UPSTREAM_CONNECT_BURST */
+
     /* tools */
     char *notes_dir;             /* AGENTD_NOTES_DIR */
     size_t notes_max_bytes;      /* AGENTD_NOTES_MAX_BYTES, 0 = no limit */

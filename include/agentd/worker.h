@@ -43,14 +43,48 @@ int worker_index(struct worker *w);
 struct timerheap *worker_timers(struct worker *w);
 uint64_t *worker_rng(struct worker *w);
 
+/* Lanes: the upstreams a worker keeps apart for connection discipline (the caller's dependency
+   ids); a lane out of range is treated as the last one. */
+#define WORKER_LANES 4
+
+/* How a worker's transfers use connections (conn_pacer.h has the rules). */
+struct worker_upstream {
+    long max_host_connections; /* this worker's cap per host (CURLMOPT_MAX_HOST_CONNECTIONS);
+                                  0 = none. Transfers beyond it wait inside libcurl. */
+    double connect_rate_per_s; /* this worker's new connections per second; 0 = unpaced */
+    double connect_burst;      /* new connections it may open at once (>= 1) */
+    struct {
+        long http_version;   /* CURL_HTTP_VERSION_* for the lane's transfers */
+        bool multiplex;      /* HTTP/2 is expected: transfers wait for a connection to share
+                                (CURLOPT_PIPEWAIT) and are never paced */
+        const char *ca_file; /* CURLOPT_CAINFO (borrowed, outlives the worker); NULL = default */
+    } lanes[WORKER_LANES];
+};
+/* Before worker_start: applies u (copied). Without it: no cap, unpaced, libcurl's HTTP version. */
+void worker_configure_upstream(struct worker *w, const struct worker_upstream *u);
+
 /* A transfer on the worker's multi handle. done(t, easy, result) runs on the worker when the
-   transfer ends; the easy handle has been removed from the multi handle and belongs to done. */
+   transfer ends; the easy handle has been removed from the multi handle and belongs to done.
+   The fields after done are the worker's. */
 struct worker_transfer {
     void (*done)(struct worker_transfer *t, CURL *easy, CURLcode result);
+    /* Valid in done(): the transfer never got a connection, and conn_pacer.h judges that our
+       own burst of connects, not the upstream, made it fail. */
+    bool own_burst;
+
+    struct worker *w;
+    CURL *easy;
+    int lane;
+    bool waiting;   /* in the worker's queue: its turn to open a connection has not come */
+    bool connected; /* it got a connection */
+    int crowd;      /* other transfers of its lane waiting for a connection when it started */
+    int64_t started_ms;
+    struct worker_transfer *prev, *next; /* the queue */
 };
-/* Starts easy (configured by the caller) on the multi handle; 0 or -EIO. */
-int worker_add_transfer(struct worker *w, CURL *easy, struct worker_transfer *t);
-/* Stops a transfer still in flight (done is not called) and frees easy. */
+/* Starts easy (configured by the caller) on the multi handle, on `lane` (its HTTP version and
+   pace); it may first wait in the worker's queue for its turn to open a connection. 0 or -EIO. */
+int worker_add_transfer(struct worker *w, CURL *easy, int lane, struct worker_transfer *t);
+/* Stops a transfer still in flight or queued (done is not called) and frees easy. */
 void worker_cancel_transfer(struct worker *w, CURL *easy);
 
 /* Watches a suspended client connection's socket for the peer going away; gone(w, arg) runs on

@@ -25,6 +25,75 @@
 
 /* Idle upstream connections kept per worker beyond its share of AGENTD_MAX_INFLIGHT. */
 #define APP_SPARE_CONNECTIONS 64
+/* The first libcurl whose cleartext HTTP/2 (prior knowledge) multiplexes correctly. */
+#define APP_CURL_H2C_FIXED 0x080000
+
+_Static_assert(DEP__COUNT <= WORKER_LANES, "one worker lane per dependency");
+
+static bool is_https(const char *url)
+{
+    return url && strncmp(url, "https://", 8) == 0;
+}
+
+/* The connection discipline of one worker: its share of the process-wide cap and pace, and each
+   dependency's HTTP version (AGENTD_LLM_HTTP2 for the LLM; tools: HTTP/2 when TLS offers it). */
+static int upstream_settings(const struct agentd_config *cfg, int workers,
+                             struct worker_upstream *u, char *err, size_t errlen)
+{
+    memset(u, 0, sizeof(*u));
+    if (cfg->upstream_max_connections > 0) {
+        u->max_host_connections = cfg->upstream_max_connections / workers;
+        if (u->max_host_connections < 1)
+            u->max_host_connections = 1;
+    }
+    u->connect_rate_per_s = cfg->upstream_connect_rate / workers;
+    u->connect_burst = (double)cfg->upstream_connect_burst / workers;
+    if (u->connect_burst < 1)
+        u->connect_burst = 1;
+    const char *h2 = cfg->llm_http2 ? cfg->llm_http2 : "auto";
+    long llm_version;
+    bool llm_multiplex;
+    if (strcmp(h2, "auto") == 0) {
+        llm_version = CURL_HTTP_VERSION_2TLS;
+        llm_multiplex = is_https(cfg->anthropic_base_url);
+    } else if (strcmp(h2, "prior-knowledge") == 0) {
+        /* libcurl before 8.0.0 fails every stream but the first on a new prior-knowledge
+           connection ("Error in the HTTP2 framing layer", curl issue 10634): refuse rather than
+           fail most calls. */
+        const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+        if (v->version_num < APP_CURL_H2C_FIXED) {
+            snprintf(err, errlen,
+                     "AGENTD_LLM_HTTP2: prior-knowledge needs libcurl 8.0.0 or later "
+                     "(this is %s: concurrent cleartext HTTP/2 streams fail); use auto with https",
+                     v->version);
+            return -EINVAL;
+        }
+        llm_version = CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
+        llm_multiplex = true;
+    } else if (strcmp(h2, "off") == 0) {
+        llm_version = CURL_HTTP_VERSION_1_1;
+        llm_multiplex = false;
+    } else {
+        snprintf(err, errlen,
+                 "AGENTD_LLM_HTTP2: expected auto, prior-knowledge or off, got '%.32s'", h2);
+        return -EINVAL;
+    }
+    for (int i = 0; i < WORKER_LANES; i++)
+        u->lanes[i].http_version = CURL_HTTP_VERSION_2TLS;
+    u->lanes[DEP_ANTHROPIC].http_version = llm_version;
+    if (cfg->llm_ca_file && cfg->llm_ca_file[0]) {
+        if (access(cfg->llm_ca_file, R_OK) < 0) {
+            snprintf(err, errlen, "AGENTD_LLM_CA_FILE: cannot read '%.200s'", cfg->llm_ca_file);
+            return -EINVAL;
+        }
+        u->lanes[DEP_ANTHROPIC].ca_file = cfg->llm_ca_file;
+    }
+    u->lanes[DEP_ANTHROPIC].multiplex = llm_multiplex;
+    u->lanes[DEP_WEB_SEARCH].multiplex = is_https(cfg->search_url);
+    u->lanes[DEP_WEATHER].multiplex =
+        is_https(cfg->weather_geocoding_url) && is_https(cfg->weather_forecast_url);
+    return 0;
+}
 
 /* The per-dependency policy (config.h) of a dependency and of a tool. */
 static enum config_target dep_target(enum dep_id id)
@@ -321,12 +390,17 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
        transfers close connections that the next run has to open again. */
     long conns =
         cfg->max_inflight / (app->n_workers > 0 ? app->n_workers : 1) + APP_SPARE_CONNECTIONS;
+    struct worker_upstream up;
+    int r = upstream_settings(cfg, app->n_workers > 0 ? app->n_workers : 1, &up, err, errlen);
+    if (r < 0)
+        return r;
     for (int i = 0; i < app->n_workers; i++) {
         app->workers[i] = worker_new(i, conns);
         if (!app->workers[i]) {
             snprintf(err, errlen, "cannot create worker %d", i);
             return -ENOMEM;
         }
+        worker_configure_upstream(app->workers[i], &up);
     }
     return 0;
 }

@@ -195,7 +195,7 @@ static void launch(struct call *c)
     c->error[0] = '\0';
     CURL *e = configure(c, now);
     c->xfer.done = on_transfer_done;
-    if (!e || worker_add_transfer(c->w, e, &c->xfer) < 0) {
+    if (!e || worker_add_transfer(c->w, e, (int)dependency_id(c->dep), &c->xfer) < 0) {
         if (e)
             worker_give_easy(c->w, e);
         snprintf(c->error, sizeof(c->error), "%s",
@@ -441,11 +441,13 @@ static void on_transfer_done(struct worker_transfer *x, CURL *easy, CURLcode res
             snprintf(c->error, sizeof(c->error), "%s", curl_easy_strerror(result));
         log_warn("upstream attempt failed", LF_S("request_id", c->request_id), LF_TRACE_ID(c),
                  LF_S("dependency", name), LF_I("attempt", c->attempts),
-                 LF_I("duration_ms", duration), LF_S("reason", c->error));
+                 LF_I("duration_ms", duration), LF_S("reason", c->error),
+                 LF_B("own_burst", x->own_burst));
         c->status = 0;
         trace_attempt(c, 0, duration, c->error);
         ev.transport =
             result == CURLE_OPERATION_TIMEDOUT ? CALL_TRANSPORT_TIMEOUT : CALL_TRANSPORT_ERROR;
+        ev.own_burst = x->own_burst;
         if (llm)
             metrics_llm_attempt(ev.transport == CALL_TRANSPORT_TIMEOUT
                                     ? METRICS_ATTEMPT_TIMEOUT

@@ -18,15 +18,19 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "agentd/clock.h"
+#include "agentd/conn_pacer.h"
 
 /* Upper bound on one poll so a missed wakeup can never stall a worker. */
 #define WORKER_MAX_POLL_MS 1000
 #define WORKER_EPOLL_BATCH 256
 /* Finished easy handles kept for reuse (each holds a few KiB of buffers). */
 #define WORKER_SPARE_EASY 256
+/* HTTP/2 streams we allow on one connection; the server's own limit (SETTINGS) applies too. */
+#define WORKER_MAX_STREAMS 1000
 
 struct task {
     worker_task_fn fn;
@@ -48,6 +52,12 @@ struct worker {
     int64_t curl_due_ms; /* libcurl's own timeout, -1 when none */
     CURL *spare_easy[WORKER_SPARE_EASY];
     size_t n_spare_easy;
+
+    /* connection discipline (conn_pacer.h) */
+    struct worker_upstream up;
+    struct conn_lane lanes[WORKER_LANES];
+    struct worker_transfer *queue_head[WORKER_LANES], *queue_tail[WORKER_LANES];
+    int64_t pace_due_ms; /* when a queued transfer may get its turn; -1 when none waits */
 
     pthread_mutex_t lock; /* protects the inbox and closed */
     struct task *inbox_head, *inbox_tail;
@@ -107,7 +117,12 @@ struct worker *worker_new(int index, long max_connections)
         return NULL;
     }
     w->curl_due_ms = -1;
+    w->pace_due_ms = -1;
+    for (int i = 0; i < WORKER_LANES; i++)
+        conn_lane_init(&w->lanes[i], 0, 1, 0, false, clock_now_ms());
     curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, max_connections);
+    curl_multi_setopt(w->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(w->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)WORKER_MAX_STREAMS);
     curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
     curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
     curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -140,6 +155,33 @@ static void run_tasks(struct worker *w)
     }
 }
 
+/* A transfer leaves the multi handle (ended or cancelled): its lane's counts follow. */
+static void leave_lane(struct worker *w, struct worker_transfer *t)
+{
+    struct conn_lane *l = &w->lanes[t->lane];
+    l->active--;
+    if (!t->connected)
+        l->connecting--;
+    t->connected = true;
+}
+
+static bool is_connect_failure(const struct worker_transfer *t, CURLcode result)
+{
+    if (t->connected)
+        return false;
+    return result == CURLE_COULDNT_CONNECT || result == CURLE_OPERATION_TIMEDOUT;
+}
+
+/* What an ended transfer tells about its lane: whether it multiplexes. */
+static void learn(struct worker *w, struct worker_transfer *t, CURL *easy, CURLcode result)
+{
+    long version = 0;
+    if (result != CURLE_OK || !w->up.lanes[t->lane].multiplex ||
+        curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version) != CURLE_OK || version == 0)
+        return;
+    w->lanes[t->lane].multiplex = version >= CURL_HTTP_VERSION_2_0;
+}
+
 static void drain_transfers(struct worker *w)
 {
     CURLMsg *msg;
@@ -152,6 +194,11 @@ static void drain_transfers(struct worker *w)
         struct worker_transfer *t = NULL;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
         curl_multi_remove_handle(w->multi, easy);
+        bool connect_failed = is_connect_failure(t, result);
+        leave_lane(w, t);
+        t->own_burst =
+            connect_failed && conn_lane_own_burst(&w->lanes[t->lane], t->started_ms, t->crowd);
+        learn(w, t, easy, result);
         t->done(t, easy, result);
     }
 }
@@ -162,6 +209,8 @@ static int poll_timeout_ms(struct worker *w)
     int64_t next = timerheap_next_due(&w->timers);
     if (w->curl_due_ms >= 0 && (next < 0 || w->curl_due_ms < next))
         next = w->curl_due_ms;
+    if (w->pace_due_ms >= 0 && (next < 0 || w->pace_due_ms < next))
+        next = w->pace_due_ms;
     if (next < 0)
         return WORKER_MAX_POLL_MS;
     int64_t wait = next - clock_now_ms();
@@ -225,15 +274,174 @@ void worker_unwatch_client(struct worker *w, struct worker_watch *watch)
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, watch->fd, NULL);
 }
 
-int worker_add_transfer(struct worker *w, CURL *easy, struct worker_transfer *t)
+void worker_configure_upstream(struct worker *w, const struct worker_upstream *u)
 {
+    w->up = *u;
+    curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, u->max_host_connections);
+    int64_t now = clock_now_ms();
+    for (int i = 0; i < WORKER_LANES; i++)
+        conn_lane_init(&w->lanes[i], u->connect_rate_per_s, u->connect_burst,
+                       u->max_host_connections, u->lanes[i].multiplex, now);
+}
+
+/* libcurl opens every socket through these, so a lane knows its open connections. */
+static curl_socket_t on_open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)purpose;
+    struct conn_lane *l = arg;
+    int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd < 0)
+        return CURL_SOCKET_BAD;
+    l->open++;
+    return fd;
+}
+
+static int on_close_socket(void *arg, curl_socket_t fd)
+{
+    struct conn_lane *l = arg;
+    l->open--;
+    return close(fd);
+}
+
+/* libcurl: the transfer has its connection (new or reused) and is about to send. */
+static int on_connected(void *arg, char *primary_ip, char *local_ip, int primary_port,
+                        int local_port)
+{
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    struct worker_transfer *t = arg;
+    struct conn_lane *l = &t->w->lanes[t->lane];
+    if (!t->connected) {
+        t->connected = true;
+        l->connecting--;
+    }
+    l->last_connected_ms = t->w->now_ms;
+    return CURL_PREREQFUNC_OK;
+}
+
+/* Puts t on the multi handle now. 0 or -EIO. */
+static int start(struct worker *w, struct worker_transfer *t)
+{
+    struct conn_lane *l = &w->lanes[t->lane];
+    t->waiting = false;
+    t->connected = false;
+    t->crowd = l->connecting;
+    t->started_ms = w->now_ms;
+    if (curl_multi_add_handle(w->multi, t->easy) != CURLM_OK)
+        return -EIO;
+    l->active++;
+    l->connecting++;
+    return 0;
+}
+
+static void enqueue(struct worker *w, struct worker_transfer *t)
+{
+    int lane = t->lane;
+    t->waiting = true;
+    t->next = NULL;
+    t->prev = w->queue_tail[lane];
+    if (t->prev)
+        t->prev->next = t;
+    else
+        w->queue_head[lane] = t;
+    w->queue_tail[lane] = t;
+}
+
+static void dequeue(struct worker *w, struct worker_transfer *t)
+{
+    int lane = t->lane;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        w->queue_head[lane] = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    else
+        w->queue_tail[lane] = t->prev;
+    t->prev = t->next = NULL;
+    t->waiting = false;
+}
+
+static void pace_at(struct worker *w, int64_t at_ms)
+{
+    if (w->pace_due_ms < 0 || at_ms < w->pace_due_ms)
+        w->pace_due_ms = at_ms;
+}
+
+/* Starts the queued transfers whose turn has come, oldest first. */
+static void start_queued(struct worker *w)
+{
+    int64_t now = w->now_ms;
+    if (w->pace_due_ms < 0 || w->pace_due_ms > now) {
+        /* Not due yet; but an ended transfer may have freed a connection to reuse. */
+        bool any = false;
+        for (int i = 0; i < WORKER_LANES && !any; i++)
+            any = w->queue_head[i] && w->lanes[i].active < w->lanes[i].open;
+        if (!any)
+            return;
+    }
+    w->pace_due_ms = -1;
+    for (int i = 0; i < WORKER_LANES; i++) {
+        struct worker_transfer *t;
+        while ((t = w->queue_head[i])) {
+            int64_t wait = conn_lane_admit(&w->lanes[i], now);
+            if (wait > 0) {
+                pace_at(w, now + wait);
+                break;
+            }
+            dequeue(w, t);
+            if (start(w, t) < 0)
+                t->done(t, t->easy, CURLE_OUT_OF_MEMORY);
+        }
+    }
+}
+
+int worker_add_transfer(struct worker *w, CURL *easy, int lane, struct worker_transfer *t)
+{
+    if (lane < 0 || lane >= WORKER_LANES)
+        lane = WORKER_LANES - 1;
+    t->w = w;
+    t->easy = easy;
+    t->lane = lane;
+    t->own_burst = false;
+    t->prev = t->next = NULL;
+    struct conn_lane *l = &w->lanes[lane];
     curl_easy_setopt(easy, CURLOPT_PRIVATE, t);
-    return curl_multi_add_handle(w->multi, easy) == CURLM_OK ? 0 : -EIO;
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, l);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, l);
+    curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_connected);
+    curl_easy_setopt(easy, CURLOPT_PREREQDATA, t);
+    if (w->up.lanes[lane].http_version)
+        curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, w->up.lanes[lane].http_version);
+    if (w->up.lanes[lane].multiplex)
+        curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+    if (w->up.lanes[lane].ca_file)
+        curl_easy_setopt(easy, CURLOPT_CAINFO, w->up.lanes[lane].ca_file);
+    /* First come, first served: nobody overtakes a transfer that waits for its turn. */
+    int64_t wait = w->queue_head[lane] ? 1 : conn_lane_admit(l, w->now_ms);
+    if (wait > 0) {
+        enqueue(w, t);
+        pace_at(w, w->now_ms + wait);
+        return 0;
+    }
+    return start(w, t);
 }
 
 void worker_cancel_transfer(struct worker *w, CURL *easy)
 {
-    curl_multi_remove_handle(w->multi, easy);
+    struct worker_transfer *t = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
+    if (t && t->waiting) {
+        dequeue(w, t);
+    } else {
+        curl_multi_remove_handle(w->multi, easy);
+        if (t)
+            leave_lane(w, t);
+    }
     curl_easy_cleanup(easy);
 }
 
@@ -274,6 +482,8 @@ static void *worker_main(void *arg)
         }
         drain_transfers(w);
         curl_timeout_if_due(w);
+        worker_refresh_now(w);
+        start_queued(w);
     }
     return NULL;
 }

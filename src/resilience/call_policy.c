@@ -273,7 +273,7 @@ static void attempt_end(const struct call_policy *p, const struct call_guards *g
         st->last_status = 0;
         v->reason = reason_of(st, ev->transport);
         end_probe(g, st, false, v);
-        breaker_record(g->breaker, now, BREAKER_FAILURE);
+        breaker_record(g->breaker, now, ev->own_burst ? BREAKER_IGNORED : BREAKER_FAILURE);
         retry_or_give_up(p, g, st, -1, false, now, rng, v);
         return;
     }

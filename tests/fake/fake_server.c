@@ -37,6 +37,16 @@ struct fake_server {
     struct fake_cache *cache;
     atomic_ullong route_counts[FAKE_ROUTE_COUNT];
     atomic_long in_flight;
+    /* Connections that carried an upstream (non-admin) request: open now, most open at once and
+       opened in all (the last two since start or DELETE /_admin/stats). */
+    atomic_long conns_open;
+    atomic_long conns_peak;
+    atomic_ullong conns_total;
+};
+
+/* Per connection (MHD's socket context): whether it is counted in conns_open. */
+struct fake_conn {
+    bool upstream;
 };
 
 enum req_state { REQ_READING = 0, REQ_PARKED, REQ_DONE };
@@ -429,6 +439,10 @@ static void admin_stats(struct fake_server *s, struct fake_reply *r)
     if (o) {
         json_object_set_new(o, "in_flight", json_integer(atomic_load(&s->in_flight)));
         json_object_set_new(o, "parked", json_integer((json_int_t)fake_timer_parked(s->timer)));
+        json_object_set_new(o, "connections_open", json_integer(atomic_load(&s->conns_open)));
+        json_object_set_new(o, "connections_peak", json_integer(atomic_load(&s->conns_peak)));
+        json_object_set_new(o, "connections_total",
+                            json_integer((json_int_t)atomic_load(&s->conns_total)));
     }
     fake_reply_set(r, 200, o);
 }
@@ -548,6 +562,8 @@ static void admin(struct fake_server *s, struct MHD_Connection *conn, struct fak
         if (strcmp(m, "DELETE") == 0) {
             for (int i = 0; i < FAKE_ROUTE_COUNT; i++)
                 atomic_store(&s->route_counts[i], 0);
+            atomic_store(&s->conns_peak, atomic_load(&s->conns_open));
+            atomic_store(&s->conns_total, 0);
         }
         admin_stats(s, r);
     } else {
@@ -596,6 +612,38 @@ static enum MHD_Result dispatch(struct fake_server *s, struct MHD_Connection *co
     return deliver(s, conn, req, url);
 }
 
+/* The first upstream request on a connection counts the connection. */
+static void count_connection(struct fake_server *s, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct fake_conn *fc = ci ? ci->socket_context : NULL;
+    if (!fc || fc->upstream)
+        return;
+    fc->upstream = true;
+    atomic_fetch_add(&s->conns_total, 1);
+    long open = atomic_fetch_add(&s->conns_open, 1) + 1;
+    long peak = atomic_load(&s->conns_peak);
+    while (open > peak && !atomic_compare_exchange_weak(&s->conns_peak, &peak, open))
+        ;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct fake_server *s = cls;
+    (void)conn;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(struct fake_conn));
+        return;
+    }
+    struct fake_conn *fc = *socket_context;
+    if (fc && fc->upstream)
+        atomic_fetch_sub(&s->conns_open, 1);
+    free(fc);
+    *socket_context = NULL;
+}
+
 static enum MHD_Result begin(struct fake_server *s, struct MHD_Connection *conn, const char *url,
                              const char *method, void **con_cls)
 {
@@ -609,6 +657,7 @@ static enum MHD_Result begin(struct fake_server *s, struct MHD_Connection *conn,
     if (req->route != FAKE_ROUTE_ADMIN) {
         atomic_fetch_add(&s->in_flight, 1);
         req->counted = true;
+        count_connection(s, conn);
     }
     *con_cls = req;
     /* Refuse an announced oversized body before reading any of it. */
@@ -705,11 +754,12 @@ int fake_server_start(const struct fake_config *cfg, int listen_fd, bool ipv6,
         flags |= MHD_USE_IPv6;
     unsigned threads = cfg->threads ? cfg->threads : 2;
     /* The logger goes first so that MHD reports option errors through it too. */
-    s->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-        300u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+                                 mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, listen_fd,
+                                 MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
+                                 (unsigned)cfg->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+                                 300u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                 MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (!s->daemon) {
         rc = -EIO;
         goto fail;

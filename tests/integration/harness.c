@@ -65,7 +65,7 @@ static void sleep_ms(int ms)
 }
 
 /* A port the kernel just gave out: bind to 0, read it, close. */
-static int free_port(void)
+int harness_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -136,7 +136,7 @@ void harness_start_fake(struct harness *h)
         ck_assert_int_eq(mkdir(h->notes_dir, 0755), 0);
         snprintf(h->log_path, sizeof(h->log_path), "%s/agentd.log", h->dir);
     }
-    h->fake_port = free_port();
+    h->fake_port = harness_free_port();
     snprintf(h->fake_url, sizeof(h->fake_url), "http://127.0.0.1:%d", h->fake_port);
     char listen[64], log[300];
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", h->fake_port);
@@ -200,7 +200,7 @@ static void agentd_env(struct harness *h, const char *const *extra_env, char **e
 void harness_start_agentd(struct harness *h, const char *const *extra_env)
 {
     h->agentd_exit = -1;
-    h->agentd_port = free_port();
+    h->agentd_port = harness_free_port();
     snprintf(h->agentd_url, sizeof(h->agentd_url), "http://127.0.0.1:%d", h->agentd_port);
     note_agentd_url(h->agentd_url);
     char *envp[96];
@@ -224,7 +224,7 @@ int harness_run_agentd(struct harness *h, const char *arg, const char *const *ex
 {
     char *envp[96];
     char *argv[] = {"agentd", (char *)arg, NULL};
-    h->agentd_port = free_port();
+    h->agentd_port = harness_free_port();
     agentd_env(h, extra_env, envp);
     pid_t pid = spawn(bin("AGENTD_BIN"), argv, envp, h->log_path, h->agentd_nofile);
     int64_t until = harness_now_ms() + timeout_ms;

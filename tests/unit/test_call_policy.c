@@ -317,6 +317,28 @@ START_TEST(test_policy_open_breaker_refuses_with_its_retry_after)
 }
 END_TEST
 
+/* A connect failure of our own burst (conn_pacer.h) is retried like any transient failure but
+   is not the dependency failing: with a threshold of one failure the breaker stays closed, and
+   the same failure without own_burst opens it. */
+START_TEST(test_policy_own_burst_connect_failure_is_retried_but_not_held_against_the_breaker)
+{
+    teardown();
+    setup_with(3, 1000, 1000, 1.0, 100, 1);
+    start_attempt();
+    struct call_verdict v = ev(&(struct call_event){
+        .kind = CALL_EV_ATTEMPT_END, .transport = CALL_TRANSPORT_ERROR, .own_burst = true});
+    ck_assert_int_eq(v.action, CALL_ACT_WAIT);
+    ck_assert_int_eq(v.note, CALL_NOTE_RETRY);
+    ck_assert_int_eq(v.reason, CALL_RETRY_CONNECTION_ERROR);
+    ck_assert_int_eq(breaker_state(fx->g.breaker, fx->now), BREAKER_CLOSED);
+    fx->now = v.at_ms;
+    start_attempt();
+    v = ev(&(struct call_event){.kind = CALL_EV_ATTEMPT_END, .transport = CALL_TRANSPORT_ERROR});
+    ck_assert_int_eq(v.action, CALL_ACT_WAIT);
+    ck_assert_int_eq(breaker_state(fx->g.breaker, fx->now), BREAKER_OPEN);
+}
+END_TEST
+
 START_TEST(test_policy_limiter_makes_high_priority_wait_and_refuses_low_priority)
 {
     teardown();
@@ -722,6 +744,8 @@ static Suite *call_policy_suite(void)
     tcase_add_test(tc, test_policy_malformed_answers_open_the_breaker_like_any_failure);
     tcase_add_test(tc, test_policy_deadline_passed_before_an_attempt);
     tcase_add_test(tc, test_policy_open_breaker_refuses_with_its_retry_after);
+    tcase_add_test(
+        tc, test_policy_own_burst_connect_failure_is_retried_but_not_held_against_the_breaker);
     tcase_add_test(tc, test_policy_limiter_makes_high_priority_wait_and_refuses_low_priority);
     tcase_add_test(tc, test_policy_token_due_during_a_429_pause_goes_back_in_line);
     tcase_add_test(tc, test_policy_throttled_low_priority_is_refused_with_the_pause);
