@@ -430,6 +430,7 @@ int main(int argc, char **argv)
     struct health_config hc = {
         .base_url = cfg.anthropic_base_url,
         .api_key = cfg.api_key,
+        .ca_file = cfg.llm_ca_file,
         .notes_dir = cfg.notes_dir,
         .min_free_bytes = cfg.notes_min_free_bytes,
         .interval_ms = cfg.ready_interval_ms,

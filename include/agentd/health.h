@@ -98,6 +98,8 @@ typedef void (*health_transition_fn)(const struct health_transition *t, void *us
 struct health_config {
     const char *base_url;               /* ANTHROPIC_BASE_URL, no trailing '/' needed; required */
     const char *api_key;                /* sent as x-api-key; NULL or "" = send none */
+    const char *ca_file;                /* AGENTD_LLM_CA_FILE: CAs for the API's TLS certificate
+                                           (copied); NULL or "" = the system's */
     const char *notes_dir;              /* AGENTD_NOTES_DIR; required */
     uint64_t min_free_bytes;            /* disk_space fails below this (1 GiB) */
     int64_t interval_ms;                /* time between the end of one check and the next (10000) */

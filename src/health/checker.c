@@ -849,6 +849,11 @@ struct health *health_start(const struct health_config *cfg)
     h->headers = api_headers(cfg->api_key);
     h->notes_dir = strdup(cfg->notes_dir);
     h->curl = curl_easy_init();
+    if (h->curl && cfg->ca_file && cfg->ca_file[0] &&
+        curl_easy_setopt(h->curl, CURLOPT_CAINFO, cfg->ca_file) != CURLE_OK) {
+        curl_easy_cleanup(h->curl);
+        h->curl = NULL;
+    }
     if (!h->st || !h->url || !h->headers || !h->notes_dir || !h->curl) {
         health_free(h);
         errno = ENOMEM;

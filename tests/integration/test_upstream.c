@@ -342,6 +342,19 @@ START_TEST(test_http2_over_tls_multiplexes_runs_on_few_connections)
     snprintf(base, sizeof(base), "ANTHROPIC_BASE_URL=https://127.0.0.1:%d", port);
     snprintf(ca, sizeof(ca), "AGENTD_LLM_CA_FILE=%s/cert.pem", H.dir);
     start_agentd((const char *const[]){base, ca, NULL});
+    /* The readiness probe of the API trusts the same CA. */
+    char ready[128];
+    snprintf(ready, sizeof(ready), "%s/health/ready", H.agentd_url);
+    long status = 0;
+    for (int64_t until = harness_now_ms() + 10000; status != 200 && harness_now_ms() < until;) {
+        struct http_resp r;
+        ck_assert_int_eq(http_do("GET", ready, NULL, NULL, 0, false, &r), 0);
+        status = r.status;
+        http_resp_free(&r);
+        if (status != 200)
+            sleep_ms(50);
+    }
+    ck_assert_int_eq(status, 200);
 
     ck_assert_int_eq(run_concurrently(RUNS), RUNS);
     ck_assert_uint_eq(fake_count(&H, "messages"), RUNS);
