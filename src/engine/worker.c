@@ -29,8 +29,10 @@
 #define WORKER_EPOLL_BATCH 256
 /* Finished easy handles kept for reuse (each holds a few KiB of buffers). */
 #define WORKER_SPARE_EASY 256
-/* HTTP/2 streams we allow on one connection; the server's own limit (SETTINGS) applies too. */
-#define WORKER_MAX_STREAMS 1000
+/* HTTP/2 streams we allow on one connection (the server's own SETTINGS limit applies too). More
+   is not better: libcurl 7.88 spent more CPU per call with 1000 streams per connection than with
+   100 (bench/README.md, c_inflight). */
+#define WORKER_MAX_STREAMS 100
 
 struct task {
     worker_task_fn fn;
