@@ -837,12 +837,21 @@ bench_c() {
         fake "$C_CONNECTIONS" "$C_DURATION_S" "http://127.0.0.1:$FAKE_PORT/v1/messages" \
         "$LLM_BODY" "${hdrs[@]}"
     clear_fake_log
-    [ -n "$NGHTTPX_PID" ] && : >"$WORK/nghttpx.access"
+    # The fake's connection peak from now on is agentd's alone (not wrk's of the row above).
+    curl -fsS -o /dev/null --max-time 10 -X DELETE "http://127.0.0.1:$FAKE_PORT/_admin/stats" || true
+    local n0=0 n1=0
+    if [ -n "$NGHTTPX_PID" ]; then
+        : >"$WORK/nghttpx.access"
+        n0=$(cpu_s "$NGHTTPX_PID")
+    fi
     run_wrk c_inflight "POST /v1/agent, $C_CONNECTIONS connections, LLM calls $how, upstream answers after ${C_DELAY_MS} ms" \
         agentd "$C_CONNECTIONS" "$C_DURATION_S" "$agent_url" "$WORK/agent.json"
+    [ -n "$NGHTTPX_PID" ] && n1=$(cpu_s "$NGHTTPX_PID")
     check_targets "$RESULTS/c_inflight.txt" "$C_TARGET_P99_MS" "$C_TARGET_HWM_KB"
     {
         echo "upstream=$C_UPSTREAM"
+        # nghttpx is part of the upstream here; other_processes_cpu_s includes it.
+        echo "nghttpx_cpu_s=$(sub "$n1" "$n0")"
         echo "agentd_warn_error_lines=$(grep -c '"level":"\(warn\|error\)"' "$WORK/agentd_c.log" || true)"
         if [ -n "$NGHTTPX_PID" ]; then
             # Requests nghttpx saw from agentd, their protocols, and on how many connections.
