@@ -126,8 +126,9 @@ struct call_event {
     /* CALL_EV_ATTEMPT_END */
     enum call_transport transport;
     bool own_burst;     /* not ANSWERED: the connect failed under our own burst of connects
-                           (conn_pacer.h): retried like any transient failure, but not the
-                           dependency's failure, so the breaker does not count it */
+                           (conn_pacer.h): retried like any transient failure (retry_max
+                           applies), but not the dependency's failure: neither the breaker nor
+                           the retry budget counts it */
     long status;        /* CALL_TRANSPORT_ANSWERED */
     bool body_rejected; /* a 2xx whose body the owner cannot use: a transient failure of the
                            dependency (one breaker outcome for the attempt, never two) */

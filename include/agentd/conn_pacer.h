@@ -5,10 +5,15 @@
  * burst rather than by the upstream.
  *
  * The rules (docs/resilience.md, "Upstream connections"):
- *  - A transfer that will reuse a connection starts at once: the lane
- *    multiplexes (HTTP/2), or fewer transfers are active than connections are
- *    open (an idle one is there), or the lane is at its connection cap
- *    (libcurl queues the transfer until a connection is free: no new one).
+ *  - A lane that multiplexes (HTTP/2) never waits for a token, but hands
+ *    libcurl at most what its open connections carry plus one new
+ *    connection's worth ((open + 1) x streams): libcurl sets connections up
+ *    one after another and a transfer waiting for one has its connect timeout
+ *    running, so the rest wait in the worker's queue instead.
+ *  - Otherwise a transfer that will reuse a connection starts at once: fewer
+ *    transfers are active than connections are open (an idle one is there),
+ *    or the lane is at its connection cap (libcurl queues the transfer until
+ *    a connection is free: no new one).
  *  - Any other transfer opens a new connection and needs a token from the
  *    lane's token bucket (rate per ms, burst); without one it waits, and the
  *    answer says for how long.
@@ -29,6 +34,8 @@
 
 /* Other transfers waiting for a connection that make a failed connect our own burst's. */
 #define CONN_PACER_CROWD 8
+/* How soon a multiplexing lane's queue looks again whether a connection has room. */
+#define CONN_PACER_RECHECK_MS 5
 
 struct conn_lane {
     /* settings */
@@ -36,6 +43,7 @@ struct conn_lane {
     double burst;         /* tokens the bucket holds at most (>= 1) */
     long max_connections; /* the worker's cap per host; 0 = none */
     bool multiplex;       /* transfers share connections (HTTP/2): never paced */
+    int streams;          /* transfers one connection carries when multiplexing (>= 1) */
     /* state, kept by the worker */
     double tokens;
     int64_t refilled_ms;
@@ -45,9 +53,10 @@ struct conn_lane {
     int64_t last_connected_ms; /* a transfer last got a connection; INT64_MIN: never */
 };
 
-/* rate_per_s: new connections per second (0 = unpaced); burst >= 1. The bucket starts full. */
+/* rate_per_s: new connections per second (0 = unpaced); burst >= 1; streams: per connection when
+   multiplexing. The bucket starts full. */
 void conn_lane_init(struct conn_lane *l, double rate_per_s, double burst, long max_connections,
-                    bool multiplex, int64_t now_ms);
+                    bool multiplex, int streams, int64_t now_ms);
 
 /* May one more transfer start now? 0: yes (a token taken if it opens a connection; the caller
    then counts it in `active` and `connecting`); > 0: ask again in that many ms. */

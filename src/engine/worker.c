@@ -121,7 +121,7 @@ struct worker *worker_new(int index, long max_connections)
     w->curl_due_ms = -1;
     w->pace_due_ms = -1;
     for (int i = 0; i < WORKER_LANES; i++)
-        conn_lane_init(&w->lanes[i], 0, 1, 0, false, clock_now_ms());
+        conn_lane_init(&w->lanes[i], 0, 1, 0, false, WORKER_MAX_STREAMS, clock_now_ms());
     curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, max_connections);
     curl_multi_setopt(w->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     curl_multi_setopt(w->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)WORKER_MAX_STREAMS);
@@ -283,7 +283,7 @@ void worker_configure_upstream(struct worker *w, const struct worker_upstream *u
     int64_t now = clock_now_ms();
     for (int i = 0; i < WORKER_LANES; i++)
         conn_lane_init(&w->lanes[i], u->connect_rate_per_s, u->connect_burst,
-                       u->max_host_connections, u->lanes[i].multiplex, now);
+                       u->max_host_connections, u->lanes[i].multiplex, WORKER_MAX_STREAMS, now);
 }
 
 /* libcurl opens every socket through these, so a lane knows its open connections. */

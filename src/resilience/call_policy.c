@@ -217,9 +217,11 @@ static enum call_retry_reason reason_of(const struct call_progress *st, enum cal
 }
 
 /* A transient failure: another attempt after a delay, or give up. server_delay_ms: the server's
-   retry-after (capped), -1 when it gave none; told_when: it was a 429 that said when. */
+   retry-after (capped), -1 when it gave none; budget_free: the retry does not spend the retry
+   budget (a 429 that said when; a connect failure of our own burst: the dependency did not
+   fail). */
 static void retry_or_give_up(const struct call_policy *p, const struct call_guards *g,
-                             struct call_progress *st, int64_t server_delay_ms, bool told_when,
+                             struct call_progress *st, int64_t server_delay_ms, bool budget_free,
                              int64_t now, uint64_t *rng, struct call_verdict *v)
 {
     int retries_done = st->attempts - 1 - st->throttled_retries;
@@ -236,7 +238,7 @@ static void retry_or_give_up(const struct call_policy *p, const struct call_guar
         finish(st, v, CALL_EXHAUSTED, or_default(delay), CALL_NOTE_RETRY_PAST_DEADLINE);
         return;
     }
-    if (!told_when && !retry_budget_try_spend(g->budget, now)) {
+    if (!budget_free && !retry_budget_try_spend(g->budget, now)) {
         finish(st, v, CALL_EXHAUSTED, or_default(delay), CALL_NOTE_BUDGET_EXHAUSTED);
         return;
     }
@@ -274,7 +276,7 @@ static void attempt_end(const struct call_policy *p, const struct call_guards *g
         v->reason = reason_of(st, ev->transport);
         end_probe(g, st, false, v);
         breaker_record(g->breaker, now, ev->own_burst ? BREAKER_IGNORED : BREAKER_FAILURE);
-        retry_or_give_up(p, g, st, -1, false, now, rng, v);
+        retry_or_give_up(p, g, st, -1, ev->own_burst, now, rng, v);
         return;
     }
     long status = ev->status;

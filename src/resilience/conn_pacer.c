@@ -5,13 +5,14 @@
 #include "agentd/conn_pacer.h"
 
 void conn_lane_init(struct conn_lane *l, double rate_per_s, double burst, long max_connections,
-                    bool multiplex, int64_t now_ms)
+                    bool multiplex, int streams, int64_t now_ms)
 {
     *l = (struct conn_lane){
         .rate_per_ms = rate_per_s > 0 ? rate_per_s / 1000.0 : 0,
         .burst = burst >= 1 ? burst : 1,
         .max_connections = max_connections > 0 ? max_connections : 0,
         .multiplex = multiplex,
+        .streams = streams >= 1 ? streams : 1,
         .refilled_ms = now_ms,
         .last_connected_ms = INT64_MIN,
     };
@@ -20,13 +21,15 @@ void conn_lane_init(struct conn_lane *l, double rate_per_s, double burst, long m
 
 static bool opens_connection(const struct conn_lane *l)
 {
-    if (l->multiplex || l->active < l->open)
+    if (l->active < l->open)
         return false;
     return l->max_connections == 0 || l->active < l->max_connections;
 }
 
 int64_t conn_lane_admit(struct conn_lane *l, int64_t now_ms)
 {
+    if (l->multiplex)
+        return (int64_t)l->active < ((int64_t)l->open + 1) * l->streams ? 0 : CONN_PACER_RECHECK_MS;
     if (l->rate_per_ms <= 0 || !opens_connection(l))
         return 0;
     if (now_ms > l->refilled_ms) {

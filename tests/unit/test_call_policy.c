@@ -339,6 +339,32 @@ START_TEST(test_policy_own_burst_connect_failure_is_retried_but_not_held_against
 }
 END_TEST
 
+/* ... nor does it spend the retry budget: with an empty budget it is still retried (up to
+   retry_max), while the same failure without own_burst gives up. */
+START_TEST(test_policy_own_burst_connect_failure_does_not_spend_the_retry_budget)
+{
+    teardown();
+    setup_with(1, 1000, 1000, 0.0, 0, 100);
+    start_attempt();
+    struct call_verdict v = ev(&(struct call_event){
+        .kind = CALL_EV_ATTEMPT_END, .transport = CALL_TRANSPORT_ERROR, .own_burst = true});
+    ck_assert_int_eq(v.action, CALL_ACT_WAIT);
+    ck_assert_int_eq(v.note, CALL_NOTE_RETRY);
+    fx->now = v.at_ms;
+    start_attempt();
+    v = ev(&(struct call_event){
+        .kind = CALL_EV_ATTEMPT_END, .transport = CALL_TRANSPORT_ERROR, .own_burst = true});
+    ck_assert_int_eq(v.action, CALL_ACT_FINISH);
+    ck_assert_int_eq(v.note, CALL_NOTE_RETRIES_EXHAUSTED);
+
+    call_progress_init(&fx->st, T0 + 30000, false);
+    start_attempt();
+    v = ev(&(struct call_event){.kind = CALL_EV_ATTEMPT_END, .transport = CALL_TRANSPORT_ERROR});
+    ck_assert_int_eq(v.action, CALL_ACT_FINISH);
+    ck_assert_int_eq(v.note, CALL_NOTE_BUDGET_EXHAUSTED);
+}
+END_TEST
+
 START_TEST(test_policy_limiter_makes_high_priority_wait_and_refuses_low_priority)
 {
     teardown();
@@ -746,6 +772,7 @@ static Suite *call_policy_suite(void)
     tcase_add_test(tc, test_policy_open_breaker_refuses_with_its_retry_after);
     tcase_add_test(
         tc, test_policy_own_burst_connect_failure_is_retried_but_not_held_against_the_breaker);
+    tcase_add_test(tc, test_policy_own_burst_connect_failure_does_not_spend_the_retry_budget);
     tcase_add_test(tc, test_policy_limiter_makes_high_priority_wait_and_refuses_low_priority);
     tcase_add_test(tc, test_policy_token_due_during_a_429_pause_goes_back_in_line);
     tcase_add_test(tc, test_policy_throttled_low_priority_is_refused_with_the_pause);

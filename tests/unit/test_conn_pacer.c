@@ -27,7 +27,7 @@ START_TEST(test_burst_then_one_connection_per_token)
 {
     struct conn_lane l;
     /* 10 per second = one per 100 ms, burst 3. */
-    conn_lane_init(&l, 10, 3, 0, false, T0);
+    conn_lane_init(&l, 10, 3, 0, false, 100, T0);
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(admit_opening(&l, T0), 0);
     int64_t wait = admit_opening(&l, T0);
@@ -48,7 +48,7 @@ END_TEST
 START_TEST(test_reuse_cap_and_multiplex_never_wait)
 {
     struct conn_lane l;
-    conn_lane_init(&l, 1, 1, 4, false, T0);
+    conn_lane_init(&l, 1, 1, 4, false, 100, T0);
     ck_assert_int_eq(admit_opening(&l, T0), 0);
     ck_assert_int_gt(conn_lane_admit(&l, T0), 0); /* a second connection must wait */
     /* The first transfer ends: its connection stays open and idle, so the next one reuses it. */
@@ -61,23 +61,55 @@ START_TEST(test_reuse_cap_and_multiplex_never_wait)
     l.open = 4;
     ck_assert_int_eq(conn_lane_admit(&l, T0), 0);
     ck_assert_int_eq(conn_lane_admit(&l, T0), 0);
-    /* HTTP/2: transfers share connections; never paced. */
+    /* HTTP/2: transfers share connections; never paced by tokens. */
     struct conn_lane m;
-    conn_lane_init(&m, 1, 1, 0, true, T0);
-    for (int i = 0; i < 100; i++)
-        ck_assert_int_eq(admit_opening(&m, T0), 0);
+    conn_lane_init(&m, 1, 1, 0, true, 100, T0);
+    for (int i = 0; i < 100; i++) {
+        ck_assert_int_eq(conn_lane_admit(&m, T0), 0);
+        m.active++;
+        m.connecting++;
+    }
     /* Unpaced (rate 0): always now. */
     struct conn_lane u;
-    conn_lane_init(&u, 0, 1, 0, false, T0);
+    conn_lane_init(&u, 0, 1, 0, false, 100, T0);
     for (int i = 0; i < 100; i++)
         ck_assert_int_eq(admit_opening(&u, T0), 0);
+}
+END_TEST
+
+/* A multiplexing lane hands libcurl what its open connections carry plus one new connection's
+   worth; the rest wait (not for a token: they look again shortly). */
+START_TEST(test_multiplexing_lane_admits_one_new_connection_worth_at_a_time)
+{
+    struct conn_lane l;
+    conn_lane_init(&l, 1, 1, 0, true, 10, T0);
+    int n = 0;
+    while (conn_lane_admit(&l, T0) == 0 && n < 1000) {
+        l.active++;
+        n++;
+    }
+    ck_assert_int_eq(n, 10); /* no connection yet: the first one's 10 streams */
+    ck_assert_int_eq(conn_lane_admit(&l, T0), CONN_PACER_RECHECK_MS);
+    l.open = 1; /* libcurl opened it: room for the next connection's worth */
+    while (conn_lane_admit(&l, T0) == 0 && n < 1000) {
+        l.active++;
+        n++;
+    }
+    ck_assert_int_eq(n, 20);
+    l.active -= 5; /* transfers end */
+    ck_assert_int_eq(conn_lane_admit(&l, T0), 0);
+    /* Answered over HTTP/1.1 after all: paced like any other lane. */
+    l.multiplex = false;
+    l.active = l.open = 3;
+    ck_assert_int_eq(conn_lane_admit(&l, T0), 0);
+    ck_assert_int_gt(conn_lane_admit(&l, T0), 0);
 }
 END_TEST
 
 START_TEST(test_own_burst_needs_a_crowd_and_a_live_upstream)
 {
     struct conn_lane l;
-    conn_lane_init(&l, 0, 1, 0, false, T0);
+    conn_lane_init(&l, 0, 1, 0, false, 100, T0);
     /* Nobody ever connected: the upstream may well be down. */
     l.connecting = 50;
     ck_assert(!conn_lane_own_burst(&l, T0, 50));
@@ -100,6 +132,7 @@ int main(void)
     TCase *tc = tcase_create("conn_pacer");
     tcase_add_test(tc, test_burst_then_one_connection_per_token);
     tcase_add_test(tc, test_reuse_cap_and_multiplex_never_wait);
+    tcase_add_test(tc, test_multiplexing_lane_admits_one_new_connection_worth_at_a_time);
     tcase_add_test(tc, test_own_burst_needs_a_crowd_and_a_live_upstream);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
