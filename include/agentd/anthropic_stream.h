@@ -69,4 +69,11 @@ bool anthropic_stream_complete(const struct anthropic_stream *s);
 int anthropic_stream_message(const struct anthropic_stream *s, char **ret_body, size_t *ret_len,
                              char *err, size_t errlen);
 
+/*
+ * The request body asking for a streamed answer: body (a JSON object from
+ * anthropic_build_request*) with "stream":true as its first member. Returns a malloc'd
+ * NUL-terminated body, or NULL with errno EINVAL (body is not an object's text) or ENOMEM.
+ */
+char *anthropic_stream_request(const char *body);
+
 #endif

@@ -411,3 +411,21 @@ oom:
     json_decref(content);
     return -ENOMEM;
 }
+
+char *anthropic_stream_request(const char *body)
+{
+    static const char member[] = "\"stream\":true";
+    size_t len = body ? strlen(body) : 0;
+    if (len < 2 || body[0] != '{' || body[len - 1] != '}') {
+        errno = EINVAL;
+        return NULL;
+    }
+    bool empty = len == 2;
+    char *out = malloc(len + sizeof(member) + 1);
+    if (!out) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    snprintf(out, len + sizeof(member) + 1, "{%s%s%s", member, empty ? "" : ",", body + 1);
+    return out;
+}

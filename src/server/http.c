@@ -285,6 +285,24 @@ void http_resume_if_suspended(struct conn *c)
         MHD_resume_connection(c->mhd);
 }
 
+void http_suspend_writer(struct conn *c)
+{
+    MHD_suspend_connection(c->mhd);
+    track_suspended(c);
+}
+
+enum MHD_Result http_reply_response(struct conn *c, unsigned status, struct MHD_Response *r)
+{
+    MHD_add_response_header(r, "X-Request-Id", c->request_id);
+    enum MHD_Result ret = MHD_queue_response(c->mhd, status, r);
+    MHD_destroy_response(r);
+    if (ret == MHD_YES) {
+        c->answered = true;
+        c->status = status;
+    }
+    return ret;
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------ */
 
 static const struct http_route *find_route(const struct server *s, const char *url)

@@ -281,6 +281,21 @@ START_TEST(test_stream_text_callback_error_stops_the_feed)
 }
 END_TEST
 
+START_TEST(test_stream_request_adds_stream_true)
+{
+    char *b = anthropic_stream_request("{\"model\":\"m\",\"messages\":[]}");
+    ck_assert_str_eq(b, "{\"stream\":true,\"model\":\"m\",\"messages\":[]}");
+    free(b);
+    b = anthropic_stream_request("{}");
+    ck_assert_str_eq(b, "{\"stream\":true}");
+    free(b);
+    errno = 0;
+    ck_assert_ptr_null(anthropic_stream_request("[]"));
+    ck_assert_int_eq(errno, EINVAL);
+    ck_assert_ptr_null(anthropic_stream_request(NULL));
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("anthropic_stream");
@@ -293,6 +308,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_stream_error_event_after_the_200);
     tcase_add_test(tc, test_stream_malformed_and_caps);
     tcase_add_test(tc, test_stream_text_callback_error_stops_the_feed);
+    tcase_add_test(tc, test_stream_request_adds_stream_true);
     suite_add_tcase(s, tc);
     return s;
 }
