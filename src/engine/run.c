@@ -815,11 +815,15 @@ static bool on_llm_bytes(struct call *c, void *arg, const char *data, size_t len
 static void on_llm_attempt_failed(struct call *c, void *arg)
 {
     struct run *run = arg;
-    if (run->text_streamed)
+    if (run->text_streamed) {
+        /* The reason goes into JSON: up to its first byte that is not UTF-8 (never dropped, or
+           the client would keep the text it must discard). */
+        const char *why = c->error[0] ? c->error : "attempt failed";
+        size_t n = text_utf8_first_invalid(why, strlen(why));
         emit(run, RUN_EVENT_LLM_RETRY, "llm.retry",
-             json_pack("{s:i, s:i, s:s, s:b}", "iteration", run->iterations + 1, "attempt",
-                       c->attempts, "reason", c->error[0] ? c->error : "attempt failed",
-                       "discard_text", 1));
+             json_pack("{s:i, s:i, s:s%, s:b}", "iteration", run->iterations + 1, "attempt",
+                       c->attempts, "reason", why, n, "discard_text", 1));
+    }
     run->text_streamed = false;
     anthropic_stream_reset(run->stream);
 }

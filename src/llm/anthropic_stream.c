@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "agentd/sse.h"
+#include "agentd/text.h"
 
 enum as_kind {
     AS_TEXT,
@@ -40,7 +41,7 @@ struct anthropic_stream {
     size_t n_blocks, blocks_alloc;
     bool complete;
     int failed; /* 0, or the error every later feed returns */
-    char why[160];
+    char why[256];
     struct llm_error error;
     /* the current feed's consumer */
     anthropic_text_fn text_fn;
@@ -278,8 +279,11 @@ static int as_message_delta(struct anthropic_stream *s, json_t *ev)
 static int as_error(struct anthropic_stream *s, const char *data, size_t len)
 {
     anthropic_parse_error(data, len, &s->error);
-    snprintf(s->why, sizeof(s->why), "error event after the 200: %s: %.100s",
-             s->error.type[0] ? s->error.type : "unknown", s->error.message);
+    /* The message is cut on a character boundary: reasons end up in JSON. */
+    const char *m = s->error.message;
+    int n = (int)text_utf8_prefix_len(m, strlen(m), 120);
+    snprintf(s->why, sizeof(s->why), "error event after the 200: %.40s: %.*s",
+             s->error.type[0] ? s->error.type : "unknown", n, m);
     return -EPROTO;
 }
 
