@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,6 +39,12 @@ static void setup(void)
 static void setup_fast_ping(void)
 {
     setup_with("200");
+}
+
+static void setup_small_buffer(void)
+{
+    const char *env[] = {"AGENTD_STREAM_MAX_BUFFERED_BYTES=4096", NULL};
+    harness_start(&H, env);
 }
 
 static void teardown(void)
@@ -218,7 +226,8 @@ START_TEST(test_stream_wire_format_and_event_order)
         }
     }
     ck_assert_int_eq(iteration, 2);
-    ck_assert_uint_gt(count(&s, "text.delta"), 2);
+    /* Deltas that wait together are merged, so a fast model may give one per iteration. */
+    ck_assert_uint_ge(count(&s, "text.delta"), 2);
 
     /* The text streamed for the last iteration is the output, and the answer is the one a
        non-streaming client gets. */
@@ -403,6 +412,101 @@ START_TEST(test_stream_errors_before_the_run_are_json_and_failures_are_run_faile
 }
 END_TEST
 
+/* The body of a chunked HTTP/1.1 response in raw (headers included), malloc'd. */
+static char *dechunk(const char *raw)
+{
+    const char *p = strstr(raw, "\r\n\r\n");
+    ck_assert_ptr_nonnull(p);
+    p += 4;
+    char *out = malloc(strlen(p) + 1);
+    size_t len = 0;
+    for (;;) {
+        char *end;
+        unsigned long n = strtoul(p, &end, 16);
+        ck_assert_msg(end != p && strncmp(end, "\r\n", 2) == 0, "bad chunk header: %.20s", p);
+        if (n == 0)
+            break;
+        p = end + 2;
+        ck_assert_uint_ge(strlen(p), n + 2);
+        memcpy(out + len, p, n);
+        len += n;
+        p += n + 2;
+    }
+    out[len] = '\0';
+    return out;
+}
+
+/* A client that stops reading: its events pile up to AGENTD_STREAM_MAX_BUFFERED_BYTES, then its
+   run is cancelled and the stream ends with run.failed (499), so memory stays bounded. */
+START_TEST(test_stream_slow_reader_is_cut_off_at_the_buffer_cap)
+{
+    /* The model answers 900 000 bytes of text (112 500 deltas): framed one by one while the
+       client reads, that is far more than the socket buffers between agentd and the client can
+       hold (a few MB on loopback), so a client that reads nothing leaves events waiting. */
+    size_t text_len = 900000, cap = text_len + 512;
+    char *fault = malloc(cap);
+    int n = snprintf(fault, cap,
+                     "{\"route\":\"messages\",\"count\":1,\"body\":{\"id\":\"msg_big\","
+                     "\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\","
+                     "\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":"
+                     "{\"input_tokens\":1,\"output_tokens\":1},\"content\":[{\"type\":\"text\","
+                     "\"text\":\"");
+    for (size_t i = 0; i < text_len; i += 5)
+        memcpy(fault + n + i, "word ", 5);
+    snprintf(fault + n + text_len, cap - (size_t)n - text_len, "\"}]}}");
+    fake_add_fault(&H, fault);
+    free(fault);
+
+    const char *body = "{\"input\":\"tell me everything\",\"stream\":true}";
+    char req[512];
+    int rlen = snprintf(req, sizeof(req),
+                        "POST /v1/agent HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        "Content-Length: %zu\r\n\r\n%s",
+                        strlen(body), body);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)H.agentd_port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(send(fd, req, (size_t)rlen, MSG_NOSIGNAL), rlen);
+    /* Not reading: the run is cancelled once the queue is full. */
+    bool cancelled = false;
+    for (int64_t until = harness_now_ms() + 20000; !cancelled && harness_now_ms() < until;) {
+        usleep(100 * 1000);
+        char *log = harness_read_log(&H);
+        cancelled = strstr(log, "client went away: run cancelled") != NULL;
+        free(log);
+    }
+    ck_assert_msg(cancelled, "the run of a client that does not read was not cancelled");
+    /* Now read it all, to the chunked body's end: the stream ends with run.failed (499). */
+    size_t rcap = (size_t)64 << 20, got = 0;
+    char *raw = malloc(rcap);
+    ssize_t r;
+    raw[0] = '\0';
+    while (got < rcap - 1 && (r = recv(fd, raw + got, rcap - 1 - got, 0)) > 0) {
+        got += (size_t)r;
+        raw[got] = '\0';
+        if (got >= 7 && memcmp(raw + got - 7, "\r\n0\r\n\r\n", 7) == 0)
+            break;
+    }
+    close(fd);
+    ck_assert_ptr_nonnull(strstr(raw, "HTTP/1.1 200"));
+    char *buf = dechunk(raw);
+    free(raw);
+    char *last = NULL;
+    for (char *p = strstr(buf, "\nevent: "); p; p = strstr(p + 1, "\nevent: "))
+        last = p + 1;
+    ck_assert_ptr_nonnull(last);
+    ck_assert_msg(strncmp(last, "event: run.failed\ndata: ", 24) == 0, "last event: %.80s", last);
+    ck_assert_ptr_nonnull(strstr(last, "\"status\":499"));
+    ck_assert_ptr_nonnull(strstr(last, "AGENTD_STREAM_MAX_BUFFERED_BYTES"));
+    ck_assert_ptr_null(strstr(buf, "event: run.completed"));
+    free(buf);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("stream");
@@ -420,6 +524,11 @@ static Suite *suite(void)
     tcase_set_timeout(ping, 60);
     tcase_add_test(ping, test_stream_pings_while_waiting);
     suite_add_tcase(s, ping);
+    TCase *slow = tcase_create("slow_reader");
+    tcase_add_checked_fixture(slow, setup_small_buffer, teardown);
+    tcase_set_timeout(slow, 120);
+    tcase_add_test(slow, test_stream_slow_reader_is_cut_off_at_the_buffer_cap);
+    suite_add_tcase(s, slow);
     return s;
 }
 
