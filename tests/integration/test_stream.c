@@ -175,6 +175,18 @@ static void assert_same_answer(const json_t *streamed, const json_t *plain)
         json_integer_value(json_object_get(json_object_get(plain, "usage"), "output_tokens")));
 }
 
+/* Sends POST /v1/agent with body on a raw connection. */
+static void send_agent_post(int fd, const char *body)
+{
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "POST /v1/agent HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     strlen(body));
+    ck_assert_int_eq(send(fd, head, (size_t)n, MSG_NOSIGNAL), n);
+    ck_assert_int_eq(send(fd, body, strlen(body), MSG_NOSIGNAL), (ssize_t)strlen(body));
+}
+
 /* ---- tests ---------------------------------------------------------------------------------- */
 
 START_TEST(test_stream_wire_format_and_event_order)
@@ -335,14 +347,9 @@ START_TEST(test_stream_client_disconnect_cancels_the_upstream_call)
     for (int i = 0; i < 12; i++)
         strcat(input, "a long sentence to echo back, ");
     char body[800];
-    int blen = snprintf(body, sizeof(body), "{\"input\":\"%s\",\"stream\":true}", input);
-    char req[1200];
-    int n = snprintf(req, sizeof(req),
-                     "POST /v1/agent HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %d\r\n\r\n%s",
-                     blen, body);
+    snprintf(body, sizeof(body), "{\"input\":\"%s\",\"stream\":true}", input);
     int fd = harness_connect(&H);
-    ck_assert_int_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+    send_agent_post(fd, body);
     /* Read until the first text.delta has arrived. */
     char buf[8192] = "";
     size_t got = 0;
@@ -457,12 +464,6 @@ START_TEST(test_stream_slow_reader_is_cut_off_at_the_buffer_cap)
     fake_add_fault(&H, fault);
     free(fault);
 
-    const char *body = "{\"input\":\"tell me everything\",\"stream\":true}";
-    char req[512];
-    int rlen = snprintf(req, sizeof(req),
-                        "POST /v1/agent HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                        "Content-Length: %zu\r\n\r\n%s",
-                        strlen(body), body);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int small = 4096;
     ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
@@ -470,7 +471,7 @@ START_TEST(test_stream_slow_reader_is_cut_off_at_the_buffer_cap)
                             .sin_port = htons((uint16_t)H.agentd_port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    ck_assert_int_eq(send(fd, req, (size_t)rlen, MSG_NOSIGNAL), rlen);
+    send_agent_post(fd, "{\"input\":\"tell me everything\",\"stream\":true}");
     /* Not reading: the run is cancelled once the queue is full. */
     bool cancelled = false;
     for (int64_t until = harness_now_ms() + 20000; !cancelled && harness_now_ms() < until;) {
