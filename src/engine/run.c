@@ -134,7 +134,8 @@ static void tools_done(struct run *run);
 
 /* ---- events for a streaming owner ------------------------------------------------------- */
 
-/* Tells the owner event `name` with data (taken over); nothing when it does not listen, or when
+/* Tells the owner event `name` with data (taken over); nothing when it does not listen (callers
+   with data to build check run->owner.event first, so a non-streaming run builds none), or when
    the data cannot be serialised (out of memory: the event is lost, the run goes on). */
 static void emit(struct run *run, enum run_event_kind kind, const char *name, json_t *data)
 {
@@ -682,8 +683,9 @@ static void on_tool_done(struct tool_exec *t, void *arg);
 
 static void start_tool(struct run *run, struct tool_exec *t)
 {
-    emit(run, RUN_EVENT_TOOL_STARTED, "tool.started",
-         json_pack("{s:s, s:s}", "id", t->id, "name", t->name));
+    if (run->owner.event)
+        emit(run, RUN_EVENT_TOOL_STARTED, "tool.started",
+             json_pack("{s:s, s:s}", "id", t->id, "name", t->name));
     tool_exec_start(t, run->w, &run->app->tool_env, run->deadline_ms,
                     run->req.priority == AGENT_PRIORITY_LOW, run->request_id, on_tool_done, run);
 }
@@ -1080,11 +1082,14 @@ static void on_tool_done(struct tool_exec *t, void *arg)
     record_tool_call(run, t);
     bool failed = t->result.kind == TOOL_SYSTEM_ERROR;
     bool critical = !t->known || run->app->criticality[t->tool] == TOOL_CRITICAL;
-    json_t *ev = json_pack("{s:s, s:s, s:b, s:I}", "id", t->id, "name", t->name, "ok",
-                           t->result.kind == TOOL_OK, "duration_ms", (json_int_t)t->duration_ms);
-    if (ev && failed && !critical)
-        json_object_set_new(ev, "degraded", json_true());
-    emit(run, RUN_EVENT_TOOL_FINISHED, "tool.finished", ev);
+    if (run->owner.event) {
+        json_t *ev =
+            json_pack("{s:s, s:s, s:b, s:I}", "id", t->id, "name", t->name, "ok",
+                      t->result.kind == TOOL_OK, "duration_ms", (json_int_t)t->duration_ms);
+        if (ev && failed && !critical)
+            json_object_set_new(ev, "degraded", json_true());
+        emit(run, RUN_EVENT_TOOL_FINISHED, "tool.finished", ev);
+    }
     if (failed) {
         if (critical) {
             finish(run, RUN_TOOL_UNAVAILABLE, 1000, "critical tool %s failed: %s", t->name,

@@ -171,6 +171,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     pthread_mutex_lock(&st->lock);
     long n = event_queue_read(st->q, buf, max);
     ssize_t ret = (ssize_t)n;
+    if (n > 0 && st->c)
+        st->c->bytes += (size_t)n; /* for the access log */
     if (n < 0) {
         ret = MHD_CONTENT_READER_END_WITH_ERROR;
     } else if (n == 0 && (st->ended || !st->c)) {
