@@ -26,6 +26,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "agentd/anthropic.h"
 
@@ -68,6 +69,11 @@ bool anthropic_stream_complete(const struct anthropic_stream *s);
  */
 int anthropic_stream_message(const struct anthropic_stream *s, char **ret_body, size_t *ret_len,
                              char *err, size_t errlen);
+
+/* The usage the stream has reported so far (message_start's counts, updated by message_delta),
+   for an answer that failed but may have been billed: 0 and the counts as
+   anthropic_parse_usage() gives them; -ENODATA before message_start; -ENOMEM. */
+int anthropic_stream_usage(const struct anthropic_stream *s, int64_t *ret_in, int64_t *ret_out);
 
 /*
  * The request body asking for a streamed answer: body (a JSON object from

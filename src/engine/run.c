@@ -774,6 +774,10 @@ static bool accept_llm_answer(struct call *c, void *arg, char *why, size_t why_l
         if (r < 0) {
             if (r == -ENOMEM)
                 snprintf(why, why_len, "out of memory putting the streamed answer together");
+            /* Failed after message_start (an error event, say): its input may be billed. */
+            int64_t in = 0, out = 0;
+            if (anthropic_stream_usage(run->stream, &in, &out) == 0)
+                record_usage(run, in, out);
             return false;
         }
         body = streamed;

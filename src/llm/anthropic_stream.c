@@ -416,6 +416,18 @@ oom:
     return -ENOMEM;
 }
 
+int anthropic_stream_usage(const struct anthropic_stream *s, int64_t *ret_in, int64_t *ret_out)
+{
+    if (!s->message)
+        return -ENODATA;
+    char *m = json_dumps(s->message, JSON_COMPACT);
+    if (!m)
+        return -ENOMEM;
+    int r = anthropic_parse_usage(m, strlen(m), ret_in, ret_out) == 0 ? 0 : -ENODATA;
+    free(m);
+    return r;
+}
+
 char *anthropic_stream_request(const char *body)
 {
     static const char member[] = "\"stream\":true";
