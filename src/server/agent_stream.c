@@ -17,6 +17,10 @@
  * then, else the worker once the run ends (posted behind the cancellation,
  * so that never runs on a freed run).
  *
+ * A client that goes away is noticed by the run's worker, which watches a
+ * duplicate of the socket (libmicrohttpd does not look at a suspended
+ * connection), and by libmicrohttpd when a write fails; either cancels the run.
+ *
  * Slow readers: past AGENTD_STREAM_MAX_BUFFERED_BYTES of waiting events the
  * run is cancelled like one whose client went away, and the stream ends with
  * run.failed (client_closed, 499): memory per stream stays bounded.
@@ -24,11 +28,13 @@
 #include "agentd/http.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -48,6 +54,12 @@ struct agent_stream {
     struct conn *c; /* NULL once the connection is over */
     struct run *run;
     struct worker *w; /* the run's worker */
+    /* A duplicate of the connection's socket that the run's worker watches for the client going
+       away while nothing is being written (libmicrohttpd does not look at a suspended
+       connection). Its own descriptor, so libmicrohttpd closing its one never leaves the worker
+       watching a number that a new connection may reuse; closed once the run has stopped
+       watching it. -1 when none. */
+    int watch_fd;
     agent_render_fn render;
     char request_id[129];
     size_t max_bytes;
@@ -134,6 +146,14 @@ static void on_event(const struct run_event *ev, void *arg)
         http_resume_if_suspended(c);
 }
 
+/* The run no longer watches the duplicate socket (it has ended): close it. */
+static void close_watch(struct agent_stream *st)
+{
+    if (st->watch_fd >= 0)
+        close(st->watch_fd);
+    st->watch_fd = -1;
+}
+
 static void release_run_task(struct worker *w, void *arg)
 {
     (void)w;
@@ -145,6 +165,7 @@ static void on_finished(struct run *run, void *arg)
     struct agent_stream *st = arg;
     struct run_answer a;
     run_take_answer(run, &a);
+    close_watch(st);
     pthread_mutex_lock(&st->lock);
     st->run_over = true;
     if (!st->ended)
@@ -205,6 +226,7 @@ struct agent_stream *agent_stream_new(struct conn *c, agent_render_fn render)
     }
     pthread_mutex_init(&st->lock, NULL);
     atomic_init(&st->refs, 1);
+    st->watch_fd = -1;
     st->c = c;
     st->render = render;
     snprintf(st->request_id, sizeof(st->request_id), "%s", c->request_id);
@@ -233,10 +255,16 @@ enum MHD_Result agent_stream_start(struct agent_stream *st, struct run *run, str
         MHD_add_response_header(r, "X-Accel-Buffering", "no");
     }
     enum MHD_Result ret = r ? http_reply_response(st->c, 200, r) : MHD_NO;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(st->c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+    st->watch_fd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (st->watch_fd >= 0)
+        run_set_client_fd(run, st->watch_fd);
     if (run_submit(run, w) < 0) {
         /* The run ended at once with an answer (owner->finished is not called): queue it. */
         struct run_answer a;
         run_take_answer(run, &a);
+        close_watch(st);
         pthread_mutex_lock(&st->lock);
         st->run_over = true;
         push_answer(st, &a);
@@ -258,6 +286,7 @@ void agent_stream_abort(struct agent_stream *st)
     run_abort(st->run);
     struct run_answer a;
     run_take_answer(st->run, &a);
+    close_watch(st);
     pthread_mutex_lock(&st->lock);
     st->run_over = true;
     if (!st->ended)

@@ -396,6 +396,52 @@ START_TEST(test_stream_client_disconnect_cancels_the_upstream_call)
 }
 END_TEST
 
+/* Polls the fake until no request is in flight; returns how long that took from since_ms. */
+static int64_t wait_fake_idle(int64_t since_ms, int64_t within_ms)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s/_admin/stats", H.fake_url);
+    while (harness_now_ms() < since_ms + within_ms) {
+        struct http_resp r;
+        ck_assert_int_eq(http_do("GET", url, NULL, NULL, 0, false, &r), 0);
+        json_t *o = json_loads(r.body, 0, NULL);
+        long in_flight = (long)json_integer_value(json_object_get(o, "in_flight"));
+        json_decref(o);
+        http_resp_free(&r);
+        if (in_flight == 0)
+            return harness_now_ms() - since_ms;
+        usleep(50 * 1000);
+    }
+    return -1;
+}
+
+/* Nothing is being written (the model has not begun to answer, no ping for 15 s): a client
+   that goes away is still noticed at once, and the upstream call cancelled. */
+START_TEST(test_stream_client_disconnect_while_waiting_cancels_at_once)
+{
+    /* The model never answers (the fake notices when agentd drops the call). */
+    fake_add_fault(&H, "{\"route\":\"messages\",\"count\":1,\"hang\":true}");
+    int fd = harness_connect(&H);
+    send_agent_post(fd, "{\"input\":\"hello\",\"stream\":true}");
+    char buf[4096] = "";
+    size_t got = 0;
+    while (!strstr(buf, "event: run.started")) {
+        ssize_t r = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+        ck_assert_int_gt(r, 0);
+        got += (size_t)r;
+        buf[got] = '\0';
+    }
+    ck_assert_uint_eq(fake_wait_count(&H, "messages", 1, 5000), 1);
+    int64_t closed_at = harness_now_ms();
+    close(fd);
+    int64_t took = wait_fake_idle(closed_at, 3000);
+    ck_assert_msg(took >= 0, "the upstream call was still in flight 3 s after the client left");
+    char *log = harness_read_log(&H);
+    ck_assert_ptr_nonnull(strstr(log, "client went away: run cancelled"));
+    free(log);
+}
+END_TEST
+
 /* Errors found before the run starts are JSON; a run that fails says so as its last event. */
 START_TEST(test_stream_errors_before_the_run_are_json_and_failures_are_run_failed)
 {
@@ -526,6 +572,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_stream_error_event_mid_stream_is_retried_with_discard);
     tcase_add_test(tc, test_stream_cut_mid_stream_is_retried_with_discard);
     tcase_add_test(tc, test_stream_client_disconnect_cancels_the_upstream_call);
+    tcase_add_test(tc, test_stream_client_disconnect_while_waiting_cancels_at_once);
     tcase_add_test(tc, test_stream_errors_before_the_run_are_json_and_failures_are_run_failed);
     suite_add_tcase(s, tc);
     TCase *ping = tcase_create("ping");
