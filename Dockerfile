@@ -1,6 +1,7 @@
-# agentd container image: a build stage compiles a stripped release binary, the
-# runtime stage carries only the shared libraries it links against, CA
-# certificates and a fixed non-root user. deploy/container-test.sh builds and
+# agentd container image: a build stage compiles a stripped release binary and
+# assembles a root with only that binary, the shared libraries it links
+# against (collected with ldd), CA certificates and a fixed non-root user; the
+# runtime stage is that root on `scratch`. deploy/container-test.sh builds and
 # smoke-tests it without a Docker engine (buildah, chroot isolation).
 #
 # Build: buildah bud --format docker -t agentd:test .   (or: docker build -t agentd .)
@@ -14,6 +15,7 @@ RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         meson ninja-build pkg-config gcc libc6-dev binutils \
         libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libssl-dev libhiredis-dev \
+        ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -26,25 +28,37 @@ RUN meson setup /tmp/build --buildtype=release -Dtests=false \
     && strip --strip-unneeded -o /usr/local/bin/agentd /tmp/build/agentd \
     && /usr/local/bin/agentd --version
 
-FROM debian:bookworm-slim
+# The runtime root, assembled here: agentd, every shared library ldd says it
+# loads (the dynamic loader included, at the path the binary names), the CA
+# bundle libcurl's OpenSSL build reads, and the account of uid/gid 10001. No
+# shell, no package manager, no other file: nothing else runs in the image.
+# The loader is glibc's own: it resolves hosts through the built-in files and
+# dns sources (nsswitch.conf), and needs no other configuration.
+RUN set -eu; R=/rootfs; \
+    mkdir -p $R/usr/local/bin $R/etc/ssl/certs $R/tmp $R/var/lib/agentd /state/notes; \
+    cp /usr/local/bin/agentd $R/usr/local/bin/agentd; \
+    libs=$(ldd /usr/local/bin/agentd | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); \
+    [ -n "$libs" ]; \
+    for lib in $libs; do cp -L --parents "$lib" $R; done; \
+    cp /etc/ssl/certs/ca-certificates.crt $R/etc/ssl/certs/; \
+    printf 'root:x:0:0:root:/:/nonexistent\nagentd:x:10001:10001::/var/lib/agentd:/nonexistent\n' \
+        >$R/etc/passwd; \
+    printf 'root:x:0:\nagentd:x:10001:\n' >$R/etc/group; \
+    printf 'passwd: files\ngroup: files\nhosts: files dns\n' >$R/etc/nsswitch.conf; \
+    chmod 1777 $R/tmp; \
+    chmod 0750 /state/notes; \
+    chroot $R /usr/local/bin/agentd --version
+
+FROM scratch
 
 LABEL org.opencontainers.image.title="agentd" \
       org.opencontainers.image.description="LLM agent runs (Anthropic Messages API + tools) behind an HTTP API" \
       org.opencontainers.image.licenses="MIT"
 
-# Runtime libraries only: no compiler, no shell tools beyond the base image, no
-# curl binary (libcurl4 does not pull it in). The fixed uid/gid 10001 is what
-# deploy/deployment.yaml's runAsUser/fsGroup expect.
-RUN apt-get update \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libmicrohttpd12 libcurl4 libjansson4 libssl3 libhiredis0.14 ca-certificates \
-    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
-    && groupadd --gid 10001 agentd \
-    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /var/lib/agentd \
-        --shell /usr/sbin/nologin agentd \
-    && install -d -o 10001 -g 10001 -m 0750 /var/lib/agentd /var/lib/agentd/notes
-
-COPY --from=build /usr/local/bin/agentd /usr/local/bin/agentd
+# The fixed uid/gid 10001 is what deploy/deployment.yaml's runAsUser/fsGroup
+# expect; the notes directory is theirs (mode 0750).
+COPY --from=build /rootfs/ /
+COPY --from=build --chown=10001:10001 /state/ /var/lib/agentd/
 
 ENV AGENTD_LISTEN=0.0.0.0:8080 \
     AGENTD_NOTES_DIR=/var/lib/agentd/notes

@@ -4,8 +4,9 @@
 #   1. makes docker.io/library/debian:bookworm-slim locally from debootstrap
 #      (minbase, the Debian mirror apt already uses; rootfs tarball cached),
 #   2. builds agentd:test with `buildah bud --isolation chroot`,
-#   3. checks the image's configuration (non-root, entrypoint, healthcheck, no
-#      compiler or curl inside) and reports its size,
+#   3. checks the image's configuration (non-root, entrypoint, healthcheck) and
+#      its files (only agentd, its shared libraries, CA certificates and account
+#      files: no shell, compiler or curl), and reports its size,
 #   4. runs the image's agentd (host network) against build/fake_upstream and
 #      probes /health/live, /health/ready and POST /v1/agent from the host,
 #   5. sends SIGTERM and checks the drain: readiness 503 while live stays 200,
@@ -244,18 +245,33 @@ if buildah run --isolation chroot "$ctr" -- /usr/local/bin/agentd --version >"$W
 else
     bad "agentd --version in the image: $(cat "$WORK/ver")"
 fi
-# `command -v` is a shell builtin: the base image's dash is enough to look.
-found=$(buildah run --isolation chroot --user 0:0 "$ctr" -- sh -c \
-    'for t in gcc cc c99 ld make meson ninja curl wget; do command -v $t; done; true' \
-    2>"$WORK/run.err") || found="buildah run failed: $(cat "$WORK/run.err")"
-if [ -z "$found" ]; then ok "no compiler, build tool or curl in the image"; else
-    bad "build tools in the image: $found"
+# The image has no shell to look with: its files are read from the host through buildah mount,
+# in a container nothing ran in (buildah run adds /etc/hosts, resolv.conf and hostname).
+ctr=$(buildah from --pull=never --name "agentd-ct-files-$$" "$IMAGE")
+CONTAINERS+=("$ctr")
+mnt=$(buildah mount "$ctr" 2>"$WORK/mount.err") || die "buildah mount: $(cat "$WORK/mount.err")"
+found=
+for d in usr/local/sbin usr/local/bin usr/sbin usr/bin sbin bin; do
+    for t in sh bash dash gcc cc c99 ld make meson ninja curl wget apt-get dpkg; do
+        if [ -e "$mnt/$d/$t" ] || [ -L "$mnt/$d/$t" ]; then found="$found /$d/$t"; fi
+    done
+done
+if [ -z "$found" ]; then ok "no shell, compiler, build tool, package manager or curl in the image"; else
+    bad "tools in the image:$found"
 fi
-owner=$(buildah run --isolation chroot --user 0:0 "$ctr" -- stat -c '%u:%g %a' /var/lib/agentd/notes \
-    2>&1) || true
+# Every file is agentd, a shared library it links, the CA bundle or an account file.
+extra=$(cd "$mnt" && find . \( -type f -o -type l \) -printf '%P\n' | grep -Ev \
+    '^(usr/local/bin/agentd|(usr/)?lib(64|/x86_64-linux-gnu|/aarch64-linux-gnu)?/[^/]+\.so[.0-9]*|etc/ssl/certs/ca-certificates\.crt|etc/(passwd|group|nsswitch\.conf))$' ||
+    true)
+nfiles=$(cd "$mnt" && find . \( -type f -o -type l \) | wc -l)
+if [ -z "$extra" ]; then ok "only agentd, its libraries, CA certificates and account files ($nfiles files)"; else
+    bad "unexpected files in the image: $(echo "$extra" | head -20 | tr '\n' ' ')"
+fi
+owner=$(stat -c '%u:%g %a' "$mnt/var/lib/agentd/notes" 2>&1) || true
 if [ "$owner" = "10001:10001 750" ]; then ok "notes dir owned by 10001:10001 (mode 750)"; else
     bad "notes dir: $owner"
 fi
+buildah umount "$ctr" >/dev/null 2>&1 || true
 
 # ---- run against the fake upstream -------------------------------------------
 step "fake upstream on the host"

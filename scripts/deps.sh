@@ -3,7 +3,7 @@
 # skipping what is already there. Safe to run repeatedly.
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
-      libssl-dev libhiredis-dev check curl python3 python3-jsonschema)
+      libssl-dev libhiredis-dev check curl python3 python3-jsonschema python3-yaml)
 [ "${1:-}" = "--test" ] && pkgs+=(redis-server wrk prometheus)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds agentd and runs every test suite (unit, contract, integration), then
 # the same suites once more under AddressSanitizer + UndefinedBehaviorSanitizer and once under
-# ThreadSanitizer, and validates the Kubernetes manifests. --no-asan skips both sanitizer runs.
+# ThreadSanitizer, validates the Kubernetes manifests and lints docs/openapi.yaml. --no-asan skips both sanitizer runs.
 # Installs missing Debian packages first. Usage: scripts/test.sh [--no-asan]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,9 @@ meson test -C build-test --print-errorlogs --num-processes 2
 runs=(build-test)
 # Kubernetes manifests against the Kubernetes schemas, and the rendered kustomization.
 scripts/validate-manifests.sh
+# agentd's OpenAPI description linted by Redocly CLI (pinned, installed under .cache/). The
+# integration tests validated every answer against it above (contract_responses).
+scripts/lint-openapi.sh
 if [ "${1:-}" != "--no-asan" ]; then
   meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug \
     --wipe >/dev/null 2>&1 \

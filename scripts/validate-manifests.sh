@@ -11,7 +11,8 @@
 #   3. render: `kubectl kustomize` (or Debian's kubernetes-client) renders the
 #      kustomization, and the rendered objects go through 1 and 2 again.
 # Objects of API groups outside Kubernetes (custom resources) are reported and
-# skipped; in the top directory every YAML document must be a Kubernetes object,
+# skipped, except the Prometheus Operator's (monitoring.coreos.com: PodMonitor...),
+# validated like built-in objects with @kubernetes-models/prometheus-operator; in the top directory every YAML document must be a Kubernetes object,
 # in subdirectories documents without apiVersion/kind (e.g. Prometheus config)
 # are skipped.
 #
@@ -48,6 +49,7 @@ PKG='{
   "private": true,
   "type": "module",
   "dependencies": {
+    "@kubernetes-models/prometheus-operator": "6.0.0",
     "kubernetes-models": "5.1.0",
     "kubernetes-types": "1.30.0",
     "typescript": "5.9.3",
@@ -114,16 +116,23 @@ function splitApiVersion(apiVersion) {
   return i < 0 ? ["", apiVersion] : [apiVersion.slice(0, i), apiVersion.slice(i + 1)];
 }
 const builtin = (group) => group === "" || !group.includes(".") || group.endsWith(".k8s.io");
+// Custom resources with published models: the Prometheus Operator's (PodMonitor, ...), checked
+// against their CRD schemas and, like the built-in kinds, for unknown fields by TypeScript.
+const crdModels = { "monitoring.coreos.com": "@kubernetes-models/prometheus-operator" };
 
 // 1. schemas
 const strict = [];
 for (const o of objects) {
   const [group, version] = splitApiVersion(String(o.doc.apiVersion));
-  if (!builtin(group)) {
+  const crd = builtin(group) ? undefined : crdModels[group];
+  if (!builtin(group) && !crd) {
     lines.push(`skip ${o.where}: custom resource ${o.doc.apiVersion}, no schema`);
     continue;
   }
-  const mod = `kubernetes-models/${group || ""}${group ? "/" : ""}${version}/${o.doc.kind}`;
+  const mod = crd
+    ? `${crd}/${group}/${version}/${o.doc.kind}`
+    : `kubernetes-models/${group || ""}${group ? "/" : ""}${version}/${o.doc.kind}`;
+  if (crd) o.types = { mod, name: `I${o.doc.kind}` };
   let Model;
   try {
     Model = (await import(mod))[o.doc.kind];
@@ -154,9 +163,10 @@ const byFile = new Map();
 strict.forEach((o, n) => {
   const file = `obj${n}.ts`;
   const typesGroup = o.group === "" ? "core" : o.group.split(".")[0];
+  const types = o.types ?? { mod: `kubernetes-types/${typesGroup}/${o.version}`, name: o.doc.kind };
   fs.writeFileSync(
     path.join(tsDir, file),
-    `// ${o.where}\nimport type { ${o.doc.kind} as T } from "kubernetes-types/${typesGroup}/${o.version}";\n` +
+    `// ${o.where}\nimport type { ${types.name} as T } from "${types.mod}";\n` +
       `export const obj: T = ${JSON.stringify(o.doc, null, 2)};\n`,
   );
   byFile.set(file, o);

@@ -47,7 +47,10 @@ struct config_row {
     const char *meaning;
     size_t offset;
     size_t aux_offset;
+    bool live; /* CONFIG_LIVE: a reload applies it to the running daemon */
 };
+
+#define CONFIG_LIVE true
 
 #define CONFIG_FIELD(f) offsetof(struct agentd_config, f)
 
@@ -64,6 +67,10 @@ struct config_row {
 #define CONFIG_HELP_GAP        2
 #define CONFIG_HELP_MEANING_AT 6
 
+/* A row that does not end in CONFIG_LIVE needs a restart to change (the field defaults to false):
+   new rows are safe by default. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const struct config_row config_table[] = {
     {"AGENTD_LISTEN", CONFIG_HOST_PORT, "0.0.0.0:8080", 0, 65535, "host:port",
      "address to listen on (IPv4 literal, [IPv6 literal] or hostname; port 0 = ephemeral)",
@@ -126,9 +133,9 @@ static const struct config_row config_table[] = {
      "bytes", "system prompt sent with every LLM call; empty = no system prompt",
      CONFIG_FIELD(system_prompt), 0},
     {"AGENTD_LLM_TIMEOUT_MS", CONFIG_MS, "30000", 100, 600000, "ms",
-     "time allowed for one LLM attempt", CONFIG_FIELD(llm_timeout_ms), 0},
+     "time allowed for one LLM attempt", CONFIG_FIELD(llm_timeout_ms), 0, CONFIG_LIVE},
     {"AGENTD_TOOL_TIMEOUT_MS", CONFIG_MS, "10000", 100, 600000, "ms",
-     "time allowed for one tool call", CONFIG_FIELD(tool_timeout_ms), 0},
+     "time allowed for one tool call", CONFIG_FIELD(tool_timeout_ms), 0, CONFIG_LIVE},
     {"AGENTD_TOTAL_TIMEOUT_MS", CONFIG_MS, "120000", 100, 3600000, "ms",
      "deadline for a whole run (cap for the request's timeout_ms)", CONFIG_FIELD(total_timeout_ms),
      0},
@@ -194,14 +201,15 @@ static const struct config_row config_table[] = {
      CONFIG_FIELD(redis_prefix), 0},
     {"AGENTD_RETRY_MAX", CONFIG_INT, "3", 0, 20, "retries",
      "retries after the first attempt of one outbound call (transient errors only)",
-     CONFIG_FIELD(retry_max), 0},
+     CONFIG_FIELD(retry_max), 0, CONFIG_LIVE},
     {"AGENTD_RETRY_INITIAL_MS", CONFIG_MS, "1000", 1, 600000, "ms",
      "base of the full-jitter backoff: delay = random(0, min(max, initial * 2^retry))",
-     CONFIG_FIELD(retry_initial_ms), 0},
+     CONFIG_FIELD(retry_initial_ms), 0, CONFIG_LIVE},
     {"AGENTD_RETRY_MAX_DELAY_MS", CONFIG_MS, "60000", 1, 3600000, "ms", "cap of one backoff delay",
-     CONFIG_FIELD(retry_max_delay_ms), 0},
+     CONFIG_FIELD(retry_max_delay_ms), 0, CONFIG_LIVE},
     {"AGENTD_RETRY_AFTER_CAP_MS", CONFIG_MS, "60000", 0, 3600000, "ms",
-     "cap on a server's retry-after / retry-after-ms", CONFIG_FIELD(retry_after_cap_ms), 0},
+     "cap on a server's retry-after / retry-after-ms", CONFIG_FIELD(retry_after_cap_ms), 0,
+     CONFIG_LIVE},
     {"AGENTD_RETRY_BUDGET_RATIO", CONFIG_DOUBLE, "0.2", 0.0, 10.0, "retries/request",
      "retries allowed per first attempt over the window, per dependency",
      CONFIG_FIELD(retry_budget_ratio), 0},
@@ -210,35 +218,38 @@ static const struct config_row config_table[] = {
     {"AGENTD_RETRY_BUDGET_MIN", CONFIG_INT, "10", 0, 1000000, "retries",
      "retries always allowed per window (the budget's floor)", CONFIG_FIELD(retry_budget_min), 0},
     {"AGENTD_BREAKER_ENABLED", CONFIG_INT, "1", 0, 1, "0/1", "circuit breakers on (1) or off (0)",
-     CONFIG_FIELD(breaker_enabled), 0},
+     CONFIG_FIELD(breaker_enabled), 0, CONFIG_LIVE},
     {"AGENTD_BREAKER_FAILURES", CONFIG_INT, "5", 1, 10000, "failures",
      "consecutive transient failures that open a dependency's circuit",
-     CONFIG_FIELD(breaker_failures), 0},
+     CONFIG_FIELD(breaker_failures), 0, CONFIG_LIVE},
     {"AGENTD_BREAKER_FAILURE_RATE", CONFIG_DOUBLE, "0.5", 0.0, 1.0, "ratio",
      "failure rate over the window that opens the circuit (0 = rule off)",
-     CONFIG_FIELD(breaker_failure_rate), 0},
+     CONFIG_FIELD(breaker_failure_rate), 0, CONFIG_LIVE},
     {"AGENTD_BREAKER_WINDOW", CONFIG_INT, "20", 1, 10000, "calls",
      "calls considered for the failure rate", CONFIG_FIELD(breaker_window), 0},
     {"AGENTD_BREAKER_MIN_CALLS", CONFIG_INT, "10", 1, 10000, "calls",
-     "calls in the window before the rate rule applies", CONFIG_FIELD(breaker_min_calls), 0},
+     "calls in the window before the rate rule applies", CONFIG_FIELD(breaker_min_calls), 0,
+     CONFIG_LIVE},
     {"AGENTD_BREAKER_OPEN_MS", CONFIG_MS, "30000", 1, 3600000, "ms",
-     "time a circuit stays open before half-open probes", CONFIG_FIELD(breaker_open_ms), 0},
+     "time a circuit stays open before half-open probes", CONFIG_FIELD(breaker_open_ms), 0,
+     CONFIG_LIVE},
     {"AGENTD_BREAKER_HALF_OPEN_PROBES", CONFIG_INT, "1", 1, 1000, "calls",
-     "concurrent probes admitted while half-open", CONFIG_FIELD(breaker_half_open_probes), 0},
+     "concurrent probes admitted while half-open", CONFIG_FIELD(breaker_half_open_probes), 0,
+     CONFIG_LIVE},
     {"AGENTD_LLM_RATE", CONFIG_DOUBLE, "50", 0.001, 100000, "calls/s",
-     "token-bucket refill rate for LLM attempts", CONFIG_FIELD(llm_rate), 0},
+     "token-bucket refill rate for LLM attempts", CONFIG_FIELD(llm_rate), 0, CONFIG_LIVE},
     {"AGENTD_LLM_BURST", CONFIG_DOUBLE, "100", 1, 1000000, "calls",
-     "token-bucket size for LLM attempts", CONFIG_FIELD(llm_burst), 0},
+     "token-bucket size for LLM attempts", CONFIG_FIELD(llm_burst), 0, CONFIG_LIVE},
     {"AGENTD_TOOL_RATE", CONFIG_DOUBLE, "100", 0.001, 100000, "calls/s",
-     "token-bucket refill rate per HTTP tool (web_search, get_weather)", CONFIG_FIELD(tool_rate),
-     0},
+     "token-bucket refill rate per HTTP tool (web_search, get_weather)", CONFIG_FIELD(tool_rate), 0,
+     CONFIG_LIVE},
     {"AGENTD_TOOL_BURST", CONFIG_DOUBLE, "200", 1, 1000000, "calls",
-     "token-bucket size per HTTP tool", CONFIG_FIELD(tool_burst), 0},
+     "token-bucket size per HTTP tool", CONFIG_FIELD(tool_burst), 0, CONFIG_LIVE},
     {"AGENTD_TOOL_CRITICALITY", CONFIG_TEXT,
      "calculator=critical,save_note=critical,web_search=optional,get_weather=optional", 1, 1024,
      "tool=level,...",
      "critical tools fail the run (503); optional ones degrade to an is_error result",
-     CONFIG_FIELD(tool_criticality), 0},
+     CONFIG_FIELD(tool_criticality), 0, CONFIG_LIVE},
     {"AGENTD_READY_INTERVAL_MS", CONFIG_MS, "10000", 100, 3600000, "ms",
      "period of the background readiness checks", CONFIG_FIELD(ready_interval_ms), 0},
     {"AGENTD_READY_TIMEOUT_MS", CONFIG_MS, "2000", 100, 60000, "ms",
@@ -261,17 +272,24 @@ static const struct config_row config_table[] = {
      "price of a million output tokens", CONFIG_FIELD(price_output_per_mtok), 0},
     {"AGENTD_BUDGET_USD_PER_HOUR", CONFIG_DOUBLE, "0", 0, 1000000000, "USD",
      "estimated spend allowed per sliding hour; then 429 budget_exceeded (0 = off)",
-     CONFIG_FIELD(budget_usd_per_hour), 0},
+     CONFIG_FIELD(budget_usd_per_hour), 0, CONFIG_LIVE},
     {"AGENTD_BUDGET_TOKENS_PER_HOUR", CONFIG_MS, "0", 0, 1000000000000.0, "tokens",
-     "LLM tokens allowed per sliding hour (0 = off)", CONFIG_FIELD(budget_tokens_per_hour), 0},
+     "LLM tokens allowed per sliding hour (0 = off)", CONFIG_FIELD(budget_tokens_per_hour), 0,
+     CONFIG_LIVE},
     {"AGENTD_MAX_RUN_TOKENS", CONFIG_MS, "0", 0, 1000000000, "tokens",
      "tokens one run may use; the run then ends with stop_reason max_tokens (0 = off)",
-     CONFIG_FIELD(max_run_tokens), 0},
+     CONFIG_FIELD(max_run_tokens), 0, CONFIG_LIVE},
     {"AGENTD_LOG_FORMAT", CONFIG_TEXT, "json", 1, 16, "json|text", "log line format on stderr",
      CONFIG_FIELD(log_format), 0},
     {"AGENTD_LOG_LEVEL", CONFIG_TEXT, "info", 1, 16, "debug|info|warn|error",
-     "least severe level logged", CONFIG_FIELD(log_level), 0},
+     "least severe level logged", CONFIG_FIELD(log_level), 0, CONFIG_LIVE},
+    {"AGENTD_CONFIG_FILE", CONFIG_TEXT, NULL, 1, 4096, "path",
+     "file of NAME=value lines with these names (the environment wins); re-read on SIGHUP and when "
+     "it changes (checked every second)",
+     CONFIG_FIELD(config_file), 0},
 };
+
+#pragma GCC diagnostic pop
 
 #define CONFIG_ROWS (sizeof(config_table) / sizeof(config_table[0]))
 
@@ -715,6 +733,505 @@ static int config_parse_row(const struct config_row *row, const char *value,
     return config_fail(err, errlen, -EINVAL, "%s: unknown setting kind", row->name);
 }
 
+/* ---- per-dependency policies ----------------------------------------------------------- */
+
+#define CONFIG_POLICY_FIELD(f) offsetof(struct config_policy, f)
+
+/* The per-dependency settings: AGENTD_LLM_<SUFFIX> and AGENTD_TOOL_<TOOL>_<SUFFIX>, each parsed
+   like its global row (kind, range, unit) and defaulting to that row's value. A new
+   per-dependency setting is one line here and one field of struct config_policy. */
+static const struct config_policy_setting {
+    const char *suffix;
+    const char *llm_global;  /* the LLM's default; when it is AGENTD_LLM_<SUFFIX>, that row is it */
+    const char *tool_global; /* a tool's default */
+    size_t offset;           /* in struct config_policy; the field's type is the row kind's */
+} config_policy_settings[] = {
+    {"TIMEOUT_MS", "AGENTD_LLM_TIMEOUT_MS", "AGENTD_TOOL_TIMEOUT_MS",
+     CONFIG_POLICY_FIELD(timeout_ms)},
+    {"RETRY_MAX", "AGENTD_RETRY_MAX", "AGENTD_RETRY_MAX", CONFIG_POLICY_FIELD(retry_max)},
+    {"RETRY_INITIAL_MS", "AGENTD_RETRY_INITIAL_MS", "AGENTD_RETRY_INITIAL_MS",
+     CONFIG_POLICY_FIELD(retry_initial_ms)},
+    {"RETRY_MAX_DELAY_MS", "AGENTD_RETRY_MAX_DELAY_MS", "AGENTD_RETRY_MAX_DELAY_MS",
+     CONFIG_POLICY_FIELD(retry_max_delay_ms)},
+    {"BREAKER_FAILURES", "AGENTD_BREAKER_FAILURES", "AGENTD_BREAKER_FAILURES",
+     CONFIG_POLICY_FIELD(breaker_failures)},
+    {"BREAKER_OPEN_MS", "AGENTD_BREAKER_OPEN_MS", "AGENTD_BREAKER_OPEN_MS",
+     CONFIG_POLICY_FIELD(breaker_open_ms)},
+    {"RATE", "AGENTD_LLM_RATE", "AGENTD_TOOL_RATE", CONFIG_POLICY_FIELD(rate)},
+    {"BURST", "AGENTD_LLM_BURST", "AGENTD_TOOL_BURST", CONFIG_POLICY_FIELD(burst)},
+};
+
+#define CONFIG_POLICY_SETTINGS (sizeof(config_policy_settings) / sizeof(config_policy_settings[0]))
+
+enum config_applies {
+    CONFIG_APPLIES_ALL,     /* an upstream: timeouts, retries, breaker, limiter */
+    CONFIG_APPLIES_TIMEOUT, /* local work with a deadline */
+    CONFIG_APPLIES_NONE,    /* in-process, done at once */
+};
+
+static const struct config_target_info {
+    const char *prefix;
+    const char *name;
+    const char *upper; /* <TOOL> in the names; NULL for the LLM */
+    enum config_applies applies;
+} config_targets[CONFIG_TARGETS] = {
+    [CONFIG_TARGET_LLM] = {"AGENTD_LLM_", "anthropic", NULL, CONFIG_APPLIES_ALL},
+    [CONFIG_TARGET_CALCULATOR] = {"AGENTD_TOOL_CALCULATOR_", "calculator", "CALCULATOR",
+                                  CONFIG_APPLIES_NONE},
+    [CONFIG_TARGET_SAVE_NOTE] = {"AGENTD_TOOL_SAVE_NOTE_", "save_note", "SAVE_NOTE",
+                                 CONFIG_APPLIES_TIMEOUT},
+    [CONFIG_TARGET_WEB_SEARCH] = {"AGENTD_TOOL_WEB_SEARCH_", "web_search", "WEB_SEARCH",
+                                  CONFIG_APPLIES_ALL},
+    [CONFIG_TARGET_GET_WEATHER] = {"AGENTD_TOOL_GET_WEATHER_", "get_weather", "GET_WEATHER",
+                                   CONFIG_APPLIES_ALL},
+};
+
+const char *config_target_name(enum config_target t)
+{
+    return t >= 0 && t < CONFIG_TARGETS ? config_targets[t].name : NULL;
+}
+
+bool config_target_applies(enum config_target t, const char *suffix)
+{
+    if (t < 0 || t >= CONFIG_TARGETS || !suffix)
+        return false;
+    switch (config_targets[t].applies) {
+    case CONFIG_APPLIES_ALL:
+        return true;
+    case CONFIG_APPLIES_TIMEOUT:
+        return strcmp(suffix, "TIMEOUT_MS") == 0;
+    case CONFIG_APPLIES_NONE:
+        return false;
+    }
+    return false;
+}
+
+static const struct config_row *config_row_named(const char *name)
+{
+    for (size_t i = 0; i < CONFIG_ROWS; i++)
+        if (strcmp(config_table[i].name, name) == 0)
+            return &config_table[i];
+    return NULL;
+}
+
+static size_t config_kind_size(enum config_kind kind)
+{
+    switch (kind) {
+    case CONFIG_INT:
+        return sizeof(int);
+    case CONFIG_MS:
+        return sizeof(int64_t);
+    case CONFIG_BYTES:
+        return sizeof(size_t);
+    case CONFIG_DOUBLE:
+        return sizeof(double);
+    default:
+        return 0;
+    }
+}
+
+/* The row of setting k of target t: its global row with the per-dependency name and field.
+   Returns the global row (never NULL: the lists above name rows of the table). */
+static const struct config_row *config_policy_row(enum config_target t, size_t k,
+                                                  struct config_row *ret,
+                                                  char name[static CONFIG_NAME_MAX_BYTES])
+{
+    const struct config_policy_setting *s = &config_policy_settings[k];
+    const struct config_row *global =
+        config_row_named(t == CONFIG_TARGET_LLM ? s->llm_global : s->tool_global);
+
+    snprintf(name, CONFIG_NAME_MAX_BYTES, "%s%s", config_targets[t].prefix, s->suffix);
+    *ret = *global;
+    ret->name = name;
+    ret->default_text = NULL;
+    ret->live = CONFIG_LIVE;
+    ret->offset = CONFIG_FIELD(policy) + (size_t)t * sizeof(struct config_policy) + s->offset;
+    return global;
+}
+
+/* Setting k of target t as a name of its own that does something (not the LLM's row, not one
+   that cannot apply): fills row and name and returns true. */
+static bool config_policy_listed(enum config_target t, size_t k, struct config_row *row,
+                                 char name[static CONFIG_NAME_MAX_BYTES])
+{
+    const struct config_row *global = config_policy_row(t, k, row, name);
+
+    return strcmp(name, global->name) != 0 &&
+           config_target_applies(t, config_policy_settings[k].suffix);
+}
+
+static int config_policy_refuse(enum config_target t, const char *name, char *err, size_t errlen)
+{
+    if (config_targets[t].applies == CONFIG_APPLIES_NONE)
+        return config_fail(err, errlen, -EINVAL,
+                           "%s: %s runs in-process with no upstream; no per-tool setting applies "
+                           "to it",
+                           name, config_targets[t].name);
+    return config_fail(err, errlen, -EINVAL,
+                       "%s: %s makes no upstream call; only %sTIMEOUT_MS applies to it", name,
+                       config_targets[t].name, config_targets[t].prefix);
+}
+
+/* Every policy starts as its globals, then takes the per-dependency variables that are set. */
+static int config_load_policies(struct agentd_config *cfg, config_lookup_fn lookup, void *ctx,
+                                char *err, size_t errlen)
+{
+    for (int t = 0; t < CONFIG_TARGETS; t++) {
+        for (size_t k = 0; k < CONFIG_POLICY_SETTINGS; k++) {
+            char name[CONFIG_NAME_MAX_BYTES];
+            struct config_row row;
+            const struct config_row *global = config_policy_row(t, k, &row, name);
+            const char *value;
+            int r;
+
+            memcpy(config_at(cfg, row.offset), config_at_const(cfg, global->offset),
+                   config_kind_size(global->kind));
+            if (strcmp(name, global->name) == 0)
+                continue; /* the LLM's own row (AGENTD_LLM_TIMEOUT_MS, ...) */
+            value = lookup(name, ctx);
+            if (!value)
+                continue;
+            if (!config_target_applies(t, config_policy_settings[k].suffix))
+                return config_policy_refuse(t, name, err, errlen);
+            r = config_parse_row(&row, value, cfg, err, errlen);
+            if (r < 0)
+                return r;
+        }
+    }
+    return 0;
+}
+
+/* ---- the config file -------------------------------------------------------------------- */
+
+/* A settings file is small; past this many entries it is not one. */
+#define CONFIG_FILE_MAX_ENTRIES 1024
+
+struct config_file_entry {
+    char *name;
+    char *value;
+};
+
+struct config_file {
+    size_t count;
+    struct config_file_entry entries[];
+};
+
+struct config_file *config_file_free(struct config_file *f)
+{
+    if (!f)
+        return NULL;
+    for (size_t i = 0; i < f->count; i++) {
+        /* A file may hold a secret (ANTHROPIC_API_KEY): wipe what it held. */
+        explicit_bzero(f->entries[i].value, strlen(f->entries[i].value));
+        free(f->entries[i].name);
+        free(f->entries[i].value);
+    }
+    free(f);
+    return NULL;
+}
+
+const char *config_file_get(const struct config_file *f, const char *name)
+{
+    for (size_t i = 0; f && i < f->count; i++)
+        if (strcmp(f->entries[i].name, name) == 0)
+            return f->entries[i].value;
+    return NULL;
+}
+
+size_t config_file_count(const struct config_file *f)
+{
+    return f ? f->count : 0;
+}
+
+const char *config_file_name(const struct config_file *f, size_t i)
+{
+    return f && i < f->count ? f->entries[i].name : NULL;
+}
+
+static bool config_is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+static bool config_name_char_ok(char c)
+{
+    return (c >= 'A' && c <= 'Z') || config_is_digit(c) || c == '_';
+}
+
+/* One "NAME=value" line, trimmed, into f (which has room). */
+static int config_file_add(struct config_file *f, const char *what, size_t line_no,
+                           const char *line, size_t len, char *err, size_t errlen)
+{
+    const char *eq = memchr(line, '=', len);
+    size_t name_len, value_start;
+    char shown[CONFIG_ECHO_MAX_BYTES + 4], name[CONFIG_ECHO_MAX_BYTES + 1];
+
+    if (!eq)
+        return config_fail(err, errlen, -EINVAL, "%s: line %zu: expected NAME=value", what,
+                           line_no);
+    name_len = (size_t)(eq - line);
+    while (name_len > 0 && config_is_space(line[name_len - 1]))
+        name_len--;
+    bool ok = name_len > 0 && name_len < CONFIG_NAME_MAX_BYTES;
+    for (size_t i = 0; ok && i < name_len; i++)
+        ok = config_name_char_ok(line[i]);
+    snprintf(name, sizeof(name), "%.*s",
+             (int)(name_len < CONFIG_ECHO_MAX_BYTES ? name_len : CONFIG_ECHO_MAX_BYTES), line);
+    if (!ok) {
+        config_echo(shown, name);
+        return config_fail(err, errlen, -EINVAL,
+                           "%s: line %zu: expected a setting name of 1..%d characters "
+                           "[A-Z0-9_], got '%s'",
+                           what, line_no, CONFIG_NAME_MAX_BYTES - 1, shown);
+    }
+    if (config_file_get(f, name))
+        return config_fail(err, errlen, -EINVAL, "%s: line %zu: %s is set twice", what, line_no,
+                           name);
+    if (f->count == CONFIG_FILE_MAX_ENTRIES)
+        return config_fail(err, errlen, -EINVAL, "%s: more than %d settings", what,
+                           CONFIG_FILE_MAX_ENTRIES);
+    value_start = (size_t)(eq - line) + 1;
+    while (value_start < len && config_is_space(line[value_start]))
+        value_start++;
+    struct config_file_entry *e = &f->entries[f->count];
+    e->name = strndup(line, name_len);
+    e->value = strndup(line + value_start, len - value_start);
+    if (!e->name || !e->value) {
+        free(e->name);
+        free(e->value);
+        return config_fail(err, errlen, -ENOMEM, "out of memory");
+    }
+    f->count++;
+    return 0;
+}
+
+int config_file_parse(const char *what, const char *text, size_t len, struct config_file **ret,
+                      char *err, size_t errlen)
+{
+    struct config_file *f;
+    size_t line_no = 0, pos = 0;
+    int r = 0;
+
+    if (err && errlen > 0)
+        err[0] = '\0';
+    if (len > CONFIG_FILE_MAX_BYTES)
+        return config_fail(err, errlen, -EINVAL, "%s: larger than %d bytes", what,
+                           CONFIG_FILE_MAX_BYTES);
+    if (memchr(text, '\0', len))
+        return config_fail(err, errlen, -EINVAL, "%s: holds a NUL byte (not a text file)", what);
+    f = calloc(1, sizeof(*f) + CONFIG_FILE_MAX_ENTRIES * sizeof(f->entries[0]));
+    if (!f)
+        return config_fail(err, errlen, -ENOMEM, "out of memory");
+    while (pos < len) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - text) : len, start = pos;
+
+        line_no++;
+        pos = end + 1;
+        while (start < end && config_is_space(text[start]))
+            start++;
+        while (end > start && config_is_space(text[end - 1]))
+            end--;
+        if (start == end || text[start] == '#')
+            continue;
+        r = config_file_add(f, what, line_no, text + start, end - start, err, errlen);
+        if (r < 0) {
+            config_file_free(f);
+            return r;
+        }
+    }
+    *ret = f;
+    return 0;
+}
+
+int config_file_read(const char *path, struct config_file **ret, char *err, size_t errlen)
+{
+    char shown[CONFIG_ECHO_MAX_BYTES + 4], errbuf[128];
+    char *buf = malloc(CONFIG_FILE_MAX_BYTES + 1);
+    size_t len = 0;
+    int r;
+
+    if (!buf)
+        return config_fail(err, errlen, -ENOMEM, "out of memory");
+    config_echo(shown, path);
+    r = config_read_small_file(path, buf, CONFIG_FILE_MAX_BYTES + 1, &len);
+    if (r == -EINVAL)
+        r = config_fail(err, errlen, -EINVAL, "AGENTD_CONFIG_FILE: '%s' is not a regular file",
+                        shown);
+    else if (r < 0)
+        r = config_fail(err, errlen, r == -ENOMEM ? -ENOMEM : -EINVAL,
+                        "AGENTD_CONFIG_FILE: cannot read '%s': %s", shown,
+                        strerror_r(-r, errbuf, sizeof(errbuf)));
+    else
+        r = config_file_parse(shown, buf, len, ret, err, errlen);
+    explicit_bzero(buf, len);
+    free(buf);
+    return r;
+}
+
+const char *config_source_lookup(const char *name, void *source)
+{
+    const struct config_source *src = source;
+    const char *v = src->env ? src->env(name, src->env_ctx) : getenv(name);
+
+    return v ? v : config_file_get(src->file, name);
+}
+
+/* ---- names: known, closest, ignored ----------------------------------------------------- */
+
+bool config_name_known(const char *name)
+{
+    char buf[CONFIG_NAME_MAX_BYTES];
+    struct config_row row;
+
+    if (!name)
+        return false;
+    if (config_row_named(name))
+        return true;
+    for (int t = 0; t < CONFIG_TARGETS; t++)
+        for (size_t k = 0; k < CONFIG_POLICY_SETTINGS; k++) {
+            config_policy_row(t, k, &row, buf);
+            if (strcmp(buf, name) == 0)
+                return true;
+        }
+    return false;
+}
+
+/* Levenshtein distance, case-insensitive, over the first CONFIG_NAME_MAX_BYTES bytes. */
+static size_t config_edit_distance(const char *a, const char *b)
+{
+    size_t la = strnlen(a, CONFIG_NAME_MAX_BYTES), lb = strnlen(b, CONFIG_NAME_MAX_BYTES);
+    size_t prev[CONFIG_NAME_MAX_BYTES + 1], cur[CONFIG_NAME_MAX_BYTES + 1];
+
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cost = toupper((unsigned char)a[i - 1]) != toupper((unsigned char)b[j - 1]);
+            size_t best = prev[j - 1] + cost;
+            best = prev[j] + 1 < best ? prev[j] + 1 : best;
+            best = cur[j - 1] + 1 < best ? cur[j - 1] + 1 : best;
+            cur[j] = best;
+        }
+        memcpy(prev, cur, (lb + 1) * sizeof(prev[0]));
+    }
+    return prev[lb];
+}
+
+void config_unknown_message(const char *name, char *buf, size_t len)
+{
+    char shown[CONFIG_ECHO_MAX_BYTES + 4], cand[CONFIG_NAME_MAX_BYTES];
+    char best[CONFIG_NAME_MAX_BYTES] = "";
+    size_t best_d = SIZE_MAX;
+    struct config_row row;
+
+    for (size_t i = 0; i < CONFIG_ROWS; i++) {
+        size_t d = config_edit_distance(name, config_table[i].name);
+        if (d < best_d) {
+            best_d = d;
+            snprintf(best, sizeof(best), "%s", config_table[i].name);
+        }
+    }
+    /* Only names that do something are suggested. */
+    for (int t = 0; t < CONFIG_TARGETS; t++)
+        for (size_t k = 0; k < CONFIG_POLICY_SETTINGS; k++) {
+            config_policy_row(t, k, &row, cand);
+            if (!config_target_applies(t, config_policy_settings[k].suffix))
+                continue;
+            size_t d = config_edit_distance(name, cand);
+            if (d < best_d) {
+                best_d = d;
+                snprintf(best, sizeof(best), "%s", cand);
+            }
+        }
+    config_echo(shown, name);
+    snprintf(buf, len, "%s: unknown setting; did you mean %s?", shown, best);
+}
+
+static bool config_has_suffix(const char *s, const char *suffix)
+{
+    size_t ls = strlen(s), lx = strlen(suffix);
+    return ls >= lx && strcmp(s + ls - lx, suffix) == 0;
+}
+
+bool config_env_ignored(const char *name)
+{
+    /* Kubernetes service links: <SVC>_SERVICE_HOST, <SVC>_SERVICE_PORT[_<NAME>], <SVC>_PORT,
+       <SVC>_PORT_<n>_<PROTO>[_PROTO|_PORT|_ADDR]. */
+    const char *p;
+
+    if (strstr(name, "_SERVICE_HOST") || strstr(name, "_SERVICE_PORT") ||
+        config_has_suffix(name, "_PORT"))
+        return true;
+    p = strstr(name, "_PORT_");
+    if (!p || !config_is_digit(p[6]))
+        return false;
+    p += 6;
+    while (config_is_digit(*p))
+        p++;
+    return strncmp(p, "_TCP", 4) == 0 || strncmp(p, "_UDP", 4) == 0 || strncmp(p, "_SCTP", 5) == 0;
+}
+
+/* ---- what changed ----------------------------------------------------------------------- */
+
+static bool config_str_equal(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool config_row_equal(const struct config_row *row, const struct agentd_config *a,
+                             const struct agentd_config *b)
+{
+    const void *fa = config_at_const(a, row->offset), *fb = config_at_const(b, row->offset);
+    const char *const *sa = fa, *const *sb = fb;
+
+    switch (row->kind) {
+    case CONFIG_INT:
+    case CONFIG_MS:
+    case CONFIG_BYTES:
+    case CONFIG_DOUBLE:
+        return memcmp(fa, fb, config_kind_size(row->kind)) == 0;
+    case CONFIG_HOST_PORT:
+        return config_str_equal(*sa, *sb) && *(const int *)config_at_const(a, row->aux_offset) ==
+                                                 *(const int *)config_at_const(b, row->aux_offset);
+    case CONFIG_KEY_FILE:
+        /* The key it holds counts too: a rotated key is a change. */
+        if (!config_str_equal(*(char *const *)config_at_const(a, row->aux_offset),
+                              *(char *const *)config_at_const(b, row->aux_offset)))
+            return false;
+        return config_str_equal(*sa, *sb);
+    default:
+        return config_str_equal(*sa, *sb);
+    }
+}
+
+size_t config_diff(const struct agentd_config *a, const struct agentd_config *b, config_diff_fn fn,
+                   void *arg)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < CONFIG_ROWS; i++) {
+        if (config_row_equal(&config_table[i], a, b))
+            continue;
+        n++;
+        if (fn)
+            fn(config_table[i].name, config_table[i].live, arg);
+    }
+    for (int t = 0; t < CONFIG_TARGETS; t++)
+        for (size_t k = 0; k < CONFIG_POLICY_SETTINGS; k++) {
+            char name[CONFIG_NAME_MAX_BYTES];
+            struct config_row row;
+
+            if (!config_policy_listed(t, k, &row, name) || config_row_equal(&row, a, b))
+                continue;
+            n++;
+            if (fn)
+                fn(name, true, arg);
+        }
+    return n;
+}
+
 static const char *config_getenv(const char *name, void *ctx)
 {
     (void)ctx;
@@ -768,6 +1285,9 @@ int config_load(struct agentd_config *ret, config_lookup_fn lookup, void *ctx, c
             goto fail;
     }
     r = config_resolve_workers(&tmp);
+    if (r < 0)
+        goto fail;
+    r = config_load_policies(&tmp, lookup, ctx, err, errlen);
     if (r < 0)
         goto fail;
     *ret = tmp;
@@ -877,10 +1397,56 @@ static void config_print_wrapped(FILE *out, const char *text, size_t indent)
     fputc('\n', out);
 }
 
+/* The per-dependency names, once each as a pattern (rows of the help table). */
+static void config_print_help_patterns(FILE *out, size_t name_w, size_t default_w)
+{
+    char text[1024], llm[256] = "", all[256] = "", tools[128] = "", partial[256] = "";
+    size_t k;
+
+    for (k = 0; k < CONFIG_POLICY_SETTINGS; k++) {
+        const struct config_policy_setting *ps = &config_policy_settings[k];
+        size_t used = strlen(all);
+        snprintf(all + used, sizeof(all) - used, "%s%s", k ? ", " : "", ps->suffix);
+        if (strncmp(ps->llm_global, "AGENTD_LLM_", 11) != 0) {
+            used = strlen(llm);
+            snprintf(llm + used, sizeof(llm) - used, "%s%s", llm[0] ? ", " : "", ps->suffix);
+        }
+    }
+    for (int t = CONFIG_TARGET_LLM + 1; t < CONFIG_TARGETS; t++) {
+        size_t used = strlen(tools);
+        snprintf(tools + used, sizeof(tools) - used, "%s%s", used ? ", " : "",
+                 config_targets[t].upper);
+        used = strlen(partial);
+        if (config_targets[t].applies == CONFIG_APPLIES_TIMEOUT)
+            snprintf(partial + used, sizeof(partial) - used, " %s takes TIMEOUT_MS only.",
+                     config_targets[t].upper);
+        else if (config_targets[t].applies == CONFIG_APPLIES_NONE)
+            snprintf(partial + used, sizeof(partial) - used, " %s takes none.",
+                     config_targets[t].upper);
+    }
+    fprintf(out, "%*s%-*s%*s%-*s%*s%s\n", CONFIG_HELP_INDENT, "", (int)name_w,
+            "AGENTD_LLM_<SETTING>", CONFIG_HELP_GAP, "", (int)default_w, "(global)",
+            CONFIG_HELP_GAP, "", "as the global");
+    snprintf(text, sizeof(text),
+             "the LLM API's own policy, <SETTING> one of %s (its TIMEOUT_MS, RATE and BURST are "
+             "the rows above); defaults to the global AGENTD_<SETTING> (reloads live)",
+             llm);
+    config_print_wrapped(out, text, CONFIG_HELP_MEANING_AT);
+    fprintf(out, "%*s%-*s%*s%-*s%*s%s\n", CONFIG_HELP_INDENT, "", (int)name_w,
+            "AGENTD_TOOL_<TOOL>_<SETTING>", CONFIG_HELP_GAP, "", (int)default_w, "(global)",
+            CONFIG_HELP_GAP, "", "as the global");
+    snprintf(text, sizeof(text),
+             "one tool's policy, <TOOL> one of %s, <SETTING> one of %s; defaults to the global "
+             "AGENTD_TOOL_TIMEOUT_MS, AGENTD_RETRY_*, AGENTD_BREAKER_*, AGENTD_TOOL_RATE, "
+             "AGENTD_TOOL_BURST (reloads live).%s",
+             tools, all, partial);
+    config_print_wrapped(out, text, CONFIG_HELP_MEANING_AT);
+}
+
 void config_print_help(FILE *out)
 {
     size_t name_w = strlen("VARIABLE"), range_w = strlen("RANGE/UNIT"), default_w = 0;
-    char range[128], def[128];
+    char range[128], def[128], meaning[1024];
 
     if (!out)
         return;
@@ -894,12 +1460,13 @@ void config_print_help(FILE *out)
     if (default_w >= sizeof(def))
         default_w = sizeof(def) - 1;
 
-    fputs("usage: agentd [--help|--version|--check-config]\n"
+    fputs("usage: agentd [--help|--version|--check-config [FILE]]\n"
           "  --help          print this help and exit\n"
           "  --version       print the version and exit\n"
-          "  --check-config  validate the settings, print the effective configuration, exit\n"
+          "  --check-config  validate the settings (with FILE as AGENTD_CONFIG_FILE), print the\n"
+          "                  effective configuration, exit (2 on an error or an unknown setting)\n"
           "\n"
-          "Settings are read from the environment:\n\n",
+          "Settings are read from the environment, then from AGENTD_CONFIG_FILE:\n\n",
           out);
     fprintf(out, "%*s%-*s%*s%-*s%*s%s\n", CONFIG_HELP_INDENT, "", (int)name_w, "VARIABLE",
             CONFIG_HELP_GAP, "", (int)default_w, "DEFAULT", CONFIG_HELP_GAP, "", "RANGE/UNIT");
@@ -910,8 +1477,11 @@ void config_print_help(FILE *out)
         config_format_default(row, def, sizeof(def), default_w);
         fprintf(out, "%*s%-*s%*s%-*s%*s%s\n", CONFIG_HELP_INDENT, "", (int)name_w, row->name,
                 CONFIG_HELP_GAP, "", (int)default_w, def, CONFIG_HELP_GAP, "", range);
-        config_print_wrapped(out, row->meaning, CONFIG_HELP_MEANING_AT);
+        snprintf(meaning, sizeof(meaning), "%s%s", row->meaning,
+                 row->live ? " (reloads live)" : "");
+        config_print_wrapped(out, meaning, CONFIG_HELP_MEANING_AT);
     }
+    config_print_help_patterns(out, name_w, default_w);
 }
 
 /* Keeps the printout one line per variable whatever the value holds. */
@@ -937,9 +1507,32 @@ static void config_print_escaped(FILE *out, const char *s)
         fprintf(out, "... (%zu bytes)", len);
 }
 
+static void config_print_number(FILE *out, enum config_kind kind, const void *field)
+{
+    char num[32];
+
+    switch (kind) {
+    case CONFIG_INT:
+        fprintf(out, "%d", *(const int *)field);
+        break;
+    case CONFIG_MS:
+        fprintf(out, "%lld", (long long)*(const int64_t *)field);
+        break;
+    case CONFIG_BYTES:
+        fprintf(out, "%zu", *(const size_t *)field);
+        break;
+    case CONFIG_DOUBLE:
+        config_format_double(num, sizeof(num), *(const double *)field);
+        fputs(num, out);
+        break;
+    default:
+        break;
+    }
+}
+
 void config_print_effective(const struct agentd_config *cfg, FILE *out)
 {
-    char num[32], url[CONFIG_URL_MAX_BYTES + URL_REDACT_EXTRA_BYTES + 1];
+    char url[CONFIG_URL_MAX_BYTES + URL_REDACT_EXTRA_BYTES + 1];
 
     if (!cfg || !out)
         return;
@@ -951,17 +1544,10 @@ void config_print_effective(const struct agentd_config *cfg, FILE *out)
         fprintf(out, "%s=", row->name);
         switch (row->kind) {
         case CONFIG_INT:
-            fprintf(out, "%d", *(const int *)field);
-            break;
         case CONFIG_MS:
-            fprintf(out, "%lld", (long long)*(const int64_t *)field);
-            break;
         case CONFIG_BYTES:
-            fprintf(out, "%zu", *(const size_t *)field);
-            break;
         case CONFIG_DOUBLE:
-            config_format_double(num, sizeof(num), *(const double *)field);
-            fputs(num, out);
+            config_print_number(out, row->kind, field);
             break;
         case CONFIG_SECRET:
             fputs(*(char *const *)field ? "(set)" : "(unset)", out);
@@ -987,4 +1573,15 @@ void config_print_effective(const struct agentd_config *cfg, FILE *out)
         }
         fputc('\n', out);
     }
+    for (int t = 0; t < CONFIG_TARGETS; t++)
+        for (size_t k = 0; k < CONFIG_POLICY_SETTINGS; k++) {
+            char name[CONFIG_NAME_MAX_BYTES];
+            struct config_row row;
+
+            if (!config_policy_listed(t, k, &row, name))
+                continue;
+            fprintf(out, "%s=", name);
+            config_print_number(out, row.kind, config_at_const(cfg, row.offset));
+            fputc('\n', out);
+        }
 }

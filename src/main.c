@@ -25,6 +25,7 @@
 #include "agentd/notes.h"
 #include "agentd/probe.h"
 #include "agentd/redis.h"
+#include "agentd/reload.h"
 #include "agentd/run.h"
 #include "agentd/server.h"
 #include "agentd/url.h"
@@ -53,7 +54,7 @@ static void usage(FILE *out)
 }
 
 /* Every thread inherits a mask that blocks the signals main handles; main waits for them: the
-   stop signals, and SIGHUP (re-read the tokens file). */
+   stop signals, and SIGHUP (re-read the config file and the tokens file). */
 static void block_main_signals(sigset_t *set)
 {
     sigemptyset(set);
@@ -155,12 +156,14 @@ static void tokens_check(struct tokens_file *tf, int64_t now)
         tokens_reload(tf, "file changed");
 }
 
-static void on_sighup(struct tokens_file *tf)
+static void on_sighup(struct tokens_file *tf, struct reload *rl)
 {
     if (tf->path)
         tokens_reload(tf, "SIGHUP");
-    else
-        log_info("SIGHUP ignored: no AGENTD_AUTH_TOKENS_FILE to reload");
+    if (reload_has_file(rl))
+        reload_now(rl, "SIGHUP");
+    if (!tf->path && !reload_has_file(rl))
+        log_info("SIGHUP ignored: no AGENTD_CONFIG_FILE or AGENTD_AUTH_TOKENS_FILE to reload");
 }
 
 /* The shared-state mode into logs, readiness and metrics. */
@@ -175,11 +178,11 @@ static void report_redis(struct app *app)
     metrics_redis_mode(shared ? 1 : 2, redis_pool_replicas(app->redis));
 }
 
-/* Serves until a stop signal, expiring idle conversations on the way, re-reading the tokens file
-   when asked or changed, and giving memory back to the system once a burst is over: glibc keeps
-   freed heap (per-thread arenas) mapped, so without a trim a pod's RSS would stay at its peak long
-   after the load has gone. */
-static int serve(struct app *app, struct tokens_file *tf, const sigset_t *set)
+/* Serves until a stop signal, expiring idle conversations on the way, re-reading the config and
+   tokens files when asked or changed, and giving memory back to the system once a burst is over:
+   glibc keeps freed heap (per-thread arenas) mapped, so without a trim a pod's RSS would stay at
+   its peak long after the load has gone. */
+static int serve(struct app *app, struct tokens_file *tf, struct reload *rl, const sigset_t *set)
 {
     uint_fast64_t runs_at_trim = atomic_load(&app->run_seq);
     int64_t trimmed_at = clock_now_ms();
@@ -187,11 +190,12 @@ static int serve(struct app *app, struct tokens_file *tf, const sigset_t *set)
     for (;;) {
         int sig = wait_signal(set, MAIN_TICK_MS);
         if (sig == SIGHUP)
-            on_sighup(tf);
+            on_sighup(tf, rl);
         else if (sig)
             return sig;
         int64_t now = clock_now_ms();
         tokens_check(tf, now);
+        reload_check(rl, now);
         report_redis(app);
         if (app->convs)
             conv_store_sweep(app->convs, now);
@@ -321,9 +325,22 @@ static void on_ready_change(const struct health_transition *t, void *arg)
            LF_S("reason", t->reason));
 }
 
+static void warn_unknown(const char *message, void *arg)
+{
+    (void)arg;
+    log_warn(message);
+}
+
+static void print_unknown(const char *message, void *arg)
+{
+    (void)arg;
+    fprintf(stderr, "agentd: %s\n", message);
+}
+
 int main(int argc, char **argv)
 {
     bool check_only = false;
+    const char *check_file = NULL;
     if (argc > 1 && strcmp(argv[1], "probe") == 0)
         return probe_main(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
@@ -335,6 +352,8 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "--check-config") == 0) {
             check_only = true;
+            if (i + 1 < argc && argv[i + 1][0] != '-')
+                check_file = argv[++i];
         } else {
             fprintf(stderr, "agentd: unknown argument '%s'\n\n", argv[i]);
             usage(stderr);
@@ -343,25 +362,35 @@ int main(int argc, char **argv)
     }
 
     struct agentd_config cfg;
+    struct config_file *cfg_file = NULL;
     char err[512];
     metrics_init(AGENTD_VERSION);
-    if (config_load(&cfg, NULL, NULL, err, sizeof(err)) < 0) {
+    const char *cfg_path = check_file ? check_file : getenv("AGENTD_CONFIG_FILE");
+    if (reload_load(cfg_path, &cfg, &cfg_file, err, sizeof(err)) < 0) {
         fprintf(stderr, "agentd: invalid configuration: %s\n", err);
         return EXIT_BAD_CONFIG;
     }
+
     struct tokens_file tokens = {.path = cfg.auth_tokens_file};
     int r = load_auth(&cfg, &tokens.auth, &tokens.stamp, err, sizeof(err));
     if (r < 0) {
         fprintf(stderr, "agentd: invalid configuration: %s\n", err);
+        config_file_free(cfg_file);
         config_free(&cfg);
         return r == -EINVAL ? EXIT_BAD_CONFIG : EXIT_FAILURE;
     }
     if (setup_logging(&cfg) < 0) {
         tokens.auth = auth_free(tokens.auth);
+        config_file_free(cfg_file);
         config_free(&cfg);
         return EXIT_BAD_CONFIG;
     }
     warn_unsafe_settings(&cfg, auth_count(tokens.auth));
+    /* A typo warns and starts (a rolling update must not stop on a stray variable), but
+       --check-config fails on it, so CI catches it before it ships. */
+    size_t unknown =
+        reload_report_unknown(cfg_file, true, check_only ? print_unknown : warn_unknown, NULL);
+    cfg_file = config_file_free(cfg_file);
     /* Before any curl handle exists (app_init creates the workers' multi handles). */
     curl_global_init(CURL_GLOBAL_DEFAULT);
     struct app app;
@@ -376,12 +405,16 @@ int main(int argc, char **argv)
     }
     if (check_only) {
         config_print_effective(&cfg, stdout);
-        printf("configuration ok\n");
+        if (unknown == 0)
+            printf("configuration ok\n");
+        else
+            fprintf(stderr, "agentd: %zu unknown setting%s (see above)\n", unknown,
+                    unknown == 1 ? "" : "s");
         app_fini(&app);
         curl_global_cleanup();
         tokens.auth = auth_free(tokens.auth);
         config_free(&cfg);
-        return 0;
+        return unknown == 0 ? 0 : EXIT_BAD_CONFIG;
     }
 
     sigset_t signals;
@@ -427,7 +460,13 @@ int main(int argc, char **argv)
              LF_B("web_search", cfg.search_url && cfg.search_url[0]),
              LF_I("auth_tokens", (int64_t)auth_count(tokens.auth)));
 
-    int sig = serve(&app, &tokens, &signals);
+    struct reload *rl = reload_new(&app, &cfg, cfg_path);
+    if (!rl) {
+        log_error("cannot start", LF_S("reason", "out of memory"));
+        return EXIT_FAILURE;
+    }
+    int sig = serve(&app, &tokens, rl, &signals);
+    rl = reload_free(rl);
     log_info("shutdown: stop signal", LF_I("signal", sig),
              LF_I("in_flight", (int64_t)server_suspended_count(srv)));
     if (!shut_down(&app, srv, &signals)) {

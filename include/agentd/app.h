@@ -32,13 +32,16 @@ struct idem_store;
 struct notes_usage;
 
 struct app {
-    struct agentd_config cfg;
+    struct agentd_config cfg; /* as at start; what a reload changes is in the fields below */
     struct dependency *deps[DEP__COUNT];
-    enum tool_criticality criticality[TOOL__COUNT];
-    json_t *tools_json;            /* the `tools` array sent to the model */
-    struct llm_params llm_params;  /* what every LLM request carries besides the messages */
-    char *llm_prefix;              /* request body up to "messages", serialised once */
-    struct tool_exec_env tool_env; /* what tool calls borrow (complete after app_start) */
+    /* Live settings (app_reconfigure): read with atomic_load by the workers, per call. */
+    atomic_int criticality[TOOL__COUNT]; /* enum tool_criticality */
+    _Atomic int64_t llm_timeout_ms;      /* one LLM attempt */
+    _Atomic int64_t max_run_tokens;      /* AGENTD_MAX_RUN_TOKENS, 0 = off */
+    json_t *tools_json;                  /* the `tools` array sent to the model */
+    struct llm_params llm_params;        /* what every LLM request carries besides the messages */
+    char *llm_prefix;                    /* request body up to "messages", serialised once */
+    struct tool_exec_env tool_env;       /* what tool calls borrow (complete after app_start) */
     struct conv_store *convs;
     struct health *health;           /* readiness checker; NULL until started */
     struct spend *spend;             /* token/cost budget over a sliding hour */
@@ -69,6 +72,18 @@ int app_start(struct app *app, char *err, size_t errlen);
 void app_stop_threads(struct app *app);
 /* Stops threads if still running and frees everything. */
 void app_fini(struct app *app);
+/*
+ * A reload: applies cfg's live settings (per-dependency timeouts, retry, breaker and limiter
+ * settings, tool criticality, budgets) to calls and runs from now on; nothing in flight is
+ * dropped. Everything else in cfg is ignored (main reports it as needing a restart). Checks
+ * first: -EINVAL (message in err) or -ENOMEM leaves every setting as it was. Any thread, one at
+ * a time.
+ */
+int app_reconfigure(struct app *app, const struct agentd_config *cfg, char *err, size_t errlen);
+/* The per-dependency settings in force, as {"anthropic": {"timeout_ms": ..., "retry_max": ...,
+   ...}, "calculator": {}, "save_note": {"timeout_ms": ...}, ...} (new reference, NULL on
+   ENOMEM). Any thread. */
+json_t *app_policies_json(struct app *app);
 /* Round-robin worker choice. */
 struct worker *app_pick_worker(struct app *app);
 /* Logs a change of the Redis mode (shared <-> degraded) since the last call (any thread). */

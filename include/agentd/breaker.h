@@ -124,4 +124,9 @@ uint64_t breaker_transitions_dropped(struct breaker *b);
 /* The name given to breaker_new(); valid until breaker_free(). Needs no lock (immutable). */
 const char *breaker_dependency(const struct breaker *b);
 
+/* A reload: cfg applies from the next call on (clamped as at breaker_new), except `window`, which
+   keeps the size the breaker was made with. The state, the window's outcomes and an open
+   circuit's end stay as they are. Any thread. */
+void breaker_set_config(struct breaker *b, const struct breaker_config *cfg);
+
 #endif

@@ -81,6 +81,7 @@ struct call {
     char hdr_retry_after_ms[CALL_HDR_VALUE_MAX];
     char hdr_should_retry[16];
     int64_t attempt_started_ms;
+    int64_t started_ms; /* call_start's monotonic time: the operation's duration */
 };
 
 /* Prepares c (zeroes it). */

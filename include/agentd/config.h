@@ -9,9 +9,11 @@
  * keeps one) shares those strings: exactly one copy is freed, last.
  *
  * Threads: config_load() reads the environment (getenv by default) and the
- * key file, so it runs on the main thread before any other thread starts;
- * the loaded struct is read-only afterwards and may then be read from any
- * thread. The print functions write to `out` only.
+ * key file, so it runs on the main thread (at start, and again for each
+ * reload of AGENTD_CONFIG_FILE; nothing in agentd changes the environment);
+ * a loaded struct is read-only afterwards and may then be read from any
+ * thread. The other functions touch only their arguments (the file ones read
+ * the file they are given). The print functions write to `out` only.
  *
  * Value rules (shared by every variable of a kind):
  *  - integers: decimal, whole string, no sign other than '-', no spaces, within
@@ -29,12 +31,41 @@
 #ifndef AGENTD_CONFIG_H
 #define AGENTD_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
 /* The longest URL a setting may hold. */
 #define CONFIG_URL_MAX_BYTES 2048
+/* The longest setting name, per-dependency names included. */
+#define CONFIG_NAME_MAX_BYTES 64
+
+/*
+ * Per-dependency policies. Each target has one struct config_policy, filled from
+ * AGENTD_TOOL_<TOOL>_<SETTING> (AGENTD_LLM_<SETTING> for the LLM API), each setting defaulting
+ * to its global twin (AGENTD_TOOL_TIMEOUT_MS / AGENTD_LLM_TIMEOUT_MS, AGENTD_RETRY_MAX, ...).
+ * The tools are in enum tool_id order (vocab.h), after the LLM.
+ */
+enum config_target {
+    CONFIG_TARGET_LLM = 0,
+    CONFIG_TARGET_CALCULATOR,  /* in-process: no setting applies */
+    CONFIG_TARGET_SAVE_NOTE,   /* I/O pool: TIMEOUT_MS only */
+    CONFIG_TARGET_WEB_SEARCH,  /* HTTP: every setting */
+    CONFIG_TARGET_GET_WEATHER, /* HTTP: every setting */
+    CONFIG_TARGETS,
+};
+
+struct config_policy {
+    int64_t timeout_ms;         /* _TIMEOUT_MS: one attempt (LLM) / one tool call (tools) */
+    int retry_max;              /* _RETRY_MAX */
+    int64_t retry_initial_ms;   /* _RETRY_INITIAL_MS */
+    int64_t retry_max_delay_ms; /* _RETRY_MAX_DELAY_MS */
+    int breaker_failures;       /* _BREAKER_FAILURES */
+    int64_t breaker_open_ms;    /* _BREAKER_OPEN_MS */
+    double rate;                /* _RATE, attempts/s */
+    double burst;               /* _BURST, attempts */
+};
 
 struct agentd_config {
     /* server */
@@ -141,6 +172,11 @@ struct agentd_config {
     /* logging */
     char *log_format; /* AGENTD_LOG_FORMAT json|text */
     char *log_level;  /* AGENTD_LOG_LEVEL debug|info|warn|error */
+
+    char *config_file; /* AGENTD_CONFIG_FILE path, NULL when unset */
+
+    /* effective per-dependency policies (globals where no override is set) */
+    struct config_policy policy[CONFIG_TARGETS];
 };
 
 /* Returns the value of environment variable `name`, or NULL when unset. */
@@ -172,5 +208,62 @@ void config_print_help(FILE *out);
  * escaped; text longer than 256 bytes cut with its length noted). NULL cfg
  * prints nothing. */
 void config_print_effective(const struct agentd_config *cfg, FILE *out);
+
+/* "anthropic", "calculator", "save_note", "web_search", "get_weather"; NULL outside the enum. */
+const char *config_target_name(enum config_target t);
+/* Whether a per-dependency setting of target t has any effect (calculator: none, save_note:
+   TIMEOUT_MS only); suffix as in AGENTD_TOOL_<TOOL>_<SUFFIX>. */
+bool config_target_applies(enum config_target t, const char *suffix);
+
+/*
+ * The config file (AGENTD_CONFIG_FILE): NAME=value lines, '#' comments and blank lines; spaces
+ * around the line are ignored, the value is the rest of the line after the first '=' (no quotes,
+ * no escapes). A name set twice, a line without '=', a name that is not [A-Z0-9_]+, a file over
+ * CONFIG_FILE_MAX_BYTES or not regular are errors. The parsed file is immutable and owns its
+ * strings; reading does no other I/O and never logs.
+ */
+#define CONFIG_FILE_MAX_BYTES (1024 * 1024)
+struct config_file;
+/* 0 and *ret (free with config_file_free); -EINVAL / -errno with a message naming the path and
+   the line in err; -ENOMEM. */
+int config_file_read(const char *path, struct config_file **ret, char *err, size_t errlen);
+/* Parses text (len bytes) as above; `what` names it in messages. */
+int config_file_parse(const char *what, const char *text, size_t len, struct config_file **ret,
+                      char *err, size_t errlen);
+struct config_file *config_file_free(struct config_file *f);
+/* The value of name in f, NULL when absent (or f is NULL). */
+const char *config_file_get(const struct config_file *f, const char *name);
+size_t config_file_count(const struct config_file *f);
+/* The i-th name of f, in file order. */
+const char *config_file_name(const struct config_file *f, size_t i);
+
+/* A lookup for config_load(): `env` first (NULL = getenv), then the file (may be NULL). The
+   environment wins for a name set in both, at start and on every reload. */
+struct config_source {
+    config_lookup_fn env;
+    void *env_ctx;
+    const struct config_file *file;
+};
+const char *config_source_lookup(const char *name, void *source);
+
+/*
+ * No silent typos. config_name_known() is true for every table row and every per-dependency
+ * name (AGENTD_LLM_<SETTING>, AGENTD_TOOL_<TOOL>_<SETTING>). config_unknown_message() writes
+ * "NAME: unknown setting; did you mean CLOSEST?" (the known name at the least edit distance,
+ * case-insensitive) into buf. config_env_ignored() is true for the AGENTD_* names Kubernetes
+ * service links inject (AGENTD_SERVICE_HOST, AGENTD_PORT_8080_TCP, ...).
+ */
+bool config_name_known(const char *name);
+void config_unknown_message(const char *name, char *buf, size_t len);
+bool config_env_ignored(const char *name);
+
+/*
+ * What a reload changes: fn(name, live, arg) for every setting whose value differs between a
+ * and b, in table order then per-dependency; live = the daemon applies it without a restart
+ * (the "(reloads live)" rows of --help, and every per-dependency setting). Returns the count.
+ */
+typedef void (*config_diff_fn)(const char *name, bool live, void *arg);
+size_t config_diff(const struct agentd_config *a, const struct agentd_config *b, config_diff_fn fn,
+                   void *arg);
 
 #endif

@@ -4,10 +4,13 @@
  * retry budget and retry settings, and the reporting of its breaker
  * transitions as log lines and metrics.
  *
- * Built once by app_init() and shared by every worker. The settings never
- * change after dependency_new(); the breaker, bucket and budget carry their
- * own locks, so every function here is safe from any thread. Calls hold a
- * pointer to their dependency (borrowed: the dependency outlives them).
+ * Built once by app_init() and shared by every worker. A reload changes the
+ * retry, breaker and limiter settings with dependency_reconfigure(); the
+ * retry budget's settings never change after dependency_new(). The breaker,
+ * bucket and budget carry their own locks and the retry settings are
+ * immutable versions swapped atomically, so every function here is safe from
+ * any thread. Calls hold a pointer to their dependency (borrowed: the
+ * dependency outlives them).
  */
 #ifndef AGENTD_DEPENDENCY_H
 #define AGENTD_DEPENDENCY_H
@@ -41,7 +44,28 @@ struct dependency *dependency_free(struct dependency *d);
 enum dep_id dependency_id(const struct dependency *d);
 /* "anthropic", "web_search", "weather" (static). */
 const char *dependency_name(const struct dependency *d);
+/* The retry settings in force (borrowed, valid for the dependency's lifetime and never changed:
+   a reload publishes a new version, so a call may keep the one it read). */
 const struct call_policy *dependency_retry_policy(const struct dependency *d);
+/*
+ * A reload, in two steps so that several dependencies change all together or not at all:
+ * dependency_prepare() allocates what cfg needs (0, or -ENOMEM with nothing allocated) and
+ * changes nothing; dependency_commit() applies cfg's breaker, limiter (rate, burst; divided by
+ * the replicas as before) and retry settings to calls from now on, cannot fail, and consumes the
+ * change; dependency_change_discard() drops a prepared change instead. cfg's id and retry-budget
+ * fields are ignored. Any thread; prepare and commit of one dependency from one thread at a time.
+ */
+struct retry_version;
+struct dependency_change {
+    struct dependency_config cfg;
+    struct retry_version *version; /* owned until committed or discarded; NULL = retry unchanged */
+};
+int dependency_prepare(struct dependency *d, const struct dependency_config *cfg,
+                       struct dependency_change *ret);
+void dependency_commit(struct dependency *d, struct dependency_change *ch, int64_t now_ms);
+void dependency_change_discard(struct dependency_change *ch);
+/* The settings in force (any thread). */
+void dependency_current_config(struct dependency *d, struct dependency_config *ret);
 /* The shared objects the call policy consults (borrowed for the dependency's lifetime). */
 struct call_guards dependency_guards(struct dependency *d);
 

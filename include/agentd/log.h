@@ -70,6 +70,8 @@ struct log_field {
 void log_setup(enum log_level min_level, enum log_format format, int fd);
 /* "debug", "info", "warn", "error" (any case) -> 0 and *ret; else -EINVAL. s must not be NULL. */
 int log_parse_level(const char *s, enum log_level *ret);
+/* A reload: the least severe level logged from now on (any thread, any time). */
+void log_set_level(enum log_level min_level);
 int log_enabled(enum log_level level);
 
 /* Writes one line; a NULL string value is written as null (JSON) / "-" (text). */

@@ -16,6 +16,12 @@
  * never a bucket above +Inf (_count is the sum of the buckets read).
  * metrics_init() is the exception: it resets the registry without atomics.
  *
+ * Two families follow the OpenTelemetry GenAI semantic conventions in their
+ * Prometheus form (gen_ai.client.token.usage -> gen_ai_client_token_usage,
+ * gen_ai.client.operation.duration -> gen_ai_client_operation_duration_seconds),
+ * with the conventions' attribute names as labels and their advisory bucket
+ * boundaries.
+ *
  * Series of small fixed label sets are always exported, zeros included, so
  * rate() works from the first scrape. The two cross-product families
  * (agentd_http_requests_total, agentd_llm_attempts_total) export only the
@@ -156,10 +162,30 @@ void metrics_tool_call(enum tool_id tool, enum tool_result_kind outcome, double 
 /* An optional tool's system failure handed to the model as "unavailable". */
 void metrics_degraded_tool_result(enum tool_id tool);
 
-/* Usage reported by one LLM answer; negative values are ignored. */
+/* Usage reported by one LLM answer; negative values are ignored. Adds to
+   agentd_llm_tokens_total and observes each direction once in the GenAI
+   histogram gen_ai_client_token_usage{gen_ai_token_type}. */
 void metrics_llm_tokens(int64_t input_tokens, int64_t output_tokens);
+
+/* How one LLM call (a GenAI "chat" operation, its retries and waits included) ended: the
+   error_type label of gen_ai_client_operation_duration_seconds (absent for OK). */
+enum metrics_gen_ai_outcome {
+    METRICS_GEN_AI_OK,                /* no error_type label */
+    METRICS_GEN_AI_PERMANENT_ERROR,   /* "permanent_error": a status not retried (4xx) */
+    METRICS_GEN_AI_RETRIES_EXHAUSTED, /* "retries_exhausted" */
+    METRICS_GEN_AI_CIRCUIT_OPEN,      /* "circuit_open" */
+    METRICS_GEN_AI_RATE_LIMITED,      /* "rate_limited": no limiter token in time */
+    METRICS_GEN_AI_DEADLINE,          /* "deadline" */
+    METRICS_GEN_AI__COUNT,
+};
+/* One finished LLM call: gen_ai_client_operation_duration_seconds{gen_ai_operation_name="chat",
+   gen_ai_provider_name="anthropic"[,error_type]}. Out-of-range outcomes are dropped. */
+void metrics_gen_ai_operation(enum metrics_gen_ai_outcome outcome, double seconds);
 /* Adds to agentd_llm_cost_usd_total (kept in nano-USD; negative/NaN ignored). */
 void metrics_llm_cost_usd(double usd);
+/* The configured hourly budgets, agentd_budget_limit_per_hour{kind} (USD and tokens per
+   sliding hour; 0 = off; negative/NaN read as 0), so dashboards can draw spend against them. */
+void metrics_budget_limits(double usd_per_hour, int64_t tokens_per_hour);
 /* A drained budget transition: sets agentd_budget_exhausted{kind} and counts it. */
 void metrics_budget_transition(enum metrics_budget_kind kind, bool exhausted);
 
@@ -175,6 +201,8 @@ enum metrics_redis_result {
 void metrics_redis_command(enum metrics_redis_result result, double seconds);
 /* A Redis link (re)connected. */
 void metrics_redis_reconnect(void);
+/* A reload of the config file: applied, or refused as invalid. */
+void metrics_config_reload(bool applied);
 /* The shared-state mode: 0 off (no AGENTD_REDIS_URL), 1 shared, 2 degraded; and the replicas
    the registry saw alive (0 when off). */
 void metrics_redis_mode(int mode, int replicas);

@@ -103,6 +103,9 @@ void spend_limits(const struct spend *s, int64_t *ret_nano_usd, int64_t *ret_tok
  * cannot be reached: each budget divided by replicas (>= 1; a budget that is on stays >= 1 unit).
  */
 void spend_set_share(struct spend *s, int replicas);
+/* A reload: the budgets from now on (as spend_new takes them; the usage counted so far stays).
+   Any thread. */
+void spend_set_budgets(struct spend *s, double usd_per_hour, int64_t tokens_per_hour);
 
 /*
  * May new LLM work start at now_ms? false when a budget is spent; then

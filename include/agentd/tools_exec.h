@@ -37,7 +37,9 @@ struct tool_exec_env {
     const char *geocoding_url, *forecast_url;
     const char *notes_dir;
     struct notes_usage *notes_usage; /* the notes quota; NULL = none */
-    int64_t tool_timeout_ms;
+    /* Per tool (enum tool_id): the time one call may take. A reload may change it at any time
+       (app_reconfigure): read with atomic_load, once per call. */
+    _Atomic int64_t timeout_ms[TOOL__COUNT];
 };
 
 struct tool_exec;
@@ -59,6 +61,7 @@ struct tool_exec {
     const struct tool_exec_env *env;
     struct worker *w;
     int64_t deadline_ms;
+    int64_t timeout_ms; /* this call's, read from env->timeout_ms at start */
     bool low_priority;
     const char *request_id;
     tool_exec_done_fn on_done;
@@ -72,7 +75,7 @@ struct tool_exec {
 /* Takes copies of the block's id, name and input. 0 or -ENOMEM (then clear t). */
 int tool_exec_init(struct tool_exec *t, const char *id, const char *name, const json_t *input);
 
-/* Starts the tool on worker w. The tool ends by min(now + env->tool_timeout_ms, run_deadline_ms).
+/* Starts the tool on worker w. The tool ends by min(now + env->timeout_ms[tool], run_deadline_ms).
    request_id is borrowed for logs. */
 void tool_exec_start(struct tool_exec *t, struct worker *w, const struct tool_exec_env *env,
                      int64_t run_deadline_ms, bool low_priority, const char *request_id,

@@ -25,37 +25,152 @@
 /* Idle upstream connections kept per worker beyond its share of AGENTD_MAX_INFLIGHT. */
 #define APP_SPARE_CONNECTIONS 64
 
-static int init_dependency(struct app *app, enum dep_id id)
+/* The per-dependency policy (config.h) of a dependency and of a tool. */
+static enum config_target dep_target(enum dep_id id)
 {
-    const struct agentd_config *cfg = &app->cfg;
-    bool llm = id == DEP_ANTHROPIC;
-    struct dependency_config dc = {
+    switch (id) {
+    case DEP_WEB_SEARCH:
+        return CONFIG_TARGET_WEB_SEARCH;
+    case DEP_WEATHER:
+        return CONFIG_TARGET_GET_WEATHER;
+    default:
+        return CONFIG_TARGET_LLM;
+    }
+}
+
+_Static_assert(CONFIG_TARGET_CALCULATOR + TOOL_CALCULATOR == CONFIG_TARGET_CALCULATOR &&
+                   CONFIG_TARGET_CALCULATOR + TOOL_SAVE_NOTE == CONFIG_TARGET_SAVE_NOTE &&
+                   CONFIG_TARGET_CALCULATOR + TOOL_WEB_SEARCH == CONFIG_TARGET_WEB_SEARCH &&
+                   CONFIG_TARGET_CALCULATOR + TOOL_GET_WEATHER == CONFIG_TARGET_GET_WEATHER &&
+                   CONFIG_TARGETS == CONFIG_TARGET_CALCULATOR + TOOL__COUNT,
+               "config targets follow enum tool_id");
+
+static enum config_target tool_target(enum tool_id t)
+{
+    return (enum config_target)(CONFIG_TARGET_CALCULATOR + (int)t);
+}
+
+static struct dependency_config dependency_config_of(const struct agentd_config *cfg,
+                                                     enum dep_id id)
+{
+    const struct config_policy *p = &cfg->policy[dep_target(id)];
+    return (struct dependency_config){
         .id = id,
         .breaker =
             {
-                .failure_threshold = cfg->breaker_failures,
+                .failure_threshold = p->breaker_failures,
                 .failure_rate = cfg->breaker_failure_rate,
                 .window = cfg->breaker_window,
                 .min_calls = cfg->breaker_min_calls,
-                .open_ms = cfg->breaker_open_ms,
+                .open_ms = p->breaker_open_ms,
                 .half_open_probes = cfg->breaker_half_open_probes,
                 .enabled = cfg->breaker_enabled != 0,
             },
-        .rate_per_s = llm ? cfg->llm_rate : cfg->tool_rate,
-        .burst = llm ? cfg->llm_burst : cfg->tool_burst,
+        .rate_per_s = p->rate,
+        .burst = p->burst,
         .budget_ratio = cfg->retry_budget_ratio,
         .budget_window_ms = cfg->retry_budget_window_ms,
         .budget_min = cfg->retry_budget_min,
         .retry =
             {
-                .retry_max = cfg->retry_max,
-                .retry_initial_ms = cfg->retry_initial_ms,
-                .retry_max_delay_ms = cfg->retry_max_delay_ms,
+                .retry_max = p->retry_max,
+                .retry_initial_ms = p->retry_initial_ms,
+                .retry_max_delay_ms = p->retry_max_delay_ms,
                 .retry_after_cap_ms = cfg->retry_after_cap_ms,
             },
     };
+}
+
+static int init_dependency(struct app *app, enum dep_id id)
+{
+    struct dependency_config dc = dependency_config_of(&app->cfg, id);
     app->deps[id] = dependency_new(&dc, clock_now_ms());
     return app->deps[id] ? 0 : -ENOMEM;
+}
+
+/* The live settings that are plain values: timeouts, criticality, the run token limit. */
+static void store_live_values(struct app *app, const struct agentd_config *cfg,
+                              const enum tool_criticality crit[TOOL__COUNT])
+{
+    atomic_store(&app->llm_timeout_ms, cfg->policy[CONFIG_TARGET_LLM].timeout_ms);
+    atomic_store(&app->max_run_tokens, cfg->max_run_tokens);
+    for (int t = 0; t < TOOL__COUNT; t++) {
+        atomic_store(&app->tool_env.timeout_ms[t], cfg->policy[tool_target(t)].timeout_ms);
+        atomic_store(&app->criticality[t], (int)crit[t]);
+    }
+}
+
+static int parse_criticality(const struct agentd_config *cfg,
+                             enum tool_criticality ret[TOOL__COUNT], char *err, size_t errlen)
+{
+    char detail[256];
+    if (tools_parse_criticality(cfg->tool_criticality, ret, detail, sizeof(detail)) < 0) {
+        snprintf(err, errlen, "AGENTD_TOOL_CRITICALITY: %s", detail);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int app_reconfigure(struct app *app, const struct agentd_config *cfg, char *err, size_t errlen)
+{
+    enum tool_criticality crit[TOOL__COUNT];
+    int64_t now = clock_now_ms();
+    int r = parse_criticality(cfg, crit, err, errlen);
+    if (r < 0)
+        return r;
+    struct dependency_change changes[DEP__COUNT];
+    for (int i = 0; i < DEP__COUNT; i++) {
+        struct dependency_config dc = dependency_config_of(cfg, (enum dep_id)i);
+        r = dependency_prepare(app->deps[i], &dc, &changes[i]);
+        if (r < 0) {
+            while (i-- > 0)
+                dependency_change_discard(&changes[i]);
+            snprintf(err, errlen, "out of memory");
+            return r;
+        }
+    }
+    /* Nothing below fails: every setting changes, or (above) none. */
+    for (int i = 0; i < DEP__COUNT; i++)
+        dependency_commit(app->deps[i], &changes[i], now);
+    spend_set_budgets(app->spend, cfg->budget_usd_per_hour, cfg->budget_tokens_per_hour);
+    store_live_values(app, cfg, crit);
+    return 0;
+}
+
+json_t *app_policies_json(struct app *app)
+{
+    json_t *all = json_object();
+    for (int t = 0; all && t < CONFIG_TARGETS; t++) {
+        json_t *o = json_object();
+        struct dependency *d = NULL;
+        if (t == CONFIG_TARGET_LLM) {
+            d = app->deps[DEP_ANTHROPIC];
+            json_object_set_new(o, "timeout_ms", json_integer(atomic_load(&app->llm_timeout_ms)));
+        } else if (config_target_applies((enum config_target)t, "TIMEOUT_MS")) {
+            enum tool_id tool = (enum tool_id)(t - CONFIG_TARGET_CALCULATOR);
+            json_object_set_new(o, "timeout_ms",
+                                json_integer(atomic_load(&app->tool_env.timeout_ms[tool])));
+            d = tool == TOOL_WEB_SEARCH    ? app->deps[DEP_WEB_SEARCH]
+                : tool == TOOL_GET_WEATHER ? app->deps[DEP_WEATHER]
+                                           : NULL;
+        }
+        if (d) {
+            struct dependency_config dc;
+            dependency_current_config(d, &dc);
+            json_object_set_new(o, "retry_max", json_integer(dc.retry.retry_max));
+            json_object_set_new(o, "retry_initial_ms", json_integer(dc.retry.retry_initial_ms));
+            json_object_set_new(o, "retry_max_delay_ms", json_integer(dc.retry.retry_max_delay_ms));
+            json_object_set_new(o, "breaker_failures", json_integer(dc.breaker.failure_threshold));
+            json_object_set_new(o, "breaker_open_ms", json_integer(dc.breaker.open_ms));
+            json_object_set_new(o, "rate", json_real(dc.rate_per_s));
+            json_object_set_new(o, "burst", json_real(dc.burst));
+        }
+        if (!o || json_object_set_new(all, config_target_name((enum config_target)t), o) < 0) {
+            json_decref(all);
+            return NULL;
+        }
+    }
+    return all;
 }
 
 int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t errlen)
@@ -69,12 +184,9 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
     atomic_init(&app->draining, false);
     atomic_init(&app->run_seq, 1);
 
-    if (tools_parse_criticality(cfg->tool_criticality, app->criticality, err, errlen) < 0) {
-        char detail[256];
-        snprintf(detail, sizeof(detail), "%s", err);
-        snprintf(err, errlen, "AGENTD_TOOL_CRITICALITY: %s", detail);
+    enum tool_criticality crit[TOOL__COUNT];
+    if (parse_criticality(cfg, crit, err, errlen) < 0)
         return -EINVAL;
-    }
     for (int i = 0; i < DEP__COUNT; i++) {
         if (init_dependency(app, (enum dep_id)i) < 0) {
             snprintf(err, errlen, "out of memory");
@@ -83,6 +195,7 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
     }
     app->spend = spend_new(cfg->price_input_per_mtok, cfg->price_output_per_mtok,
                            cfg->budget_usd_per_hour, cfg->budget_tokens_per_hour);
+    metrics_budget_limits(cfg->budget_usd_per_hour, cfg->budget_tokens_per_hour);
     if (cfg->idempotency_max > 0)
         app->idem = idem_store_new((size_t)cfg->idempotency_max, cfg->idempotency_max_bytes,
                                    cfg->idempotency_ttl_ms);
@@ -116,8 +229,8 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
         .forecast_url = app->cfg.weather_forecast_url,
         .notes_dir = app->cfg.notes_dir,
         .notes_usage = app->notes_usage,
-        .tool_timeout_ms = app->cfg.tool_timeout_ms,
     };
+    store_live_values(app, cfg, crit);
     if (cfg->redis_url && cfg->redis_url[0] &&
         (!cfg->redis_prefix || strpbrk(cfg->redis_prefix, "{}"))) {
         snprintf(err, errlen, "AGENTD_REDIS_PREFIX: no '{' or '}' (they mark Redis hash tags)");

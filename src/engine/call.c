@@ -29,11 +29,34 @@ void call_init(struct call *c)
     timer_init(&c->timer, NULL, c);
 }
 
+/* The GenAI operation metric's error_type for how an LLM call ended. */
+static enum metrics_gen_ai_outcome gen_ai_outcome(enum call_outcome o)
+{
+    switch (o) {
+    case CALL_OK:
+        return METRICS_GEN_AI_OK;
+    case CALL_PERMANENT:
+        return METRICS_GEN_AI_PERMANENT_ERROR;
+    case CALL_EXHAUSTED:
+        return METRICS_GEN_AI_RETRIES_EXHAUSTED;
+    case CALL_BREAKER_OPEN:
+        return METRICS_GEN_AI_CIRCUIT_OPEN;
+    case CALL_RATE_LIMITED:
+        return METRICS_GEN_AI_RATE_LIMITED;
+    case CALL_DEADLINE:
+    default:
+        return METRICS_GEN_AI_DEADLINE;
+    }
+}
+
 static void on_finish_timer(struct timer *t, void *arg)
 {
     (void)t;
     struct call *c = arg;
     c->finishing = false;
+    if (dependency_id(c->dep) == DEP_ANTHROPIC)
+        metrics_gen_ai_operation(gen_ai_outcome(c->outcome),
+                                 (double)(worker_now_ms(c->w) - c->started_ms) / 1000.0);
     c->done(c, c->arg);
 }
 
@@ -353,6 +376,7 @@ void call_start(struct worker *w, struct call *c)
     c->outcome = CALL_OK;
     c->finishing = false;
     c->timer.arg = c;
+    c->started_ms = worker_now_ms(w);
     call_progress_init(&c->progress, c->deadline_ms, c->low_priority);
     /* The first step runs from the loop so done() is never called from inside call_start. */
     c->progress.phase = CALL_PHASE_WAIT;

@@ -4,6 +4,8 @@
 #include "agentd/dependency.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,26 +20,41 @@
 /* prefix + "{limit:" + name + "}" */
 #define DEPENDENCY_KEY_MAX 128
 
+/* One version of the retry settings. Calls hold a pointer to the version they started with, so a
+   version is immutable and kept until the dependency is freed (a few dozen bytes per reload that
+   changes it). */
+struct retry_version {
+    struct call_policy policy;
+    struct retry_version *older;
+};
+
 struct dependency {
     enum dep_id id;
     struct breaker *breaker;
     struct bucket *bucket;
     struct retry_budget *budget;
-    struct call_policy retry;
-    double rate_per_s, burst;
-    struct redis_pool *shared; /* NULL: this replica's bucket only */
+    _Atomic(struct retry_version *) retry; /* newest; read by the workers without a lock */
+    pthread_mutex_t lock;                  /* guards cfg and replicas */
+    struct dependency_config cfg;          /* as last set (dependency_new / _reconfigure) */
+    int replicas;                          /* last seen alive, >= 1 */
+    struct redis_pool *shared;             /* NULL: this replica's bucket only */
     char key[DEPENDENCY_KEY_MAX];
 };
 
 struct dependency *dependency_new(const struct dependency_config *cfg, int64_t now_ms)
 {
     struct dependency *d = calloc(1, sizeof(*d));
-    if (!d)
+    struct retry_version *v = calloc(1, sizeof(*v));
+    if (!d || !v || pthread_mutex_init(&d->lock, NULL) != 0) {
+        free(d);
+        free(v);
         return NULL;
+    }
     d->id = cfg->id;
-    d->retry = cfg->retry;
-    d->rate_per_s = cfg->rate_per_s;
-    d->burst = cfg->burst;
+    d->cfg = *cfg;
+    d->replicas = 1;
+    v->policy = cfg->retry;
+    atomic_init(&d->retry, v);
     d->breaker = breaker_new(dep_name(cfg->id), &cfg->breaker);
     d->bucket = bucket_new(cfg->rate_per_s, cfg->burst, now_ms);
     d->budget = retry_budget_new(cfg->budget_ratio, cfg->budget_window_ms, cfg->budget_min);
@@ -53,8 +70,66 @@ struct dependency *dependency_free(struct dependency *d)
     breaker_free(d->breaker);
     bucket_free(d->bucket);
     retry_budget_free(d->budget);
+    for (struct retry_version *v = atomic_load(&d->retry), *older; v; v = older) {
+        older = v->older;
+        free(v);
+    }
+    pthread_mutex_destroy(&d->lock);
     free(d);
     return NULL;
+}
+
+/* Caller holds d->lock. */
+static void dependency_apply_rate(struct dependency *d, int64_t now_ms)
+{
+    double n = d->replicas;
+    bucket_set_rate(d->bucket, d->cfg.rate_per_s / n, d->cfg.burst / n, now_ms);
+}
+
+int dependency_prepare(struct dependency *d, const struct dependency_config *cfg,
+                       struct dependency_change *ret)
+{
+    struct retry_version *cur = atomic_load(&d->retry);
+
+    ret->cfg = *cfg;
+    ret->version = NULL;
+    if (memcmp(&cur->policy, &cfg->retry, sizeof(cfg->retry)) == 0)
+        return 0;
+    ret->version = calloc(1, sizeof(*ret->version));
+    if (!ret->version)
+        return -ENOMEM;
+    ret->version->policy = cfg->retry;
+    return 0;
+}
+
+void dependency_change_discard(struct dependency_change *ch)
+{
+    free(ch->version);
+    ch->version = NULL;
+}
+
+void dependency_commit(struct dependency *d, struct dependency_change *ch, int64_t now_ms)
+{
+    pthread_mutex_lock(&d->lock);
+    d->cfg.breaker = ch->cfg.breaker;
+    d->cfg.rate_per_s = ch->cfg.rate_per_s;
+    d->cfg.burst = ch->cfg.burst;
+    d->cfg.retry = ch->cfg.retry;
+    breaker_set_config(d->breaker, &ch->cfg.breaker);
+    dependency_apply_rate(d, now_ms);
+    if (ch->version) {
+        ch->version->older = atomic_load(&d->retry);
+        atomic_store(&d->retry, ch->version);
+        ch->version = NULL;
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+void dependency_current_config(struct dependency *d, struct dependency_config *ret)
+{
+    pthread_mutex_lock(&d->lock);
+    *ret = d->cfg;
+    pthread_mutex_unlock(&d->lock);
 }
 
 enum dep_id dependency_id(const struct dependency *d)
@@ -69,7 +144,7 @@ const char *dependency_name(const struct dependency *d)
 
 const struct call_policy *dependency_retry_policy(const struct dependency *d)
 {
-    return &d->retry;
+    return &atomic_load(&((struct dependency *)d)->retry)->policy;
 }
 
 struct call_guards dependency_guards(struct dependency *d)
@@ -125,8 +200,11 @@ int dependency_shared_take(struct dependency *d, int worker_index, int64_t max_w
 {
     char rate[32], burst[32], wait[24], lease[24];
 
-    snprintf(rate, sizeof(rate), "%.6f", d->rate_per_s > 0 ? d->rate_per_s : 1e-6);
-    snprintf(burst, sizeof(burst), "%.6f", d->burst);
+    pthread_mutex_lock(&d->lock);
+    double rate_per_s = d->cfg.rate_per_s, size = d->cfg.burst;
+    pthread_mutex_unlock(&d->lock);
+    snprintf(rate, sizeof(rate), "%.6f", rate_per_s > 0 ? rate_per_s : 1e-6);
+    snprintf(burst, sizeof(burst), "%.6f", size);
     snprintf(wait, sizeof(wait), "%lld", (long long)max_wait_ms);
     snprintf(lease, sizeof(lease), "%lld", (long long)probe_lease_ms);
     const char *args[] = {rate, burst, wait, lease};
@@ -191,6 +269,8 @@ void dependency_shared_report(struct dependency *d, int worker_index, const stru
 
 void dependency_set_replicas(struct dependency *d, int replicas, int64_t now_ms)
 {
-    double n = replicas > 1 ? replicas : 1;
-    bucket_set_rate(d->bucket, d->rate_per_s / n, d->burst / n, now_ms);
+    pthread_mutex_lock(&d->lock);
+    d->replicas = replicas > 1 ? replicas : 1;
+    dependency_apply_rate(d, now_ms);
+    pthread_mutex_unlock(&d->lock);
 }

@@ -925,7 +925,7 @@ static bool build_llm_call(struct run *run, struct call *c)
     }
     hold_bytes(run, strlen(c->body), false);
     c->max_response_bytes = LLM_MAX_RESPONSE_BYTES;
-    c->attempt_timeout_ms = cfg->llm_timeout_ms;
+    c->attempt_timeout_ms = atomic_load(&run->app->llm_timeout_ms);
     c->deadline_ms = run->deadline_ms;
     c->low_priority = run->req.priority == AGENT_PRIORITY_LOW;
     c->request_id = run->request_id;
@@ -1014,7 +1014,7 @@ static void llm_step(struct run *run)
     }
     /* The run's own token allowance: end it with what it has. */
     int64_t tokens = llm_tokens_add(run->input_tokens, run->output_tokens);
-    if (spend_run_over_limit(tokens, app->cfg.max_run_tokens)) {
+    if (spend_run_over_limit(tokens, atomic_load(&app->max_run_tokens))) {
         log_warn("run token limit reached", LF_S("request_id", run->request_id),
                  LF_I("tokens", tokens));
         finish_ok(run, "max_tokens");
@@ -1085,7 +1085,7 @@ static void on_tool_done(struct tool_exec *t, void *arg)
         return;
     record_tool_call(run, t);
     bool failed = t->result.kind == TOOL_SYSTEM_ERROR;
-    bool critical = !t->known || run->app->criticality[t->tool] == TOOL_CRITICAL;
+    bool critical = !t->known || atomic_load(&run->app->criticality[t->tool]) == TOOL_CRITICAL;
     if (run->owner.event) {
         json_t *ev =
             json_pack("{s:s, s:s, s:b, s:I}", "id", t->id, "name", t->name, "ok",

@@ -71,7 +71,7 @@ static void start_http(struct tool_exec *t, struct dependency *dep, char *url, c
     c->url = url;
     c->headers = curl_slist_append(NULL, "accept: application/json");
     c->max_response_bytes = TOOL_MAX_RESPONSE_BYTES;
-    c->attempt_timeout_ms = t->env->tool_timeout_ms;
+    c->attempt_timeout_ms = t->timeout_ms;
     c->deadline_ms = t->deadline_ms;
     c->low_priority = t->low_priority;
     c->request_id = t->request_id;
@@ -282,7 +282,9 @@ void tool_exec_start(struct tool_exec *t, struct worker *w, const struct tool_ex
     t->low_priority = low_priority;
     t->request_id = request_id;
     t->started_ms = worker_now_ms(w);
-    int64_t tool_deadline = t->started_ms + env->tool_timeout_ms;
+    /* Read once: a reload changes it for the next call, not halfway through this one. */
+    t->timeout_ms = t->known ? atomic_load(&env->timeout_ms[t->tool]) : 0;
+    int64_t tool_deadline = t->started_ms + t->timeout_ms;
     t->deadline_ms = tool_deadline < run_deadline_ms ? tool_deadline : run_deadline_ms;
     if (!t->known) {
         tool_result_setf(&t->result, TOOL_INPUT_ERROR, "unknown tool '%s'", t->name);

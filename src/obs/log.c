@@ -12,11 +12,13 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "agentd/text.h"
 
-static enum log_level g_min_level = LOG_INFO;
+/* Changed by a reload while other threads log: atomic. */
+static _Atomic int g_min_level = LOG_INFO;
 static enum log_format g_format = LOG_FORMAT_JSON;
 static int g_fd = 2;
 
@@ -24,7 +26,7 @@ static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void log_setup(enum log_level min_level, enum log_format format, int fd)
 {
-    g_min_level = min_level;
+    atomic_store_explicit(&g_min_level, (int)min_level, memory_order_relaxed);
     g_format = format;
     g_fd = fd;
 }
@@ -42,7 +44,12 @@ int log_parse_level(const char *s, enum log_level *ret)
 
 int log_enabled(enum log_level level)
 {
-    return level >= g_min_level;
+    return (int)level >= atomic_load_explicit(&g_min_level, memory_order_relaxed);
+}
+
+void log_set_level(enum log_level min_level)
+{
+    atomic_store_explicit(&g_min_level, (int)min_level, memory_order_relaxed);
 }
 
 /* A bounded appender: once full, further output is dropped and `full` set. */

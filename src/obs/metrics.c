@@ -74,6 +74,23 @@ static const uint64_t bucket_ns[METRICS_N_BUCKETS] = {
     5 * NS_PER_S, 10 * NS_PER_S, 30 * NS_PER_S, 60 * NS_PER_S, 120 * NS_PER_S,
 };
 
+/* The OpenTelemetry GenAI conventions' advisory boundaries (14 each). */
+#define GEN_AI_N_BUCKETS 14
+static const char *const gen_ai_duration_le[GEN_AI_N_BUCKETS] = {
+    "0.01", "0.02", "0.04", "0.08",  "0.16",  "0.32",  "0.64",
+    "1.28", "2.56", "5.12", "10.24", "20.48", "40.96", "81.92"};
+static const uint64_t gen_ai_duration_ns[GEN_AI_N_BUCKETS] = {
+    10000000,       20000000,       40000000,       80000000,      160000000,
+    320000000,      640000000,      1280000000,     2560000000ULL, 5120000000ULL,
+    10240000000ULL, 20480000000ULL, 40960000000ULL, 81920000000ULL};
+static const char *const gen_ai_tokens_le[GEN_AI_N_BUCKETS] = {
+    "1",     "4",     "16",     "64",      "256",     "1024",     "4096",
+    "16384", "65536", "262144", "1048576", "4194304", "16777216", "67108864"};
+static const uint64_t gen_ai_tokens_bound[GEN_AI_N_BUCKETS] = {
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864};
+static const char *const gen_ai_error_names[METRICS_GEN_AI__COUNT] = {
+    NULL, "permanent_error", "retries_exhausted", "circuit_open", "rate_limited", "deadline"};
+
 _Static_assert(sizeof(bucket_le) / sizeof(bucket_le[0]) == METRICS_N_BUCKETS,
                "METRICS_DURATION_BUCKETS has METRICS_N_BUCKETS entries");
 
@@ -85,6 +102,12 @@ typedef atomic_uint_fast64_t counter_t;
 struct histogram {
     counter_t slot[METRICS_N_BUCKETS + 1];
     counter_t sum_ns;
+};
+
+/* Non-cumulative as well, on a family's own GEN_AI_N_BUCKETS boundaries. */
+struct gen_ai_histogram {
+    counter_t slot[GEN_AI_N_BUCKETS + 1];
+    counter_t sum;
 };
 
 static struct registry {
@@ -103,13 +126,17 @@ static struct registry {
     struct histogram tool_duration[TOOL__COUNT];
     counter_t degraded_tool_results[TOOL__COUNT];
     counter_t llm_tokens[2];
+    struct gen_ai_histogram gen_ai_tokens[2];                       /* sum in tokens */
+    struct gen_ai_histogram gen_ai_duration[METRICS_GEN_AI__COUNT]; /* sum in ns */
     counter_t llm_cost_nano_usd;
     atomic_int budget_exhausted[METRICS_BUDGET__COUNT];
+    counter_t budget_limit_nano[METRICS_BUDGET__COUNT]; /* per hour, in 1e-9 of the unit */
     counter_t budget_transitions[METRICS_BUDGET__COUNT];
     atomic_int ready;
     counter_t redis_commands[METRICS_REDIS__COUNT];
     struct histogram redis_duration;
     counter_t redis_reconnects;
+    counter_t config_reloads[2]; /* [0] applied, [1] invalid */
     atomic_int redis_mode;
     atomic_int redis_replicas;
     counter_t durable[METRICS_DURABLE__COUNT];
@@ -286,12 +313,32 @@ void metrics_degraded_tool_result(enum tool_id tool)
         INC(reg.degraded_tool_results[tool]);
 }
 
+static void observe_gen_ai(struct gen_ai_histogram *h, const uint64_t *bounds, uint64_t v)
+{
+    size_t i = 0;
+
+    while (i < GEN_AI_N_BUCKETS && v > bounds[i])
+        i++;
+    INC(h->slot[i]);
+    ADD(h->sum, v);
+}
+
 void metrics_llm_tokens(int64_t input_tokens, int64_t output_tokens)
 {
-    if (input_tokens > 0)
-        ADD(reg.llm_tokens[0], (uint64_t)input_tokens);
-    if (output_tokens > 0)
-        ADD(reg.llm_tokens[1], (uint64_t)output_tokens);
+    int64_t v[2] = {input_tokens, output_tokens};
+
+    for (int d = 0; d < 2; d++) {
+        if (v[d] < 0)
+            continue;
+        ADD(reg.llm_tokens[d], (uint64_t)v[d]);
+        observe_gen_ai(&reg.gen_ai_tokens[d], gen_ai_tokens_bound, (uint64_t)v[d]);
+    }
+}
+
+void metrics_gen_ai_operation(enum metrics_gen_ai_outcome outcome, double seconds)
+{
+    if (in_range((int)outcome, METRICS_GEN_AI__COUNT))
+        observe_gen_ai(&reg.gen_ai_duration[outcome], gen_ai_duration_ns, seconds_to_ns(seconds));
 }
 
 void metrics_llm_cost_usd(double usd)
@@ -306,6 +353,15 @@ void metrics_budget_transition(enum metrics_budget_kind kind, bool exhausted)
         return;
     SET(reg.budget_exhausted[kind], exhausted ? 1 : 0);
     INC(reg.budget_transitions[kind]);
+}
+
+void metrics_budget_limits(double usd_per_hour, int64_t tokens_per_hour)
+{
+    /* 1e9 USD (or tokens) per hour keeps the nano count in range. */
+    double v[METRICS_BUDGET__COUNT] = {usd_per_hour, (double)tokens_per_hour};
+    for (int k = 0; k < METRICS_BUDGET__COUNT; k++)
+        SET(reg.budget_limit_nano[k],
+            v[k] > 0 ? (uint64_t)llround((v[k] < 1e9 ? v[k] : 1e9) * 1e9) : 0);
 }
 
 void metrics_set_ready(bool ready)
@@ -379,23 +435,60 @@ static void put_header(FILE *f, const char *name, const char *type, const char *
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void put_histogram(FILE *f, const char *name, const struct label *l, size_t n,
-                          struct histogram *h)
+/* Cumulative buckets, _sum and _count of one series of a histogram kept in nb + 1
+   non-cumulative slots (the last one +Inf); sum_nanos: the sum is in nanoseconds. */
+static void put_buckets(FILE *f, const char *name, const struct label *l, size_t n, counter_t *slot,
+                        size_t nb, const char *const *le_names, uint64_t sum, bool sum_nanos)
 {
     uint64_t cumulative = 0;
 
-    for (size_t i = 0; i <= METRICS_N_BUCKETS; i++) {
-        struct label le = {"le", i < METRICS_N_BUCKETS ? bucket_le[i] : "+Inf"};
-        cumulative += GET(h->slot[i]);
+    for (size_t i = 0; i <= nb; i++) {
+        struct label le = {"le", i < nb ? le_names[i] : "+Inf"};
+        cumulative += GET(slot[i]);
         put_series(f, name, "_bucket", l, n, &le);
         fprintf(f, " %llu\n", (unsigned long long)cumulative);
     }
     put_series(f, name, "_sum", l, n, NULL);
     fputc(' ', f);
-    put_nanos(f, GET(h->sum_ns));
+    if (sum_nanos)
+        put_nanos(f, sum);
+    else
+        fprintf(f, "%llu", (unsigned long long)sum);
     fputc('\n', f);
     put_series(f, name, "_count", l, n, NULL);
     fprintf(f, " %llu\n", (unsigned long long)cumulative);
+}
+
+static void put_histogram(FILE *f, const char *name, const struct label *l, size_t n,
+                          struct histogram *h)
+{
+    put_buckets(f, name, l, n, h->slot, METRICS_N_BUCKETS, bucket_le, GET(h->sum_ns), true);
+}
+
+static void render_gen_ai(FILE *f)
+{
+    const char *name = "gen_ai_client_token_usage";
+
+    put_header(f, name, "histogram",
+               "OpenTelemetry gen_ai.client.token.usage: tokens of one LLM answer, by type.");
+    for (int d = 0; d < 2; d++) {
+        struct label l[] = {{"gen_ai_operation_name", "chat"},
+                            {"gen_ai_provider_name", "anthropic"},
+                            {"gen_ai_token_type", direction_names[d]}};
+        struct gen_ai_histogram *h = &reg.gen_ai_tokens[d];
+        put_buckets(f, name, l, 3, h->slot, GEN_AI_N_BUCKETS, gen_ai_tokens_le, GET(h->sum), false);
+    }
+    name = "gen_ai_client_operation_duration_seconds";
+    put_header(f, name, "histogram",
+               "OpenTelemetry gen_ai.client.operation.duration: one LLM call, retries included.");
+    for (int o = 0; o < METRICS_GEN_AI__COUNT; o++) {
+        struct label l[] = {{"gen_ai_operation_name", "chat"},
+                            {"gen_ai_provider_name", "anthropic"},
+                            {"error_type", gen_ai_error_names[o]}};
+        struct gen_ai_histogram *h = &reg.gen_ai_duration[o];
+        put_buckets(f, name, l, gen_ai_error_names[o] ? 3 : 2, h->slot, GEN_AI_N_BUCKETS,
+                    gen_ai_duration_le, GET(h->sum), true);
+    }
 }
 
 static void render_http(FILE *f)
@@ -533,6 +626,15 @@ static void render_spend(FILE *f)
     for (int k = 0; k < METRICS_BUDGET__COUNT; k++)
         put_i64(f, name, &(struct label){"kind", budget_kind_names[k]}, 1,
                 GET(reg.budget_exhausted[k]));
+    name = "agentd_budget_limit_per_hour";
+    put_header(f, name, "gauge",
+               "The configured budget per sliding hour (US dollars or tokens), 0 when off.");
+    for (int k = 0; k < METRICS_BUDGET__COUNT; k++) {
+        put_series(f, name, "", &(struct label){"kind", budget_kind_names[k]}, 1, NULL);
+        fputc(' ', f);
+        put_nanos(f, GET(reg.budget_limit_nano[k]));
+        fputc('\n', f);
+    }
     name = "agentd_budget_transitions_total";
     put_header(f, name, "counter", "Hourly budget changes between spent and available, by kind.");
     for (int k = 0; k < METRICS_BUDGET__COUNT; k++)
@@ -553,6 +655,11 @@ void metrics_durable(enum metrics_durable event)
 {
     if (in_range((int)event, METRICS_DURABLE__COUNT))
         INC(reg.durable[event]);
+}
+
+void metrics_config_reload(bool applied)
+{
+    INC(reg.config_reloads[applied ? 0 : 1]);
 }
 
 void metrics_redis_reconnect(void)
@@ -596,6 +703,12 @@ static void render_redis(FILE *f)
     name = "agentd_redis_reconnects_total";
     put_header(f, name, "counter", "Redis connections (re)established.");
     fprintf(f, "%s %llu\n", name, (unsigned long long)GET(reg.redis_reconnects));
+    name = "agentd_config_reloads_total";
+    put_header(f, name, "counter",
+               "Reloads of AGENTD_CONFIG_FILE: applied, or invalid (the running configuration "
+               "kept).");
+    put_u64(f, name, &(struct label){"result", "applied"}, 1, GET(reg.config_reloads[0]));
+    put_u64(f, name, &(struct label){"result", "invalid"}, 1, GET(reg.config_reloads[1]));
 }
 
 /* Resident set size from /proc/self/statm (second field, in pages); -1 when unreadable. */
@@ -668,6 +781,7 @@ char *metrics_render(void)
     render_breakers_limiters(f);
     render_tools(f);
     render_spend(f);
+    render_gen_ai(f);
     render_redis(f);
     render_process(f);
     failed = ferror(f) != 0;

@@ -287,3 +287,14 @@ const char *breaker_dependency(const struct breaker *b)
 {
     return b->dependency;
 }
+
+void breaker_set_config(struct breaker *b, const struct breaker_config *cfg)
+{
+    struct breaker_config c = *cfg;
+
+    pthread_mutex_lock(&b->lock);
+    c.window = b->cfg.window; /* the ring was allocated for it */
+    clamp_config(&c);
+    b->cfg = c;
+    pthread_mutex_unlock(&b->lock);
+}

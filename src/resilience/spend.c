@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #define NANO_PER_USD 1e9
@@ -26,8 +27,11 @@ struct spend_slot {
 struct spend {
     pthread_mutex_t lock;
     double nano_usd_per_in_token, nano_usd_per_out_token;
-    int64_t limit[2];      /* [SPEND_USD] in nano-USD, [SPEND_TOKENS] in tokens; 0 = off */
-    int64_t configured[2]; /* the limits as set; limit[] is this replica's share of them */
+    int64_t limit[2]; /* [SPEND_USD] in nano-USD, [SPEND_TOKENS] in tokens; 0 = off */
+    /* The limits as set (changed under the lock, read without it); limit[] is this replica's
+       share of them, for `share` replicas. */
+    _Atomic int64_t configured[2];
+    int64_t share;
     int64_t newest_ms, newest_index;
     struct spend_slot slots[SPEND_SLOTS];
     bool exhausted[2];
@@ -69,12 +73,8 @@ struct spend *spend_new(double price_in_per_mtok, double price_out_per_mtok, dou
     /* USD per million tokens = nano-USD per thousandth of a token: x 1000 per token. */
     s->nano_usd_per_in_token = clamp_price(price_in_per_mtok) * 1000.0;
     s->nano_usd_per_out_token = clamp_price(price_out_per_mtok) * 1000.0;
-    if (usd_per_hour > 0) /* also rejects NaN */
-        s->limit[SPEND_USD] = llround(
-            (usd_per_hour < MAX_USD_PER_HOUR ? usd_per_hour : MAX_USD_PER_HOUR) * NANO_PER_USD);
-    s->limit[SPEND_TOKENS] = tokens_per_hour > 0 ? tokens_per_hour : 0;
-    s->configured[SPEND_USD] = s->limit[SPEND_USD];
-    s->configured[SPEND_TOKENS] = s->limit[SPEND_TOKENS];
+    s->share = 1;
+    spend_set_budgets(s, usd_per_hour, tokens_per_hour);
     s->newest_ms = INT64_MIN;
     /* The minute of the earliest representable time: no slot arithmetic below it overflows. */
     s->newest_index = floor_div(INT64_MIN, SPEND_SLOT_MS);
@@ -260,19 +260,37 @@ void spend_settle(struct spend *s, int64_t now_ms, struct spend_hold *hold, int6
 
 void spend_limits(const struct spend *s, int64_t *ret_nano_usd, int64_t *ret_tokens)
 {
-    /* configured[] never changes after spend_new(): no lock needed. */
-    *ret_nano_usd = s->configured[SPEND_USD];
-    *ret_tokens = s->configured[SPEND_TOKENS];
+    *ret_nano_usd = atomic_load(&s->configured[SPEND_USD]);
+    *ret_tokens = atomic_load(&s->configured[SPEND_TOKENS]);
+}
+
+/* Caller holds the lock. */
+static void apply_share(struct spend *s)
+{
+    for (int k = SPEND_USD; k <= SPEND_TOKENS; k++) {
+        int64_t configured = atomic_load(&s->configured[k]), share = configured / s->share;
+        s->limit[k] = configured > 0 && share < 1 ? 1 : share;
+    }
 }
 
 void spend_set_share(struct spend *s, int replicas)
 {
-    int64_t n = replicas > 1 ? replicas : 1;
     pthread_mutex_lock(&s->lock);
-    for (int k = SPEND_USD; k <= SPEND_TOKENS; k++) {
-        int64_t share = s->configured[k] / n;
-        s->limit[k] = s->configured[k] > 0 && share < 1 ? 1 : share;
-    }
+    s->share = replicas > 1 ? replicas : 1;
+    apply_share(s);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void spend_set_budgets(struct spend *s, double usd_per_hour, int64_t tokens_per_hour)
+{
+    int64_t usd = 0;
+    if (usd_per_hour > 0) /* also rejects NaN */
+        usd = llround((usd_per_hour < MAX_USD_PER_HOUR ? usd_per_hour : MAX_USD_PER_HOUR) *
+                      NANO_PER_USD);
+    pthread_mutex_lock(&s->lock);
+    atomic_store(&s->configured[SPEND_USD], usd);
+    atomic_store(&s->configured[SPEND_TOKENS], tokens_per_hour > 0 ? tokens_per_hour : 0);
+    apply_share(s);
     pthread_mutex_unlock(&s->lock);
 }
 

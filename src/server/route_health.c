@@ -1,7 +1,8 @@
 /*
  * route_health.c — GET|HEAD /health/live and /health/ready (see http.h and
  * docs/API.md). Liveness says the process answers; readiness serves the body
- * and status the readiness checker (health.h) last computed.
+ * and status the readiness checker (health.h) last computed, with the
+ * per-dependency settings in force (app_policies_json) as "policies".
  */
 #include "agentd/http.h"
 
@@ -16,13 +17,32 @@ static enum MHD_Result live(struct conn *c)
     return http_reply(c, 200, strdup("{\"status\":\"ok\"}"), 0, NULL);
 }
 
+/* The checker's body with "policies" added; NULL on ENOMEM (or a body that is not an object). */
+static char *with_policies(struct app *app, const char *body)
+{
+    json_t *doc = json_loads(body, 0, NULL), *policies = app_policies_json(app);
+    char *out = NULL;
+    if (json_is_object(doc) && policies && json_object_set_new(doc, "policies", policies) == 0) {
+        policies = NULL;
+        out = json_dumps(doc, JSON_COMPACT);
+    }
+    json_decref(policies);
+    json_decref(doc);
+    return out;
+}
+
 static enum MHD_Result ready(struct conn *c)
 {
-    char *body = NULL;
-    int status = health_render(http_conn_app(c)->health, &body);
+    char *body = NULL, *full;
+    struct app *app = http_conn_app(c);
+    int status = health_render(app->health, &body);
     if (status < 0)
         return http_reply_error(c, 500, "internal_error", 0, NULL, "cannot render readiness");
-    return http_reply(c, (unsigned)status, body, 0, NULL);
+    full = with_policies(app, body);
+    free(body);
+    if (!full)
+        return http_reply_error(c, 500, "internal_error", 0, NULL, "cannot render readiness");
+    return http_reply(c, (unsigned)status, full, 0, NULL);
 }
 
 /* Answered at the end of the request, not from its headers: libmicrohttpd closes a connection

@@ -24,11 +24,13 @@ Needs python3-jsonschema >= 4.0 (Debian bookworm ships 4.10).
 """
 
 import copy
-import json
 import sys
 
 from jsonschema import Draft202012Validator, RefResolver
 from jsonschema.exceptions import RefResolutionError, SchemaError, best_match
+
+sys.dont_write_bytecode = True  # the helper module sits in the source tree: leave it clean
+from contract_json import error_path, refuse_remote, strict_json, walk
 
 SCHEMA_NAME = "CreateMessageParams"
 SCHEMA_POINTER = "#/components/schemas/" + SCHEMA_NAME
@@ -36,34 +38,6 @@ SCHEMA_POINTER = "#/components/schemas/" + SCHEMA_NAME
 
 class DocumentError(Exception):
     """The OpenAPI document cannot be used for validation."""
-
-
-def strict_json(text):
-    """json.loads without the extensions Python accepts but JSON forbids."""
-
-    def no_duplicates(pairs):
-        obj = {}
-        for key, value in pairs:
-            if key in obj:
-                raise ValueError("duplicate key %r" % key)
-            obj[key] = value
-        return obj
-
-    def no_constant(name):
-        raise ValueError("%s is not JSON" % name)
-
-    return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant)
-
-
-def walk(node, path="#"):
-    """Yields (json-pointer, dict) for every object in the document."""
-    if isinstance(node, dict):
-        yield path, node
-        for key, value in node.items():
-            yield from walk(value, path + "/" + str(key).replace("~", "~0").replace("/", "~1"))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from walk(value, "%s/%d" % (path, index))
 
 
 def repair_null_types(doc):
@@ -93,10 +67,6 @@ def check_refs(doc, resolver):
             resolver.resolve_fragment(doc, ref[1:])
         except RefResolutionError as exc:
             raise DocumentError("%s: $ref %r does not resolve: %s" % (path, ref, exc)) from None
-
-
-def refuse_remote(uri):
-    raise RefResolutionError("refusing to fetch %s: only local $refs are allowed" % uri)
 
 
 def load_validator(openapi_path):
@@ -130,13 +100,6 @@ def load_validator(openapi_path):
     resolver = RefResolver(base_uri="", referrer=doc, handlers=handlers)
     check_refs(doc, resolver)
     return Draft202012Validator(schemas[SCHEMA_NAME], resolver=resolver)
-
-
-def error_path(err):
-    path = "$"
-    for part in err.absolute_path:
-        path += "[%d]" % part if isinstance(part, int) else "." + str(part)
-    return path
 
 
 def plausible_branch(errors):

@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+static void note_agentd_url(const char *url);
+
 #define STARTUP_TIMEOUT_MS 10000
 
 int harness_run_suite(Suite *s)
@@ -187,6 +189,7 @@ void harness_start_agentd(struct harness *h, const char *const *extra_env)
     h->agentd_exit = -1;
     h->agentd_port = free_port();
     snprintf(h->agentd_url, sizeof(h->agentd_url), "http://127.0.0.1:%d", h->agentd_port);
+    note_agentd_url(h->agentd_url);
     char *envp[96];
     agentd_env(h, extra_env, envp);
     char *argv[] = {"agentd", NULL};
@@ -348,6 +351,62 @@ static size_t on_read(char *buf, size_t size, size_t n, void *arg)
     return len;
 }
 
+/* ---- response capture for the contract test (tests/contracts/validate_responses.py) ---- */
+
+/* The agentd URLs of this process (several in the cluster tests): only their answers are
+   recorded, never the fake's. */
+#define MAX_AGENTD_URLS 16
+static char agentd_urls[MAX_AGENTD_URLS][64];
+static size_t n_agentd_urls;
+
+static void note_agentd_url(const char *url)
+{
+    for (size_t i = 0; i < n_agentd_urls; i++)
+        if (strcmp(agentd_urls[i], url) == 0)
+            return;
+    if (n_agentd_urls < MAX_AGENTD_URLS)
+        snprintf(agentd_urls[n_agentd_urls++], sizeof(agentd_urls[0]), "%s", url);
+}
+
+/* The path of url when it is one of agentd's, else NULL. */
+static const char *agentd_path(const char *url)
+{
+    for (size_t i = 0; i < n_agentd_urls; i++) {
+        size_t len = strlen(agentd_urls[i]);
+        if (strncmp(url, agentd_urls[i], len) == 0 && url[len] == '/')
+            return url + len;
+    }
+    return NULL;
+}
+
+/* With AGENTD_RESPONSES_FILE set, appends one JSON line per answer agentd gave: method, path,
+   status, the raw header block and the body (null when it is not UTF-8, which the validator
+   rejects). One write(2) per line, O_APPEND: test processes may share the file. */
+static void record_response(const char *method, const char *url, const struct http_resp *r)
+{
+    const char *file = getenv("AGENTD_RESPONSES_FILE");
+    const char *path = agentd_path(url);
+    if (!file || !*file || !path || r->status == 0)
+        return;
+    json_t *body = json_stringn(r->body ? r->body : "", r->len);
+    json_t *rec =
+        json_pack("{s:s, s:s, s:i, s:s, s:o}", "method", method, "path", path, "status",
+                  (json_int_t)r->status, "headers", r->headers, "body", body ? body : json_null());
+    char *line = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+    json_decref(rec);
+    if (!line)
+        return;
+    size_t len = strlen(line);
+    line[len] = '\n'; /* replaces the NUL: written by length */
+    int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        ssize_t w = write(fd, line, len + 1);
+        (void)w;
+        close(fd);
+    }
+    free(line);
+}
+
 int http_do(const char *method, const char *url, const char *const *headers, const char *body,
             size_t body_len, bool chunked, struct http_resp *ret)
 {
@@ -395,6 +454,8 @@ int http_do(const char *method, const char *url, const char *const *headers, con
     ret->uploaded = (long long)up_bytes;
     curl_slist_free_all(hl);
     curl_easy_cleanup(e);
+    if (rc == CURLE_OK)
+        record_response(method, url, ret);
     return rc == CURLE_OK ? 0 : -1;
 }
 
@@ -515,6 +576,30 @@ size_t fake_wait_count(struct harness *h, const char *route, size_t n, int timeo
     while ((got = fake_count(h, route)) < n && harness_now_ms() < until)
         sleep_ms(10);
     return got;
+}
+
+bool harness_wait_log(struct harness *h, const char *text, int timeout_ms)
+{
+    int64_t until = harness_now_ms() + timeout_ms;
+    for (;;) {
+        char *log = harness_read_log(h);
+        bool found = log && strstr(log, text);
+        free(log);
+        if (found || harness_now_ms() >= until)
+            return found;
+        sleep_ms(50);
+    }
+}
+
+void harness_replace_file(const char *path, const char *content)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    FILE *f = fopen(tmp, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_ge(fputs(content, f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+    ck_assert_int_eq(rename(tmp, path), 0);
 }
 
 char *harness_read_log(struct harness *h)

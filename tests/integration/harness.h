@@ -78,6 +78,11 @@ size_t fake_wait_count(struct harness *h, const char *route, size_t n, int timeo
 
 /* Reads agentd's log so far (malloc'd). */
 char *harness_read_log(struct harness *h);
+/* Polls agentd's log until it holds text (true) or timeout_ms passes (false). */
+bool harness_wait_log(struct harness *h, const char *text, int timeout_ms);
+/* Replaces the file at path the way a Kubernetes Secret or ConfigMap update does: a new file
+   (path + ".new") renamed over it. Aborts the test on failure. */
+void harness_replace_file(const char *path, const char *content);
 /* Files in the notes dir (not counting dot files). */
 size_t harness_count_notes(struct harness *h);
 int64_t harness_now_ms(void);

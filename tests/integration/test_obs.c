@@ -166,6 +166,18 @@ START_TEST(test_metrics_pass_promtool_and_move_through_retries_and_breaker)
                         1);
     ck_assert_double_gt(sample(m, "agentd_llm_tokens_total{direction=\"input\"}"), 0);
     ck_assert_double_eq(sample(m, "agentd_ready"), 1);
+    /* The GenAI families: the good run's two calls, then calls that failed (retries spent, or
+       the circuit open once the breaker tripped), each one operation; tokens per answer. */
+#define CHAT "gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"anthropic\""
+    ck_assert_double_eq(sample(m, "gen_ai_client_operation_duration_seconds_count{" CHAT "}"), 2);
+    ck_assert_double_eq(sample(m, "gen_ai_client_operation_duration_seconds_count{" CHAT
+                                  ",error_type=\"retries_exhausted\"}") +
+                            sample(m, "gen_ai_client_operation_duration_seconds_count{" CHAT
+                                      ",error_type=\"circuit_open\"}"),
+                        3);
+    ck_assert_double_eq(
+        sample(m, "gen_ai_client_token_usage_count{" CHAT ",gen_ai_token_type=\"input\"}"), 2);
+#undef CHAT
     free(m);
 
     const char *script = getenv("CHECK_METRICS_SH");
@@ -175,6 +187,15 @@ START_TEST(test_metrics_pass_promtool_and_move_through_retries_and_breaker)
     int rc = system(cmd);
     ck_assert_msg(WEXITSTATUS(rc) == 0 || WEXITSTATUS(rc) == 77, "promtool rejected /metrics");
     ck_assert_msg(WEXITSTATUS(rc) == 0, "promtool missing (apt-get install prometheus)");
+
+    /* Every metric a panel of the Grafana dashboard uses is in this live /metrics. */
+    const char *check = getenv("CHECK_DASHBOARD_PY"), *dash = getenv("DASHBOARD_JSON");
+    ck_assert_msg(check && dash, "CHECK_DASHBOARD_PY or DASHBOARD_JSON not set");
+    snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s %s --metrics %s/metrics", check, dash,
+             H.agentd_url);
+    rc = system(cmd);
+    ck_assert_msg(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0,
+                  "a dashboard metric is missing from /metrics");
 }
 END_TEST
 

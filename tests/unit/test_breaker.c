@@ -534,6 +534,26 @@ START_TEST(test_breaker_concurrent_churn_keeps_transitions_consistent)
 }
 END_TEST
 
+START_TEST(test_breaker_set_config_applies_new_thresholds_and_keeps_the_state)
+{
+    struct breaker_config cfg = default_config();
+    struct breaker *b = breaker_new("dep", &cfg);
+    int64_t now_ms = 1000;
+
+    record_n(b, now_ms, BREAKER_FAILURE, 3);
+    cfg.failure_threshold = 4;
+    cfg.open_ms = 500;
+    cfg.window = 1000; /* ignored: the ring keeps its size */
+    breaker_set_config(b, &cfg);
+    ck_assert_int_eq(breaker_state(b, now_ms), BREAKER_CLOSED); /* 3 failures kept */
+    record_n(b, now_ms, BREAKER_FAILURE, 1);                    /* the 4th opens it */
+    ck_assert_int_eq(breaker_state(b, now_ms), BREAKER_OPEN);
+    ck_assert(!breaker_allow(b, now_ms + 499, NULL));
+    ck_assert(breaker_allow(b, now_ms + 500, NULL)); /* the new open time */
+    breaker_free(b);
+}
+END_TEST
+
 static Suite *breaker_suite(void)
 {
     Suite *s = suite_create("breaker");
@@ -562,6 +582,7 @@ static Suite *breaker_suite(void)
     tcase_add_test(tc, test_breaker_huge_open_ms_does_not_overflow);
     tcase_add_test(tc, test_breaker_concurrent_half_open_admits_exactly_the_probes);
     tcase_add_test(tc, test_breaker_concurrent_churn_keeps_transitions_consistent);
+    tcase_add_test(tc, test_breaker_set_config_applies_new_thresholds_and_keeps_the_state);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;

@@ -147,9 +147,39 @@ static const char *all_names[] = {
     "AGENTD_MAX_RUN_TOKENS",
     "AGENTD_LOG_FORMAT",
     "AGENTD_LOG_LEVEL",
+    "AGENTD_CONFIG_FILE",
 };
 
 #define ALL_NAMES (sizeof(all_names) / sizeof(all_names[0]))
+
+/* The per-dependency lines of the effective printout, after the table's: every setting that
+   applies and is not a row of its own. */
+static const char *policy_names[] = {
+    "AGENTD_LLM_RETRY_MAX",
+    "AGENTD_LLM_RETRY_INITIAL_MS",
+    "AGENTD_LLM_RETRY_MAX_DELAY_MS",
+    "AGENTD_LLM_BREAKER_FAILURES",
+    "AGENTD_LLM_BREAKER_OPEN_MS",
+    "AGENTD_TOOL_SAVE_NOTE_TIMEOUT_MS",
+    "AGENTD_TOOL_WEB_SEARCH_TIMEOUT_MS",
+    "AGENTD_TOOL_WEB_SEARCH_RETRY_MAX",
+    "AGENTD_TOOL_WEB_SEARCH_RETRY_INITIAL_MS",
+    "AGENTD_TOOL_WEB_SEARCH_RETRY_MAX_DELAY_MS",
+    "AGENTD_TOOL_WEB_SEARCH_BREAKER_FAILURES",
+    "AGENTD_TOOL_WEB_SEARCH_BREAKER_OPEN_MS",
+    "AGENTD_TOOL_WEB_SEARCH_RATE",
+    "AGENTD_TOOL_WEB_SEARCH_BURST",
+    "AGENTD_TOOL_GET_WEATHER_TIMEOUT_MS",
+    "AGENTD_TOOL_GET_WEATHER_RETRY_MAX",
+    "AGENTD_TOOL_GET_WEATHER_RETRY_INITIAL_MS",
+    "AGENTD_TOOL_GET_WEATHER_RETRY_MAX_DELAY_MS",
+    "AGENTD_TOOL_GET_WEATHER_BREAKER_FAILURES",
+    "AGENTD_TOOL_GET_WEATHER_BREAKER_OPEN_MS",
+    "AGENTD_TOOL_GET_WEATHER_RATE",
+    "AGENTD_TOOL_GET_WEATHER_BURST",
+};
+
+#define POLICY_NAMES (sizeof(policy_names) / sizeof(policy_names[0]))
 
 START_TEST(test_config_defaults_apply_when_nothing_is_set)
 {
@@ -887,12 +917,13 @@ START_TEST(test_config_effective_output_is_one_line_per_variable)
     ck_assert_ptr_nonnull(strstr(out, "AGENTD_LLM_TIMEOUT_MS=30000\n"));
     ck_assert_ptr_nonnull(strstr(out, "AGENTD_SEARCH_URL=\n"));
     for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        ck_assert_msg(strncmp(line, all_names[lines], strlen(all_names[lines])) == 0 &&
-                          line[strlen(all_names[lines])] == '=',
+        const char *name = lines < ALL_NAMES ? all_names[lines] : policy_names[lines - ALL_NAMES];
+        ck_assert_uint_lt(lines, ALL_NAMES + POLICY_NAMES);
+        ck_assert_msg(strncmp(line, name, strlen(name)) == 0 && line[strlen(name)] == '=',
                       "line %zu: %s", lines, line);
         lines++;
     }
-    ck_assert_uint_eq(lines, ALL_NAMES);
+    ck_assert_uint_eq(lines, ALL_NAMES + POLICY_NAMES);
     free(out);
     config_free(&cfg);
 }
@@ -903,7 +934,12 @@ START_TEST(test_config_help_lists_every_variable_within_100_columns)
     char *help = capture_help();
     char *line, *save = NULL;
 
-    ck_assert_ptr_nonnull(strstr(help, "agentd [--help|--version|--check-config]"));
+    ck_assert_ptr_nonnull(strstr(help, "agentd [--help|--version|--check-config [FILE]]"));
+    /* The per-dependency names as two patterns, not every combination. */
+    ck_assert_ptr_nonnull(strstr(help, "  AGENTD_TOOL_<TOOL>_<SETTING> "));
+    ck_assert_ptr_nonnull(strstr(help, "  AGENTD_LLM_<SETTING> "));
+    ck_assert_ptr_null(strstr(help, "AGENTD_TOOL_WEB_SEARCH_TIMEOUT_MS"));
+    ck_assert_ptr_nonnull(strstr(help, "(reloads live)"));
     ck_assert_ptr_nonnull(strstr(help, "--check-config "));
     for (size_t i = 0; i < ALL_NAMES; i++) {
         char needle[64];
@@ -928,6 +964,203 @@ START_TEST(test_config_free_accepts_null_and_repeats)
     config_free(&cfg);
     ck_assert_ptr_null(cfg.model);
     config_free(&cfg);
+}
+END_TEST
+
+/* ---- per-dependency policies ---------------------------------------------------------- */
+
+START_TEST(test_config_tool_policy_overrides_one_tool_and_keeps_the_globals_for_others)
+{
+    /* The example: web_search 500 ms and no retries, get_weather 10 s and 3 retries. */
+    static const struct env_pair env[] = {
+        {"AGENTD_TOOL_WEB_SEARCH_TIMEOUT_MS", "500"},
+        {"AGENTD_TOOL_WEB_SEARCH_RETRY_MAX", "0"},
+        {"AGENTD_TOOL_GET_WEATHER_RATE", "2.5"},
+        {"AGENTD_LLM_RETRY_MAX", "1"},
+        {"AGENTD_TOOL_RATE", "7"},
+        {NULL, NULL},
+    };
+    struct agentd_config cfg;
+    char err[256];
+
+    ck_assert_int_eq(config_load(&cfg, env_lookup, (void *)env, err, sizeof(err)), 0);
+    const struct config_policy *ws = &cfg.policy[CONFIG_TARGET_WEB_SEARCH];
+    const struct config_policy *gw = &cfg.policy[CONFIG_TARGET_GET_WEATHER];
+    const struct config_policy *llm = &cfg.policy[CONFIG_TARGET_LLM];
+    ck_assert_int_eq(ws->timeout_ms, 500);
+    ck_assert_int_eq(ws->retry_max, 0);
+    ck_assert_double_eq(ws->rate, 7.0); /* the global AGENTD_TOOL_RATE */
+    ck_assert_int_eq(gw->timeout_ms, 10000);
+    ck_assert_int_eq(gw->retry_max, 3);
+    ck_assert_double_eq(gw->rate, 2.5);
+    ck_assert_int_eq(cfg.policy[CONFIG_TARGET_SAVE_NOTE].timeout_ms, 10000);
+    /* The LLM takes AGENTD_LLM_TIMEOUT_MS / _RATE, and its own retry override. */
+    ck_assert_int_eq(llm->timeout_ms, 30000);
+    ck_assert_double_eq(llm->rate, 50.0);
+    ck_assert_int_eq(llm->retry_max, 1);
+    ck_assert_int_eq(cfg.retry_max, 3);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_config_tool_policy_bad_value_names_the_setting_range_and_value)
+{
+    struct agentd_config cfg;
+    char err[256];
+
+    ck_assert_int_eq(load_one("AGENTD_TOOL_GET_WEATHER_TIMEOUT_MS", "5", &cfg, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_str_eq(err,
+                     "AGENTD_TOOL_GET_WEATHER_TIMEOUT_MS: expected an integer 100..600000 (ms), "
+                     "got '5'");
+    ck_assert_int_eq(load_one("AGENTD_LLM_RETRY_MAX", "many", &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "AGENTD_LLM_RETRY_MAX: expected an integer 0..20 (retries), got 'many'");
+    ck_assert_int_eq(load_one("AGENTD_TOOL_WEB_SEARCH_BURST", "0", &cfg, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_str_eq(err, "AGENTD_TOOL_WEB_SEARCH_BURST: expected a number 1.0..1e+06, got '0'");
+}
+END_TEST
+
+START_TEST(test_config_tool_policy_that_cannot_apply_is_refused)
+{
+    struct agentd_config cfg;
+    char err[256];
+
+    ck_assert_int_eq(load_one("AGENTD_TOOL_CALCULATOR_TIMEOUT_MS", "1000", &cfg, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "AGENTD_TOOL_CALCULATOR_TIMEOUT_MS: calculator runs"));
+    ck_assert_int_eq(load_one("AGENTD_TOOL_SAVE_NOTE_RATE", "3", &cfg, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "AGENTD_TOOL_SAVE_NOTE_RATE: save_note makes no upstream call; only "
+                          "AGENTD_TOOL_SAVE_NOTE_TIMEOUT_MS applies to it");
+    ck_assert_int_eq(load_one("AGENTD_TOOL_SAVE_NOTE_TIMEOUT_MS", "2000", &cfg, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(cfg.policy[CONFIG_TARGET_SAVE_NOTE].timeout_ms, 2000);
+    config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_config_unknown_name_names_the_closest_setting)
+{
+    char msg[256];
+
+    ck_assert(config_name_known("AGENTD_LLM_TIMEOUT_MS"));
+    ck_assert(config_name_known("AGENTD_TOOL_GET_WEATHER_BREAKER_OPEN_MS"));
+    ck_assert(config_name_known("AGENTD_LLM_RETRY_MAX"));
+    ck_assert(!config_name_known("AGENTD_LLM_TIMEOUT"));
+    ck_assert(!config_name_known("AGENTD_TOOL_WEBSEARCH_TIMEOUT_MS"));
+    config_unknown_message("AGENTD_LLM_TIMEOUT", msg, sizeof(msg));
+    ck_assert_str_eq(msg,
+                     "AGENTD_LLM_TIMEOUT: unknown setting; did you mean AGENTD_LLM_TIMEOUT_MS?");
+    config_unknown_message("AGENTD_TOOL_WEBSEARCH_TIMEOUT_MS", msg, sizeof(msg));
+    ck_assert_str_eq(msg, "AGENTD_TOOL_WEBSEARCH_TIMEOUT_MS: unknown setting; did you mean "
+                          "AGENTD_TOOL_WEB_SEARCH_TIMEOUT_MS?");
+    config_unknown_message("agentd_workers", msg, sizeof(msg));
+    ck_assert_str_eq(msg, "agentd_workers: unknown setting; did you mean AGENTD_WORKERS?");
+    /* Kubernetes service links are not settings. */
+    ck_assert(config_env_ignored("AGENTD_SERVICE_HOST"));
+    ck_assert(config_env_ignored("AGENTD_SERVICE_PORT_HTTP"));
+    ck_assert(config_env_ignored("AGENTD_PORT"));
+    ck_assert(config_env_ignored("AGENTD_PORT_8080_TCP_ADDR"));
+    ck_assert(!config_env_ignored("AGENTD_LLM_TIMEOUT"));
+}
+END_TEST
+
+/* ---- the config file ---------------------------------------------------------------------- */
+
+START_TEST(test_config_file_parses_names_values_comments_and_blanks)
+{
+    static const char text[] = "# policy\n"
+                               "\n"
+                               "  AGENTD_TOOL_WEB_SEARCH_TIMEOUT_MS = 500  \r\n"
+                               "AGENTD_SYSTEM_PROMPT=a = b # not a comment\n"
+                               "AGENTD_LOG_LEVEL=debug";
+    struct config_file *f = NULL;
+    char err[256];
+
+    ck_assert_int_eq(config_file_parse("f", text, strlen(text), &f, err, sizeof(err)), 0);
+    ck_assert_uint_eq(config_file_count(f), 3);
+    ck_assert_str_eq(config_file_name(f, 0), "AGENTD_TOOL_WEB_SEARCH_TIMEOUT_MS");
+    ck_assert_str_eq(config_file_get(f, "AGENTD_TOOL_WEB_SEARCH_TIMEOUT_MS"), "500");
+    ck_assert_str_eq(config_file_get(f, "AGENTD_SYSTEM_PROMPT"), "a = b # not a comment");
+    ck_assert_str_eq(config_file_get(f, "AGENTD_LOG_LEVEL"), "debug");
+    ck_assert_ptr_null(config_file_get(f, "AGENTD_WORKERS"));
+    f = config_file_free(f);
+    ck_assert_ptr_null(f);
+}
+END_TEST
+
+START_TEST(test_config_file_errors_name_the_line)
+{
+    struct config_file *f = NULL;
+    char err[256];
+
+    ck_assert_int_eq(config_file_parse("f", "A=1\nnonsense\n", 12, &f, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "f: line 2: expected NAME=value");
+    ck_assert_int_eq(config_file_parse("f", "agentd_x=1\n", 11, &f, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "f: line 1: expected a setting name of 1..63 characters [A-Z0-9_], got "
+                          "'agentd_x'");
+    ck_assert_int_eq(config_file_parse("f", "A=1\n# c\nA=2\n", 12, &f, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "f: line 3: A is set twice");
+    ck_assert_int_eq(config_file_parse("f", "A=1\0B=2", 7, &f, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_null(f);
+}
+END_TEST
+
+START_TEST(test_config_file_is_read_and_the_environment_wins)
+{
+    static const struct env_pair env[] = {{"AGENTD_TOOL_RATE", "9"}, {NULL, NULL}};
+    char path[] = "/tmp/agentd-config-XXXXXX", err[256];
+    struct config_file *f = NULL;
+    struct agentd_config cfg;
+
+    write_temp_file(path, "AGENTD_TOOL_RATE=3\nAGENTD_TOOL_GET_WEATHER_RETRY_MAX=0\n");
+    ck_assert_int_eq(config_file_read(path, &f, err, sizeof(err)), 0);
+    unlink(path);
+    struct config_source src = {.env = env_lookup, .env_ctx = (void *)env, .file = f};
+    ck_assert_int_eq(config_load(&cfg, config_source_lookup, &src, err, sizeof(err)), 0);
+    ck_assert_double_eq(cfg.tool_rate, 9.0);
+    ck_assert_int_eq(cfg.policy[CONFIG_TARGET_GET_WEATHER].retry_max, 0);
+    config_free(&cfg);
+    config_file_free(f);
+    ck_assert_int_eq(config_file_read("/nonexistent/agentd.env", &f, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "AGENTD_CONFIG_FILE: cannot read '/nonexistent/agentd.env'"));
+}
+END_TEST
+
+struct diff_seen {
+    char names[512];
+};
+
+static void diff_collect(const char *name, bool live, void *arg)
+{
+    struct diff_seen *d = arg;
+    size_t used = strlen(d->names);
+    snprintf(d->names + used, sizeof(d->names) - used, "%s%s=%s", used ? " " : "", name,
+             live ? "live" : "restart");
+}
+
+START_TEST(test_config_diff_tells_live_settings_from_restart_ones)
+{
+    static const struct env_pair a_env[] = {{NULL, NULL}};
+    static const struct env_pair b_env[] = {
+        {"AGENTD_WORKERS", "3"},
+        {"AGENTD_TOOL_WEB_SEARCH_RATE", "1"},
+        {"AGENTD_LOG_LEVEL", "debug"},
+        {NULL, NULL},
+    };
+    struct agentd_config a, b;
+    struct diff_seen seen = {""};
+    char err[256];
+
+    ck_assert_int_eq(config_load(&a, env_lookup, (void *)a_env, err, sizeof(err)), 0);
+    ck_assert_int_eq(config_load(&b, env_lookup, (void *)b_env, err, sizeof(err)), 0);
+    ck_assert_uint_eq(config_diff(&a, &a, diff_collect, &seen), 0);
+    a.workers = 2; /* resolved from the CPUs otherwise */
+    ck_assert_uint_eq(config_diff(&a, &b, diff_collect, &seen), 3);
+    ck_assert_str_eq(seen.names, "AGENTD_WORKERS=restart AGENTD_LOG_LEVEL=live "
+                                 "AGENTD_TOOL_WEB_SEARCH_RATE=live");
+    config_free(&a);
+    config_free(&b);
 }
 END_TEST
 
@@ -970,6 +1203,14 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_config_effective_output_is_one_line_per_variable);
     tcase_add_test(tc, test_config_help_lists_every_variable_within_100_columns);
     tcase_add_test(tc, test_config_free_accepts_null_and_repeats);
+    tcase_add_test(tc, test_config_tool_policy_overrides_one_tool_and_keeps_the_globals_for_others);
+    tcase_add_test(tc, test_config_tool_policy_bad_value_names_the_setting_range_and_value);
+    tcase_add_test(tc, test_config_tool_policy_that_cannot_apply_is_refused);
+    tcase_add_test(tc, test_config_unknown_name_names_the_closest_setting);
+    tcase_add_test(tc, test_config_file_parses_names_values_comments_and_blanks);
+    tcase_add_test(tc, test_config_file_errors_name_the_line);
+    tcase_add_test(tc, test_config_file_is_read_and_the_environment_wins);
+    tcase_add_test(tc, test_config_diff_tells_live_settings_from_restart_ones);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -157,7 +157,10 @@ static const char *const families[][2] = {
     {"agentd_llm_tokens_total", "counter"},
     {"agentd_llm_cost_usd_total", "counter"},
     {"agentd_budget_exhausted", "gauge"},
+    {"agentd_budget_limit_per_hour", "gauge"},
     {"agentd_budget_transitions_total", "counter"},
+    {"gen_ai_client_token_usage", "histogram"},
+    {"gen_ai_client_operation_duration_seconds", "histogram"},
     {"agentd_ready", "gauge"},
     {"agentd_redis_mode", "gauge"},
     {"agentd_redis_replicas", "gauge"},
@@ -165,6 +168,7 @@ static const char *const families[][2] = {
     {"agentd_redis_command_duration_seconds", "histogram"},
     {"agentd_durable_runs_total", "counter"},
     {"agentd_redis_reconnects_total", "counter"},
+    {"agentd_config_reloads_total", "counter"},
     {"agentd_process_resident_memory_bytes", "gauge"},
     {"agentd_process_open_fds", "gauge"},
     {"agentd_process_start_time_seconds", "gauge"},
@@ -376,6 +380,7 @@ START_TEST(test_metrics_breaker_budget_and_ready_gauges)
     metrics_budget_transition(METRICS_BUDGET_USD, true);
     metrics_budget_transition(METRICS_BUDGET_TOKENS, true);
     metrics_budget_transition(METRICS_BUDGET_TOKENS, false);
+    metrics_budget_limits(12.75, -5);
     metrics_set_ready(true);
     metrics_retry_budget_exhausted(DEP_WEB_SEARCH);
     metrics_limiter_refusal(DEP_ANTHROPIC, AGENT_PRIORITY_LOW);
@@ -391,6 +396,8 @@ START_TEST(test_metrics_breaker_budget_and_ready_gauges)
     assert_line(text, "agentd_budget_exhausted{kind=\"usd\"} 1");
     assert_line(text, "agentd_budget_exhausted{kind=\"tokens\"} 0");
     assert_line(text, "agentd_budget_transitions_total{kind=\"tokens\"} 2");
+    assert_line(text, "agentd_budget_limit_per_hour{kind=\"usd\"} 12.75");
+    assert_line(text, "agentd_budget_limit_per_hour{kind=\"tokens\"} 0");
     assert_line(text, "agentd_ready 1");
     assert_line(text, "agentd_retry_budget_exhausted_total{dependency=\"web_search\"} 1");
     assert_line(text, "agentd_limiter_refusals_total{dependency=\"anthropic\",priority=\"low\"} 1");
@@ -441,6 +448,57 @@ START_TEST(test_metrics_label_helpers_map_exact_names)
 }
 END_TEST
 
+/* Asserts the line prefix + rest. */
+static void assert_line2(const char *text, const char *prefix, const char *rest)
+{
+    char line[512];
+    snprintf(line, sizeof(line), "%s%s", prefix, rest);
+    assert_line(text, line);
+}
+
+START_TEST(test_metrics_gen_ai_histograms_follow_the_conventions)
+{
+    metrics_init("x");
+    metrics_llm_tokens(1200, 4);
+    metrics_llm_tokens(3, 0);   /* 0 output tokens: still one observation */
+    metrics_llm_tokens(-1, -1); /* nothing reported: no observation */
+    metrics_gen_ai_operation(METRICS_GEN_AI_OK, 0.015);
+    metrics_gen_ai_operation(METRICS_GEN_AI_OK, 100);
+    metrics_gen_ai_operation(METRICS_GEN_AI_RETRIES_EXHAUSTED, 2.5);
+    metrics_gen_ai_operation(METRICS_GEN_AI__COUNT, 1); /* out of range: dropped */
+
+    char *text = metrics_render();
+    const char *tok = "gen_ai_client_token_usage_";
+    const char *chat = "{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"anthropic\",";
+    char in[256], out[256], dur[256];
+    snprintf(in, sizeof(in), "%sbucket%sgen_ai_token_type=\"input\",le=", tok, chat);
+    snprintf(out, sizeof(out), "%sbucket%sgen_ai_token_type=\"output\",le=", tok, chat);
+    snprintf(dur, sizeof(dur), "gen_ai_client_operation_duration_seconds_bucket%s", chat);
+
+    assert_line2(text, in, "\"1\"} 0");
+    assert_line2(text, in, "\"4\"} 1");
+    assert_line2(text, in, "\"1024\"} 1");
+    assert_line2(text, in, "\"4096\"} 2");
+    assert_line2(text, out, "\"1\"} 1");
+    assert_line(text, "gen_ai_client_token_usage_sum{gen_ai_operation_name=\"chat\","
+                      "gen_ai_provider_name=\"anthropic\",gen_ai_token_type=\"input\"} 1203");
+    assert_line(text, "gen_ai_client_token_usage_count{gen_ai_operation_name=\"chat\","
+                      "gen_ai_provider_name=\"anthropic\",gen_ai_token_type=\"output\"} 2");
+    /* Success carries no error_type; each failure kind has its own series. */
+    assert_line2(text, dur, "le=\"0.01\"} 0");
+    assert_line2(text, dur, "le=\"0.02\"} 1");
+    assert_line2(text, dur, "le=\"81.92\"} 1");
+    assert_line2(text, dur, "le=\"+Inf\"} 2");
+    assert_line2(text, dur, "error_type=\"retries_exhausted\",le=\"2.56\"} 1");
+    assert_line2(text, dur, "error_type=\"circuit_open\",le=\"+Inf\"} 0");
+    assert_line(text, "gen_ai_client_operation_duration_seconds_sum{gen_ai_operation_name="
+                      "\"chat\",gen_ai_provider_name=\"anthropic\"} 100.015");
+    ck_assert_int_eq(count_prefix(text, "gen_ai_client_operation_duration_seconds_count{"),
+                     METRICS_GEN_AI__COUNT);
+    free(text);
+}
+END_TEST
+
 /* Puts data in every family, so a format checker sees every kind of line. */
 static int dump(void)
 {
@@ -461,7 +519,10 @@ static int dump(void)
     metrics_degraded_tool_result(TOOL_GET_WEATHER);
     metrics_llm_tokens(1200, 340);
     metrics_llm_cost_usd(0.0087);
+    metrics_gen_ai_operation(METRICS_GEN_AI_OK, 1.7);
+    metrics_gen_ai_operation(METRICS_GEN_AI_CIRCUIT_OPEN, 0.001);
     metrics_budget_transition(METRICS_BUDGET_USD, true);
+    metrics_budget_limits(2.5, 100000);
     metrics_set_ready(true);
 
     char *text = metrics_render();
@@ -489,6 +550,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_metrics_breaker_budget_and_ready_gauges);
     tcase_add_test(tc, test_metrics_process_metrics_track_the_process);
     tcase_add_test(tc, test_metrics_label_helpers_map_exact_names);
+    tcase_add_test(tc, test_metrics_gen_ai_histograms_follow_the_conventions);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;

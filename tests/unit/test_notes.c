@@ -11,6 +11,7 @@
 #include "agentd/notes.h"
 
 #include <check.h>
+#include <stdatomic.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1081,8 +1082,8 @@ static int run_note_job(bool cancel, struct notes_usage *usage, struct tool_exec
     ck_assert_int_eq(pipe(gate), 0);
     ck_assert_int_eq(io_pool_submit(io, gate_job, w, gate_done, &gate[0]), 0);
 
-    struct tool_exec_env env = {
-        .io = io, .notes_dir = g_dir, .notes_usage = usage, .tool_timeout_ms = 60000};
+    struct tool_exec_env env = {.io = io, .notes_dir = g_dir, .notes_usage = usage};
+    atomic_init(&env.timeout_ms[TOOL_SAVE_NOTE], 60000);
     json_t *input = json_pack("{s:s, s:s}", "content", "late note", "filename", "late.txt");
     ck_assert_int_eq(tool_exec_init(t, "toolu_1", "save_note", input), 0);
     json_decref(input);

@@ -361,6 +361,29 @@ START_TEST(test_spend_concurrent_records_all_count)
 }
 END_TEST
 
+START_TEST(test_spend_set_budgets_changes_the_limits_and_keeps_the_usage)
+{
+    struct spend *s = spend_new(3, 15, 0, 0);
+    int64_t usd, tokens;
+
+    spend_record(s, 1000, 500, 0);
+    ck_assert(spend_allow(s, 1000, NULL));
+    spend_set_budgets(s, 0, 400); /* already past it */
+    ck_assert(!spend_allow(s, 1000, NULL));
+    spend_limits(s, &usd, &tokens);
+    ck_assert_int_eq(usd, 0);
+    ck_assert_int_eq(tokens, 400);
+    spend_set_share(s, 2);
+    spend_set_budgets(s, 0, 1200); /* 600 for each of 2 replicas */
+    ck_assert(spend_allow(s, 1000, NULL));
+    spend_record(s, 1000, 100, 0);
+    ck_assert(!spend_allow(s, 1000, NULL));
+    spend_set_budgets(s, 0, 0);
+    ck_assert(spend_allow(s, 1000, NULL));
+    spend_free(s);
+}
+END_TEST
+
 static Suite *spend_suite(void)
 {
     Suite *s = suite_create("spend");
@@ -382,6 +405,7 @@ static Suite *spend_suite(void)
     tcase_add_test(tc, test_spend_hold_from_a_minute_gone_from_the_window_takes_nothing_back);
     tcase_add_test(tc, test_spend_share_divides_the_budgets_among_replicas);
     tcase_add_test(tc, test_spend_concurrent_records_all_count);
+    tcase_add_test(tc, test_spend_set_budgets_changes_the_limits_and_keeps_the_usage);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
