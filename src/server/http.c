@@ -669,6 +669,10 @@ struct server *server_stop(struct server *s)
     if (!s)
         return NULL;
     server_quiesce(s);
+    /* libmicrohttpd panics when stopped with a suspended connection. A streamed answer that was
+       being written when shutdown answered the suspended ones may have suspended since (its
+       queue ran dry): answer those too. */
+    server_abort_suspended(s);
     MHD_stop_daemon(s->mhd);
     peer_limit_free(s->peers);
     pthread_mutex_destroy(&s->lock);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -39,6 +40,12 @@ static void setup(void)
 static void setup_fast_ping(void)
 {
     setup_with("200");
+}
+
+static void setup_short_grace(void)
+{
+    const char *env[] = {"AGENTD_SHUTDOWN_GRACE_MS=300", NULL};
+    harness_start(&H, env);
 }
 
 static void setup_small_buffer(void)
@@ -495,6 +502,57 @@ static char *dechunk(const char *raw)
     return out;
 }
 
+/* Reads a streamed answer on a raw connection to the chunked body's end (or the connection's);
+   returns its body, malloc'd. */
+static char *read_stream_to_end(int fd)
+{
+    size_t rcap = (size_t)64 << 20, got = 0;
+    char *raw = malloc(rcap);
+    ssize_t r;
+    raw[0] = '\0';
+    while (got < rcap - 1 && (r = recv(fd, raw + got, rcap - 1 - got, 0)) > 0) {
+        got += (size_t)r;
+        raw[got] = '\0';
+        if (got >= 7 && memcmp(raw + got - 7, "\r\n0\r\n\r\n", 7) == 0)
+            break;
+    }
+    ck_assert_ptr_nonnull(strstr(raw, "HTTP/1.1 200"));
+    char *body = dechunk(raw);
+    free(raw);
+    return body;
+}
+
+/* The last "event: " block of a stream's body. */
+static const char *last_event(const char *body)
+{
+    const char *last = strncmp(body, "event: ", 7) == 0 ? body : NULL;
+    for (const char *p = strstr(body, "\nevent: "); p; p = strstr(p + 1, "\nevent: "))
+        last = p + 1;
+    ck_assert_ptr_nonnull(last);
+    return last;
+}
+
+/* Shutdown with a run still streaming: once the grace is over, its stream ends with run.failed
+   (503 shutting_down) and agentd exits cleanly. */
+START_TEST(test_stream_shutdown_ends_the_stream_with_run_failed)
+{
+    fake_add_fault(&H, "{\"route\":\"messages\",\"count\":1,\"hang\":true}");
+    int fd = harness_connect(&H);
+    send_agent_post(fd, "{\"input\":\"hello\",\"stream\":true}");
+    ck_assert_uint_eq(fake_wait_count(&H, "messages", 1, 5000), 1);
+    kill(H.agentd_pid, SIGTERM);
+    char *body = read_stream_to_end(fd);
+    close(fd);
+    ck_assert_ptr_nonnull(strstr(body, "event: run.started"));
+    const char *last = last_event(body);
+    ck_assert_msg(strncmp(last, "event: run.failed\ndata: ", 24) == 0, "last event: %.80s", last);
+    ck_assert_ptr_nonnull(strstr(last, "\"status\":503"));
+    ck_assert_ptr_nonnull(strstr(last, "shutting_down"));
+    free(body);
+    ck_assert_int_eq(harness_wait_agentd(&H, 30000), 0);
+}
+END_TEST
+
 /* A client that stops reading: its events pile up to AGENTD_STREAM_MAX_BUFFERED_BYTES, then its
    run is cancelled and the stream ends with run.failed (499), so memory stays bounded. */
 START_TEST(test_stream_slow_reader_is_cut_off_at_the_buffer_cap)
@@ -535,25 +593,10 @@ START_TEST(test_stream_slow_reader_is_cut_off_at_the_buffer_cap)
         free(log);
     }
     ck_assert_msg(cancelled, "the run of a client that does not read was not cancelled");
-    /* Now read it all, to the chunked body's end: the stream ends with run.failed (499). */
-    size_t rcap = (size_t)64 << 20, got = 0;
-    char *raw = malloc(rcap);
-    ssize_t r;
-    raw[0] = '\0';
-    while (got < rcap - 1 && (r = recv(fd, raw + got, rcap - 1 - got, 0)) > 0) {
-        got += (size_t)r;
-        raw[got] = '\0';
-        if (got >= 7 && memcmp(raw + got - 7, "\r\n0\r\n\r\n", 7) == 0)
-            break;
-    }
+    /* Now read it all: the stream ends with run.failed (499). */
+    char *buf = read_stream_to_end(fd);
     close(fd);
-    ck_assert_ptr_nonnull(strstr(raw, "HTTP/1.1 200"));
-    char *buf = dechunk(raw);
-    free(raw);
-    char *last = NULL;
-    for (char *p = strstr(buf, "\nevent: "); p; p = strstr(p + 1, "\nevent: "))
-        last = p + 1;
-    ck_assert_ptr_nonnull(last);
+    const char *last = last_event(buf);
     ck_assert_msg(strncmp(last, "event: run.failed\ndata: ", 24) == 0, "last event: %.80s", last);
     ck_assert_ptr_nonnull(strstr(last, "\"status\":499"));
     ck_assert_ptr_nonnull(strstr(last, "AGENTD_STREAM_MAX_BUFFERED_BYTES"));
@@ -580,6 +623,11 @@ static Suite *suite(void)
     tcase_set_timeout(ping, 60);
     tcase_add_test(ping, test_stream_pings_while_waiting);
     suite_add_tcase(s, ping);
+    TCase *shutdown = tcase_create("shutdown");
+    tcase_add_checked_fixture(shutdown, setup_short_grace, teardown);
+    tcase_set_timeout(shutdown, 60);
+    tcase_add_test(shutdown, test_stream_shutdown_ends_the_stream_with_run_failed);
+    suite_add_tcase(s, shutdown);
     TCase *slow = tcase_create("slow_reader");
     tcase_add_checked_fixture(slow, setup_small_buffer, teardown);
     tcase_set_timeout(slow, 200);
