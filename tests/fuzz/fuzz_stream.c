@@ -9,7 +9,8 @@
  * feed in one piece); text reported is valid UTF-8 of the stated length; a
  * message given is JSON, and when anthropic_parse_response accepts it, its
  * text is exactly the text reported while streaming; a failed stream gives
- * no message; a reset stream takes a fresh body.
+ * no message; a reset stream takes a fresh body; the usage read back is never
+ * negative.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -67,6 +68,11 @@ static void run(struct anthropic_stream *s, const char *body, size_t size, size_
     FUZZ_CHECK(o->msg_rc == 0 || why[0] != '\0');
     if (o->rc != 0)
         FUZZ_CHECK(o->msg_rc != 0);
+    /* Usage: never negative (absent when the message carried none). */
+    int64_t in = -1, out = -1;
+    int u = anthropic_stream_usage(s, &in, &out);
+    FUZZ_CHECK(u == 0 || u == -ENODATA || u == -ENOMEM);
+    FUZZ_CHECK(u != 0 || (in >= 0 && out >= 0));
 }
 
 static void clear(struct outcome *o)
