@@ -449,6 +449,38 @@ START_TEST(test_stream_client_disconnect_while_waiting_cancels_at_once)
 }
 END_TEST
 
+/* A streamed run with an Idempotency-Key stores its answer like any run: the same key and body
+   again is the stored JSON answer, replayed (decided before a run starts). */
+START_TEST(test_stream_idempotency_key_replays_the_json_answer)
+{
+    const char *body = "{\"input\":\"remember this\",\"stream\":true}";
+    char url[128];
+    snprintf(url, sizeof(url), "%s/v1/agent", H.agentd_url);
+    const char *hdrs[] = {"Content-Type: application/json", "Idempotency-Key: stream-key-1", NULL};
+    struct http_resp first, again;
+    ck_assert_int_eq(http_do("POST", url, hdrs, body, strlen(body), false, &first), 0);
+    ck_assert_int_eq(first.status, 200);
+    struct stream s = {0};
+    parse_events(first.body, &s);
+    const struct sse_event *end = last(&s);
+    ck_assert_str_eq(end->name, "run.completed");
+    ck_assert_int_eq(http_do("POST", url, hdrs, body, strlen(body), false, &again), 0);
+    ck_assert_int_eq(again.status, 200);
+    char v[64];
+    ck_assert(http_header(&again, "Idempotent-Replayed", v, sizeof(v)));
+    ck_assert_str_eq(v, "true");
+    ck_assert(http_header(&again, "Content-Type", v, sizeof(v)));
+    ck_assert_str_eq(v, "application/json; charset=utf-8");
+    json_t *replayed = json_loads(again.body, 0, NULL);
+    ck_assert(json_equal(replayed, end->data));
+    json_decref(replayed);
+    ck_assert_uint_eq(fake_count(&H, "messages"), 1);
+    stream_free(&s);
+    http_resp_free(&first);
+    http_resp_free(&again);
+}
+END_TEST
+
 /* Errors found before the run starts are JSON; a run that fails says so as its last event. */
 START_TEST(test_stream_errors_before_the_run_are_json_and_failures_are_run_failed)
 {
@@ -616,6 +648,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_stream_cut_mid_stream_is_retried_with_discard);
     tcase_add_test(tc, test_stream_client_disconnect_cancels_the_upstream_call);
     tcase_add_test(tc, test_stream_client_disconnect_while_waiting_cancels_at_once);
+    tcase_add_test(tc, test_stream_idempotency_key_replays_the_json_answer);
     tcase_add_test(tc, test_stream_errors_before_the_run_are_json_and_failures_are_run_failed);
     suite_add_tcase(s, tc);
     TCase *ping = tcase_create("ping");
