@@ -7,19 +7,34 @@
 # bench/results/<benchmark>.txt, the table to bench/results/summary.txt.
 # bench/README.md says what each benchmark measures and how to read it.
 #
-# Usage: bench/run.sh [a] [b]        (no argument = both)
+# Usage: bench/run.sh [a] [b] [d] [e]    (no argument = a, b and d)
 #   a  one-LLM-call runs per second through agentd, next to the same load on
 #      the fake's /v1/messages hit directly (plus agentd at log level info)
 #   b  2000 concurrent in-flight runs against an upstream that answers after
 #      1 s, with targets; before it the same load on the fake directly (the
 #      floor; it also warms the fake up), after it a staggered-start run
 #      (diagnostic, see README.md)
+#   d  the blip: wrk keeps 250 runs in flight (default settings, upstream answers
+#      after 100 ms); at 5 s every LLM request reaching the fake for 0.25 s is reset
+#      (bench/blip/driver.py). Targets: >= 99.5 % of runs succeed, none failed
+#      fast by the breaker, the upstream rate 1 s after the blip >= 95 % of before
+#   e  the front next to nginx (Debian's nginx-light, installed by this script
+#      with apt-get when missing) on a free loopback port, same wrk settings, in
+#      one run: GET /health/live keep-alive rate (nginx returns the same body;
+#      target >= 0.5 x nginx), and one-LLM-call runs/s against nginx serving
+#      the fixed Messages reply of the fake, as agentd's upstream too (target
+#      >= 0.4 x nginx POST /v1/messages); rounds alternate, medians compared
 #
 # Environment (all optional):
 #   BENCH_A_DURATION_S=10  BENCH_A_CONNECTIONS=64
 #   BENCH_B_DURATION_S=15  BENCH_B_CONNECTIONS=2000  BENCH_B_DELAY_MS=1000
 #   BENCH_B_STAGGERED=1    0 = skip the staggered-start diagnostic run
+#   BENCH_D_CONNECTIONS=250  BENCH_D_DURATION_S=12  BENCH_D_AT_S=5  BENCH_D_BLIP_MS=250
+#   BENCH_D_DELAY_MS=100   the fake's answer delay in (d): calls really in flight, and the
+#                          upstream rate set by the loop, not by the CPU left on the machine
 #   BENCH_A_INFO=1         0 = skip the log-level-info row of (a)
+#   BENCH_E_DURATION_S=10  BENCH_E_CONNECTIONS=64  BENCH_E_ROUNDS=3
+#   BENCH_NGINX_BIN=path   the nginx binary for (e) (default: nginx on PATH, else /usr/sbin/nginx)
 #   BENCH_SKIP_BUILD=1     use the binaries already in bench/.build
 #   BENCH_AGENTD_BIN=path  measure this agentd binary instead (A/B of a patch)
 #   BENCH_AGENTD_ENV="NAME=VALUE ..."  more environment for every agentd started
@@ -32,8 +47,8 @@
 #   BENCH_RESULTS_DIR=dir  write results there instead of bench/results
 #   BENCH_KEEP_DIR=1       keep the temp dir (daemon logs, wrk output)
 #
-# Exit status: 0 when every run completed and b_inflight met its targets,
-# 1 when a target was missed, 2 on a setup failure.
+# Exit status: 0 when every run completed and b_inflight and d_blip (and (e), when run)
+# met their targets, 1 when a target was missed, 2 on a setup failure.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -48,7 +63,19 @@ B_DURATION_S=${BENCH_B_DURATION_S:-15}
 B_CONNECTIONS=${BENCH_B_CONNECTIONS:-2000}
 B_DELAY_MS=${BENCH_B_DELAY_MS:-1000}
 B_STAGGERED=${BENCH_B_STAGGERED:-1}
+D_CONNECTIONS=${BENCH_D_CONNECTIONS:-250}
+D_DURATION_S=${BENCH_D_DURATION_S:-12}
+D_AT_S=${BENCH_D_AT_S:-5}
+D_BLIP_MS=${BENCH_D_BLIP_MS:-250}
+D_DELAY_MS=${BENCH_D_DELAY_MS:-100}
+D_SUMMARY=
 A_INFO=${BENCH_A_INFO:-1}
+E_DURATION_S=${BENCH_E_DURATION_S:-10}
+E_CONNECTIONS=${BENCH_E_CONNECTIONS:-64}
+E_ROUNDS=${BENCH_E_ROUNDS:-3}
+# Targets of (e): agentd's rate as a share of nginx's.
+E_TARGET_LIVE=0.5
+E_TARGET_RUNS=0.4
 IDEM_KEYS=${BENCH_IDEM_KEYS:-0}
 # Set per agentd load below (post.lua reads it); never inherited.
 unset BENCH_IDEM_PREFIX
@@ -74,6 +101,7 @@ ROWS=()
 MISSED=0
 FAKE_PID=
 AGENTD_PID=
+NGINX_PID=
 
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
@@ -138,15 +166,16 @@ clear_fake_log() {
 # The listening port of PID as reported by ss (agentd logs its port only at info level).
 
 
-# start_agentd NAME LOG_LEVEL: sets AGENTD_PID, AGENTD_PORT. Talks to the fake at FAKE_PORT.
+# start_agentd NAME LOG_LEVEL [LLM_BASE_URL]: sets AGENTD_PID, AGENTD_PORT. Talks to the fake
+# at FAKE_PORT (the LLM API at LLM_BASE_URL when given).
 start_agentd() {
-    local name=$1 level=$2
+    local name=$1 level=$2 llm=${3:-http://127.0.0.1:$FAKE_PORT}
     mkdir -p "$WORK/notes"
     # The LLM limiter must not be what is measured; the admission limit must
     # stay above the 2000 connections of benchmark b.
     env -i PATH="$PATH" \
         AGENTD_LISTEN=127.0.0.1:0 \
-        ANTHROPIC_BASE_URL="http://127.0.0.1:$FAKE_PORT" \
+        ANTHROPIC_BASE_URL="$llm" \
         ANTHROPIC_API_KEY="$API_KEY" \
         AGENTD_WEATHER_GEOCODING_URL="http://127.0.0.1:$FAKE_PORT" \
         AGENTD_WEATHER_FORECAST_URL="http://127.0.0.1:$FAKE_PORT" \
@@ -261,9 +290,9 @@ per_req() { awk -v c="$1" -v n="$2" 'BEGIN { printf "%.1f", (n > 0) ? c * 1e6 / 
 
 # run_wrk NAME DESCRIPTION MEASURED CONNS DURATION_S URL BODY [HEADER...]
 # Runs one measured load against URL, writes bench/results/NAME.txt and adds a
-# table row. MEASURED (agentd or fake) is the process whose memory and CPU per
-# request are reported; the CPU of the other one (when running) is recorded
-# too. Extra wrk-script settings come from the environment (BENCH_STAGGER_*).
+# table row. MEASURED (agentd, fake or nginx) is the process whose memory and
+# CPU per request are reported (for nginx: its master and workers; memory: the
+# master's); the CPU of the others (when running) is recorded too. Extra wrk-script settings come from the environment (BENCH_STAGGER_*).
 run_wrk() {
     local name=$1 desc=$2 what=$3 conns=$4 dur=$5 url=$6 body=$7
     shift 7
@@ -272,21 +301,25 @@ run_wrk() {
         -s "$LUA" "$url" -- "$body" "$@")
     local envs=()
     [ "$what" = agentd ] && [ "$IDEM_KEYS" = 1 ] && envs=(BENCH_IDEM_PREFIX="bench-$RUN_NONCE-$name")
+    [ "$body" = - ] && envs=(BENCH_WRK_LIGHT=1) # a GET: status from wrk's own count (post.lua)
     local out=$WORK/$name.wrk res=$RESULTS/$name.txt
     local measured=$FAKE_PID
     [ "$what" = agentd ] && measured=$AGENTD_PID
+    [ "$what" = nginx ] && measured=$NGINX_PID
     log "$name: $(shell_words "${cmd[@]}")"
     rm -f "$WORK/$name.rss"
     sample_rss "$measured" $((dur + 2)) "$WORK/$name.rss" &
     local sampler=$!
-    local a0=0 f0 w0 h0 a1=0 f1 w1 h1
+    local a0=0 f0 w0 h0 a1=0 f1 w1 h1 n0=0 n1=0
     [ -n "$AGENTD_PID" ] && a0=$(cpu_s "$AGENTD_PID")
+    [ -n "$NGINX_PID" ] && n0=$(cpu_tree_s "$NGINX_PID")
     f0=$(cpu_s "$FAKE_PID")
     w0=$(cpu_s "$$" children)
     h0=$(host_busy_s)
     env ${envs[@]+"${envs[@]}"} BENCH_LATENCY_FILE="$RESULTS/$name.latency.tsv" "${cmd[@]}" >"$out" 2>&1 ||
         { cat "$out" >&2; die "wrk failed"; }
     [ -n "$AGENTD_PID" ] && a1=$(cpu_s "$AGENTD_PID")
+    [ -n "$NGINX_PID" ] && n1=$(cpu_tree_s "$NGINX_PID")
     f1=$(cpu_s "$FAKE_PID")
     w1=$(cpu_s "$$" children)
     h1=$(host_busy_s)
@@ -300,20 +333,25 @@ run_wrk() {
         die "$name: agentd (pid $AGENTD_PID) died during the run"
     fi
     alive "$FAKE_PID" || die "$name: fake_upstream (pid $FAKE_PID) died during the run"
+    if [ -n "$NGINX_PID" ] && ! alive "$NGINX_PID"; then
+        die "$name: nginx (pid $NGINX_PID) died during the run"
+    fi
     sed -n '1,/^--- machine-readable/p' "$out" | sed '$d' >&2
 
-    local requests cpu_a cpu_f cpu_w cpu_h cpu_m cpu_other
+    local requests cpu_a cpu_f cpu_w cpu_h cpu_m cpu_n cpu_other
     requests=$(get requests "$out")
     cpu_a=$(sub "$a1" "$a0")
+    cpu_n=$(sub "$n1" "$n0")
     cpu_f=$(sub "$f1" "$f0")
     cpu_w=$(sub "$w1" "$w0")
     cpu_h=$(sub "$h1" "$h0")
     cpu_m=$cpu_f
     [ "$what" = agentd ] && cpu_m=$cpu_a
+    [ "$what" = nginx ] && cpu_m=$cpu_n
     # Everything else on the machine: other users' builds and tests show up here
     # (give or take a few hundredths of a second of accounting granularity).
-    cpu_other=$(awk -v h="$cpu_h" -v a="$cpu_a" -v f="$cpu_f" -v w="$cpu_w" \
-        'BEGIN { printf "%.2f", h - a - f - w }')
+    cpu_other=$(awk -v h="$cpu_h" -v a="$cpu_a" -v f="$cpu_f" -v w="$cpu_w" -v n="$cpu_n" \
+        'BEGIN { printf "%.2f", h - a - f - w - n }')
     {
         echo "benchmark=$name"
         echo "description=$desc"
@@ -339,6 +377,7 @@ run_wrk() {
             "$WORK/$name.rss" 2>/dev/null)"
         echo "agentd_cpu_s=$cpu_a"
         echo "fake_cpu_s=$cpu_f"
+        [ -n "$NGINX_PID" ] && echo "nginx_cpu_s=$cpu_n"
         echo "wrk_cpu_s=$cpu_w"
         echo "host_busy_cpu_s=$cpu_h"
         echo "host_capacity_cpu_s=$(awk -v d="$(get duration_s "$out")" -v n="$(nproc)" \
@@ -356,6 +395,7 @@ warmup() { # URL BODY [HEADER...]
     shift 2
     [[ $url == */v1/agent ]] && [ "$IDEM_KEYS" = 1 ] &&
         envs=(BENCH_IDEM_PREFIX="bench-$RUN_NONCE-warmup-$RANDOM")
+    [ "$body" = - ] && envs=(BENCH_WRK_LIGHT=1)
     env ${envs[@]+"${envs[@]}"} wrk -t"$WRK_THREADS" -c"$A_CONNECTIONS" -d"${WARMUP_S}s" \
         -s "$LUA" "$url" -- "$body" "$@" >/dev/null
 }
@@ -476,8 +516,260 @@ bench_b() {
     stop "$FAKE_PID"
 }
 
+# (d): agentd with its default breaker and retry settings (the LLM limiter raised as for every
+# row) under wrk, while bench/blip/driver.py resets every LLM request for D_BLIP_MS at D_AT_S and
+# samples the upstream's request rate; figures and targets in bench/results/d_blip.txt.
+bench_d() {
+    local kv=$WORK/d_blip.kv res=$RESULTS/d_blip.txt ctl opens verdict=ok agent_url
+    local ctl_cmd=(python3 "$HERE/blip/driver.py" --at-s "$D_AT_S" --blip-ms "$D_BLIP_MS"
+        --duration-s "$D_DURATION_S")
+    start_fake fake_d --delay-ms "$D_DELAY_MS"
+    start_agentd agentd_d warn
+    agent_url="http://127.0.0.1:$AGENTD_PORT/v1/agent"
+    sanity_agentd
+    warmup "$agent_url" "$WORK/agent.json"
+    log "d_blip: $(shell_words "${ctl_cmd[@]}") beside wrk (fake --delay-ms $D_DELAY_MS)"
+    "${ctl_cmd[@]}" --fake-port "$FAKE_PORT" --kv-out "$kv" >"$WORK/d_blip.ctl" 2>&1 &
+    ctl=$! # not in PIDS: it ends by itself within D_DURATION_S (or when the fake is gone)
+    run_wrk d_blip "POST /v1/agent, $D_CONNECTIONS connections, upstream answers after ${D_DELAY_MS} ms, every LLM request reset for ${D_BLIP_MS} ms at ${D_AT_S} s" \
+        agentd "$D_CONNECTIONS" "$D_DURATION_S" "$agent_url" "$WORK/agent.json"
+    wait "$ctl" || { cat "$WORK/d_blip.ctl" >&2; die "d_blip: the blip driver failed"; }
+    curl -fsS --max-time 10 -o "$WORK/d_blip.metrics" "http://127.0.0.1:$AGENTD_PORT/metrics" ||
+        die "d_blip: could not read agentd's /metrics"
+    opens=$(metric "$WORK/d_blip.metrics" \
+        'agentd_breaker_transitions_total{dependency="anthropic",to="open"}')
+    local requests ok circuit pct after
+    requests=$(get requests "$res")
+    ok=$(get status_2xx "$res")
+    circuit=$(get status_503_circuit "$res")
+    pct=$(ratio "$((ok * 100))" "$requests" %.2f)
+    after=$(get upstream_rate_after_pct_of_before "$kv")
+    if ! awk -v p="$pct" 'BEGIN { exit !(p >= 99.5) }'; then
+        verdict=missed
+        echo "TARGET MISSED: $pct % of runs succeeded (target >= 99.5 %)" >&2
+    fi
+    if [ "$circuit" -ne 0 ]; then
+        verdict=missed
+        echo "TARGET MISSED: $circuit runs failed fast by the breaker (target 0)" >&2
+    fi
+    if ! awk -v p="$after" 'BEGIN { exit !(p >= 95) }'; then
+        verdict=missed
+        echo "TARGET MISSED: upstream rate 1 s after the blip $after % of before (target >= 95 %)" >&2
+    fi
+    {
+        echo "blip_command=$(shell_words "${ctl_cmd[@]}")"
+        cat "$kv"
+        echo "success_pct=$pct"
+        echo "breaker_opens=$opens"
+        echo "target_success_pct_min=99.5"
+        echo "target_fast_failures=0"
+        echo "target_upstream_rate_after_pct_min=95"
+        echo "targets=$verdict"
+    } >>"$res"
+    D_SUMMARY="d_blip targets (>= 99.5 % ok, 0 failed fast, upstream 1 s after >= 95 % of before): $pct % ok, $circuit failed fast, upstream $(
+        get upstream_per_s_1s_after_blip "$kv")/s 1 s after vs $(
+        get upstream_per_s_3s_before_blip "$kv")/s before ($after %), breaker opened $opens times: $verdict"
+    [ "$verdict" = ok ] || MISSED=1
+    stop "$AGENTD_PID"
+    AGENTD_PID=
+    stop "$FAKE_PID"
+}
+
+# ---- (e): the front next to nginx ------------------------------------------------------
+
+# cpu_tree_s PID: CPU seconds of PID and its children still running (nginx's master and workers).
+cpu_tree_s() {
+    local total p
+    total=$(cpu_s "$1")
+    for p in $(pgrep -P "$1" || true); do
+        total=$(awk -v a="$total" -v b="$(cpu_s "$p" 2>/dev/null || echo 0)" 'BEGIN { printf "%.2f", a + b }')
+    done
+    echo "$total"
+}
+
+# Debian's nginx-light, installed when missing (run.sh e is its only user).
+nginx_bin() {
+    local bin=${BENCH_NGINX_BIN:-}
+    [ -n "$bin" ] || bin=$(command -v nginx || echo /usr/sbin/nginx)
+    if [ ! -x "$bin" ] && [ -z "${BENCH_NGINX_BIN:-}" ]; then
+        local sudo=
+        [ "$(id -u)" -ne 0 ] && sudo=sudo
+        log "installing nginx-light (Debian) for benchmark e"
+        $sudo apt-get update -qq >&2 || die "apt-get update failed"
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx-light >&2 ||
+            die "cannot install nginx-light"
+    fi
+    [ -x "$bin" ] || die "nginx not found ($bin)"
+    echo "$bin"
+}
+
+# start_nginx REPLY_FILE: sets NGINX_PID, NGINX_PORT. A master and one worker per CPU, no access
+# log, keep-alive without a request limit; GET /health/live answers agentd's body, POST
+# /v1/messages the fixed Messages reply in REPLY_FILE. A random free port, a few attempts in case
+# another process takes it first.
+start_nginx() {
+    local reply=$1 dir=$WORK/nginx attempt bin
+    bin=$(nginx_bin)
+    # nginx reads \ and $ in a quoted string as escapes and variables: the reply must have none.
+    grep -q "[\\\\\$']" "$reply" && die "the fixed reply has characters nginx would expand: $reply"
+    mkdir -p "$dir"
+    for attempt in 1 2 3 4 5; do
+        NGINX_PORT=$((20000 + RANDOM % 30000))
+        port_in_use "$NGINX_PORT" && continue
+        cat >"$dir/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes $(nproc);
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location = /health/live {
+            default_type "application/json; charset=utf-8";
+            return 200 '{"status":"ok"}';
+        }
+        location = /v1/messages {
+            default_type application/json;
+            return 200 '$(cat "$reply")';
+        }
+    }
+}
+EOF
+        "$bin" -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" >>"$dir/stdout.log" 2>&1 &
+        NGINX_PID=$!
+        PIDS+=("$NGINX_PID")
+        if wait_until "$STARTUP_TIMEOUT_S" http_ok "http://127.0.0.1:$NGINX_PORT/health/live"; then
+            log "nginx pid $NGINX_PID on 127.0.0.1:$NGINX_PORT (attempt $attempt)"
+            return 0
+        fi
+        stop "$NGINX_PID"
+        NGINX_PID=
+    done
+    tail -5 "$dir/error.log" >&2 2>/dev/null || true
+    die "nginx did not start"
+}
+
+# e_ratio ROW_AGENTD ROW_NGINX: the median over the rounds of agentd's req/s over nginx's.
+e_ratio() {
+    local r
+    for ((r = 1; r <= E_ROUNDS; r++)); do
+        ratio "$(get rps "$RESULTS/${1}_r$r.txt")" "$(get rps "$RESULTS/${2}_r$r.txt")" '%.3f'
+        echo
+    done | median
+}
+
+e_median_rps() { # ROW
+    local r
+    for ((r = 1; r <= E_ROUNDS; r++)); do get rps "$RESULTS/${1}_r$r.txt"; done | median
+}
+
+# e_load ROUND PAIR WHO: one measured row of (e).
+e_load() {
+    local r=$1 hdrs=("x-api-key: $API_KEY" "anthropic-version: 2023-06-01")
+    case $2-$3 in
+    live-agentd)
+        run_wrk "e_agentd_live_r$r" "GET /health/live (keep-alive), agentd" agentd \
+            "$E_CONNECTIONS" "$E_DURATION_S" "http://127.0.0.1:$AGENTD_PORT/health/live" - ;;
+    live-nginx)
+        run_wrk "e_nginx_live_r$r" "GET /health/live (keep-alive), nginx answering agentd's body" \
+            nginx "$E_CONNECTIONS" "$E_DURATION_S" "http://127.0.0.1:$NGINX_PORT/health/live" - ;;
+    runs-agentd)
+        run_wrk "e_agentd_runs_r$r" "POST /v1/agent, one LLM call answered by nginx's fixed reply" \
+            agentd "$E_CONNECTIONS" "$E_DURATION_S" "http://127.0.0.1:$AGENTD_PORT/v1/agent" \
+            "$WORK/agent.json" ;;
+    runs-nginx)
+        run_wrk "e_nginx_msgs_r$r" "POST /v1/messages with agentd's LLM body, nginx's fixed reply" \
+            nginx "$E_CONNECTIONS" "$E_DURATION_S" "http://127.0.0.1:$NGINX_PORT/v1/messages" \
+            "$LLM_BODY" "${hdrs[@]}" ;;
+    esac
+}
+
+bench_e() {
+    local hdrs=("x-api-key: $API_KEY" "anthropic-version: 2023-06-01")
+    command -v pgrep >/dev/null || die "pgrep is not installed (procps)"
+    local r pair reply=$WORK/messages_reply.json
+    # The fixed Messages reply: what the fake answers to the body agentd sends.
+    start_fake fake_e
+    start_agentd agentd_e_capture warn
+    sanity_agentd
+    capture_llm_body
+    stop "$AGENTD_PID"
+    AGENTD_PID=
+    curl -fsS --max-time 10 -H 'Content-Type: application/json' -H "x-api-key: $API_KEY" \
+        -H 'anthropic-version: 2023-06-01' -d @"$LLM_BODY" -o "$reply" \
+        "http://127.0.0.1:$FAKE_PORT/v1/messages" || die "cannot read the fake's Messages reply"
+    clear_fake_log
+    start_nginx "$reply"
+    # agentd's LLM API is nginx too: both rows of the runs pair serve the same fixed reply, and
+    # the fake's own cost (a_fake_direct) is no part of agentd's figure.
+    start_agentd agentd_e warn "http://127.0.0.1:$NGINX_PORT"
+    sanity_agentd
+    [ "$(curl -fsS --max-time 5 "http://127.0.0.1:$NGINX_PORT/health/live")" = \
+        "$(curl -fsS --max-time 5 "http://127.0.0.1:$AGENTD_PORT/health/live")" ] ||
+        die "nginx's /health/live body differs from agentd's"
+    local saved=$A_CONNECTIONS
+    A_CONNECTIONS=$E_CONNECTIONS # warmup() loads with A_CONNECTIONS
+    warmup "http://127.0.0.1:$NGINX_PORT/health/live" -
+    warmup "http://127.0.0.1:$AGENTD_PORT/health/live" -
+    warmup "http://127.0.0.1:$NGINX_PORT/v1/messages" "$LLM_BODY" "${hdrs[@]}"
+    warmup "http://127.0.0.1:$AGENTD_PORT/v1/agent" "$WORK/agent.json"
+    A_CONNECTIONS=$saved
+    # Rounds alternate which server goes first, so a burst of other work on the shared machine
+    # does not always land on the same one.
+    for ((r = 1; r <= E_ROUNDS; r++)); do
+        for pair in live runs; do
+            if [ $((r % 2)) = 1 ]; then
+                e_load "$r" "$pair" agentd
+                e_load "$r" "$pair" nginx
+            else
+                e_load "$r" "$pair" nginx
+                e_load "$r" "$pair" agentd
+            fi
+        done
+    done
+    stop "$AGENTD_PID"
+    AGENTD_PID=
+    stop "$NGINX_PID"
+    NGINX_PID=
+    stop "$FAKE_PID"
+    local live runs verdict=ok res=$RESULTS/e_summary.txt
+    live=$(e_ratio e_agentd_live e_nginx_live)
+    runs=$(e_ratio e_agentd_runs e_nginx_msgs)
+    awk -v v="$live" -v t="$E_TARGET_LIVE" 'BEGIN { exit !(v >= t) }' || verdict=missed
+    awk -v v="$runs" -v t="$E_TARGET_RUNS" 'BEGIN { exit !(v >= t) }' || verdict=missed
+    {
+        echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "git_rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+        echo "rounds=$E_ROUNDS"
+        echo "wrk=wrk -t$WRK_THREADS -c$E_CONNECTIONS -d${E_DURATION_S}s --timeout ${WRK_TIMEOUT_S}s (each row's command in e_*_r<round>.txt)"
+        echo "agentd_live_rps_median=$(e_median_rps e_agentd_live)"
+        echo "nginx_live_rps_median=$(e_median_rps e_nginx_live)"
+        echo "agentd_runs_rps_median=$(e_median_rps e_agentd_runs)"
+        echo "nginx_msgs_rps_median=$(e_median_rps e_nginx_msgs)"
+        echo "live_ratio_median=$live"
+        echo "runs_ratio_median=$runs"
+        echo "target_live_ratio=$E_TARGET_LIVE"
+        echo "target_runs_ratio=$E_TARGET_RUNS"
+        echo "targets=$verdict"
+    } >"$res"
+    [ "$verdict" = ok ] || MISSED=1
+}
+
 print_table() {
     local name f
+    if [ ${#ROWS[@]} -eq 0 ]; then # only (d), which has no wrk row
+        [ -z "$D_SUMMARY" ] || echo "$D_SUMMARY"
+        return 0
+    fi
     printf '%-21s %8s %8s %9s %9s %9s %7s %7s %8s %7s %7s\n' benchmark requests req/s \
         p50_ms p99_ms max_ms non2xx sockerr cpu_us/rq hwm_MB other_s
     for name in "${ROWS[@]}"; do
@@ -490,31 +782,40 @@ print_table() {
             "$(get other_processes_cpu_s "$f")"
     done
     echo
-    echo "cpu_us/rq and hwm_MB: the fake's for *_fake_direct, agentd's otherwise (VmHWM = peak RSS)."
+    echo "cpu_us/rq and hwm_MB: the fake's for *_fake_direct, nginx's for e_nginx_* (CPU of master and"
+    echo "workers, memory of the master), agentd's otherwise (VmHWM = peak RSS)."
     echo "other_s: CPU seconds used meanwhile by processes outside the benchmark (noise)."
     echo "$(nproc) CPUs, shared by wrk, agentd and the fake."
     if [[ " ${ROWS[*]} " == *" b_inflight "* ]]; then
         echo "b_inflight targets (0 errors, p99 < ${B_TARGET_P99_MS} ms, VmHWM < $((B_TARGET_HWM_KB / 1024)) MB): $(get targets "$RESULTS/b_inflight.txt")"
     fi
+    if [[ " ${ROWS[*]} " == *" e_agentd_live_r1 "* ]]; then
+        local e=$RESULTS/e_summary.txt
+        echo "e (median of $(get rounds "$e") rounds): /health/live agentd $(get agentd_live_rps_median "$e")/s, nginx $(get nginx_live_rps_median "$e")/s = $(get live_ratio_median "$e") x (target >= $E_TARGET_LIVE)"
+        echo "  one-call runs agentd $(get agentd_runs_rps_median "$e")/s, nginx's fixed Messages reply $(get nginx_msgs_rps_median "$e")/s = $(get runs_ratio_median "$e") x (target >= $E_TARGET_RUNS): $(get targets "$e")"
+    fi
+    [ -z "$D_SUMMARY" ] || echo "$D_SUMMARY"
     return 0
 }
 
 main() {
-    local want_a=0 want_b=0 arg tool
-    [ $# -eq 0 ] && want_a=1 && want_b=1
+    local want_a=0 want_b=0 want_d=0 want_e=0 arg tool
+    [ $# -eq 0 ] && want_a=1 && want_b=1 && want_d=1
     for arg in "$@"; do
         case $arg in
         a) want_a=1 ;;
         b) want_b=1 ;;
+        d) want_d=1 ;;
+        e) want_e=1 ;;
         -h | --help)
             sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
             exit 0
             ;;
-        *) die "unknown benchmark '$arg' (expected a and/or b)" ;;
+        *) die "unknown benchmark '$arg' (expected a, b, d and/or e)" ;;
         esac
     done
     # jq is optional (see capture_llm_body).
-    for tool in wrk curl ss meson ninja awk getconf; do
+    for tool in wrk curl ss meson ninja awk getconf python3; do
         command -v "$tool" >/dev/null || die "$tool is not installed"
     done
     # Settings are checked before anything is built or started.
@@ -523,8 +824,16 @@ main() {
     check_int BENCH_A_CONNECTIONS "$A_CONNECTIONS" 1 10000
     check_int BENCH_B_CONNECTIONS "$B_CONNECTIONS" 1 8000
     check_int BENCH_B_DELAY_MS "$B_DELAY_MS" 0 5000
+    check_int BENCH_D_CONNECTIONS "$D_CONNECTIONS" 1 2000
+    check_int BENCH_D_DURATION_S "$D_DURATION_S" 8 "$MAX_DURATION_S"
+    check_int BENCH_D_AT_S "$D_AT_S" 4 $((D_DURATION_S - 3))
+    check_int BENCH_D_BLIP_MS "$D_BLIP_MS" 1 1000
+    check_int BENCH_D_DELAY_MS "$D_DELAY_MS" 0 5000
     check_int BENCH_A_INFO "$A_INFO" 0 1
     check_int BENCH_IDEM_KEYS "$IDEM_KEYS" 0 1
+    check_int BENCH_E_DURATION_S "$E_DURATION_S" 1 "$MAX_DURATION_S"
+    check_int BENCH_E_CONNECTIONS "$E_CONNECTIONS" 1 10000
+    check_int BENCH_E_ROUNDS "$E_ROUNDS" 1 9
     local word
     for word in ${AGENTD_ENV[@]+"${AGENTD_ENV[@]}"}; do
         [[ $word =~ ^[A-Z_][A-Z0-9_]*= ]] || die "BENCH_AGENTD_ENV: expected NAME=VALUE words, got '$word'"
@@ -538,6 +847,8 @@ main() {
     build
     if [ "$want_a" = 1 ]; then bench_a; fi
     if [ "$want_b" = 1 ]; then bench_b; fi
+    if [ "$want_d" = 1 ]; then bench_d; fi
+    if [ "$want_e" = 1 ]; then bench_e; fi
     print_table | tee "$RESULTS/summary.txt"
     return "$MISSED"
 }

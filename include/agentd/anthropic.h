@@ -64,10 +64,25 @@ struct llm_params {
     const json_t *tools;      /* borrowed array of {name, description, input_schema};
                                  NULL or empty = omitted; passed through unchanged */
     size_t max_request_bytes; /* largest body to build; 0 = ANTHROPIC_MAX_REQUEST_BYTES */
+    /* Prompt caching: cache_control {"type":"ephemeral"} breakpoints on the last tool, the
+       system prompt (then sent as one text block) and the conversation prefix (see
+       ANTHROPIC_CACHE_BREAKPOINTS). false = the body carries no cache_control. */
+    bool prompt_cache;
 };
 
 /*
+ * Cache breakpoints in one request (the API allows at most 4). With prompt_cache, a request
+ * carries one on the last tool definition, one on the system prompt, and one on the last block
+ * of each of the last two user messages: the newest ends the prefix this call writes, the one
+ * before ends the prefix the previous iteration (or turn) wrote, so that prefix is read back
+ * from the cache. The API caches tools → system → messages in that order; the stored history is
+ * never changed, the breakpoints are added while the body is serialised.
+ */
+#define ANTHROPIC_CACHE_BREAKPOINTS 4
+
+/*
  * Serializes {model, max_tokens, system?, temperature, tools?, messages}
+ * (with p->prompt_cache, the cache breakpoints above)
  * compactly, in that key order. `messages` (borrowed) is the conversation: a
  * non-empty array of {role, content} objects, role "user" or "assistant",
  * the first one "user", content a string or an array; it may end with an
@@ -129,6 +144,13 @@ struct llm_response {
     /* input_tokens already includes cache_creation_input_tokens and
      * cache_read_input_tokens; missing/invalid counts are 0; sums saturate. */
     int64_t input_tokens, output_tokens;
+    /* The part of input_tokens written to / read from the prompt cache. */
+    int64_t cache_creation_tokens, cache_read_tokens;
+};
+
+/* What the API billed for one answer (usage). input_tokens includes the two cache counts. */
+struct llm_usage {
+    int64_t input_tokens, cache_creation_tokens, cache_read_tokens, output_tokens;
 };
 
 /* Sum of two non-negative token counts, saturating at INT64_MAX: counts come from the upstream,
@@ -160,6 +182,8 @@ void llm_response_clear(struct llm_response *r);
    billed: 0 and the token counts (input includes cache writes and reads) when body is a JSON
    object with a "usage" object, else -EBADMSG and nothing written. */
 int anthropic_parse_usage(const char *body, size_t len, int64_t *ret_in, int64_t *ret_out);
+/* The same, with the cache counts: 0 and *ret filled, or -EBADMSG and nothing written. */
+int anthropic_parse_usage_detail(const char *body, size_t len, struct llm_usage *ret);
 
 struct llm_error {
     char type[64];        /* error.type, e.g. "rate_limit_error"; the list grows */
@@ -177,6 +201,10 @@ struct llm_error {
  * such errors by HTTP status.
  */
 int anthropic_parse_error(const char *body, size_t len, struct llm_error *ret);
+
+/* A 429 whose error says a spend (usage) limit was reached rather than a rate limit: no other
+   model and no wait within a run will help. */
+bool anthropic_error_is_spend_limit(long status, const struct llm_error *e);
 
 /*
  * History builders. `messages` is the array being grown; on any failure it is

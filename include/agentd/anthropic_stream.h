@@ -71,9 +71,10 @@ int anthropic_stream_message(const struct anthropic_stream *s, char **ret_body, 
                              char *err, size_t errlen);
 
 /* The usage the stream has reported so far (message_start's counts, updated by message_delta),
-   for an answer that failed but may have been billed: 0 and the counts as
-   anthropic_parse_usage() gives them; -ENODATA before message_start; -ENOMEM. */
-int anthropic_stream_usage(const struct anthropic_stream *s, int64_t *ret_in, int64_t *ret_out);
+   for an answer that failed but may have been billed: 0 and *ret as
+   anthropic_parse_usage_detail() fills it; -ENODATA before message_start or without usage;
+   -ENOMEM. */
+int anthropic_stream_usage(const struct anthropic_stream *s, struct llm_usage *ret);
 
 /*
  * The request body asking for a streamed answer: body (a JSON object from

@@ -18,6 +18,7 @@
 #include "agentd/anthropic.h"
 #include "agentd/config.h"
 #include "agentd/dependency.h"
+#include "agentd/model_chain.h"
 #include "agentd/tools.h"
 #include "agentd/tools_exec.h"
 #include "agentd/vocab.h" /* enum dep_id */
@@ -41,7 +42,13 @@ struct app {
     json_t *tools_json;                  /* the `tools` array sent to the model */
     struct llm_params llm_params;        /* what every LLM request carries besides the messages */
     char *llm_prefix;                    /* request body up to "messages", serialised once */
-    struct tool_exec_env tool_env;       /* what tool calls borrow (complete after app_start) */
+    /* The model fallback chain (AGENTD_MODEL, AGENTD_MODEL_FALLBACKS). Model 0 is
+       deps[DEP_ANTHROPIC] with llm_prefix; each fallback i >= 1 has its own dependency and
+       prefix in model_deps[i] / model_prefixes[i] (use app_model_dep / app_model_prefix). */
+    struct model_chain models;
+    struct dependency *model_deps[MODEL_CHAIN_MAX];
+    char *model_prefixes[MODEL_CHAIN_MAX];
+    struct tool_exec_env tool_env; /* what tool calls borrow (complete after app_start) */
     struct conv_store *convs;
     struct health *health;           /* readiness checker; NULL until started */
     struct spend *spend;             /* token/cost budget over a sliding hour */
@@ -49,6 +56,7 @@ struct app {
     struct notes_usage *notes_usage; /* the notes quota (notes.h); outlives the I/O pool */
     struct io_pool *io;
     struct redis_pool *redis; /* AGENTD_REDIS_URL: state shared by the replicas; NULL = none */
+    struct tracer *tracer;    /* AGENTD_OTLP_ENDPOINT: the span exporter; NULL = off */
     struct worker **workers;
     struct run **durable_runs; /* per worker: its runs holding a key in Redis (run.c's list) */
     int n_workers;
@@ -86,6 +94,10 @@ int app_reconfigure(struct app *app, const struct agentd_config *cfg, char *err,
 json_t *app_policies_json(struct app *app);
 /* Round-robin worker choice. */
 struct worker *app_pick_worker(struct app *app);
+/* Model i of the chain (i < app->models.n): its dependency and its request prefix (borrowed,
+   the app's lifetime). Any thread. */
+struct dependency *app_model_dep(struct app *app, size_t i);
+const char *app_model_prefix(const struct app *app, size_t i);
 /* Logs a change of the Redis mode (shared <-> degraded) since the last call (any thread). */
 void app_report_redis(struct app *app);
 /* The cluster-wide budget answered a reservation: one log line per change between spent and

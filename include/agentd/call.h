@@ -21,12 +21,14 @@
 #include <curl/curl.h>
 
 #include "agentd/call_policy.h"
+#include "agentd/ratelimit_headers.h"
 #include "agentd/redis.h"
 #include "agentd/timerheap.h"
 #include "agentd/worker.h"
 
 struct dependency;
 struct call;
+struct trace_span;
 typedef void (*call_done_fn)(struct call *c, void *arg);
 
 #define CALL_HDR_VALUE_MAX 128
@@ -42,6 +44,9 @@ struct call {
     int64_t deadline_ms;    /* monotonic */
     bool low_priority;      /* never wait for a limiter token */
     const char *request_id; /* for logs (borrowed) */
+    /* Its span (trace.h; borrowed; NULL = untraced): every attempt carries its traceparent and
+       tracestate, and each attempt's end is an event on it. */
+    struct trace_span *span;
     call_done_fn done;
     void *arg;
     /* Optional: judges a 2xx body as it arrives (c->resp holds it). false = unusable (why says
@@ -55,6 +60,11 @@ struct call {
     /* Optional: an attempt ended without a usable answer (no answer, a non-2xx status, or
        refused by accept); error says why. Told before the policy decides what comes next. */
     void (*attempt_failed)(struct call *c, void *arg);
+    /* The LLM API: a 529 ends the call at once (the owner moves to another model), and the
+       answer's rate-limit headers are read with max_tokens = ratelimit_output_tokens. */
+    bool overload_ends;
+    bool read_ratelimit;
+    int64_t ratelimit_output_tokens;
 
     /* result, valid in done() */
     enum call_outcome outcome;
@@ -80,6 +90,7 @@ struct call {
     char hdr_retry_after[CALL_HDR_VALUE_MAX];
     char hdr_retry_after_ms[CALL_HDR_VALUE_MAX];
     char hdr_should_retry[16];
+    struct ratelimit_headers ratelimit;
     int64_t attempt_started_ms;
     int64_t started_ms; /* call_start's monotonic time: the operation's duration */
 };

@@ -28,6 +28,7 @@
 struct breaker;
 struct bucket;
 struct retry_budget;
+struct ratelimit_headers;
 
 /* How a call ended (delivered to its owner once). */
 enum call_outcome {
@@ -88,6 +89,9 @@ struct call_progress {
     bool shared_token;     /* the token it waits for or used came from the cluster limiter */
     bool shared_probe;     /* it holds the cluster's probe of pause generation shared_gen */
     int64_t shared_gen;
+    /* A 529 (overloaded) ends the call at once instead of being retried: the owner has another
+       model to move to (model_chain.h). Set after call_progress_init(). */
+    bool overload_ends;
 };
 
 void call_progress_init(struct call_progress *p, int64_t deadline_ms, bool low_priority);
@@ -127,7 +131,12 @@ struct call_event {
     const char *retry_after_ms_hdr; /* the answer's headers, NULL when absent */
     const char *retry_after_hdr;
     const char *should_retry_hdr;
-    int64_t now_wall_ms; /* epoch ms, for HTTP-date retry-after values */
+    /* The answer's anthropic-ratelimit-* headers (NULL: none kept). When they say a budget is
+       spent until a reset, the dependency's limiter is paused until then (the cluster's too),
+       so calls wait instead of taking a 429; a 429's retry-after still wins. */
+    const struct ratelimit_headers *ratelimit;
+    int64_t ratelimit_output_tokens; /* max_tokens of the next call (ratelimit_headers.h) */
+    int64_t now_wall_ms;             /* epoch ms, for HTTP-date retry-after values and resets */
     /* CALL_EV_SHARED_ANSWER */
     enum call_shared_answer shared;
     int64_t shared_ms;
@@ -167,6 +176,7 @@ enum call_note {
     CALL_NOTE_RETRIES_EXHAUSTED,   /* FINISH: retry_max reached */
     CALL_NOTE_RETRY_PAST_DEADLINE, /* FINISH: the wait (delay_ms) would end past the deadline */
     CALL_NOTE_BUDGET_EXHAUSTED,    /* FINISH: the dependency's retry budget is spent */
+    CALL_NOTE_OVERLOADED,          /* FINISH: a 529 with overload_ends (the owner moves on) */
 };
 
 /* Why an attempt failed transiently (the reason label of the retry metrics). */
@@ -188,9 +198,11 @@ struct call_verdict {
     int64_t delay_ms;              /* RETRY, RETRY_PAST_DEADLINE, LIMITER_WAIT */
     int64_t max_wait_ms;           /* ASK_SHARED: the longest wait for a token (0: only now) */
     int64_t shared_pause_ms; /* > 0: tell the cluster limiter to pause the dependency this long
-                                (a 429 with retry-after; the local bucket is paused as well) */
+                                (a 429 with retry-after, or rate-limit headers saying a budget
+                                is spent; the local bucket is paused as well) */
     enum call_probe_report probe_report;
-    int64_t probe_gen; /* with probe_report */
+    int64_t probe_gen;     /* with probe_report */
+    int64_t reset_wait_ms; /* > 0: the rate-limit headers paused the dependency this long */
 };
 
 /*

@@ -18,5 +18,7 @@ int64_t clock_now_ms(void);
 int64_t clock_wall_ms(void);
 /* Monotonic nanoseconds: for measuring short round trips (metrics). */
 int64_t clock_now_ns(void);
+/* Wall-clock nanoseconds since the epoch: for span timestamps (trace.h). */
+int64_t clock_wall_ns(void);
 
 #endif

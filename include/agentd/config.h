@@ -144,8 +144,10 @@ struct agentd_config {
     int breaker_enabled;            /* AGENTD_BREAKER_ENABLED 0/1 */
     int breaker_failures;           /* AGENTD_BREAKER_FAILURES */
     double breaker_failure_rate;    /* AGENTD_BREAKER_FAILURE_RATE */
-    int breaker_window;             /* AGENTD_BREAKER_WINDOW (calls) */
+    int breaker_window;             /* AGENTD_BREAKER_WINDOW (calls; no longer used) */
+    int64_t breaker_window_ms;      /* AGENTD_BREAKER_WINDOW_MS */
     int breaker_min_calls;          /* AGENTD_BREAKER_MIN_CALLS */
+    int64_t breaker_first_open_ms;  /* AGENTD_BREAKER_FIRST_OPEN_MS */
     int64_t breaker_open_ms;        /* AGENTD_BREAKER_OPEN_MS */
     int breaker_half_open_probes;   /* AGENTD_BREAKER_HALF_OPEN_PROBES */
     double llm_rate;                /* AGENTD_LLM_RATE tokens/s */
@@ -163,11 +165,15 @@ struct agentd_config {
     int64_t shutdown_grace_ms;   /* AGENTD_SHUTDOWN_GRACE_MS */
 
     /* cost guard */
-    double price_input_per_mtok;    /* AGENTD_PRICE_INPUT_PER_MTOK, USD */
-    double price_output_per_mtok;   /* AGENTD_PRICE_OUTPUT_PER_MTOK, USD */
-    double budget_usd_per_hour;     /* AGENTD_BUDGET_USD_PER_HOUR, 0 = off */
-    int64_t budget_tokens_per_hour; /* AGENTD_BUDGET_TOKENS_PER_HOUR, 0 = off */
-    int64_t max_run_tokens;         /* AGENTD_MAX_RUN_TOKENS, 0 = off */
+    double price_input_per_mtok;       /* AGENTD_PRICE_INPUT_PER_MTOK, USD */
+    double price_output_per_mtok;      /* AGENTD_PRICE_OUTPUT_PER_MTOK, USD */
+    double price_cache_write_per_mtok; /* AGENTD_PRICE_CACHE_WRITE_PER_MTOK, USD; < 0 = derived */
+    double price_cache_read_per_mtok;  /* AGENTD_PRICE_CACHE_READ_PER_MTOK, USD; < 0 = derived */
+    char *model_fallbacks;             /* AGENTD_MODEL_FALLBACKS, "" = none */
+    int prompt_cache;                  /* AGENTD_PROMPT_CACHE 0/1 */
+    double budget_usd_per_hour;        /* AGENTD_BUDGET_USD_PER_HOUR, 0 = off */
+    int64_t budget_tokens_per_hour;    /* AGENTD_BUDGET_TOKENS_PER_HOUR, 0 = off */
+    int64_t max_run_tokens;            /* AGENTD_MAX_RUN_TOKENS, 0 = off */
 
     /* logging */
     char *log_format; /* AGENTD_LOG_FORMAT json|text */
@@ -177,6 +183,14 @@ struct agentd_config {
 
     /* effective per-dependency policies (globals where no override is set) */
     struct config_policy policy[CONFIG_TARGETS];
+
+    /* tracing (tracer.h) */
+    char *otlp_endpoint;      /* AGENTD_OTLP_ENDPOINT: OTLP/HTTP traces URL, "" = off */
+    int64_t otlp_timeout_ms;  /* AGENTD_OTLP_TIMEOUT_MS: one export POST */
+    int otlp_queue_spans;     /* AGENTD_OTLP_QUEUE_SPANS: spans waiting; more are dropped */
+    int otlp_batch_spans;     /* AGENTD_OTLP_BATCH_SPANS: spans per export */
+    int64_t otlp_interval_ms; /* AGENTD_OTLP_INTERVAL_MS: longest a span waits for a batch */
+    char *otlp_service_name;  /* AGENTD_OTLP_SERVICE_NAME: resource service.name */
 };
 
 /* Returns the value of environment variable `name`, or NULL when unset. */

@@ -34,6 +34,10 @@ struct dependency_config {
     int64_t budget_window_ms;
     int budget_min;
     struct call_policy retry;
+    /* The LLM API's models (model_chain.h): each model of the chain is its own dependency, so
+       its breaker, limiter and retry budget are its own. NULL: not a model (a tool). */
+    const char *model;
+    int model_index; /* its place in the chain (0 = the primary model), with model */
 };
 
 /* NULL on ENOMEM. now_ms: monotonic, fills the bucket's start. */
@@ -66,6 +70,9 @@ void dependency_commit(struct dependency *d, struct dependency_change *ch, int64
 void dependency_change_discard(struct dependency_change *ch);
 /* The settings in force (any thread). */
 void dependency_current_config(struct dependency *d, struct dependency_config *ret);
+/* The model this dependency is (static for its lifetime), or NULL; and its chain index (-1). */
+const char *dependency_model(const struct dependency *d);
+int dependency_model_index(const struct dependency *d);
 /* The shared objects the call policy consults (borrowed for the dependency's lifetime). */
 struct call_guards dependency_guards(struct dependency *d);
 

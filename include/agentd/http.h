@@ -79,6 +79,7 @@ struct conn {
     struct server *srv;
     struct MHD_Connection *mhd;
     char request_id[129];
+    char trace_id[33];              /* its run's trace id, for the access line ("" = none) */
     const struct http_route *route; /* NULL: no such path */
     char method[8];
     int64_t start_ms;
@@ -119,6 +120,9 @@ struct auth *http_conn_auth(const struct conn *c);
 enum MHD_Result http_reply_as(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
                               const char *hdr_name, const char *hdr_value,
                               const char *content_type);
+/* http_reply_as() with JSON and a body that is not copied: body must stay valid and unchanged
+   for the life of the process (a static string). */
+enum MHD_Result http_reply_static(struct conn *c, unsigned status, const char *body, size_t len);
 /* http_reply_as() with JSON, and an Allow header when allow is not NULL. */
 enum MHD_Result http_reply(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
                            const char *allow);

@@ -50,7 +50,9 @@
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 enum log_format { LOG_FORMAT_JSON = 0, LOG_FORMAT_TEXT };
 
-enum log_field_type { LOGF_STR, LOGF_INT, LOGF_DBL, LOGF_BOOL };
+/* LOGF_STR_OPT: a string field left out of the line when its value is NULL (a trace_id when the
+   request has no trace). */
+enum log_field_type { LOGF_STR, LOGF_INT, LOGF_DBL, LOGF_BOOL, LOGF_STR_OPT };
 struct log_field {
     const char *key;
     enum log_field_type type;
@@ -61,10 +63,11 @@ struct log_field {
     } v;
 };
 
-#define LF_S(k, val) ((struct log_field){.key = (k), .type = LOGF_STR, .v.s = (val)})
-#define LF_I(k, val) ((struct log_field){.key = (k), .type = LOGF_INT, .v.i = (int64_t)(val)})
-#define LF_D(k, val) ((struct log_field){.key = (k), .type = LOGF_DBL, .v.d = (double)(val)})
-#define LF_B(k, val) ((struct log_field){.key = (k), .type = LOGF_BOOL, .v.i = !!(val)})
+#define LF_S(k, val)  ((struct log_field){.key = (k), .type = LOGF_STR, .v.s = (val)})
+#define LF_SO(k, val) ((struct log_field){.key = (k), .type = LOGF_STR_OPT, .v.s = (val)})
+#define LF_I(k, val)  ((struct log_field){.key = (k), .type = LOGF_INT, .v.i = (int64_t)(val)})
+#define LF_D(k, val)  ((struct log_field){.key = (k), .type = LOGF_DBL, .v.d = (double)(val)})
+#define LF_B(k, val)  ((struct log_field){.key = (k), .type = LOGF_BOOL, .v.i = !!(val)})
 
 /* Set once at start-up, before threads exist. fd is written to, never closed (default 2). */
 void log_setup(enum log_level min_level, enum log_format format, int fd);

@@ -183,6 +183,33 @@ enum metrics_gen_ai_outcome {
 void metrics_gen_ai_operation(enum metrics_gen_ai_outcome outcome, double seconds);
 /* Adds to agentd_llm_cost_usd_total (kept in nano-USD; negative/NaN ignored). */
 void metrics_llm_cost_usd(double usd);
+/* Adds to agentd_llm_cache_tokens_total{kind="write"|"read"} (negative counts ignored). */
+void metrics_llm_cache_tokens(int64_t write_tokens, int64_t read_tokens);
+
+/*
+ * The model label (the fallback chain, model_chain.h): at most METRICS_MODELS_MAX names, set
+ * once after metrics_init() and before other threads exist (copied; each at most
+ * METRICS_MODEL_NAME_MAX bytes). The model
+ * argument below is an index into these names; anything else is dropped.
+ */
+#define METRICS_MODELS_MAX     5
+#define METRICS_MODEL_NAME_MAX 256
+void metrics_set_models(const char *const *names, int n);
+
+/* Reason label of agentd_llm_fallbacks_total (model_chain.h's reasons). */
+enum metrics_fallback_reason {
+    METRICS_FALLBACK_OVERLOADED,
+    METRICS_FALLBACK_UNAVAILABLE,
+    METRICS_FALLBACK_RATE_LIMITED,
+    METRICS_FALLBACK_CIRCUIT_OPEN,
+    METRICS_FALLBACK__COUNT,
+};
+/* An LLM call on model ended: agentd_llm_model_calls_total{model,outcome="ok"|"error"}. */
+void metrics_llm_model_call(int model, bool ok);
+/* A run moved away from model: agentd_llm_fallbacks_total{model,reason}. */
+void metrics_llm_fallback(int model, enum metrics_fallback_reason reason);
+/* agentd_llm_model_breaker_state{model}: 0 closed, 1 half-open, 2 open. */
+void metrics_llm_model_breaker_state(int model, enum breaker_state state);
 /* The configured hourly budgets, agentd_budget_limit_per_hour{kind} (USD and tokens per
    sliding hour; 0 = off; negative/NaN read as 0), so dashboards can draw spend against them. */
 void metrics_budget_limits(double usd_per_hour, int64_t tokens_per_hour);
@@ -206,6 +233,17 @@ void metrics_config_reload(bool applied);
 /* The shared-state mode: 0 off (no AGENTD_REDIS_URL), 1 shared, 2 degraded; and the replicas
    the registry saw alive (0 when off). */
 void metrics_redis_mode(int mode, int replicas);
+
+/* Spans the OTLP exporter handled (tracer.h): agentd_trace_spans_exported_total, and
+   agentd_trace_spans_dropped_total{reason}. */
+enum metrics_trace_drop {
+    METRICS_TRACE_QUEUE_FULL = 0, /* AGENTD_OTLP_QUEUE_SPANS spans were already waiting */
+    METRICS_TRACE_EXPORT_FAILED,  /* the collector did not take the batch (error, timeout) */
+    METRICS_TRACE_BREAKER_OPEN,   /* the exporter's circuit was open */
+    METRICS_TRACE__COUNT,
+};
+void metrics_trace_spans_exported(uint64_t n);
+void metrics_trace_spans_dropped(enum metrics_trace_drop reason, uint64_t n);
 
 /* Durable runs (agentd_durable_runs_total{event}). */
 enum metrics_durable {

@@ -63,6 +63,12 @@ struct run_result {
     const char *output;          /* RUN_OK: the model's last text ("" when none) */
     int iterations, llm_calls, llm_attempts;
     int64_t input_tokens, output_tokens;
+    /* The parts of input_tokens written to and read from the prompt cache; reported when
+       prompt_cache (AGENTD_PROMPT_CACHE) is on. */
+    int64_t cache_creation_tokens, cache_read_tokens;
+    bool prompt_cache;
+    const char *model;        /* the model of the last LLM answer; NULL before the first call */
+    const json_t *fallbacks;  /* [{model, reason}]: each model the run moved away from, in order */
     const json_t *tool_calls; /* [{id, name, ok, duration_ms}] */
     const json_t *degraded;   /* [{tool, reason}] */
     const char *message;      /* not RUN_OK: what happened, in words a client can act on */
@@ -139,6 +145,8 @@ struct run_spec {
     const char *idem_key;                  /* NULL = none; copied */
     const unsigned char *idem_fingerprint; /* IDEM_FINGERPRINT_BYTES, with idem_key */
     const struct run_owner *owner;         /* copied */
+    /* W3C Trace Context headers (NULL = absent; an invalid one starts a new trace). */
+    const char *traceparent, *tracestate;
 };
 
 /*
@@ -153,6 +161,9 @@ enum run_admission run_admit(struct app *app, struct run_spec *spec, struct run 
                              struct run_answer *ret_replay);
 /* Lets the run be cancelled when the client behind socket fd goes away (set before run_submit). */
 void run_set_client_fd(struct run *run, int fd);
+/* The run's trace id in hex (run_trace.h), NULL when untraced. Immutable: any thread, until
+   run_release. */
+const char *run_trace_hex(const struct run *run);
 /* Hands the run to worker w. 0; or -ENOMEM / -ESHUTDOWN, and then the run has ended at once
    (RUN_INTERNAL_ERROR / RUN_SHUTTING_DOWN) and given back what it held: its answer is ready for
    run_take_answer(); owner->finished is not called. */

@@ -38,6 +38,17 @@
 #define SPEND_DEFAULT_PRICE_INPUT  3.0
 #define SPEND_DEFAULT_PRICE_OUTPUT 15.0
 
+/* Defaults of AGENTD_PRICE_CACHE_WRITE_PER_MTOK / _READ_PER_MTOK, as multiples of the input price
+   (the published prices of 5-minute cache writes and of cache reads). */
+#define SPEND_CACHE_WRITE_MULTIPLIER 1.25
+#define SPEND_CACHE_READ_MULTIPLIER  0.1
+
+/* What one LLM answer billed. input_tokens is all the input, the cache writes and reads included
+   (they are priced at the cache prices, the rest at the input price). */
+struct spend_usage {
+    int64_t input_tokens, cache_write_tokens, cache_read_tokens, output_tokens;
+};
+
 /* Transitions kept for spend_drain_transitions(); older ones are dropped. */
 #define SPEND_TRANSITION_RING 8
 
@@ -59,6 +70,11 @@ struct spend_transition {
  */
 struct spend *spend_new(double price_in_per_mtok, double price_out_per_mtok, double usd_per_hour,
                         int64_t tokens_per_hour);
+
+/* The prices of prompt-cache writes and reads (USD per million tokens); negative or NaN = the
+   default multiple of the input price. spend_new() sets the defaults; call this before s is
+   shared with other threads. */
+void spend_set_cache_prices(struct spend *s, double write_per_mtok, double read_per_mtok);
 
 /* Frees s (NULL is fine); returns NULL. No other thread may still use s. */
 struct spend *spend_free(struct spend *s);
@@ -94,6 +110,12 @@ bool spend_reserve(struct spend *s, int64_t now_ms, int64_t in_tokens, int64_t o
  */
 void spend_settle(struct spend *s, int64_t now_ms, struct spend_hold *hold, int64_t in_tokens,
                   int64_t out_tokens);
+/* spend_settle() with the cache counts priced at the cache prices (u is borrowed). */
+void spend_settle_usage(struct spend *s, int64_t now_ms, struct spend_hold *hold,
+                        const struct spend_usage *u);
+/* Cost of u at s's prices, cache prices included, in nano-USD / USD. */
+int64_t spend_usage_cost_nano(const struct spend *s, const struct spend_usage *u);
+double spend_usage_cost_usd(const struct spend *s, const struct spend_usage *u);
 /* Nano-USD of this usage at s's prices (what a hold counts). */
 int64_t spend_cost_nano(const struct spend *s, int64_t in_tokens, int64_t out_tokens);
 /* The configured budgets in nano-USD and tokens per hour (0 = off), for a shared budget. */

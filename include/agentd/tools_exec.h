@@ -70,6 +70,9 @@ struct tool_exec {
     struct weather_place *place; /* get_weather: the geocoded place, owned */
     struct timer timer;          /* save_note: its timeout (the write is then never published) */
     struct note_job *job;        /* save_note: the job on the I/O pool, NULL when none */
+    /* Its span (trace.h), set by the owner before tool_exec_start; owned: freed by
+       tool_exec_clear unless the owner took it. Its HTTP calls carry it. NULL = untraced. */
+    struct trace_span *span;
 };
 
 /* Takes copies of the block's id, name and input. 0 or -ENOMEM (then clear t). */

@@ -20,6 +20,7 @@
 #include "agentd/notes.h"
 #include "agentd/redis.h"
 #include "agentd/spend.h"
+#include "agentd/tracer.h"
 #include "agentd/worker.h"
 
 /* Idle upstream connections kept per worker beyond its share of AGENTD_MAX_INFLIGHT. */
@@ -50,8 +51,11 @@ static enum config_target tool_target(enum tool_id t)
     return (enum config_target)(CONFIG_TARGET_CALCULATOR + (int)t);
 }
 
-static struct dependency_config dependency_config_of(const struct agentd_config *cfg,
-                                                     enum dep_id id)
+/* model: -1 for a tool; else the chain index of the LLM model this dependency is (its name in
+   app->models). */
+static struct dependency_config dependency_config_of(const struct app *app,
+                                                     const struct agentd_config *cfg,
+                                                     enum dep_id id, int model)
 {
     const struct config_policy *p = &cfg->policy[dep_target(id)];
     return (struct dependency_config){
@@ -60,8 +64,9 @@ static struct dependency_config dependency_config_of(const struct agentd_config 
             {
                 .failure_threshold = p->breaker_failures,
                 .failure_rate = cfg->breaker_failure_rate,
-                .window = cfg->breaker_window,
+                .window_ms = cfg->breaker_window_ms,
                 .min_calls = cfg->breaker_min_calls,
+                .first_open_ms = cfg->breaker_first_open_ms,
                 .open_ms = p->breaker_open_ms,
                 .half_open_probes = cfg->breaker_half_open_probes,
                 .enabled = cfg->breaker_enabled != 0,
@@ -78,14 +83,41 @@ static struct dependency_config dependency_config_of(const struct agentd_config 
                 .retry_max_delay_ms = p->retry_max_delay_ms,
                 .retry_after_cap_ms = cfg->retry_after_cap_ms,
             },
+        .model = model >= 0 ? app->models.names[model] : NULL,
+        .model_index = model,
     };
+}
+
+static struct dependency *new_dependency(struct app *app, enum dep_id id, int model)
+{
+    struct dependency_config dc = dependency_config_of(app, &app->cfg, id, model);
+    return dependency_new(&dc, clock_now_ms());
 }
 
 static int init_dependency(struct app *app, enum dep_id id)
 {
-    struct dependency_config dc = dependency_config_of(&app->cfg, id);
-    app->deps[id] = dependency_new(&dc, clock_now_ms());
+    app->deps[id] = new_dependency(app, id, id == DEP_ANTHROPIC ? 0 : -1);
     return app->deps[id] ? 0 : -ENOMEM;
+}
+
+/* The fallback models: their dependencies and request prefixes (model 0 is the primary's). */
+static int init_models(struct app *app)
+{
+    const char *names[MODEL_CHAIN_MAX];
+    for (size_t i = 0; i < app->models.n; i++)
+        names[i] = app->models.names[i];
+    metrics_set_models(names, (int)app->models.n);
+    app->model_deps[0] = app->deps[DEP_ANTHROPIC];
+    app->model_prefixes[0] = app->llm_prefix;
+    for (size_t i = 1; i < app->models.n; i++) {
+        struct llm_params p = app->llm_params;
+        p.model = app->models.names[i];
+        app->model_deps[i] = new_dependency(app, DEP_ANTHROPIC, (int)i);
+        app->model_prefixes[i] = anthropic_request_prefix(&p);
+        if (!app->model_deps[i] || !app->model_prefixes[i])
+            return -ENOMEM;
+    }
+    return 0;
 }
 
 /* The live settings that are plain values: timeouts, criticality, the run token limit. */
@@ -118,20 +150,36 @@ int app_reconfigure(struct app *app, const struct agentd_config *cfg, char *err,
     int r = parse_criticality(cfg, crit, err, errlen);
     if (r < 0)
         return r;
-    struct dependency_change changes[DEP__COUNT];
+    /* Every dependency: deps[] (the primary model is deps[DEP_ANTHROPIC]), then the fallback
+       models, which take the LLM's policy too. */
+    struct dependency *deps[DEP__COUNT + MODEL_CHAIN_MAX];
+    struct dependency_change changes[DEP__COUNT + MODEL_CHAIN_MAX];
+    size_t n = 0;
     for (int i = 0; i < DEP__COUNT; i++) {
-        struct dependency_config dc = dependency_config_of(cfg, (enum dep_id)i);
-        r = dependency_prepare(app->deps[i], &dc, &changes[i]);
-        if (r < 0) {
-            while (i-- > 0)
-                dependency_change_discard(&changes[i]);
-            snprintf(err, errlen, "out of memory");
-            return r;
-        }
+        struct dependency_config dc =
+            dependency_config_of(app, cfg, (enum dep_id)i, i == DEP_ANTHROPIC ? 0 : -1);
+        deps[n] = app->deps[i];
+        r = dependency_prepare(deps[n], &dc, &changes[n]);
+        if (r < 0)
+            break;
+        n++;
+    }
+    for (size_t m = 1; r >= 0 && m < app->models.n; m++) {
+        struct dependency_config dc = dependency_config_of(app, cfg, DEP_ANTHROPIC, (int)m);
+        deps[n] = app->model_deps[m];
+        r = dependency_prepare(deps[n], &dc, &changes[n]);
+        if (r >= 0)
+            n++;
+    }
+    if (r < 0) {
+        while (n-- > 0)
+            dependency_change_discard(&changes[n]);
+        snprintf(err, errlen, "out of memory");
+        return r;
     }
     /* Nothing below fails: every setting changes, or (above) none. */
-    for (int i = 0; i < DEP__COUNT; i++)
-        dependency_commit(app->deps[i], &changes[i], now);
+    for (size_t i = 0; i < n; i++)
+        dependency_commit(deps[i], &changes[i], now);
     spend_set_budgets(app->spend, cfg->budget_usd_per_hour, cfg->budget_tokens_per_hour);
     store_live_values(app, cfg, crit);
     return 0;
@@ -173,6 +221,16 @@ json_t *app_policies_json(struct app *app)
     return all;
 }
 
+struct dependency *app_model_dep(struct app *app, size_t i)
+{
+    return app->model_deps[i < app->models.n ? i : 0];
+}
+
+const char *app_model_prefix(const struct app *app, size_t i)
+{
+    return app->model_prefixes[i < app->models.n ? i : 0];
+}
+
 int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t errlen)
 {
     memset(app, 0, sizeof(*app));
@@ -187,6 +245,12 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
     enum tool_criticality crit[TOOL__COUNT];
     if (parse_criticality(cfg, crit, err, errlen) < 0)
         return -EINVAL;
+    if (model_chain_parse(cfg->model, cfg->model_fallbacks, &app->models, err, errlen) < 0) {
+        char detail[256];
+        snprintf(detail, sizeof(detail), "%s", err);
+        snprintf(err, errlen, "AGENTD_MODEL_FALLBACKS: %s", detail);
+        return -EINVAL;
+    }
     for (int i = 0; i < DEP__COUNT; i++) {
         if (init_dependency(app, (enum dep_id)i) < 0) {
             snprintf(err, errlen, "out of memory");
@@ -195,6 +259,9 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
     }
     app->spend = spend_new(cfg->price_input_per_mtok, cfg->price_output_per_mtok,
                            cfg->budget_usd_per_hour, cfg->budget_tokens_per_hour);
+    if (app->spend)
+        spend_set_cache_prices(app->spend, cfg->price_cache_write_per_mtok,
+                               cfg->price_cache_read_per_mtok);
     metrics_budget_limits(cfg->budget_usd_per_hour, cfg->budget_tokens_per_hour);
     if (cfg->idempotency_max > 0)
         app->idem = idem_store_new((size_t)cfg->idempotency_max, cfg->idempotency_max_bytes,
@@ -218,9 +285,14 @@ int app_init(struct app *app, const struct agentd_config *cfg, char *err, size_t
         .system = app->cfg.system_prompt,
         .tools = app->tools_json,
         .max_request_bytes = app->cfg.llm_max_request_bytes,
+        .prompt_cache = app->cfg.prompt_cache != 0,
     };
     if (app->tools_json)
         app->llm_prefix = anthropic_request_prefix(&app->llm_params);
+    if (app->llm_prefix && init_models(app) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     app->tool_env = (struct tool_exec_env){
         .web_search = app->deps[DEP_WEB_SEARCH],
         .weather = app->deps[DEP_WEATHER],
@@ -265,6 +337,8 @@ static void app_on_replicas(void *arg, int replicas)
     int64_t now = clock_now_ms();
     for (int i = 0; i < DEP__COUNT; i++)
         dependency_set_replicas(app->deps[i], replicas, now);
+    for (size_t i = 1; i < app->models.n; i++)
+        dependency_set_replicas(app->model_deps[i], replicas, now);
     spend_set_share(app->spend, replicas);
 }
 
@@ -299,6 +373,8 @@ static int app_share(struct app *app, char *err, size_t errlen)
     redis_pool_on_replicas(app->redis, app_on_replicas, app);
     for (int i = 0; i < DEP__COUNT; i++)
         dependency_share(app->deps[i], app->redis);
+    for (size_t i = 1; i < app->models.n; i++)
+        dependency_share(app->model_deps[i], app->redis);
     return 0;
 }
 
@@ -310,7 +386,18 @@ int app_start(struct app *app, char *err, size_t errlen)
         return -ENOMEM;
     }
     app->tool_env.io = app->io;
-    int r = app_share(app, err, errlen);
+    int r = 0;
+    /* The span exporter's breaker: the global AGENTD_BREAKER_* settings (no per-dependency ones).
+     */
+    struct breaker_config bc = dependency_config_of(app, &app->cfg, DEP_ANTHROPIC, -1).breaker;
+    bc.failure_threshold = app->cfg.breaker_failures;
+    bc.open_ms = app->cfg.breaker_open_ms;
+    app->tracer = tracer_new(&app->cfg, &bc, &r);
+    if (r < 0) {
+        snprintf(err, errlen, "cannot start the span exporter");
+        return r;
+    }
+    r = app_share(app, err, errlen);
     if (r < 0)
         return r;
     for (int i = 0; i < app->n_workers; i++) {
@@ -353,6 +440,14 @@ void app_fini(struct app *app)
     app->durable_runs = NULL;
     for (int i = 0; i < DEP__COUNT; i++)
         app->deps[i] = dependency_free(app->deps[i]);
+    /* Model 0 is deps[DEP_ANTHROPIC] and llm_prefix, freed with them. */
+    for (size_t i = 1; i < MODEL_CHAIN_MAX; i++) {
+        app->model_deps[i] = dependency_free(app->model_deps[i]);
+        free(app->model_prefixes[i]);
+        app->model_prefixes[i] = NULL;
+    }
+    app->model_deps[0] = NULL;
+    app->model_prefixes[0] = NULL;
     app->convs = conv_store_free(app->convs);
     app->spend = spend_free(app->spend);
     app->idem = idem_store_free(app->idem);
@@ -361,6 +456,8 @@ void app_fini(struct app *app)
     free(app->llm_prefix);
     app->llm_prefix = NULL;
     app->tools_json = NULL;
+    /* Last: runs ended at shutdown (run_abort) hand their spans over until here. */
+    app->tracer = tracer_free(app->tracer);
 }
 
 struct worker *app_pick_worker(struct app *app)

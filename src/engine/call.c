@@ -15,11 +15,14 @@
 #include "agentd/dependency.h"
 #include "agentd/log.h"
 #include "agentd/metrics.h"
+#include "agentd/trace.h"
 
 #define CALL_CONNECT_TIMEOUT_MS 5000
 #define CALL_RECV_BUFFER_BYTES  4096
 /* First allocation of a response body; it then doubles up to max_response_bytes. */
 #define CALL_RESP_INITIAL_BYTES 4096
+/* A traced call's log lines carry its trace id beside the request id. */
+#define LF_TRACE_ID(c) LF_SO("trace_id", trace_span_trace_id((c)->span))
 
 static void step(struct call *c, const struct call_event *ev);
 
@@ -142,6 +145,8 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
     capture_header(line, len, "retry-after-ms", c->hdr_retry_after_ms,
                    sizeof(c->hdr_retry_after_ms));
     capture_header(line, len, "x-should-retry", c->hdr_should_retry, sizeof(c->hdr_should_retry));
+    if (c->read_ratelimit)
+        ratelimit_headers_capture(&c->ratelimit, line, len);
     return len;
 }
 
@@ -155,6 +160,7 @@ static void clear_attempt_result(struct call *c)
     c->status = 0;
     c->hdr_retry_after[0] = c->hdr_retry_after_ms[0] = c->hdr_should_retry[0] = '\0';
     c->upstream_request_id[0] = '\0';
+    ratelimit_headers_clear(&c->ratelimit);
 }
 
 static void on_transfer_done(struct worker_transfer *x, CURL *easy, CURLcode result);
@@ -256,6 +262,10 @@ static void report(struct call *c, const struct call_verdict *v)
     enum agent_priority prio = c->low_priority ? AGENT_PRIORITY_LOW : AGENT_PRIORITY_HIGH;
     char reason[64];
     reason_text(c, v->reason, reason, sizeof(reason));
+    if (v->reset_wait_ms > 0)
+        log_info("rate limit spent: holding calls until the reset",
+                 LF_S("request_id", c->request_id), LF_TRACE_ID(c), LF_S("dependency", name),
+                 LF_S("model", dependency_model(c->dep)), LF_I("wait_ms", v->reset_wait_ms));
     switch (v->note) {
     case CALL_NOTE_DEADLINE:
         snprintf(c->error, sizeof(c->error), "deadline passed before the attempt could start");
@@ -272,31 +282,35 @@ static void report(struct call *c, const struct call_verdict *v)
                  c->low_priority ? "available now (low priority never waits)"
                                  : "before the deadline");
         metrics_limiter_refusal(dep, prio);
-        log_info("limiter refused", LF_S("request_id", c->request_id), LF_S("dependency", name),
-                 LF_S("priority", c->low_priority ? "low" : "high"));
+        log_info("limiter refused", LF_S("request_id", c->request_id), LF_TRACE_ID(c),
+                 LF_S("dependency", name), LF_S("priority", c->low_priority ? "low" : "high"));
         break;
     case CALL_NOTE_LIMITER_WAIT:
         metrics_limiter_wait(dep, (double)v->delay_ms / 1000.0);
         if (v->delay_ms > 0)
-            log_debug("limiter wait", LF_S("request_id", c->request_id), LF_S("dependency", name),
-                      LF_I("delay_ms", v->delay_ms));
+            log_debug("limiter wait", LF_S("request_id", c->request_id), LF_TRACE_ID(c),
+                      LF_S("dependency", name), LF_I("delay_ms", v->delay_ms));
         break;
     case CALL_NOTE_PERMANENT:
         snprintf(c->error, sizeof(c->error), "%s answered HTTP %ld", name, c->status);
         break;
+    case CALL_NOTE_OVERLOADED:
+        snprintf(c->error, sizeof(c->error), "%s is overloaded (HTTP %ld)", name, c->status);
+        break;
     case CALL_NOTE_RETRY:
         metrics_retry(dep, metrics_reason(v->reason));
-        log_info("retry scheduled", LF_S("request_id", c->request_id), LF_S("dependency", name),
-                 LF_I("attempt", c->attempts), LF_I("delay_ms", v->delay_ms),
-                 LF_S("reason", reason));
+        log_info("retry scheduled", LF_S("request_id", c->request_id), LF_TRACE_ID(c),
+                 LF_S("dependency", name), LF_I("attempt", c->attempts),
+                 LF_I("delay_ms", v->delay_ms), LF_S("reason", reason));
         break;
     case CALL_NOTE_RETRY_PAST_DEADLINE:
         log_info("retry skipped: would pass deadline", LF_S("request_id", c->request_id),
-                 LF_S("dependency", name), LF_I("delay_ms", v->delay_ms), LF_S("reason", reason));
+                 LF_TRACE_ID(c), LF_S("dependency", name), LF_I("delay_ms", v->delay_ms),
+                 LF_S("reason", reason));
         break;
     case CALL_NOTE_BUDGET_EXHAUSTED:
         metrics_retry_budget_exhausted(dep);
-        log_warn("retry budget exhausted", LF_S("request_id", c->request_id),
+        log_warn("retry budget exhausted", LF_S("request_id", c->request_id), LF_TRACE_ID(c),
                  LF_S("dependency", name), LF_S("reason", reason));
         break;
     default:
@@ -368,6 +382,36 @@ static void step(struct call *c, const struct call_event *ev)
     }
 }
 
+/* ---- tracing (trace.h): no decision here, only what a traced call carries and records ---- */
+
+/* W3C Trace Context on every attempt: the call's span is the parent of what it calls. */
+static void trace_headers(struct call *c)
+{
+    char h[sizeof("tracestate: ") + TRACE_STATE_MAX_BYTES];
+    struct trace_context ctx;
+    struct curl_slist *l;
+    trace_span_context(c->span, &ctx);
+    memcpy(h, "traceparent: ", 13);
+    trace_format_traceparent(&ctx, h + 13);
+    if ((l = curl_slist_append(c->headers, h)))
+        c->headers = l;
+    if (c->span->tracestate) {
+        snprintf(h, sizeof(h), "tracestate: %s", c->span->tracestate);
+        if ((l = curl_slist_append(c->headers, h)))
+            c->headers = l;
+    }
+}
+
+static void trace_attempt(struct call *c, long status, int64_t duration_ms, const char *error)
+{
+    static const char *const keys[] = {"agentd.attempt", "http.response.status_code",
+                                       "agentd.duration_ms"};
+    const int64_t values[] = {c->attempts, status, duration_ms};
+    if (c->span)
+        trace_span_add_event(c->span, "agentd.attempt", clock_wall_ns(), keys, values, 3,
+                             "agentd.error", error);
+}
+
 void call_start(struct worker *w, struct call *c)
 {
     c->w = w;
@@ -377,7 +421,10 @@ void call_start(struct worker *w, struct call *c)
     c->finishing = false;
     c->timer.arg = c;
     c->started_ms = worker_now_ms(w);
+    if (c->span)
+        trace_headers(c);
     call_progress_init(&c->progress, c->deadline_ms, c->low_priority);
+    c->progress.overload_ends = c->overload_ends;
     /* The first step runs from the loop so done() is never called from inside call_start. */
     c->progress.phase = CALL_PHASE_WAIT;
     arm(c, on_ready_timer, worker_now_ms(w));
@@ -405,10 +452,11 @@ static void on_transfer_done(struct worker_transfer *x, CURL *easy, CURLcode res
             snprintf(c->error, sizeof(c->error), "streamed answer over its bounds");
         else if (!c->error[0])
             snprintf(c->error, sizeof(c->error), "%s", curl_easy_strerror(result));
-        log_warn("upstream attempt failed", LF_S("request_id", c->request_id),
+        log_warn("upstream attempt failed", LF_S("request_id", c->request_id), LF_TRACE_ID(c),
                  LF_S("dependency", name), LF_I("attempt", c->attempts),
                  LF_I("duration_ms", duration), LF_S("reason", c->error));
         c->status = 0;
+        trace_attempt(c, 0, duration, c->error);
         ev.transport =
             result == CURLE_OPERATION_TIMEDOUT ? CALL_TRANSPORT_TIMEOUT : CALL_TRANSPORT_ERROR;
         if (llm)
@@ -423,8 +471,8 @@ static void on_transfer_done(struct worker_transfer *x, CURL *easy, CURLcode res
     }
     bool ok = status >= 200 && status < 300;
     log_at(ok ? LOG_INFO : LOG_WARN, "upstream attempt", LF_S("request_id", c->request_id),
-           LF_S("dependency", name), LF_I("attempt", c->attempts), LF_I("status", status),
-           LF_I("duration_ms", duration),
+           LF_TRACE_ID(c), LF_S("dependency", name), LF_I("attempt", c->attempts),
+           LF_I("status", status), LF_I("duration_ms", duration),
            LF_S("upstream_request_id", c->upstream_request_id[0] ? c->upstream_request_id : NULL));
     if (llm)
         metrics_llm_attempt(ok ? METRICS_ATTEMPT_SUCCESS : METRICS_ATTEMPT_HTTP_ERROR, (int)status);
@@ -432,11 +480,12 @@ static void on_transfer_done(struct worker_transfer *x, CURL *easy, CURLcode res
         snprintf(c->error, sizeof(c->error), "%s answered HTTP %ld", name, status);
     if (ok && c->accept && !c->accept(c, c->arg, c->error, sizeof(c->error))) {
         log_warn(
-            "malformed answer", LF_S("request_id", c->request_id), LF_S("dependency", name),
-            LF_S("reason", c->error),
+            "malformed answer", LF_S("request_id", c->request_id), LF_TRACE_ID(c),
+            LF_S("dependency", name), LF_S("reason", c->error),
             LF_S("upstream_request_id", c->upstream_request_id[0] ? c->upstream_request_id : NULL));
         ev.body_rejected = true;
     }
+    trace_attempt(c, status, duration, ev.body_rejected || !ok ? c->error : NULL);
     if ((!ok || ev.body_rejected) && c->attempt_failed)
         c->attempt_failed(c, c->arg);
     ev.transport = CALL_TRANSPORT_ANSWERED;
@@ -444,6 +493,8 @@ static void on_transfer_done(struct worker_transfer *x, CURL *easy, CURLcode res
     ev.retry_after_ms_hdr = c->hdr_retry_after_ms[0] ? c->hdr_retry_after_ms : NULL;
     ev.retry_after_hdr = c->hdr_retry_after[0] ? c->hdr_retry_after : NULL;
     ev.should_retry_hdr = c->hdr_should_retry[0] ? c->hdr_should_retry : NULL;
+    ev.ratelimit = c->read_ratelimit ? &c->ratelimit : NULL;
+    ev.ratelimit_output_tokens = c->ratelimit_output_tokens;
     step(c, &ev);
 }
 

@@ -17,8 +17,10 @@
 #include "agentd/redis.h"
 #include "agentd/redis_scripts.h"
 
-/* prefix + "{limit:" + name + "}" */
-#define DEPENDENCY_KEY_MAX 128
+/* prefix + "{limit:" + name + ":" + model + "}" */
+#define DEPENDENCY_KEY_MAX 600
+/* model_chain.h's MODEL_NAME_MAX */
+#define DEPENDENCY_MODEL_MAX 256
 
 /* One version of the retry settings. Calls hold a pointer to the version they started with, so a
    version is immutable and kept until the dependency is freed (a few dozen bytes per reload that
@@ -39,6 +41,8 @@ struct dependency {
     int replicas;                          /* last seen alive, >= 1 */
     struct redis_pool *shared;             /* NULL: this replica's bucket only */
     char key[DEPENDENCY_KEY_MAX];
+    char model[DEPENDENCY_MODEL_MAX + 1]; /* "" = not a model */
+    int model_index;
 };
 
 struct dependency *dependency_new(const struct dependency_config *cfg, int64_t now_ms)
@@ -55,7 +59,12 @@ struct dependency *dependency_new(const struct dependency_config *cfg, int64_t n
     d->replicas = 1;
     v->policy = cfg->retry;
     atomic_init(&d->retry, v);
-    d->breaker = breaker_new(dep_name(cfg->id), &cfg->breaker);
+    d->model_index = -1;
+    if (cfg->model) {
+        snprintf(d->model, sizeof(d->model), "%s", cfg->model);
+        d->model_index = cfg->model_index;
+    }
+    d->breaker = breaker_new(d->model[0] ? d->model : dep_name(cfg->id), &cfg->breaker);
     d->bucket = bucket_new(cfg->rate_per_s, cfg->burst, now_ms);
     d->budget = retry_budget_new(cfg->budget_ratio, cfg->budget_window_ms, cfg->budget_min);
     if (!d->breaker || !d->bucket || !d->budget)
@@ -147,6 +156,16 @@ const struct call_policy *dependency_retry_policy(const struct dependency *d)
     return &atomic_load(&((struct dependency *)d)->retry)->policy;
 }
 
+const char *dependency_model(const struct dependency *d)
+{
+    return d->model[0] ? d->model : NULL;
+}
+
+int dependency_model_index(const struct dependency *d)
+{
+    return d->model_index;
+}
+
 struct call_guards dependency_guards(struct dependency *d)
 {
     return (struct call_guards){.breaker = d->breaker, .bucket = d->bucket, .budget = d->budget};
@@ -158,9 +177,16 @@ void dependency_report_transitions(struct dependency *d)
     size_t n;
     while ((n = breaker_drain_transitions(d->breaker, tr, 8)) > 0) {
         for (size_t i = 0; i < n; i++) {
-            metrics_breaker_transition(d->id, tr[i].to);
-            metrics_breaker_state(d->id, tr[i].to);
+            /* A fallback model has its own series (model label); the dependency's series stay
+               the primary model's. */
+            if (d->model_index <= 0) {
+                metrics_breaker_transition(d->id, tr[i].to);
+                metrics_breaker_state(d->id, tr[i].to);
+            }
+            if (d->model[0])
+                metrics_llm_model_breaker_state(d->model_index, tr[i].to);
             log_warn("circuit breaker transition", LF_S("dependency", dep_name(d->id)),
+                     LF_S("model", d->model[0] ? d->model : NULL),
                      LF_S("from", breaker_state_name(tr[i].from)),
                      LF_S("to", breaker_state_name(tr[i].to)), LF_S("reason", tr[i].reason));
         }
@@ -170,7 +196,11 @@ void dependency_report_transitions(struct dependency *d)
 void dependency_share(struct dependency *d, struct redis_pool *pool)
 {
     d->shared = pool;
-    if (pool)
+    /* The primary model keeps the dependency's key; a fallback model's limiter is its own. */
+    if (pool && d->model_index > 0)
+        snprintf(d->key, sizeof(d->key), "%s{limit:%s:%s}", redis_pool_prefix(pool),
+                 dep_name(d->id), d->model);
+    else if (pool)
         snprintf(d->key, sizeof(d->key), "%s{limit:%s}", redis_pool_prefix(pool), dep_name(d->id));
 }
 

@@ -29,6 +29,7 @@
 #include "agentd/idempotency.h"
 #include "agentd/log.h"
 #include "agentd/metrics.h"
+#include "agentd/model_chain.h"
 #include "agentd/shared_budget.h"
 #include "agentd/shared_claims.h"
 #include "agentd/spend.h"
@@ -36,9 +37,12 @@
 #include "agentd/tool_result.h"
 #include "agentd/tools_exec.h"
 #include "agentd/worker.h"
+#include "agentd/run_trace.h"
 
 #define LLM_MAX_RESPONSE_BYTES (16u * 1024 * 1024)
 #define RUN_MESSAGE_MAX        768
+/* Its trace id beside its request id in every log line of a traced run (run_trace.h). */
+#define LF_RUN_TRACE(run) LF_SO("trace_id", run_trace_id((run)->trace))
 
 struct run {
     struct app *app;
@@ -91,9 +95,14 @@ struct run {
     /* progress */
     int iterations, llm_calls, llm_attempts;
     int64_t input_tokens, output_tokens;
+    int64_t cache_creation_tokens, cache_read_tokens; /* parts of input_tokens */
     char *last_text;
     json_t *tool_calls; /* [{id, name, ok, duration_ms}] */
     json_t *degraded;   /* [{tool, reason}] */
+    /* The model fallback chain (model_chain.h): the run stays on the model it moved to. */
+    size_t model_index;
+    const char *model_answered; /* the model of the last answer (the app's string), or NULL */
+    json_t *fallbacks;          /* [{model, reason}]: the models it moved away from */
     struct call llm;
     /* The hourly budget: the LLM call's reservation (local, or the cluster's), and what the API
        billed for the call so far (every attempt that answered). */
@@ -101,6 +110,7 @@ struct run {
     bool shared_hold;
     int64_t shared_minute, shared_nano, shared_tokens;
     int64_t call_in_tokens, call_out_tokens;
+    int64_t call_cache_write_tokens, call_cache_read_tokens; /* parts of call_in_tokens */
     struct redis_req budget_req;
     struct llm_response resp; /* the last LLM answer, parsed as it arrived (accept_llm_answer) */
     /* Streaming (owner.event set): the LLM answer put together as it streams, whether this
@@ -124,6 +134,8 @@ struct run {
     long upstream_status;
     int64_t retry_after_ms;
     struct run_answer answer;
+
+    struct run_trace *trace; /* its spans (run_trace.h); NULL = untraced */
 };
 
 static void llm_step(struct run *run);
@@ -247,6 +259,11 @@ static void fill_result(const struct run *run, struct run_result *r)
         .llm_attempts = run->llm_attempts,
         .input_tokens = run->input_tokens,
         .output_tokens = run->output_tokens,
+        .cache_creation_tokens = run->cache_creation_tokens,
+        .cache_read_tokens = run->cache_read_tokens,
+        .prompt_cache = run->app->cfg.prompt_cache != 0,
+        .model = run->model_answered,
+        .fallbacks = run->fallbacks,
         .tool_calls = run->tool_calls,
         .degraded = run->degraded,
         .message = run->message,
@@ -310,6 +327,9 @@ static void settle(struct run *run, int64_t now)
     struct run_result r;
     fill_result(run, &r);
     run->owner.render(&r, run->owner.arg, &run->answer);
+    run_trace_end(run->trace, metrics_run_outcome_name(metrics_outcome(run->outcome)),
+                  run->outcome == RUN_OK || run->outcome == RUN_IDEM_REPLAYED, run->answer.status,
+                  run->iterations, run->input_tokens, run->output_tokens);
     if (run->shared_idem) {
         if (!run->off_worker) {
             bool keep =
@@ -387,6 +407,10 @@ static void settle_budget(struct run *run, int64_t now)
 {
     struct app *app = run->app;
     int64_t in = run->call_in_tokens, out = run->call_out_tokens;
+    struct spend_usage usage = {.input_tokens = in,
+                                .cache_write_tokens = run->call_cache_write_tokens,
+                                .cache_read_tokens = run->call_cache_read_tokens,
+                                .output_tokens = out};
     /* Off its worker (shutdown) the link is not this thread's: the cluster keeps the worst case
        until it leaves the window. */
     int64_t limit_nano, limit_tokens;
@@ -395,13 +419,14 @@ static void settle_budget(struct run *run, int64_t now)
     if (!run->off_worker && (run->shared_hold || (app->redis && budgets_on && (in > 0 || out > 0))))
         shared_budget_settle(app->redis, worker_index(run->w),
                              run->shared_hold ? run->shared_minute : -1, run->shared_nano,
-                             run->shared_tokens, spend_cost_nano(app->spend, in, out),
+                             run->shared_tokens, spend_usage_cost_nano(app->spend, &usage),
                              llm_tokens_add(in, out));
     run->shared_hold = false;
     /* Recorded here too: the local window is what the fallback decides on. */
-    spend_settle(app->spend, now, &run->hold, in, out);
+    spend_settle_usage(app->spend, now, &run->hold, &usage);
     app_log_spend_transitions(app);
     run->call_in_tokens = run->call_out_tokens = 0;
+    run->call_cache_write_tokens = run->call_cache_read_tokens = 0;
 }
 
 /* Stops timers, transfers and tools, and stops watching the client. */
@@ -439,8 +464,8 @@ static void finish_tail(struct run *run)
 {
     int64_t now = worker_refresh_now(run->w);
     settle(run, now);
-    log_info("run end", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-             LF_I("status", run->answer.status),
+    log_info("run end", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+             LF_S("run_id", run->id), LF_I("status", run->answer.status),
              LF_S("reason", metrics_run_outcome_name(metrics_outcome(run->outcome))),
              LF_I("iterations", run->iterations), LF_I("llm_attempts", run->llm_attempts),
              LF_I("duration_ms", now - run->started_ms));
@@ -458,7 +483,7 @@ static void on_answer_stored(struct redis_req *req, int err, const redisReply *r
         /* Its last checkpoint holds the answer: a retry after the lease takes it over and
            answers from it without calling the model again. */
         log_warn("answer not stored under its Idempotency-Key", LF_S("request_id", run->request_id),
-                 LF_S("run_id", run->id),
+                 LF_RUN_TRACE(run), LF_S("run_id", run->id),
                  LF_S("reason", err == -ETIMEDOUT ? "Redis timed out"
                                 : err != 0        ? "Redis unavailable"
                                                   : "the claim was no longer this run's"));
@@ -467,7 +492,7 @@ static void on_answer_stored(struct redis_req *req, int err, const redisReply *r
 
 static void turn_not_stored(struct run *run, const char *why)
 {
-    log_warn("conversation turn not stored", LF_S("request_id", run->request_id),
+    log_warn("conversation turn not stored", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
              LF_S("conversation_id", run->req.conversation_id), LF_S("reason", why));
 }
 
@@ -572,12 +597,14 @@ static void run_free(struct run *run)
     json_decref(run->messages);
     json_decref(run->tool_calls);
     json_decref(run->degraded);
+    json_decref(run->fallbacks);
     free(run->last_text);
     free(run->answer.body);
     free(run->claim_idem);
     free(run->replay_body);
     json_decref(run->resume_results);
     free(run->resume_stop);
+    run_trace_free(run->trace);
     free(run);
 }
 
@@ -686,6 +713,7 @@ static void start_tool(struct run *run, struct tool_exec *t)
     if (run->owner.event)
         emit(run, RUN_EVENT_TOOL_STARTED, "tool.started",
              json_pack("{s:s, s:s}", "id", t->id, "name", t->name));
+    run_trace_tool_start(run->trace, t);
     tool_exec_start(t, run->w, &run->app->tool_env, run->deadline_ms,
                     run->req.priority == AGENT_PRIORITY_LOW, run->request_id, on_tool_done, run);
 }
@@ -711,6 +739,56 @@ static void start_tools(struct run *run, struct llm_response *resp)
         start_tool(run, &run->tools[i]);
 }
 
+static enum metrics_fallback_reason metrics_fallback(enum model_fallback_reason r)
+{
+    switch (r) {
+    case MODEL_FALLBACK_OVERLOADED:
+        return METRICS_FALLBACK_OVERLOADED;
+    case MODEL_FALLBACK_RATE_LIMITED:
+        return METRICS_FALLBACK_RATE_LIMITED;
+    case MODEL_FALLBACK_CIRCUIT_OPEN:
+        return METRICS_FALLBACK_CIRCUIT_OPEN;
+    default:
+        return METRICS_FALLBACK_UNAVAILABLE;
+    }
+}
+
+/* The run moves from model `from` to the next one of the chain (the decision is
+   model_chain_reason's): recorded for the answer, the metrics and the log. */
+static void note_fallback(struct run *run, size_t from, size_t to, enum model_fallback_reason why)
+{
+    const struct model_chain *models = &run->app->models;
+    const char *reason = model_fallback_reason_name(why);
+    json_array_append_new(run->fallbacks,
+                          json_pack("{s:s, s:s}", "model", models->names[from], "reason", reason));
+    metrics_llm_fallback((int)from, metrics_fallback(why));
+    log_warn("llm fallback", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+             LF_S("run_id", run->id), LF_S("from", models->names[from]),
+             LF_S("to", models->names[to]), LF_S("reason", reason));
+    /* event: llm.fallback {"from": models->names[from], "to": models->names[to], "reason"} */
+}
+
+/* The LLM call failed: when its model is overloaded or unavailable and the chain has another
+   model, the same step starts again on that one (true); else the failure is the run's. */
+static bool fall_back(struct run *run, struct call *c)
+{
+    struct app *app = run->app;
+    struct llm_error e = {0};
+    if (c->status == 429)
+        anthropic_parse_error(c->resp, c->resp_len, &e);
+    enum model_fallback_reason why = model_chain_reason(
+        &(struct model_failure){.outcome = c->outcome,
+                                .last_status = c->status,
+                                .spend_limit = anthropic_error_is_spend_limit(c->status, &e)});
+    int next = why == MODEL_FALLBACK_NONE ? -1 : model_chain_next(&app->models, run->model_index);
+    if (next < 0)
+        return false;
+    note_fallback(run, run->model_index, (size_t)next, why);
+    run->model_index = (size_t)next;
+    llm_step(run);
+    return true;
+}
+
 static void llm_failed(struct run *run, struct call *c)
 {
     switch (c->outcome) {
@@ -718,7 +796,7 @@ static void llm_failed(struct run *run, struct call *c)
         struct llm_error e;
         anthropic_parse_error(c->resp, c->resp_len, &e);
         log_error("LLM API refused the request", LF_S("request_id", run->request_id),
-                  LF_I("status", c->status), LF_S("reason", e.type),
+                  LF_RUN_TRACE(run), LF_I("status", c->status), LF_S("reason", e.type),
                   LF_S("upstream_request_id", c->upstream_request_id));
         run->upstream_status = c->status;
         finish(run, RUN_UPSTREAM_ERROR, 0, "the LLM API refused the request with HTTP %ld%s%s%s%s",
@@ -747,16 +825,27 @@ static void llm_failed(struct run *run, struct call *c)
 }
 
 /* Tokens the API billed: the run's totals, the hourly budget, the metrics. */
-static void record_usage(struct run *run, int64_t input_tokens, int64_t output_tokens)
+static void record_usage(struct run *run, const struct llm_usage *u)
 {
     struct app *app = run->app;
-    run->input_tokens = llm_tokens_add(run->input_tokens, input_tokens);
-    run->output_tokens = llm_tokens_add(run->output_tokens, output_tokens);
+    run->input_tokens = llm_tokens_add(run->input_tokens, u->input_tokens);
+    run->output_tokens = llm_tokens_add(run->output_tokens, u->output_tokens);
+    run->cache_creation_tokens =
+        llm_tokens_add(run->cache_creation_tokens, u->cache_creation_tokens);
+    run->cache_read_tokens = llm_tokens_add(run->cache_read_tokens, u->cache_read_tokens);
     /* Counted against the budget when the call settles its reservation. */
-    run->call_in_tokens = llm_tokens_add(run->call_in_tokens, input_tokens);
-    run->call_out_tokens = llm_tokens_add(run->call_out_tokens, output_tokens);
-    metrics_llm_tokens(input_tokens, output_tokens);
-    metrics_llm_cost_usd(spend_cost_usd(app->spend, input_tokens, output_tokens));
+    run->call_in_tokens = llm_tokens_add(run->call_in_tokens, u->input_tokens);
+    run->call_out_tokens = llm_tokens_add(run->call_out_tokens, u->output_tokens);
+    run->call_cache_write_tokens =
+        llm_tokens_add(run->call_cache_write_tokens, u->cache_creation_tokens);
+    run->call_cache_read_tokens = llm_tokens_add(run->call_cache_read_tokens, u->cache_read_tokens);
+    metrics_llm_tokens(u->input_tokens, u->output_tokens);
+    metrics_llm_cache_tokens(u->cache_creation_tokens, u->cache_read_tokens);
+    metrics_llm_cost_usd(spend_usage_cost_usd(
+        app->spend, &(struct spend_usage){.input_tokens = u->input_tokens,
+                                          .cache_write_tokens = u->cache_creation_tokens,
+                                          .cache_read_tokens = u->cache_read_tokens,
+                                          .output_tokens = u->output_tokens}));
 }
 
 /* Judges each 2xx answer as it arrives, so an unusable one is a failed attempt (retried) and
@@ -775,18 +864,18 @@ static bool accept_llm_answer(struct call *c, void *arg, char *why, size_t why_l
             if (r == -ENOMEM)
                 snprintf(why, why_len, "out of memory putting the streamed answer together");
             /* Failed after message_start (an error event, say): its input may be billed. */
-            int64_t in = 0, out = 0;
-            if (anthropic_stream_usage(run->stream, &in, &out) == 0)
-                record_usage(run, in, out);
+            struct llm_usage u;
+            if (anthropic_stream_usage(run->stream, &u) == 0)
+                record_usage(run, &u);
             return false;
         }
         body = streamed;
     }
     bool ok = anthropic_parse_response(body, len, &run->resp, why, why_len) == 0;
     /* Rejected, but possibly billed: its tokens count all the same. */
-    int64_t in = 0, out = 0;
-    if (!ok && anthropic_parse_usage(body, len, &in, &out) == 0)
-        record_usage(run, in, out);
+    struct llm_usage u;
+    if (!ok && anthropic_parse_usage_detail(body, len, &u) == 0)
+        record_usage(run, &u);
     free(streamed);
     return ok;
 }
@@ -837,24 +926,32 @@ static void on_llm_attempt_failed(struct call *c, void *arg)
 static void on_llm_done(struct call *c, void *arg)
 {
     struct run *run = arg;
+    run_trace_chat_end(run->trace, c, c->outcome == CALL_OK ? &run->resp : NULL);
     run->llm_attempts += c->attempts;
     settle_budget(run, worker_now_ms(run->w));
+    metrics_llm_model_call((int)run->model_index, c->outcome == CALL_OK);
     if (c->outcome != CALL_OK) {
-        llm_failed(run, c);
+        if (!fall_back(run, c))
+            llm_failed(run, c);
         return;
     }
+    run->model_answered = run->app->models.names[run->model_index];
     struct llm_response resp = run->resp;
     memset(&run->resp, 0, sizeof(run->resp));
     run->iterations++;
     run->llm_calls++;
-    record_usage(run, resp.input_tokens, resp.output_tokens);
+    record_usage(run, &(struct llm_usage){.input_tokens = resp.input_tokens,
+                                          .cache_creation_tokens = resp.cache_creation_tokens,
+                                          .cache_read_tokens = resp.cache_read_tokens,
+                                          .output_tokens = resp.output_tokens});
     free(run->last_text);
     run->last_text = strdup(resp.text ? resp.text : "");
     append_assistant(run, resp.content);
     run->last_stop = checkpoint_stop(resp.stop);
     checkpoint(run);
-    log_debug("llm response", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-              LF_S("reason", resp.stop_reason), LF_I("iterations", run->iterations),
+    log_debug("llm response", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+              LF_S("run_id", run->id), LF_S("reason", resp.stop_reason),
+              LF_I("iterations", run->iterations),
               LF_S("upstream_request_id", c->upstream_request_id));
     if (!run->last_text)
         finish(run, RUN_INTERNAL_ERROR, 0, "out of memory");
@@ -864,7 +961,7 @@ static void on_llm_done(struct call *c, void *arg)
         llm_step(run);
     else {
         if (resp.stop == LLM_STOP_UNKNOWN)
-            log_warn("unknown stop reason", LF_S("request_id", run->request_id),
+            log_warn("unknown stop reason", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
                      LF_S("reason", resp.stop_reason));
         finish_ok(run, api_stop_reason(resp.stop));
     }
@@ -896,9 +993,10 @@ static bool build_llm_call(struct run *run, struct call *c)
 {
     struct app *app = run->app;
     const struct agentd_config *cfg = &app->cfg;
-    c->dep = app->deps[DEP_ANTHROPIC];
+    c->dep = app_model_dep(app, run->model_index);
     errno = 0;
-    c->body = anthropic_build_request_from_prefix(&app->llm_params, app->llm_prefix, run->messages);
+    c->body = anthropic_build_request_from_prefix(
+        &app->llm_params, app_model_prefix(app, run->model_index), run->messages);
     if (!c->body && errno == E2BIG) {
         finish(run, RUN_HISTORY_TOO_LARGE, 0,
                "the conversation (history, tool results and this input) would exceed the %zu "
@@ -931,9 +1029,14 @@ static bool build_llm_call(struct run *run, struct call *c)
     c->request_id = run->request_id;
     c->done = on_llm_done;
     c->accept = accept_llm_answer;
+    /* With another model to move to, a 529 moves on at once instead of waiting here. */
+    c->overload_ends = model_chain_next(&app->models, run->model_index) >= 0;
+    c->read_ratelimit = true;
+    c->ratelimit_output_tokens = cfg->max_tokens;
     c->arg = run;
     if (run->owner.event && !stream_llm_call(run, c))
         return false;
+    run_trace_chat_start(run->trace, c, app->models.names[run->model_index]);
     return true;
 }
 
@@ -1015,7 +1118,7 @@ static void llm_step(struct run *run)
     /* The run's own token allowance: end it with what it has. */
     int64_t tokens = llm_tokens_add(run->input_tokens, run->output_tokens);
     if (spend_run_over_limit(tokens, atomic_load(&app->max_run_tokens))) {
-        log_warn("run token limit reached", LF_S("request_id", run->request_id),
+        log_warn("run token limit reached", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
                  LF_I("tokens", tokens));
         finish_ok(run, "max_tokens");
         return;
@@ -1034,8 +1137,9 @@ static void record_tool_call(struct run *run, struct tool_exec *t)
                           json_pack("{s:s, s:s, s:b, s:I}", "id", t->id, "name", t->name, "ok", ok,
                                     "duration_ms", (json_int_t)t->duration_ms));
     log_info(
-        "tool call", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-        LF_S("tool", t->name), LF_B("ok", ok), LF_I("duration_ms", t->duration_ms),
+        "tool call", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+        LF_S("run_id", run->id), LF_S("tool", t->name), LF_B("ok", ok),
+        LF_I("duration_ms", t->duration_ms),
         LF_S("reason",
              ok ? NULL : (t->result.kind == TOOL_INPUT_ERROR ? "input error" : "system failure")));
 }
@@ -1043,8 +1147,8 @@ static void record_tool_call(struct run *run, struct tool_exec *t)
 /* An optional tool's failure becomes a result the model can work around. */
 static void degrade(struct run *run, struct tool_exec *t)
 {
-    log_warn("tool degraded", LF_S("request_id", run->request_id), LF_S("tool", t->name),
-             LF_S("reason", t->result.text));
+    log_warn("tool degraded", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+             LF_S("tool", t->name), LF_S("reason", t->result.text));
     metrics_degraded_tool_result(t->tool);
     json_array_append_new(run->degraded,
                           json_pack("{s:s, s:s}", "tool", t->name, "reason", t->result.text));
@@ -1086,6 +1190,7 @@ static void on_tool_done(struct tool_exec *t, void *arg)
     record_tool_call(run, t);
     bool failed = t->result.kind == TOOL_SYSTEM_ERROR;
     bool critical = !t->known || atomic_load(&run->app->criticality[t->tool]) == TOOL_CRITICAL;
+    run_trace_tool_end(run->trace, t, failed && !critical);
     if (run->owner.event) {
         json_t *ev =
             json_pack("{s:s, s:s, s:b, s:I}", "id", t->id, "name", t->name, "ok",
@@ -1117,7 +1222,7 @@ static void on_client_gone(struct worker *w, void *arg)
     if (run->idem_key) {
         /* Its retry will come with the same key: finish, so that it gets the stored answer. */
         log_info("client went away: run goes on for its Idempotency-Key",
-                 LF_S("request_id", run->request_id), LF_S("run_id", run->id),
+                 LF_S("request_id", run->request_id), LF_RUN_TRACE(run), LF_S("run_id", run->id),
                  LF_I("iterations", run->iterations));
         if (run->client_watched)
             worker_unwatch_client(run->w, &run->client);
@@ -1125,7 +1230,7 @@ static void on_client_gone(struct worker *w, void *arg)
         return;
     }
     log_info("client went away: run cancelled", LF_S("request_id", run->request_id),
-             LF_S("run_id", run->id), LF_I("iterations", run->iterations));
+             LF_RUN_TRACE(run), LF_S("run_id", run->id), LF_I("iterations", run->iterations));
     finish(run, RUN_CLIENT_CLOSED, 0, "the client closed the connection");
 }
 
@@ -1153,8 +1258,8 @@ static void checkpoint_problem(struct run *run, const char *why, enum metrics_du
     if (run->checkpoint_warned)
         return;
     run->checkpoint_warned = true;
-    log_warn("run not durable", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-             LF_S("reason", why));
+    log_warn("run not durable", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+             LF_S("run_id", run->id), LF_S("reason", why));
 }
 
 /* After every completed step of a durable run: its state, so another replica can take it over
@@ -1215,13 +1320,13 @@ static bool take_over(struct run *run, const char *text)
         finish(run, RUN_INTERNAL_ERROR, 0, "out of memory reading the checkpoint");
         return false;
     }
-    log_info("run taken over", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-             LF_B("checkpoint", text[0] != '\0'));
+    log_info("run taken over", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+             LF_S("run_id", run->id), LF_B("checkpoint", text[0] != '\0'));
     if (!text[0])
         return true; /* nothing completed before: start as a new run */
     if (checkpoint_decode(text, strlen(text), &cp, err, sizeof(err)) < 0) {
         log_warn("checkpoint unreadable: starting the run again",
-                 LF_S("request_id", run->request_id), LF_S("reason", err));
+                 LF_S("request_id", run->request_id), LF_RUN_TRACE(run), LF_S("reason", err));
         return true;
     }
     json_decref(run->messages);
@@ -1323,8 +1428,9 @@ static void resume_step(struct run *run)
         finish(run, RUN_INTERNAL_ERROR, 0, "out of memory");
         return;
     }
-    log_info("run resumed", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-             LF_I("tools_done", run->n_tools_done), LF_I("tools", run->n_tools));
+    log_info("run resumed", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+             LF_S("run_id", run->id), LF_I("tools_done", run->n_tools_done),
+             LF_I("tools", run->n_tools));
     if (run->n_tools_done == run->n_tools) {
         tools_done(run);
         return;
@@ -1556,8 +1662,10 @@ static void run_begin(struct worker *w, void *arg)
         timerheap_arm(worker_timers(w), &run->ping_timer,
                       worker_now_ms(w) + run->app->cfg.stream_ping_ms);
     }
-    log_info("run start", LF_S("request_id", run->request_id), LF_S("run_id", run->id),
-             LF_I("max_iterations", run->max_iterations),
+    run_trace_begin(run->trace, run->request_id, run->id, run->req.conversation_id,
+                    run->app->cfg.model);
+    log_info("run start", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+             LF_S("run_id", run->id), LF_I("max_iterations", run->max_iterations),
              LF_I("timeout_ms", run->deadline_ms - run->started_ms),
              LF_S("conversation_id", run->req.conversation_id));
     if (log_enabled(LOG_DEBUG)) {
@@ -1567,10 +1675,15 @@ static void run_begin(struct worker *w, void *arg)
         char head[201];
         memcpy(head, in, n);
         head[n] = '\0';
-        log_debug("run input", LF_S("request_id", run->request_id), LF_I("bytes", len),
-                  LF_S("input", head));
+        log_debug("run input", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
+                  LF_I("bytes", len), LF_S("input", head));
     }
     claims_next(run);
+}
+
+const char *run_trace_hex(const struct run *run)
+{
+    return run_trace_id(run->trace);
 }
 
 int run_submit(struct run *run, struct worker *w)
@@ -1597,6 +1710,7 @@ static struct run *run_new(struct app *app, const struct run_spec *spec)
     run->client.gone = on_client_gone;
     run->client.arg = run;
     snprintf(run->request_id, sizeof(run->request_id), "%s", spec->request_id);
+    run->trace = run_trace_new(app->tracer, spec->traceparent, spec->tracestate);
     uint64_t seq = atomic_fetch_add(&app->run_seq, 1);
     snprintf(run->id, sizeof(run->id), "run_%012" PRIx64 "%06" PRIx64,
              (uint64_t)(clock_wall_ms() & 0xffffffffffffLL), (uint64_t)(seq & 0xffffffu));
@@ -1607,6 +1721,7 @@ static struct run *run_new(struct app *app, const struct run_spec *spec)
         run->started_ms + (req->timeout_ms ? req->timeout_ms : app->cfg.total_timeout_ms);
     run->tool_calls = json_array();
     run->degraded = json_array();
+    run->fallbacks = json_array();
     call_init(&run->llm);
     timer_init(&run->deadline_timer, on_deadline, run);
     timer_init(&run->finish_timer, on_finish_timer, run);
@@ -1615,7 +1730,7 @@ static struct run *run_new(struct app *app, const struct run_spec *spec)
     if (app->redis)
         snprintf(run->claim_owner, sizeof(run->claim_owner), "%s/%s",
                  redis_pool_replica_id(app->redis), run->id);
-    if (!run->tool_calls || !run->degraded) {
+    if (!run->tool_calls || !run->degraded || !run->fallbacks) {
         run_free(run);
         return NULL;
     }

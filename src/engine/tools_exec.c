@@ -15,6 +15,7 @@
 #include "agentd/clock.h"
 #include "agentd/io_pool.h"
 #include "agentd/notes.h"
+#include "agentd/trace.h"
 #include "agentd/weather.h"
 #include "agentd/web_search.h"
 #include "agentd/worker.h"
@@ -75,6 +76,7 @@ static void start_http(struct tool_exec *t, struct dependency *dep, char *url, c
     c->deadline_ms = t->deadline_ms;
     c->low_priority = t->low_priority;
     c->request_id = t->request_id;
+    c->span = t->span;
     c->done = done;
     c->arg = t;
     if (!url || !c->headers) {
@@ -328,6 +330,7 @@ void tool_exec_clear(struct tool_exec *t)
     free(t->id);
     free(t->name);
     free(t->place);
+    trace_span_free(t->span);
     json_decref(t->input);
     tool_result_clear(&t->result);
     memset(t, 0, sizeof(*t));

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "agentd/text.h"
 
@@ -157,6 +158,107 @@ static int anth_check_params(const struct llm_params *p, const json_t *messages)
     return anth_check_messages(messages);
 }
 
+/* ---- prompt caching ---------------------------------------------------- */
+
+static json_t *anth_cache_control(void)
+{
+    return json_pack("{s:s}", "type", "ephemeral");
+}
+
+/* A shallow copy of the object block b with a cache breakpoint; NULL on ENOMEM. */
+static json_t *anth_block_with_cache(const json_t *b)
+{
+    json_t *copy = json_copy((json_t *)b);
+    if (!copy || json_object_set_new(copy, "cache_control", anth_cache_control()) < 0) {
+        json_decref(copy);
+        return NULL;
+    }
+    return copy;
+}
+
+/* tools with a breakpoint on the last definition (the API caches every tool before it). */
+static json_t *anth_cached_tools(const json_t *tools)
+{
+    size_t n = json_array_size(tools);
+    json_t *out = json_array();
+    int rc = out ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const json_t *t = json_array_get(tools, i);
+        rc = i + 1 < n || !json_is_object(t) ? json_array_append(out, (json_t *)t)
+                                             : json_array_append_new(out, anth_block_with_cache(t));
+    }
+    if (rc < 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* The system prompt as one text block carrying a breakpoint. */
+static json_t *anth_cached_system(const char *system)
+{
+    return json_pack("[{s:s, s:s, s:o}]", "type", "text", "text", system, "cache_control",
+                     anth_cache_control());
+}
+
+/* Message m with a breakpoint on its last content block (a string content becomes one text
+   block); m itself when it has no block to mark. A new reference either way, NULL on ENOMEM. */
+static json_t *anth_message_with_cache(const json_t *m)
+{
+    const json_t *content = json_object_get(m, "content");
+    json_t *blocks;
+    if (json_is_string(content)) {
+        if (json_string_length(content) == 0)
+            return json_incref((json_t *)m);
+        blocks = json_pack("[{s:s, s:O, s:o}]", "type", "text", "text", content, "cache_control",
+                           anth_cache_control());
+        if (!blocks)
+            return NULL;
+    } else {
+        size_t n = json_array_size(content);
+        if (n == 0 || !json_is_object(json_array_get(content, n - 1)))
+            return json_incref((json_t *)m);
+        blocks = json_copy((json_t *)content);
+        if (!blocks ||
+            json_array_set_new(blocks, n - 1,
+                               anth_block_with_cache(json_array_get(content, n - 1))) < 0) {
+            json_decref(blocks);
+            return NULL;
+        }
+    }
+    json_t *out = json_copy((json_t *)m);
+    if (!out || json_object_set_new(out, "content", blocks) < 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* messages with breakpoints on the last two user messages (see anthropic.h); the history
+   itself is shared, not copied. NULL on ENOMEM. */
+static json_t *anth_cached_messages(const json_t *messages)
+{
+    size_t n = json_array_size(messages), marked = 0;
+    size_t mark[2] = {SIZE_MAX, SIZE_MAX};
+    for (size_t i = n; i-- > 0 && marked < 2;) {
+        const char *role = json_string_value(json_object_get(json_array_get(messages, i), "role"));
+        if (role && strcmp(role, "user") == 0)
+            mark[marked++] = i;
+    }
+    json_t *out = json_array();
+    int rc = out ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const json_t *m = json_array_get(messages, i);
+        rc = i == mark[0] || i == mark[1] ? json_array_append_new(out, anth_message_with_cache(m))
+                                          : json_array_append(out, (json_t *)m);
+    }
+    if (rc < 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
 char *anthropic_request_prefix(const struct llm_params *p)
 {
     json_t *root = json_object();
@@ -171,10 +273,13 @@ char *anthropic_request_prefix(const struct llm_params *p)
     int rc = json_object_set_new(root, "model", json_string(p->model));
     rc |= json_object_set_new(root, "max_tokens", json_integer(p->max_tokens));
     if (p->system && *p->system)
-        rc |= json_object_set_new(root, "system", json_string(p->system));
+        rc |= json_object_set_new(root, "system",
+                                  p->prompt_cache ? anth_cached_system(p->system)
+                                                  : json_string(p->system));
     rc |= json_object_set_new(root, "temperature", json_real(p->temperature));
     if (p->tools && json_array_size(p->tools) > 0)
-        rc |= json_object_set(root, "tools", (json_t *)p->tools);
+        rc |= p->prompt_cache ? json_object_set_new(root, "tools", anth_cached_tools(p->tools))
+                              : json_object_set(root, "tools", (json_t *)p->tools);
     char *fixed = rc < 0 ? NULL : json_dumps(root, JSON_COMPACT);
     json_decref(root);
     char *prefix = NULL;
@@ -195,7 +300,10 @@ char *anthropic_build_request_from_prefix(const struct llm_params *p, const char
         errno = -rc;
         return NULL;
     }
-    char *msgs = json_dumps(messages, JSON_COMPACT);
+    json_t *cached = p->prompt_cache ? anth_cached_messages(messages) : NULL;
+    char *msgs =
+        !p->prompt_cache || cached ? json_dumps(cached ? cached : messages, JSON_COMPACT) : NULL;
+    json_decref(cached);
     char *body = NULL;
     if (!msgs || asprintf(&body, "%s%s}", prefix, msgs) < 0)
         body = NULL;
@@ -380,16 +488,17 @@ static char *anth_dup_string_or_empty(const json_t *v)
 }
 
 /* input_tokens counts what was billed as input: plain, cache writes and cache reads. */
-static void anth_usage(const json_t *usage, int64_t *ret_in, int64_t *ret_out)
+static void anth_usage(const json_t *usage, struct llm_usage *ret)
 {
+    ret->cache_creation_tokens = anth_count(usage, "cache_creation_input_tokens");
+    ret->cache_read_tokens = anth_count(usage, "cache_read_input_tokens");
     int64_t in = anth_count(usage, "input_tokens");
-    in = llm_tokens_add(in, anth_count(usage, "cache_creation_input_tokens"));
-    in = llm_tokens_add(in, anth_count(usage, "cache_read_input_tokens"));
-    *ret_in = in;
-    *ret_out = anth_count(usage, "output_tokens");
+    in = llm_tokens_add(in, ret->cache_creation_tokens);
+    ret->input_tokens = llm_tokens_add(in, ret->cache_read_tokens);
+    ret->output_tokens = anth_count(usage, "output_tokens");
 }
 
-int anthropic_parse_usage(const char *body, size_t len, int64_t *ret_in, int64_t *ret_out)
+int anthropic_parse_usage_detail(const char *body, size_t len, struct llm_usage *ret)
 {
     if (!body || len == 0)
         return -EBADMSG;
@@ -397,8 +506,19 @@ int anthropic_parse_usage(const char *body, size_t len, int64_t *ret_in, int64_t
     const json_t *usage = json_object_get(root, "usage");
     int rc = json_is_object(usage) ? 0 : -EBADMSG;
     if (rc == 0)
-        anth_usage(usage, ret_in, ret_out);
+        anth_usage(usage, ret);
     json_decref(root);
+    return rc;
+}
+
+int anthropic_parse_usage(const char *body, size_t len, int64_t *ret_in, int64_t *ret_out)
+{
+    struct llm_usage u;
+    int rc = anthropic_parse_usage_detail(body, len, &u);
+    if (rc == 0) {
+        *ret_in = u.input_tokens;
+        *ret_out = u.output_tokens;
+    }
     return rc;
 }
 
@@ -456,7 +576,12 @@ int anthropic_parse_response(const char *body, size_t len, struct llm_response *
         goto fail;
 
     usage = json_object_get(root, "usage");
-    anth_usage(usage, &out.input_tokens, &out.output_tokens);
+    struct llm_usage u;
+    anth_usage(usage, &u);
+    out.input_tokens = u.input_tokens;
+    out.output_tokens = u.output_tokens;
+    out.cache_creation_tokens = u.cache_creation_tokens;
+    out.cache_read_tokens = u.cache_read_tokens;
 
     json_decref(root);
     *ret = out;
@@ -525,6 +650,26 @@ int anthropic_parse_error(const char *body, size_t len, struct llm_error *ret)
     bool matched = type && strcmp(type, "error") == 0 && has_type && has_message;
     json_decref(root);
     return matched ? 0 : -EBADMSG;
+}
+
+/* Case-insensitive: does s contain word? */
+static bool anth_mentions(const char *s, const char *word)
+{
+    size_t n = strlen(word);
+    for (; *s; s++)
+        if (strncasecmp(s, word, n) == 0)
+            return true;
+    return false;
+}
+
+bool anthropic_error_is_spend_limit(long status, const struct llm_error *e)
+{
+    if (status != 429 || !e)
+        return false;
+    /* The API words these as a spend or usage limit of the organisation or workspace (and a
+       billing error type where it uses one); rate limits speak of rates and tokens per minute. */
+    return strcmp(e->type, "billing_error") == 0 || anth_mentions(e->message, "spend limit") ||
+           anth_mentions(e->message, "spending limit") || anth_mentions(e->message, "usage limit");
 }
 
 /* ---- history builders ------------------------------------------------- */

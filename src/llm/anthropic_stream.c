@@ -416,14 +416,14 @@ oom:
     return -ENOMEM;
 }
 
-int anthropic_stream_usage(const struct anthropic_stream *s, int64_t *ret_in, int64_t *ret_out)
+int anthropic_stream_usage(const struct anthropic_stream *s, struct llm_usage *ret)
 {
     if (!s->message)
         return -ENODATA;
     char *m = json_dumps(s->message, JSON_COMPACT);
     if (!m)
         return -ENOMEM;
-    int r = anthropic_parse_usage(m, strlen(m), ret_in, ret_out) == 0 ? 0 : -ENODATA;
+    int r = anthropic_parse_usage_detail(m, strlen(m), ret) == 0 ? 0 : -ENODATA;
     free(m);
     return r;
 }

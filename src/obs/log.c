@@ -176,11 +176,18 @@ static void put_text_str(struct out *o, const char *s)
     put(o, "\"", 1);
 }
 
+/* An optional string without a value is left out of the line. */
+static bool log_field_omitted(const struct log_field *f)
+{
+    return f->type == LOGF_STR_OPT && !f->v.s;
+}
+
 static void put_value(struct out *o, enum log_format format, const struct log_field *f)
 {
     bool json = format == LOG_FORMAT_JSON;
     switch (f->type) {
     case LOGF_STR:
+    case LOGF_STR_OPT:
         if (!f->v.s)
             put(o, json ? "null" : "-", json ? 4 : 1);
         else if (json)
@@ -223,6 +230,8 @@ static bool format_json(struct out *o, const char *ts, enum log_level level, con
     put_json_head(o, ts, level);
     put_json_str(o, msg);
     for (size_t i = 0; i < n && !o->full; i++) {
+        if (log_field_omitted(&fields[i]))
+            continue;
         put(o, ",", 1);
         put_json_str(o, fields[i].key);
         put(o, ":", 1);
@@ -259,6 +268,8 @@ static bool format_text(struct out *o, const char *ts, enum log_level level, con
     if (!o->full && o->len <= room)
         keep = o->len;
     for (size_t i = 0; i < n && !o->full; i++) {
+        if (log_field_omitted(&fields[i]))
+            continue;
         put(o, " ", 1);
         put_text_str(o, fields[i].key);
         put(o, "=", 1);

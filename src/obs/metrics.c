@@ -129,6 +129,12 @@ static struct registry {
     struct gen_ai_histogram gen_ai_tokens[2];                       /* sum in tokens */
     struct gen_ai_histogram gen_ai_duration[METRICS_GEN_AI__COUNT]; /* sum in ns */
     counter_t llm_cost_nano_usd;
+    counter_t llm_cache_tokens[2];                /* write, read */
+    counter_t model_calls[METRICS_MODELS_MAX][2]; /* ok, error */
+    counter_t fallbacks[METRICS_MODELS_MAX][METRICS_FALLBACK__COUNT];
+    atomic_int model_breaker_state[METRICS_MODELS_MAX];
+    int n_models; /* written by metrics_set_models() only, before other threads exist */
+    char models[METRICS_MODELS_MAX][METRICS_MODEL_NAME_MAX + 1];
     atomic_int budget_exhausted[METRICS_BUDGET__COUNT];
     counter_t budget_limit_nano[METRICS_BUDGET__COUNT]; /* per hour, in 1e-9 of the unit */
     counter_t budget_transitions[METRICS_BUDGET__COUNT];
@@ -140,6 +146,8 @@ static struct registry {
     atomic_int redis_mode;
     atomic_int redis_replicas;
     counter_t durable[METRICS_DURABLE__COUNT];
+    counter_t trace_exported;
+    counter_t trace_dropped[METRICS_TRACE__COUNT];
     /* written by metrics_init() only, before other threads exist */
     uint64_t start_time_ns;
     char version[64];
@@ -608,6 +616,73 @@ static void render_tools(FILE *f)
                 GET(reg.degraded_tool_results[t]));
 }
 
+static const char *const cache_kind_names[2] = {"write", "read"};
+static const char *const fallback_reason_names[METRICS_FALLBACK__COUNT] = {
+    "overloaded", "unavailable", "rate_limited", "circuit_open"};
+
+void metrics_llm_cache_tokens(int64_t write_tokens, int64_t read_tokens)
+{
+    if (write_tokens > 0)
+        ADD(reg.llm_cache_tokens[0], (uint64_t)write_tokens);
+    if (read_tokens > 0)
+        ADD(reg.llm_cache_tokens[1], (uint64_t)read_tokens);
+}
+
+void metrics_set_models(const char *const *names, int n)
+{
+    reg.n_models = 0;
+    for (int i = 0; i < n && i < METRICS_MODELS_MAX; i++) {
+        snprintf(reg.models[i], sizeof(reg.models[i]), "%s", names[i]);
+        reg.n_models = i + 1;
+    }
+}
+
+void metrics_llm_model_call(int model, bool ok)
+{
+    if (in_range(model, reg.n_models))
+        INC(reg.model_calls[model][ok ? 0 : 1]);
+}
+
+void metrics_llm_fallback(int model, enum metrics_fallback_reason reason)
+{
+    if (in_range(model, reg.n_models) && in_range((int)reason, METRICS_FALLBACK__COUNT))
+        INC(reg.fallbacks[model][reason]);
+}
+
+void metrics_llm_model_breaker_state(int model, enum breaker_state state)
+{
+    if (in_range(model, reg.n_models))
+        SET(reg.model_breaker_state[model], (int)state);
+}
+
+static void render_models(FILE *f)
+{
+    const char *name = "agentd_llm_model_calls_total";
+    put_header(f, name, "counter", "LLM calls ended, by model of the fallback chain and outcome.");
+    for (int m = 0; m < reg.n_models; m++)
+        for (int o = 0; o < 2; o++) {
+            struct label l[] = {{"model", reg.models[m]}, {"outcome", o == 0 ? "ok" : "error"}};
+            put_u64(f, name, l, 2, GET(reg.model_calls[m][o]));
+        }
+    name = "agentd_llm_fallbacks_total";
+    put_header(f, name, "counter", "Runs that moved away from a model, by that model and reason.");
+    for (int m = 0; m < reg.n_models; m++)
+        for (int r = 0; r < METRICS_FALLBACK__COUNT; r++) {
+            struct label l[] = {{"model", reg.models[m]}, {"reason", fallback_reason_names[r]}};
+            put_u64(f, name, l, 2, GET(reg.fallbacks[m][r]));
+        }
+    name = "agentd_llm_model_breaker_state";
+    put_header(f, name, "gauge", "Circuit breaker state per model: 0 closed, 1 half-open, 2 open.");
+    for (int m = 0; m < reg.n_models; m++)
+        put_i64(f, name, &(struct label){"model", reg.models[m]}, 1,
+                GET(reg.model_breaker_state[m]));
+    name = "agentd_llm_cache_tokens_total";
+    put_header(f, name, "counter", "Input tokens written to and read from the prompt cache.");
+    for (int k = 0; k < 2; k++)
+        put_u64(f, name, &(struct label){"kind", cache_kind_names[k]}, 1,
+                GET(reg.llm_cache_tokens[k]));
+}
+
 static void render_spend(FILE *f)
 {
     const char *name = "agentd_llm_tokens_total";
@@ -711,6 +786,34 @@ static void render_redis(FILE *f)
     put_u64(f, name, &(struct label){"result", "invalid"}, 1, GET(reg.config_reloads[1]));
 }
 
+void metrics_trace_spans_exported(uint64_t n)
+{
+    ADD(reg.trace_exported, n);
+}
+
+void metrics_trace_spans_dropped(enum metrics_trace_drop reason, uint64_t n)
+{
+    if (in_range((int)reason, METRICS_TRACE__COUNT))
+        ADD(reg.trace_dropped[reason], n);
+}
+
+static const char *const trace_drop_names[METRICS_TRACE__COUNT] = {"queue_full", "export_failed",
+                                                                   "breaker_open"};
+
+static void render_trace(FILE *f)
+{
+    const char *name = "agentd_trace_spans_exported_total";
+
+    put_header(f, name, "counter", "Spans the OTLP collector accepted.");
+    fprintf(f, "%s %llu\n", name, (unsigned long long)GET(reg.trace_exported));
+    name = "agentd_trace_spans_dropped_total";
+    put_header(f, name, "counter",
+               "Spans never exported: queue full, export failed, or the exporter's circuit open.");
+    for (int r = 0; r < METRICS_TRACE__COUNT; r++)
+        put_u64(f, name, &(struct label){"reason", trace_drop_names[r]}, 1,
+                GET(reg.trace_dropped[r]));
+}
+
 /* Resident set size from /proc/self/statm (second field, in pages); -1 when unreadable. */
 static int64_t resident_bytes(void)
 {
@@ -781,8 +884,10 @@ char *metrics_render(void)
     render_breakers_limiters(f);
     render_tools(f);
     render_spend(f);
+    render_models(f);
     render_gen_ai(f);
     render_redis(f);
+    render_trace(f);
     render_process(f);
     failed = ferror(f) != 0;
     if (fclose(f) != 0 || failed) {

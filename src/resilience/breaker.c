@@ -1,7 +1,8 @@
 /*
- * breaker.c — circuit breaker (see breaker.h). The window of recent outcomes
- * is a fixed ring allocated once in breaker_new(), so nothing under the lock
- * allocates; transition reasons are formatted into fixed buffers.
+ * breaker.c — circuit breaker (see breaker.h). The rate rule's window is a
+ * fixed ring of BREAKER_BUCKETS time buckets inside the breaker, so nothing
+ * allocates after breaker_new(); transition reasons are formatted into fixed
+ * buffers.
  */
 #include "agentd/breaker.h"
 
@@ -11,21 +12,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One slice of the window: what happened during [index * width, (index + 1) * width). */
+struct breaker_bucket {
+    int64_t index; /* now_ms / width when the bucket was (re)started */
+    int64_t started, successes, failures;
+};
+
 struct breaker {
     pthread_mutex_t lock;
     char *dependency;
     struct breaker_config cfg; /* clamped copy */
+    int64_t bucket_ms;         /* cfg.window_ms / BREAKER_BUCKETS */
 
     enum breaker_state state;
-    int64_t open_until_ms; /* meaningful while OPEN */
-    int probes_in_flight;  /* meaningful while HALF_OPEN */
+    int64_t open_until_ms;    /* meaningful while OPEN */
+    int64_t open_interval_ms; /* of the current (or last) open state */
+    int trips;                /* opens since the last close that held for a whole window */
+    int64_t closed_at_ms;     /* when it last closed after a probe; meaningful when trips > 0 */
+    int probes_in_flight;     /* meaningful while HALF_OPEN */
     int consecutive_failures;
 
-    /* Last cfg.window outcomes of the CLOSED state: 1 = failure, 0 = success. */
-    unsigned char *window;
-    int window_pos;
-    int window_count;
-    int window_failures;
+    struct breaker_bucket buckets[BREAKER_BUCKETS]; /* CLOSED state only */
 
     struct breaker_transition ring[BREAKER_TRANSITION_RING];
     size_t ring_head; /* oldest queued entry */
@@ -34,7 +41,17 @@ struct breaker {
     uint64_t transitions_dropped;
 };
 
+/* What the window holds at some instant. */
+struct breaker_counts {
+    int64_t started, successes, failures;
+};
+
 static int clamp_int(int v, int lo, int hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+static int64_t clamp_i64(int64_t v, int64_t lo, int64_t hi)
 {
     return v < lo ? lo : v > hi ? hi : v;
 }
@@ -42,11 +59,14 @@ static int clamp_int(int v, int lo, int hi)
 static void clamp_config(struct breaker_config *c)
 {
     c->failure_threshold = clamp_int(c->failure_threshold, 1, INT32_MAX);
-    c->window = clamp_int(c->window, 1, BREAKER_MAX_WINDOW);
-    c->min_calls = clamp_int(c->min_calls, 1, c->window);
+    c->min_calls = clamp_int(c->min_calls, 1, INT32_MAX);
     c->half_open_probes = clamp_int(c->half_open_probes, 1, INT32_MAX);
+    c->window_ms = clamp_i64(c->window_ms, BREAKER_MIN_WINDOW_MS, BREAKER_MAX_WINDOW_MS);
     if (c->open_ms < 0)
         c->open_ms = 0;
+    /* Unset (0): a fixed interval, open_ms every time. */
+    c->first_open_ms =
+        c->first_open_ms <= 0 ? c->open_ms : clamp_i64(c->first_open_ms, 1, c->open_ms);
     if (!(c->failure_rate > 0.0 && c->failure_rate <= 1.0))
         c->failure_rate = 0.0;
 }
@@ -58,16 +78,18 @@ struct breaker *breaker_new(const char *dependency, const struct breaker_config 
         return NULL;
     b->cfg = *cfg;
     clamp_config(&b->cfg);
+    b->bucket_ms = b->cfg.window_ms / BREAKER_BUCKETS;
     b->dependency = strdup(dependency ? dependency : "");
-    b->window = calloc((size_t)b->cfg.window, 1);
-    if (!b->dependency || !b->window)
+    if (!b->dependency)
         goto fail;
     if (pthread_mutex_init(&b->lock, NULL) != 0)
         goto fail;
     b->state = BREAKER_CLOSED;
+    b->open_interval_ms = b->cfg.first_open_ms;
+    for (int i = 0; i < BREAKER_BUCKETS; i++)
+        b->buckets[i].index = INT64_MIN;
     return b;
 fail:
-    free(b->window);
     free(b->dependency);
     free(b);
     return NULL;
@@ -78,30 +100,76 @@ struct breaker *breaker_free(struct breaker *b)
     if (!b)
         return NULL;
     pthread_mutex_destroy(&b->lock);
-    free(b->window);
     free(b->dependency);
     free(b);
     return NULL;
 }
 
-static void window_reset(struct breaker *b)
+/* ---- the window ---- */
+
+/* Floor division, so a negative now_ms (a test's fake clock) still maps to one bucket. */
+static int64_t bucket_index(const struct breaker *b, int64_t now_ms)
 {
-    memset(b->window, 0, (size_t)b->cfg.window);
-    b->window_pos = 0;
-    b->window_count = 0;
-    b->window_failures = 0;
-    b->consecutive_failures = 0;
+    int64_t q = now_ms / b->bucket_ms;
+    return (now_ms % b->bucket_ms < 0) ? q - 1 : q;
 }
 
-static void window_push(struct breaker *b, bool failed)
+static size_t bucket_slot(int64_t index)
 {
-    if (b->window_count == b->cfg.window)
-        b->window_failures -= b->window[b->window_pos];
-    else
-        b->window_count++;
-    b->window[b->window_pos] = failed ? 1 : 0;
-    b->window_failures += failed ? 1 : 0;
-    b->window_pos = (b->window_pos + 1) % b->cfg.window;
+    int64_t r = index % BREAKER_BUCKETS;
+    return (size_t)(r < 0 ? r + BREAKER_BUCKETS : r);
+}
+
+/* The bucket now_ms falls in, emptied first if it still holds an older slice. */
+static struct breaker_bucket *bucket_now(struct breaker *b, int64_t now_ms)
+{
+    int64_t index = bucket_index(b, now_ms);
+    struct breaker_bucket *k = &b->buckets[bucket_slot(index)];
+    if (k->index != index)
+        *k = (struct breaker_bucket){.index = index};
+    return k;
+}
+
+/* Whether bucket k belongs to the window that ends in bucket `index`. */
+static bool bucket_live(const struct breaker_bucket *k, int64_t index)
+{
+    return k->index != INT64_MIN && k->index <= index && k->index > index - BREAKER_BUCKETS;
+}
+
+static struct breaker_counts window_counts(const struct breaker *b, int64_t now_ms)
+{
+    struct breaker_counts c = {0, 0, 0};
+    int64_t index = bucket_index(b, now_ms);
+    for (int i = 0; i < BREAKER_BUCKETS; i++) {
+        const struct breaker_bucket *k = &b->buckets[i];
+        if (bucket_live(k, index)) {
+            c.started += k->started;
+            c.successes += k->successes;
+            c.failures += k->failures;
+        }
+    }
+    return c;
+}
+
+/* An IGNORED call leaves the window's started calls: taken from the newest bucket that has one
+   (the call may have started in an earlier bucket than the one it ends in). */
+static void window_unstart(struct breaker *b, int64_t now_ms)
+{
+    int64_t index = bucket_index(b, now_ms);
+    for (int64_t i = index; i > index - BREAKER_BUCKETS; i--) {
+        struct breaker_bucket *k = &b->buckets[bucket_slot(i)];
+        if (k->index == i && k->started > 0) {
+            k->started--;
+            return;
+        }
+    }
+}
+
+static void window_reset(struct breaker *b)
+{
+    for (int i = 0; i < BREAKER_BUCKETS; i++)
+        b->buckets[i] = (struct breaker_bucket){.index = INT64_MIN};
+    b->consecutive_failures = 0;
 }
 
 static void transition(struct breaker *b, enum breaker_state to, const char *fmt, ...)
@@ -138,9 +206,22 @@ static int64_t add_sat(int64_t a, int64_t b)
     return r;
 }
 
+/* The interval of the next open state: first_open_ms doubled per trip since the last close
+   that held, at most open_ms. */
+static int64_t next_open_interval(const struct breaker *b)
+{
+    int64_t ms = b->cfg.first_open_ms;
+    for (int i = 0; i < b->trips && ms < b->cfg.open_ms; i++)
+        ms = ms > b->cfg.open_ms / 2 ? b->cfg.open_ms : ms * 2;
+    return ms < b->cfg.open_ms ? ms : b->cfg.open_ms;
+}
+
+/* Caller transitions to OPEN after this (the reason quotes open_interval_ms). */
 static void open_now(struct breaker *b, int64_t now_ms)
 {
-    b->open_until_ms = add_sat(now_ms, b->cfg.open_ms);
+    b->open_interval_ms = next_open_interval(b);
+    b->trips = b->trips < INT32_MAX ? b->trips + 1 : b->trips;
+    b->open_until_ms = add_sat(now_ms, b->open_interval_ms);
     b->probes_in_flight = 0;
 }
 
@@ -149,7 +230,7 @@ static void maybe_half_open(struct breaker *b, int64_t now_ms)
 {
     if (b->state == BREAKER_OPEN && now_ms >= b->open_until_ms) {
         b->probes_in_flight = 0;
-        transition(b, BREAKER_HALF_OPEN, "open for %lld ms", (long long)b->cfg.open_ms);
+        transition(b, BREAKER_HALF_OPEN, "open for %lld ms", (long long)b->open_interval_ms);
     }
 }
 
@@ -164,6 +245,7 @@ bool breaker_allow(struct breaker *b, int64_t now_ms, int64_t *ret_retry_after_m
     maybe_half_open(b, now_ms);
     switch (b->state) {
     case BREAKER_CLOSED:
+        bucket_now(b, now_ms)->started++;
         break;
     case BREAKER_OPEN:
         allowed = false;
@@ -185,30 +267,60 @@ out:
     return allowed;
 }
 
+/* Percent, rounded, of part in whole (whole > 0). */
+static int64_t percent(int64_t part, int64_t whole)
+{
+    return (200 * part + whole) / (2 * whole);
+}
+
+/* A failure while CLOSED with the consecutive rule met: opens it when the rate rule agrees. */
+static void maybe_trip(struct breaker *b, int64_t now_ms)
+{
+    int n = b->consecutive_failures;
+    struct breaker_counts c = window_counts(b, now_ms);
+    int64_t outcomes = c.successes + c.failures;
+    int64_t calls = c.started > outcomes ? c.started : outcomes; /* in flight ones count */
+    char why[160];
+
+    if (b->cfg.failure_rate == 0.0) {
+        snprintf(why, sizeof(why), "%d consecutive failures", n);
+    } else if (calls < b->cfg.min_calls) {
+        snprintf(why, sizeof(why),
+                 "%d consecutive failures, %lld calls in %lld ms (too few for the rate rule)", n,
+                 (long long)calls, (long long)b->cfg.window_ms);
+    } else if ((double)c.failures >= b->cfg.failure_rate * (double)calls) {
+        snprintf(why, sizeof(why),
+                 "%d consecutive failures and %lld%% of %lld calls in %lld ms failed", n,
+                 (long long)percent(c.failures, calls), (long long)calls,
+                 (long long)b->cfg.window_ms);
+    } else {
+        return; /* a burst of failures among many good calls: not an outage */
+    }
+    /* A close that held for a whole window forgives the earlier trips. */
+    if (b->trips > 0 && now_ms - b->closed_at_ms >= b->cfg.window_ms)
+        b->trips = 0;
+    window_reset(b);
+    open_now(b, now_ms);
+    transition(b, BREAKER_OPEN, "%s; open for %lld ms", why, (long long)b->open_interval_ms);
+}
+
 static void record_closed(struct breaker *b, int64_t now_ms, enum breaker_outcome outcome)
 {
-    if (outcome == BREAKER_IGNORED)
+    switch (outcome) {
+    case BREAKER_IGNORED:
+        window_unstart(b, now_ms);
         return;
-    bool failed = outcome == BREAKER_FAILURE;
-    b->consecutive_failures = failed ? b->consecutive_failures + 1 : 0;
-    window_push(b, failed);
-    if (!failed)
+    case BREAKER_SUCCESS:
+        b->consecutive_failures = 0;
+        bucket_now(b, now_ms)->successes++;
         return; /* a success can trip neither rule */
-
-    if (b->consecutive_failures >= b->cfg.failure_threshold) {
-        int n = b->consecutive_failures;
-        window_reset(b);
-        open_now(b, now_ms);
-        transition(b, BREAKER_OPEN, "%d consecutive failures", n);
+    case BREAKER_FAILURE:
+        if (b->consecutive_failures < INT32_MAX)
+            b->consecutive_failures++;
+        bucket_now(b, now_ms)->failures++;
+        if (b->consecutive_failures >= b->cfg.failure_threshold)
+            maybe_trip(b, now_ms);
         return;
-    }
-    if (b->cfg.failure_rate > 0.0 && b->window_count >= b->cfg.min_calls &&
-        (double)b->window_failures >= b->cfg.failure_rate * b->window_count) {
-        int fails = b->window_failures, calls = b->window_count;
-        int pct = (200 * fails + calls) / (2 * calls); /* rounded */
-        window_reset(b);
-        open_now(b, now_ms);
-        transition(b, BREAKER_OPEN, "failure rate %d%% over last %d calls", pct, calls);
     }
 }
 
@@ -218,10 +330,12 @@ static void record_half_open(struct breaker *b, int64_t now_ms, enum breaker_out
         b->probes_in_flight--;
     if (outcome == BREAKER_SUCCESS) {
         window_reset(b);
+        b->closed_at_ms = now_ms;
         transition(b, BREAKER_CLOSED, "probe succeeded");
     } else if (outcome == BREAKER_FAILURE) {
         open_now(b, now_ms);
-        transition(b, BREAKER_OPEN, "probe failed");
+        transition(b, BREAKER_OPEN, "probe failed; open for %lld ms",
+                   (long long)b->open_interval_ms);
     }
 }
 
@@ -292,9 +406,16 @@ void breaker_set_config(struct breaker *b, const struct breaker_config *cfg)
 {
     struct breaker_config c = *cfg;
 
-    pthread_mutex_lock(&b->lock);
-    c.window = b->cfg.window; /* the ring was allocated for it */
     clamp_config(&c);
+    pthread_mutex_lock(&b->lock);
+    if (c.window_ms != b->cfg.window_ms) {
+        /* Buckets of another width: what they hold cannot be cut anew, so the window starts
+           empty (the consecutive count stays). */
+        int consecutive = b->consecutive_failures;
+        window_reset(b);
+        b->consecutive_failures = consecutive;
+        b->bucket_ms = c.window_ms / BREAKER_BUCKETS;
+    }
     b->cfg = c;
     pthread_mutex_unlock(&b->lock);
 }

@@ -12,6 +12,7 @@
 #include "agentd/breaker.h"
 #include "agentd/bucket.h"
 #include "agentd/budget.h"
+#include "agentd/ratelimit_headers.h"
 
 static const char *const outcome_names[] = {"ok",           "permanent_error", "retries_exhausted",
                                             "circuit_open", "rate_limited",    "deadline"};
@@ -243,6 +244,27 @@ static void retry_or_give_up(const struct call_policy *p, const struct call_guar
     wait_until(st, v, now + delay);
 }
 
+/* The rate-limit headers said a budget is spent for wait_ms: hold every call of the
+   dependency (here and, when shared, in the cluster) until it refills. */
+static void pause_for_reset(const struct call_guards *g, struct call_progress *st, int64_t wait_ms,
+                            int64_t now, struct call_verdict *v)
+{
+    bucket_pause_until(g->bucket, now + wait_ms);
+    st->probe = false;
+    st->shared_probe = false;
+    v->reset_wait_ms = wait_ms;
+    if (g->shared)
+        v->shared_pause_ms = wait_ms;
+}
+
+static int64_t reset_wait(const struct call_policy *p, const struct call_event *ev)
+{
+    if (!ev->ratelimit)
+        return 0;
+    return ratelimit_wait_ms(ev->ratelimit, ev->now_wall_ms, ev->ratelimit_output_tokens,
+                             p->retry_after_cap_ms);
+}
+
 static void attempt_end(const struct call_policy *p, const struct call_guards *g,
                         struct call_progress *st, const struct call_event *ev, int64_t now,
                         uint64_t *rng, struct call_verdict *v)
@@ -260,6 +282,9 @@ static void attempt_end(const struct call_policy *p, const struct call_guards *g
     /* The throttle probe is over unless a new 429 pause (below) takes its place. */
     if (status != 429)
         end_probe(g, st, true, v);
+    int64_t reset = reset_wait(p, ev);
+    if (status != 429 && reset > 0)
+        pause_for_reset(g, st, reset, now, v);
     if (status >= 200 && status < 300 && !ev->body_rejected) {
         breaker_record(g->breaker, now, BREAKER_SUCCESS);
         finish(st, v, CALL_OK, 0, CALL_NOTE_SUCCESS);
@@ -281,10 +306,18 @@ static void attempt_end(const struct call_policy *p, const struct call_guards *g
     /* Transient. 429 is the limiter's business, not the breaker's. */
     v->reason = reason_of(st, ev->transport);
     breaker_record(g->breaker, now, status == 429 ? BREAKER_IGNORED : BREAKER_FAILURE);
+    if (status == 529 && st->overload_ends) {
+        end_probe(g, st, false, v);
+        finish(st, v, CALL_EXHAUSTED, CALL_POLICY_DEFAULT_RETRY_AFTER_MS, CALL_NOTE_OVERLOADED);
+        return;
+    }
     int64_t server_delay =
         backoff_retry_after_ms(ev->retry_after_ms_hdr, ev->retry_after_hdr, ev->now_wall_ms);
     if (server_delay > p->retry_after_cap_ms)
         server_delay = p->retry_after_cap_ms;
+    /* A 429 without retry-after: the rate-limit headers' reset says when. */
+    if (status == 429 && server_delay <= 0 && reset > 0)
+        server_delay = reset;
     bool told_when = status == 429 && server_delay > 0;
     if (told_when) {
         bucket_pause_until(g->bucket, now + server_delay); /* also re-arms the probe */

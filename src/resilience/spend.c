@@ -27,6 +27,7 @@ struct spend_slot {
 struct spend {
     pthread_mutex_t lock;
     double nano_usd_per_in_token, nano_usd_per_out_token;
+    double nano_usd_per_cache_write_token, nano_usd_per_cache_read_token;
     int64_t limit[2]; /* [SPEND_USD] in nano-USD, [SPEND_TOKENS] in tokens; 0 = off */
     /* The limits as set (changed under the lock, read without it); limit[] is this replica's
        share of them, for `share` replicas. */
@@ -73,6 +74,7 @@ struct spend *spend_new(double price_in_per_mtok, double price_out_per_mtok, dou
     /* USD per million tokens = nano-USD per thousandth of a token: x 1000 per token. */
     s->nano_usd_per_in_token = clamp_price(price_in_per_mtok) * 1000.0;
     s->nano_usd_per_out_token = clamp_price(price_out_per_mtok) * 1000.0;
+    spend_set_cache_prices(s, -1, -1);
     s->share = 1;
     spend_set_budgets(s, usd_per_hour, tokens_per_hour);
     s->newest_ms = INT64_MIN;
@@ -92,10 +94,45 @@ struct spend *spend_free(struct spend *s)
     return NULL;
 }
 
+void spend_set_cache_prices(struct spend *s, double write_per_mtok, double read_per_mtok)
+{
+    /* Written this way round so that NaN takes the default too. */
+    s->nano_usd_per_cache_write_token =
+        write_per_mtok >= 0 ? clamp_price(write_per_mtok) * 1000.0
+                            : s->nano_usd_per_in_token * SPEND_CACHE_WRITE_MULTIPLIER;
+    s->nano_usd_per_cache_read_token = read_per_mtok >= 0
+                                           ? clamp_price(read_per_mtok) * 1000.0
+                                           : s->nano_usd_per_in_token * SPEND_CACHE_READ_MULTIPLIER;
+}
+
+static int64_t usage_cost_nano(const struct spend *s, const struct spend_usage *u)
+{
+    int64_t in = clamp_tokens(u->input_tokens);
+    /* The cache counts are part of input_tokens: never more than it, never negative. */
+    int64_t write = clamp_tokens(u->cache_write_tokens);
+    write = write < in ? write : in;
+    int64_t read = clamp_tokens(u->cache_read_tokens);
+    read = read < in - write ? read : in - write;
+    return llround((double)(in - write - read) * s->nano_usd_per_in_token +
+                   (double)write * s->nano_usd_per_cache_write_token +
+                   (double)read * s->nano_usd_per_cache_read_token +
+                   (double)clamp_tokens(u->output_tokens) * s->nano_usd_per_out_token);
+}
+
 static int64_t cost_nano(const struct spend *s, int64_t in_tokens, int64_t out_tokens)
 {
-    return llround((double)clamp_tokens(in_tokens) * s->nano_usd_per_in_token +
-                   (double)clamp_tokens(out_tokens) * s->nano_usd_per_out_token);
+    return usage_cost_nano(
+        s, &(struct spend_usage){.input_tokens = in_tokens, .output_tokens = out_tokens});
+}
+
+int64_t spend_usage_cost_nano(const struct spend *s, const struct spend_usage *u)
+{
+    return usage_cost_nano(s, u);
+}
+
+double spend_usage_cost_usd(const struct spend *s, const struct spend_usage *u)
+{
+    return (double)usage_cost_nano(s, u) / NANO_PER_USD;
 }
 
 int64_t spend_cost_nano(const struct spend *s, int64_t in_tokens, int64_t out_tokens)
@@ -241,6 +278,14 @@ bool spend_reserve(struct spend *s, int64_t now_ms, int64_t in_tokens, int64_t o
 void spend_settle(struct spend *s, int64_t now_ms, struct spend_hold *hold, int64_t in_tokens,
                   int64_t out_tokens)
 {
+    spend_settle_usage(
+        s, now_ms, hold,
+        &(struct spend_usage){.input_tokens = in_tokens, .output_tokens = out_tokens});
+}
+
+void spend_settle_usage(struct spend *s, int64_t now_ms, struct spend_hold *hold,
+                        const struct spend_usage *u)
+{
     pthread_mutex_lock(&s->lock);
     int64_t now = advance(s, now_ms);
     if (hold && hold->held) {
@@ -252,8 +297,8 @@ void spend_settle(struct spend *s, int64_t now_ms, struct spend_hold *hold, int6
         *hold = (struct spend_hold){0};
     }
     struct spend_slot *slot = current_slot(s);
-    slot->nano_usd += cost_nano(s, in_tokens, out_tokens);
-    slot->tokens += clamp_tokens(in_tokens) + clamp_tokens(out_tokens);
+    slot->nano_usd += usage_cost_nano(s, u);
+    slot->tokens += clamp_tokens(u->input_tokens) + clamp_tokens(u->output_tokens);
     evaluate(s, now);
     pthread_mutex_unlock(&s->lock);
 }

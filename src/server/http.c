@@ -19,6 +19,7 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -46,9 +47,15 @@
 #define SERVER_IDLE_TIMEOUT_S    60
 #define SERVER_EXTRA_CONNECTIONS 1024
 #define SERVER_LISTEN_BACKLOG    4096
-/* Per-connection pool for headers and MHD's buffers (bodies are copied out as they arrive):
-   half the default, since thousands of connections wait suspended at once. */
-#define SERVER_CONNECTION_MEMORY_BYTES (16 * 1024)
+/* Per-connection pool for the request headers and MHD's buffers (bodies are copied out as they
+   arrive). libmicrohttpd zeroes the whole pool between the requests of a kept-alive connection,
+   so every byte of it is resident for as long as the connection lives, and thousands wait
+   suspended at once: 8 KiB (request headers up to about 7 KiB; more is answered 431 by
+   libmicrohttpd, docs/API.md) is 8 KiB of RSS per run in flight less than 16 KiB
+   (bench/README.md). */
+#define SERVER_CONNECTION_MEMORY_BYTES (8 * 1024)
+/* Upper bound on the HTTP threads (one per CPU the process may run on). */
+#define SERVER_MAX_THREADS 64
 
 struct server {
     struct app *app;
@@ -83,15 +90,29 @@ static uint64_t next_random(void)
     return z ^ (z >> 31);
 }
 
+/* Writes the n low hex digits of v (lower case) to out. */
+static void put_hex(char *out, uint64_t v, int n)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = n - 1; i >= 0; i--, v >>= 4)
+        out[i] = digits[v & 0xf];
+}
+
+/* The client's X-Request-Id when valid, else "req_" and 24 random hex digits (on every request:
+   written without printf). */
 static void set_request_id(struct conn *c)
 {
     const char *given = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "X-Request-Id");
     if (given && request_id_valid(given)) {
-        snprintf(c->request_id, sizeof(c->request_id), "%s", given);
+        size_t n = strnlen(given, sizeof(c->request_id) - 1);
+        memcpy(c->request_id, given, n);
+        c->request_id[n] = '\0';
         return;
     }
-    snprintf(c->request_id, sizeof(c->request_id), "req_%016" PRIx64 "%08" PRIx64, next_random(),
-             (uint64_t)(next_random() & 0xffffffffULL));
+    memcpy(c->request_id, "req_", 4);
+    put_hex(c->request_id + 4, next_random(), 16);
+    put_hex(c->request_id + 20, next_random(), 8);
+    c->request_id[28] = '\0';
 }
 
 /* ---- answers ------------------------------------------------------------------------ */
@@ -140,18 +161,11 @@ static enum MHD_Result send_deferred(struct conn *c)
     return ret;
 }
 
-/* Queues body (owned, freed here) with the common headers; or holds it (see drain_first). */
-enum MHD_Result http_reply_as(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
-                              const char *hdr_name, const char *hdr_value, const char *content_type)
+/* Adds the common headers to r (len body bytes) and queues it; or holds it (see drain_first). */
+static enum MHD_Result queue_reply(struct conn *c, unsigned status, struct MHD_Response *r,
+                                   size_t len, int64_t retry_after_ms, const char *hdr_name,
+                                   const char *hdr_value, const char *content_type)
 {
-    if (!body)
-        body = strdup("{\"error\":{\"type\":\"internal_error\",\"message\":\"out of memory\"}}");
-    size_t len = body ? strlen(body) : 0;
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(body);
-        return MHD_NO;
-    }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(r, "X-Request-Id", c->request_id);
     if (retry_after_ms > 0) {
@@ -177,6 +191,31 @@ enum MHD_Result http_reply_as(struct conn *c, unsigned status, char *body, int64
         c->bytes = len;
     }
     return ret;
+}
+
+/* Queues body (owned, freed here) with the common headers; or holds it (see drain_first). */
+enum MHD_Result http_reply_as(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
+                              const char *hdr_name, const char *hdr_value, const char *content_type)
+{
+    if (!body)
+        body = strdup("{\"error\":{\"type\":\"internal_error\",\"message\":\"out of memory\"}}");
+    size_t len = body ? strlen(body) : 0;
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    return queue_reply(c, status, r, len, retry_after_ms, hdr_name, hdr_value, content_type);
+}
+
+enum MHD_Result http_reply_static(struct conn *c, unsigned status, const char *body, size_t len)
+{
+    /* MHD only reads a persistent buffer (the const is cast away for its older signature). */
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    return queue_reply(c, status, r, len, 0, NULL, NULL, HTTP_JSON_CONTENT_TYPE);
 }
 
 enum MHD_Result http_reply(struct conn *c, unsigned status, char *body, int64_t retry_after_ms,
@@ -365,7 +404,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         c->mhd = mc;
         atomic_fetch_add(&s->n_requests, 1);
         c->start_ms = clock_now_ms();
-        snprintf(c->method, sizeof(c->method), "%s", method);
+        size_t mlen = strnlen(method, sizeof(c->method) - 1);
+        memcpy(c->method, method, mlen); /* calloc'ed: stays terminated */
         set_request_id(c);
         *con_cls = c;
         /* The headers are in: the request's own, longer inactivity allowance from here on. */
@@ -414,7 +454,8 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     metrics_http_request(c->route ? c->route->metric : METRICS_ROUTE_OTHER,
                          metrics_method_from_string(c->method), (int)c->status,
                          (double)duration_ms / 1000.0);
-    log_info("http request", LF_S("request_id", c->request_id), LF_S("method", c->method),
+    log_info("http request", LF_S("request_id", c->request_id),
+             LF_SO("trace_id", c->trace_id[0] ? c->trace_id : NULL), LF_S("method", c->method),
              LF_S("path", route_path(c->route)), LF_I("status", c->status), LF_I("bytes", c->bytes),
              LF_I("duration_ms", duration_ms),
              LF_S("reason",
@@ -549,6 +590,21 @@ static int bound_port(int fd)
     return ntohs(((struct sockaddr_in *)&a)->sin_port);
 }
 
+/* One HTTP thread per CPU this process may run on (its affinity mask, which container CPU sets
+   narrow), so the front can use every core; at least 1, at most SERVER_MAX_THREADS. */
+static unsigned server_threads(void)
+{
+    cpu_set_t set;
+    int n = 0;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        n = CPU_COUNT(&set);
+    if (n < 1) {
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        n = online > 0 ? (int)online : 1;
+    }
+    return n > SERVER_MAX_THREADS ? SERVER_MAX_THREADS : (unsigned)n;
+}
+
 struct server *server_start(struct app *app, const struct http_route *const *routes,
                             struct auth *auth, char *err, size_t errlen)
 {
@@ -579,7 +635,7 @@ struct server *server_start(struct app *app, const struct http_route *const *rou
     s->port = bound_port(s->listen_fd);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG;
-    unsigned pool = app->cfg.workers < 2 ? 1 : 2;
+    unsigned pool = server_threads();
     /* The logger option must come first so MHD never writes to stderr by itself. */
     s->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,

@@ -172,11 +172,20 @@ static char *answer_body(const struct run_result *r)
         json_object_set_new(o, "resumed", json_true());
     json_object_set(o, "degraded", (json_t *)r->degraded);
     json_object_set(o, "tool_calls", (json_t *)r->tool_calls);
-    json_object_set_new(o, "usage",
-                        json_pack("{s:I, s:I, s:i, s:i}", "input_tokens",
-                                  (json_int_t)r->input_tokens, "output_tokens",
-                                  (json_int_t)r->output_tokens, "llm_calls", r->llm_calls,
-                                  "llm_attempts", r->llm_attempts));
+    if (r->model)
+        json_object_set_new(o, "model", json_string(r->model));
+    if (json_array_size(r->fallbacks) > 0)
+        json_object_set(o, "fallbacks", (json_t *)r->fallbacks);
+    json_t *usage = json_pack("{s:I, s:I, s:i, s:i}", "input_tokens", (json_int_t)r->input_tokens,
+                              "output_tokens", (json_int_t)r->output_tokens, "llm_calls",
+                              r->llm_calls, "llm_attempts", r->llm_attempts);
+    if (usage && r->prompt_cache) {
+        json_object_set_new(usage, "cache_creation_input_tokens",
+                            json_integer((json_int_t)r->cache_creation_tokens));
+        json_object_set_new(usage, "cache_read_input_tokens",
+                            json_integer((json_int_t)r->cache_read_tokens));
+    }
+    json_object_set_new(o, "usage", usage);
     char *body = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return body;
@@ -317,12 +326,15 @@ static enum MHD_Result agent_run(struct conn *c)
         }
         agent_stream_owner(c->stream, &owner);
     }
-    struct run_spec spec = {.req = &req,
-                            .request_id = c->request_id,
-                            .caller = c->caller,
-                            .idem_key = key,
-                            .idem_fingerprint = fp,
-                            .owner = &owner};
+    struct run_spec spec = {
+        .req = &req,
+        .request_id = c->request_id,
+        .caller = c->caller,
+        .idem_key = key,
+        .idem_fingerprint = fp,
+        .owner = &owner,
+        .traceparent = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "traceparent"),
+        .tracestate = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "tracestate")};
     struct run_answer replay = {0};
     struct run *run = NULL;
     enum run_admission a = run_admit(app, &spec, &run, &replay);
@@ -336,6 +348,8 @@ static enum MHD_Result agent_run(struct conn *c)
     if (c->stream)
         return agent_stream_start(c->stream, run, app_pick_worker(app));
     c->run = run;
+    if (run_trace_hex(run))
+        snprintf(c->trace_id, sizeof(c->trace_id), "%s", run_trace_hex(run));
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci)

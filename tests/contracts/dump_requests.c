@@ -32,21 +32,26 @@ static int dump_check(const char *what, int rc)
     return rc;
 }
 
-/* Every body twice: as a non-streaming run sends it, and with "stream": true as a streaming run
-   (a client that asked for "stream": true) sends the same request. */
+/* Prints the body four times: without prompt caching, then with its cache breakpoints, each as
+   a non-streaming run sends it and with "stream": true as a streaming run (a client that asked
+   for "stream": true) sends the same request. */
 static int dump_body(const char *what, const struct llm_params *p, const json_t *messages)
 {
-    char *body = anthropic_build_request(p, messages);
+    struct llm_params cached = *p;
 
-    if (!body)
-        return dump_check(what, -errno);
-    puts(body);
-    char *streamed = anthropic_stream_request(body);
-    free(body);
-    if (!streamed)
-        return dump_check(what, -errno);
-    puts(streamed);
-    free(streamed);
+    for (int i = 0; i < 2; i++) {
+        cached.prompt_cache = i == 1;
+        char *body = anthropic_build_request(&cached, messages);
+        if (!body)
+            return dump_check(what, -errno);
+        puts(body);
+        char *streamed = anthropic_stream_request(body);
+        free(body);
+        if (!streamed)
+            return dump_check(what, -errno);
+        puts(streamed);
+        free(streamed);
+    }
     return 0;
 }
 

@@ -159,6 +159,20 @@ def read_lines(paths):
                 stream.close()
 
 
+# The API refuses a request with more cache_control breakpoints than this (a rule the schema
+# cannot express).
+MAX_CACHE_BREAKPOINTS = 4
+
+
+def count_cache_breakpoints(node):
+    if isinstance(node, dict):
+        here = 1 if node.get("cache_control") is not None else 0
+        return here + sum(count_cache_breakpoints(v) for v in node.values())
+    if isinstance(node, list):
+        return sum(count_cache_breakpoints(v) for v in node)
+    return 0
+
+
 def validate_stream(validator, paths):
     passed = failed = 0
     for label, raw in read_lines(paths):
@@ -169,7 +183,12 @@ def validate_stream(validator, paths):
             failed += 1
             continue
         err = first_error(validator, body)
-        if err is None:
+        breakpoints = count_cache_breakpoints(body)
+        if err is None and breakpoints > MAX_CACHE_BREAKPOINTS:
+            print("FAIL: %s: %d cache_control breakpoints (the API allows %d)"
+                  % (label, breakpoints, MAX_CACHE_BREAKPOINTS))
+            failed += 1
+        elif err is None:
             print("ok")
             passed += 1
         else:
@@ -238,19 +257,48 @@ SELF_TEST_CASES = [
     ("unknown top-level field", _set(["stream_mode"], True), [], "additionalProperties"),
     ("empty assistant text block", _set(["messages", 1, "content", 0, "text"], ""),
      ["messages", 1, "content", 0, "text"], "minLength"),
+    ("cache_control of an unknown type",
+     _set(["messages", 1, "content", 0, "cache_control"], {"type": "persistent"}),
+     ["messages", 1, "content", 0, "cache_control", "type"], "const"),
+    ("cache_control with an unknown ttl",
+     _set(["tools", 0, "cache_control"], {"type": "ephemeral", "ttl": "1d"}),
+     ["tools", 0, "cache_control", "ttl"], "enum"),
     ("tool_result with is_error as a string",
      _set(["messages", 2, "content", 0, "is_error"], "yes"),
      ["messages", 2, "content", 0, "is_error"], "type"),
 ]
 
 
+EPHEMERAL = {"type": "ephemeral"}
+
+
+def with_cache(body):
+    """GOOD_BODY with the breakpoints agentd places: last tool, system, last user messages."""
+    body = copy.deepcopy(body)
+    body["tools"][-1]["cache_control"] = dict(EPHEMERAL)
+    body["system"] = [{"type": "text", "text": body["system"], "cache_control": dict(EPHEMERAL)}]
+    body["messages"][0]["content"] = [{"type": "text", "text": body["messages"][0]["content"],
+                                       "cache_control": dict(EPHEMERAL)}]
+    body["messages"][2]["content"][-1]["cache_control"] = {"type": "ephemeral", "ttl": "5m"}
+    return body
+
+
 def self_test(validator):
     failures = 0
-    err = first_error(validator, GOOD_BODY)
-    if err is None:
-        print("ok: baseline body accepted")
+    for what, body in (("baseline body", GOOD_BODY), ("cached body", with_cache(GOOD_BODY))):
+        err = first_error(validator, body)
+        if err is None and count_cache_breakpoints(body) <= MAX_CACHE_BREAKPOINTS:
+            print("ok: %s accepted" % what)
+        else:
+            print("FAIL: %s rejected: %s" % (what, "too many breakpoints" if err is None
+                                            else "%s: %s" % (error_path(err), err.message)))
+            failures += 1
+    cached = with_cache(GOOD_BODY)
+    cached["messages"][1]["content"][0]["cache_control"] = dict(EPHEMERAL)
+    if count_cache_breakpoints(cached) > MAX_CACHE_BREAKPOINTS:
+        print("ok: rejected five cache breakpoints")
     else:
-        print("FAIL: baseline body rejected: %s: %s" % (error_path(err), err.message))
+        print("FAIL: five cache breakpoints were accepted")
         failures += 1
 
     for what, mutate, where, keyword in SELF_TEST_CASES:
@@ -267,7 +315,7 @@ def self_test(validator):
         else:
             print("FAIL: %s was accepted" % what)
             failures += 1
-    total = len(SELF_TEST_CASES) + 1
+    total = len(SELF_TEST_CASES) + 3
     print("%d passed, %d failed" % (total - failures, failures))
     return 0 if failures == 0 else 1
 

@@ -28,9 +28,11 @@ struct fault {
     int route; /* enum fake_route, or -1 for "*" */
     int status;
     char error_type[64];
-    json_t *headers; /* object or NULL */
-    json_t *body;    /* object answered in place of the normal one, or NULL */
-    json_t *stream;  /* stream faults (fake_stream.c), or NULL */
+    char model[FAKE_MAX_MODEL_BYTES + 1];     /* "" = any model; else messages with this model */
+    char message[FAKE_MAX_MESSAGE_BYTES + 1]; /* "" = the default error message */
+    json_t *headers;                          /* object or NULL */
+    json_t *body;   /* object answered in place of the normal one, or NULL */
+    json_t *stream; /* stream faults (fake_stream.c), or NULL */
     int64_t delay_ms;
     bool hang, reset, malformed;
     int64_t remaining;   /* uses left; -1 = unlimited */
@@ -182,11 +184,26 @@ static int bool_field(const json_t *spec, const char *key, bool *ret, char *err,
     return 0;
 }
 
+/* An optional non-empty string of at most cap - 1 bytes: 1 when set, 0 when absent. */
+static int string_field(const json_t *spec, const char *name, char *dst, size_t cap, char *err,
+                        size_t err_bytes)
+{
+    const json_t *v = json_object_get(spec, name);
+    if (!v)
+        return 0;
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= cap) {
+        snprintf(err, err_bytes, "%s: expected a string of 1..%zu bytes", name, cap - 1);
+        return -EINVAL;
+    }
+    snprintf(dst, cap, "%s", json_string_value(v));
+    return 1;
+}
+
 static int check_keys(const json_t *spec, char *err, size_t err_bytes)
 {
-    static const char *const known[] = {"route",    "status",      "error_type", "headers",
-                                        "delay_ms", "hang",        "reset",      "malformed",
-                                        "count",    "duration_ms", "body",       "stream"};
+    static const char *const known[] = {"route", "status", "error_type", "headers", "delay_ms",
+                                        "hang",  "reset",  "malformed",  "count",   "duration_ms",
+                                        "body",  "model",  "message",    "stream"};
     const char *key;
     json_t *value;
     json_object_foreach((json_t *)spec, key, value)
@@ -270,6 +287,17 @@ static int parse_fault(const json_t *spec, uint64_t now_ms, struct fault *x, cha
         }
         snprintf(x->error_type, sizeof(x->error_type), "%s", json_string_value(et));
     }
+    if ((rc = string_field(spec, "model", x->model, sizeof(x->model), err, err_bytes)) < 0 ||
+        (rc = string_field(spec, "message", x->message, sizeof(x->message), err, err_bytes)) < 0)
+        return rc;
+    if (x->model[0] && x->route != FAKE_ROUTE_MESSAGES) {
+        snprintf(err, err_bytes, "model: only with route \"messages\"");
+        return -EINVAL;
+    }
+    if (x->message[0] && x->status == 0) {
+        snprintf(err, err_bytes, "message: only together with status");
+        return -EINVAL;
+    }
     const json_t *body = json_object_get(spec, "body");
     if (body) {
         if (!json_is_object(body) || x->hang || x->reset || x->malformed) {
@@ -330,14 +358,16 @@ int fake_faults_add(struct fake_faults *f, const json_t *spec, uint64_t now_ms, 
     return 0;
 }
 
-int fake_faults_take(struct fake_faults *f, enum fake_route route, uint64_t now_ms,
-                     struct fake_fault_hit *ret_hit)
+int fake_faults_take(struct fake_faults *f, enum fake_route route, const char *model,
+                     uint64_t now_ms, struct fake_fault_hit *ret_hit)
 {
     int rc = 0;
     pthread_mutex_lock(&f->lock);
     for (size_t i = 0; i < f->len; i++) {
         struct fault *x = &f->items[i];
         if ((x->route != -1 && x->route != (int)route) || !fault_active(x, now_ms))
+            continue;
+        if (x->model[0] && (!model || strcmp(x->model, model) != 0))
             continue;
         struct fake_fault_hit hit = {.id = x->id,
                                      .status = x->status,
@@ -346,6 +376,7 @@ int fake_faults_take(struct fake_faults *f, enum fake_route route, uint64_t now_
                                      .reset = x->reset,
                                      .malformed = x->malformed};
         snprintf(hit.error_type, sizeof(hit.error_type), "%s", x->error_type);
+        snprintf(hit.message, sizeof(hit.message), "%s", x->message);
         if ((x->headers && !(hit.headers = json_deep_copy(x->headers))) ||
             (x->body && !(hit.body = json_deep_copy(x->body))) ||
             (x->stream && !(hit.stream = json_deep_copy(x->stream)))) {
@@ -385,6 +416,8 @@ static json_t *fault_json(const struct fault *x, uint64_t now_ms)
     json_object_set_new(o, "status", x->status ? json_integer(x->status) : json_null());
     json_object_set_new(o, "error_type",
                         x->error_type[0] ? json_string(x->error_type) : json_null());
+    json_object_set_new(o, "model", x->model[0] ? json_string(x->model) : json_null());
+    json_object_set_new(o, "message", x->message[0] ? json_string(x->message) : json_null());
     json_object_set_new(o, "headers", x->headers ? json_deep_copy(x->headers) : json_object());
     json_object_set_new(o, "delay_ms", x->delay_ms >= 0 ? json_integer(x->delay_ms) : json_null());
     json_object_set_new(o, "hang", json_boolean(x->hang));

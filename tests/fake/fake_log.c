@@ -27,7 +27,8 @@ struct log_entry {
     char *query;   /* compact JSON object */
     char *version; /* NULL = header absent */
     char *content_type;
-    char *body; /* compact JSON, NULL = null */
+    char *traceparent, *tracestate; /* NULL = header absent */
+    char *body;                     /* compact JSON, NULL = null */
     size_t stored_bytes;
 };
 
@@ -49,6 +50,8 @@ static void entry_clear(struct log_entry *e)
     free(e->query);
     free(e->version);
     free(e->content_type);
+    free(e->traceparent);
+    free(e->tracestate);
     free(e->body);
     memset(e, 0, sizeof(*e));
 }
@@ -124,10 +127,12 @@ uint64_t fake_log_append(struct fake_log *log, const struct fake_log_record *rec
     e.query = rec->query ? json_dumps(rec->query, FAKE_JSON_DUMP_FLAGS) : NULL;
     e.version = dup_or_null(rec->anthropic_version);
     e.content_type = dup_or_null(rec->content_type);
+    e.traceparent = dup_or_null(rec->traceparent);
+    e.tracestate = dup_or_null(rec->tracestate);
     e.body = rec->body ? json_dumps(rec->body, FAKE_JSON_DUMP_FLAGS) : NULL;
     e.stored_bytes = sizeof(e) + len_or_zero(e.method) + len_or_zero(e.path) +
                      len_or_zero(e.query) + len_or_zero(e.version) + len_or_zero(e.content_type) +
-                     len_or_zero(e.body);
+                     len_or_zero(e.traceparent) + len_or_zero(e.tracestate) + len_or_zero(e.body);
 
     pthread_mutex_lock(&log->lock);
     e.seq = log->next_seq++;
@@ -167,9 +172,10 @@ static json_t *string_or_null(const char *s)
 
 static json_t *entry_json(const struct log_entry *e)
 {
-    json_t *headers =
-        json_pack("{s:o,s:o,s:b}", "anthropic-version", string_or_null(e->version), "content-type",
-                  string_or_null(e->content_type), "x-api-key-present", e->api_key_present);
+    json_t *headers = json_pack(
+        "{s:o,s:o,s:b,s:o,s:o}", "anthropic-version", string_or_null(e->version), "content-type",
+        string_or_null(e->content_type), "x-api-key-present", e->api_key_present, "traceparent",
+        string_or_null(e->traceparent), "tracestate", string_or_null(e->tracestate));
     return json_pack("{s:I,s:I,s:s,s:s,s:s,s:o,s:i,s:o,s:o,s:o}", "seq", (json_int_t)e->seq,
                      "ts_ms", (json_int_t)e->ts_ms, "method", e->method ? e->method : "", "route",
                      fake_route_name(e->route), "path", e->path ? e->path : "", "query",

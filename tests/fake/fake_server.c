@@ -33,6 +33,8 @@ struct fake_server {
     struct fake_timer *timer;
     struct fake_faults *faults;
     struct fake_log *log;
+    struct fake_ratelimit *ratelimit;
+    struct fake_cache *cache;
     atomic_ullong route_counts[FAKE_ROUTE_COUNT];
     atomic_long in_flight;
 };
@@ -332,6 +334,28 @@ static bool method_ok(struct fake_req *req, const char *want, struct fake_reply 
     return false;
 }
 
+/* The model's answer, under the rate limit (when set) and with the prompt cache's usage. */
+static void plan_messages(struct fake_server *s, struct fake_req *req, const json_t *body)
+{
+    struct fake_reply *r = &req->reply;
+    if (fake_ratelimit_take(s->ratelimit, &req->extra_headers) < 0) {
+        fake_reply_anthropic_error(r, 429, "rate_limit_error",
+                                   "Number of requests has exceeded your per-minute rate limit",
+                                   req->seq);
+        return;
+    }
+    fake_model_answer(body, req->body_bytes, req->seq, r);
+    json_t *usage = json_object_get(r->json, "usage");
+    if (r->status != 200 || !usage)
+        return;
+    int64_t creation = 0, read = 0;
+    fake_cache_usage(s->cache, body, &creation, &read);
+    json_int_t in = json_integer_value(json_object_get(usage, "input_tokens")) - creation - read;
+    json_object_set_new(usage, "input_tokens", json_integer(in > 1 ? in : 1));
+    json_object_set_new(usage, "cache_creation_input_tokens", json_integer(creation));
+    json_object_set_new(usage, "cache_read_input_tokens", json_integer(read));
+}
+
 static void plan_normal(struct fake_server *s, struct MHD_Connection *conn, struct fake_req *req,
                         const char *url, const json_t *body)
 {
@@ -346,7 +370,7 @@ static void plan_normal(struct fake_server *s, struct MHD_Connection *conn, stru
             return;
         }
         if (api_key_ok(s, conn, req->seq, r) && version_ok(conn, req->seq, r))
-            fake_model_answer(body, req->body_bytes, req->seq, r);
+            plan_messages(s, req, body);
         return;
     case FAKE_ROUTE_MODELS:
         if (method_ok(req, "GET", r) && api_key_ok(s, conn, req->seq, r) &&
@@ -379,8 +403,11 @@ static void plan_normal(struct fake_server *s, struct MHD_Connection *conn, stru
 
 static void plan_fault_error(struct fake_req *req, const struct fake_fault_hit *hit)
 {
-    char msg[96];
-    snprintf(msg, sizeof(msg), "injected fault %" PRIu64 ": HTTP %d", hit->id, hit->status);
+    char msg[FAKE_MAX_MESSAGE_BYTES + 1];
+    if (hit->message[0])
+        snprintf(msg, sizeof(msg), "%s", hit->message);
+    else
+        snprintf(msg, sizeof(msg), "injected fault %" PRIu64 ": HTTP %d", hit->id, hit->status);
     if (req->route == FAKE_ROUTE_MESSAGES || req->route == FAKE_ROUTE_MODELS)
         fake_reply_anthropic_error(&req->reply, hit->status,
                                    hit->error_type[0] ? hit->error_type : NULL, msg, req->seq);
@@ -415,7 +442,11 @@ static void plan(struct fake_server *s, struct MHD_Connection *conn, struct fake
         req->route == FAKE_ROUTE_MESSAGES && json_is_true(json_object_get(body, "stream"));
     if (hit) {
         req->fault_id = hit->id;
-        req->extra_headers = hit->headers;
+        if (req->extra_headers && hit->headers)
+            json_object_update(req->extra_headers, hit->headers); /* the fault's win */
+        else if (hit->headers)
+            req->extra_headers = json_incref(hit->headers);
+        json_decref(hit->headers);
         hit->headers = NULL;
         req->stream_faults = hit->stream;
         hit->stream = NULL;
@@ -462,6 +493,23 @@ static void admin_add_fault(struct fake_server *s, struct fake_req *req, struct 
         admin_error(r, 500, "out of memory");
     else
         fake_reply_set(r, 201, json_pack("{s:I}", "id", (json_int_t)id));
+}
+
+/* {"requests": N, "window_ms": W}: N requests per W ms (N = 0: off). */
+static void admin_ratelimit(struct fake_server *s, struct fake_req *req, struct fake_reply *r)
+{
+    json_t *spec = req->body ? json_loadb(req->body, req->body_bytes, 0, NULL) : NULL;
+    json_t *n = json_object_get(spec, "requests"), *w = json_object_get(spec, "window_ms");
+    if (!json_is_integer(n) || !json_is_integer(w) || json_integer_value(n) < 0 ||
+        json_integer_value(n) > 1000000 || json_integer_value(w) < 1 ||
+        json_integer_value(w) > 3600000) {
+        json_decref(spec);
+        admin_error(r, 400, "expected {\"requests\": 0..1000000, \"window_ms\": 1..3600000}");
+        return;
+    }
+    fake_ratelimit_set(s->ratelimit, json_integer_value(n), json_integer_value(w));
+    fake_reply_set(r, 200, json_pack("{s:O,s:O}", "requests", n, "window_ms", w));
+    json_decref(spec);
 }
 
 static void admin_requests(struct fake_server *s, struct MHD_Connection *conn, struct fake_reply *r)
@@ -532,6 +580,9 @@ static void admin(struct fake_server *s, struct MHD_Connection *conn, struct fak
         else
             fake_reply_set(r, 200,
                            json_pack("{s:I}", "cleared", (json_int_t)fake_log_clear(s->log)));
+    } else if (strcmp(path, "/ratelimit") == 0) {
+        if (admin_method(req, "POST", r))
+            admin_ratelimit(s, req, r);
     } else if (strcmp(path, "/stats") == 0) {
         if (!admin_method(req, "GET, DELETE", r))
             return;
@@ -561,7 +612,9 @@ static enum MHD_Result dispatch(struct fake_server *s, struct MHD_Connection *co
     struct fake_fault_hit hit = {.delay_ms = -1};
     int matched = 0;
     if (is_upstream(req->route) && !req->too_large)
-        matched = fake_faults_take(s->faults, req->route, fake_clock_ms(), &hit);
+        matched = fake_faults_take(s->faults, req->route,
+                                   json_string_value(json_object_get(body, "model")),
+                                   fake_clock_ms(), &hit);
     struct fake_log_record rec = {
         .ts_ms = fake_clock_ms(),
         .method = req->method,
@@ -571,6 +624,8 @@ static enum MHD_Result dispatch(struct fake_server *s, struct MHD_Connection *co
         .fault_id = matched > 0 ? hit.id : 0,
         .anthropic_version = header(conn, "anthropic-version"),
         .content_type = header(conn, "content-type"),
+        .traceparent = header(conn, "traceparent"),
+        .tracestate = header(conn, "tracestate"),
         .api_key_present = header(conn, "x-api-key") != NULL,
         .body = body,
     };
@@ -676,7 +731,9 @@ int fake_server_start(const struct fake_config *cfg, int listen_fd, bool ipv6,
     s->cfg.api_key = s->api_key;
     s->faults = fake_faults_new();
     s->log = fake_log_new(FAKE_LOG_MAX_ENTRIES, FAKE_LOG_MAX_STORED_BYTES);
-    if ((cfg->api_key && !s->api_key) || !s->faults || !s->log) {
+    s->ratelimit = fake_ratelimit_new();
+    s->cache = fake_cache_new();
+    if ((cfg->api_key && !s->api_key) || !s->faults || !s->log || !s->ratelimit || !s->cache) {
         rc = -ENOMEM;
         goto fail;
     }
@@ -717,6 +774,8 @@ struct fake_server *fake_server_stop(struct fake_server *s)
         MHD_stop_daemon(s->daemon);
     s->timer = fake_timer_free(s->timer);
     s->faults = fake_faults_free(s->faults);
+    s->ratelimit = fake_ratelimit_free(s->ratelimit);
+    s->cache = fake_cache_free(s->cache);
     s->log = fake_log_free(s->log);
     free(s->api_key);
     free(s);

@@ -39,6 +39,9 @@
 /* Request log bounds: oldest entries are dropped beyond either. */
 #define FAKE_LOG_MAX_ENTRIES      100000
 #define FAKE_LOG_MAX_STORED_BYTES ((size_t)256 * 1024 * 1024)
+/* Longest model name a fault may select, and longest error message it may set. */
+#define FAKE_MAX_MODEL_BYTES   128
+#define FAKE_MAX_MESSAGE_BYTES 256
 /* Most faults kept at once (spent ones are purged first when full). */
 #define FAKE_MAX_FAULTS 1024
 /* Compact output; 10 significant digits keeps 47.60621 from printing as 47.606209999999997. */
@@ -136,15 +139,16 @@ struct fake_faults;
 /* What one matched fault asks for; owned by the caller, release with fake_fault_hit_clear(). */
 struct fake_fault_hit {
     uint64_t id;
-    int status;          /* 0 = answer normally */
-    char error_type[64]; /* "" = derived from status */
-    json_t *headers;     /* object of string values to add, or NULL */
-    int64_t delay_ms;    /* -1 = not set */
-    bool hang;           /* never answer */
-    bool reset;          /* close without an answer */
-    bool malformed;      /* 200 with a truncated JSON body */
-    json_t *body;        /* this object as the answer (with status, or 200), or NULL */
-    json_t *stream;      /* {"error_after","cut_after","delta_ms"} for a streamed answer, or NULL */
+    int status;                               /* 0 = answer normally */
+    char error_type[64];                      /* "" = derived from status */
+    char message[FAKE_MAX_MESSAGE_BYTES + 1]; /* "" = "injected fault <id>: HTTP <status>" */
+    json_t *headers;                          /* object of string values to add, or NULL */
+    int64_t delay_ms;                         /* -1 = not set */
+    bool hang;                                /* never answer */
+    bool reset;                               /* close without an answer */
+    bool malformed;                           /* 200 with a truncated JSON body */
+    json_t *body;   /* this object as the answer (with status, or 200), or NULL */
+    json_t *stream; /* {"error_after","cut_after","delta_ms"} for a streamed answer, or NULL */
 };
 
 /* Returns a new empty table, or NULL on OOM. */
@@ -158,12 +162,13 @@ struct fake_faults *fake_faults_free(struct fake_faults *faults);
 int fake_faults_add(struct fake_faults *faults, const json_t *spec, uint64_t now_ms, char *err,
                     size_t err_bytes, uint64_t *ret_id);
 /*
- * Finds the first active fault (insertion order) matching route and spends
- * one use of it atomically. Returns 1 and fills ret_hit on a match, 0 when
- * none matches, -ENOMEM.
+ * Finds the first active fault (insertion order) matching route (and, for a
+ * fault that names a model, the request's model: NULL = none) and spends one
+ * use of it atomically. Returns 1 and fills ret_hit on a match, 0 when none
+ * matches, -ENOMEM.
  */
-int fake_faults_take(struct fake_faults *faults, enum fake_route route, uint64_t now_ms,
-                     struct fake_fault_hit *ret_hit);
+int fake_faults_take(struct fake_faults *faults, enum fake_route route, const char *model,
+                     uint64_t now_ms, struct fake_fault_hit *ret_hit);
 void fake_fault_hit_clear(struct fake_fault_hit *hit);
 /* JSON array describing every fault (active or spent); NULL on OOM. */
 json_t *fake_faults_list(struct fake_faults *faults, uint64_t now_ms);
@@ -186,6 +191,7 @@ struct fake_log_record {
     uint64_t fault_id;   /* 0 = none */
     const char *anthropic_version;
     const char *content_type;
+    const char *traceparent, *tracestate; /* W3C Trace Context headers (NULL = absent) */
     bool api_key_present;
     const json_t *body; /* parsed body (messages only) or NULL */
 };
@@ -254,6 +260,38 @@ struct fake_stream *fake_stream_new(const json_t *message, const json_t *spec,
                                     struct fake_timer *timer, struct MHD_Connection *conn);
 ssize_t fake_stream_read(void *cls, uint64_t pos, char *buf, size_t max);
 void fake_stream_free(void *cls);
+
+/* ---- rate limit and prompt cache (fake_limits.c, thread-safe) ------- */
+
+struct fake_ratelimit;
+struct fake_ratelimit *fake_ratelimit_new(void);
+struct fake_ratelimit *fake_ratelimit_free(struct fake_ratelimit *rl);
+/* A bucket of `requests` that refills continuously, all of it in window_ms; 0 = off. */
+void fake_ratelimit_set(struct fake_ratelimit *rl, int64_t requests, int64_t window_ms);
+/*
+ * Counts one /v1/messages request. Off: 0 and *ret_headers untouched. On: *ret_headers is a new
+ * object of anthropic-ratelimit-requests-{limit,remaining,reset} (reset: when the bucket is full
+ * again, in RFC 3339, UTC, ms) to
+ * answer with; 0 when the request is within the limit, -EAGAIN when it is over (answer 429; the
+ * headers then carry retry-after too).
+ */
+int fake_ratelimit_take(struct fake_ratelimit *rl, json_t **ret_headers);
+
+/* Prefixes remembered by the prompt cache, and how long an unread one lives. */
+#define FAKE_CACHE_ENTRIES 4096
+#define FAKE_CACHE_TTL_MS  300000
+
+struct fake_cache;
+struct fake_cache *fake_cache_new(void);
+struct fake_cache *fake_cache_free(struct fake_cache *c);
+/*
+ * The cache usage of a request body (tools → system → messages, cached up to each cache_control
+ * breakpoint): *ret_read = tokens of the longest prefix found in the cache, *ret_creation =
+ * tokens written after it up to the last breakpoint (4 bytes of canonical JSON per token). Both
+ * 0 without breakpoints. Remembers the prefixes it wrote.
+ */
+void fake_cache_usage(struct fake_cache *c, const json_t *body, int64_t *ret_creation,
+                      int64_t *ret_read);
 
 /* ---- the server (fake_server.c) ------------------------------------- */
 

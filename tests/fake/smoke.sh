@@ -289,8 +289,8 @@ t "clear log" 200 '"cleared":'
 say "log me"
 call GET '/v1/search?name=Paris&count=1'
 call GET /_admin/requests
-t "log entries" 200 '"method":"POST","route":"messages","path":"/v1/messages","query":{},"status":200,"fault":null,"headers":{"anthropic-version":"2023-06-01","content-type":"application/json","x-api-key-present":true},"body":{"model":"claude-test","max_tokens":64,"messages":[{"role":"user","content":"log me"}]}}' \
-    '"method":"GET","route":"geocoding","path":"/v1/search","query":{"name":"Paris","count":"1"},"status":200,"fault":null,"headers":{"anthropic-version":null,"content-type":null,"x-api-key-present":false},"body":null}' '"ts_ms":'
+t "log entries" 200 '"method":"POST","route":"messages","path":"/v1/messages","query":{},"status":200,"fault":null,"headers":{"anthropic-version":"2023-06-01","content-type":"application/json","x-api-key-present":true,"traceparent":null,"tracestate":null},"body":{"model":"claude-test","max_tokens":64,"messages":[{"role":"user","content":"log me"}]}}' \
+    '"method":"GET","route":"geocoding","path":"/v1/search","query":{"name":"Paris","count":"1"},"status":200,"fault":null,"headers":{"anthropic-version":null,"content-type":null,"x-api-key-present":false,"traceparent":null,"tracestate":null},"body":null}' '"ts_ms":'
 assert "log is in order" test "$(grep -o '"route":"[a-z]*"' <<<"$BODY" | tr -d '\n')" = '"route":"messages""route":"geocoding"'
 call GET '/_admin/requests?route=geocoding'
 assert "log route filter" test "$(grep -o '"seq":' <<<"$BODY" | wc -l)" -eq 1
@@ -394,6 +394,47 @@ call DELETE /_admin/faults
 t "clear faults" 200 '"cleared":'
 call GET /_admin/faults
 t "faults cleared" 200 '[]'
+
+# ---- per-model faults, the rate limit, the prompt cache ---------------------
+fault '{"route":"messages","model":"model-a","status":529,"message":"model-a is overloaded"}'
+msg '{"model":"model-a","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}'
+t "model fault hits its model" 529 '"type":"overloaded_error","message":"model-a is overloaded"'
+msg '{"model":"model-b","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}'
+t "model fault spares the others" 200 '"model":"model-b"'
+call POST /_admin/faults --data-binary '{"route":"search","model":"m","status":500}'
+t "model fault only on messages" 400 '"error":'
+call POST /_admin/faults --data-binary '{"route":"messages","message":"no status"}'
+t "message only with status" 400 '"error":'
+call DELETE /_admin/faults
+call POST /_admin/ratelimit --data-binary '{"requests":2,"window_ms":60000}'
+t "rate limit set" 200 '"requests":2'
+say "one"
+t "within the rate limit" 200
+hdr "rate limit size" "anthropic-ratelimit-requests-limit: 2"
+hdr "one request left" "anthropic-ratelimit-requests-remaining: 1"
+assert "reset in RFC 3339" grep -qiE '^anthropic-ratelimit-requests-reset: [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$' <<<"$HDRS"
+say "two"
+hdr "none left" "anthropic-ratelimit-requests-remaining: 0"
+say "three"
+t "over the rate limit" 429 '"type":"rate_limit_error"'
+assert "429 with retry-after" grep -qiE '^retry-after: [0-9]+$' <<<"$HDRS"
+call POST /_admin/ratelimit --data-binary '{"requests":-1,"window_ms":1}'
+t "bad rate limit" 400 '"error":'
+call POST /_admin/ratelimit --data-binary '{"requests":0,"window_ms":1}'
+t "rate limit off" 200 '"requests":0'
+say "four"
+t "no limit, no headers" 200
+assert "no rate-limit headers when off" bash -c '! grep -qi "^anthropic-ratelimit" <<<"$1"' _ "$HDRS"
+LONG=$(printf 'cacheable system prompt %.0s' $(seq 1 40))
+CACHED='{"model":"m","max_tokens":64,"system":[{"type":"text","text":"'"$LONG"'","cache_control":{"type":"ephemeral"}}],"messages":[{"role":"user","content":[{"type":"text","text":"cache me","cache_control":{"type":"ephemeral"}}]}]}'
+msg "$CACHED"
+t "first cached request writes" 200 '"cache_read_input_tokens":0'
+assert "cache write counted" grep -qE '"cache_creation_input_tokens":[1-9]' <<<"$BODY"
+msg "$CACHED"
+t "second cached request reads" 200 '"cache_creation_input_tokens":0'
+assert "cache read counted" grep -qE '"cache_read_input_tokens":[1-9]' <<<"$BODY"
+say "no breakpoints"
+t "no breakpoints, no cache" 200 '"cache_creation_input_tokens":0,"cache_read_input_tokens":0'
 
 call GET /_admin/stats
 t "stats" 200 '"messages":' '"models":' '"geocoding":' '"forecast":' '"search":' '"admin":' '"in_flight":0'

@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "agentd/anthropic.h"
+#include "agentd/ratelimit_headers.h"
 #include "fuzz_common.h"
 
 /* LLM_MAX_RESPONSE_BYTES in src/engine/run.c: the engine stops reading there. */
@@ -88,6 +89,22 @@ static bool ids_distinct(const struct llm_response *r)
     return true;
 }
 
+/* cache_control breakpoints anywhere under node. */
+static int breakpoints(const json_t *node)
+{
+    int n = 0;
+    size_t i;
+    const char *k;
+    json_t *v;
+    if (json_is_object(node)) {
+        n += json_object_get(node, "cache_control") != NULL;
+        json_object_foreach((json_t *)node, k, v) n += breakpoints(v);
+    } else if (json_is_array(node)) {
+        json_array_foreach(node, i, v) n += breakpoints(v);
+    }
+    return n;
+}
+
 /* The next turn as the engine builds it; everything here must succeed for a
  * response the parser accepted (short of ENOMEM / E2BIG). */
 static void next_turn(const struct llm_response *r)
@@ -125,13 +142,20 @@ static void next_turn(const struct llm_response *r)
             goto out;
         expect++;
     }
-    errno = 0;
-    char *body = anthropic_build_request(&params, messages);
-    FUZZ_CHECK(body != NULL || errno == ENOMEM || errno == E2BIG);
-    if (body) {
+    /* Without and with prompt caching: the same turn, at most 4 breakpoints. */
+    for (int cached = 0; cached < 2; cached++) {
+        struct llm_params p = params;
+        p.prompt_cache = cached;
+        errno = 0;
+        char *body = anthropic_build_request(&p, messages);
+        FUZZ_CHECK(body != NULL || errno == ENOMEM || errno == E2BIG);
+        if (!body)
+            continue;
         json_t *root = json_loads(body, JSON_REJECT_DUPLICATES, NULL);
         FUZZ_CHECK(json_is_object(root));
         FUZZ_CHECK(json_array_size(json_object_get(root, "messages")) == expect);
+        int n = breakpoints(root);
+        FUZZ_CHECK(cached ? n <= ANTHROPIC_CACHE_BREAKPOINTS : n == 0);
         json_decref(root);
         free(body);
     }
@@ -170,6 +194,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     json_decref(scratch);
     free(text);
+
+    /* The input as a rate-limit header line: bounded copies, a wait within the cap. */
+    struct ratelimit_headers h;
+    ratelimit_headers_clear(&h);
+    ratelimit_headers_capture(&h, body, size);
+    for (int k = 0; k < RATELIMIT__COUNT; k++)
+        FUZZ_CHECK(fuzz_terminated(h.limit[k], RATELIMIT_VALUE_MAX) &&
+                   fuzz_terminated(h.remaining[k], RATELIMIT_VALUE_MAX) &&
+                   fuzz_terminated(h.reset[k], RATELIMIT_VALUE_MAX));
+    int64_t wait = ratelimit_wait_ms(&h, 1796007600000LL, 1024, 60000);
+    FUZZ_CHECK(wait >= 0 && wait <= 60000);
+    char *line = fuzz_cstr(data, size, RATELIMIT_VALUE_MAX * 2);
+    if (line)
+        FUZZ_CHECK(ratelimit_parse_rfc3339_ms(line) >= -1);
+    free(line);
 
     struct llm_error e;
     memset(&e, 'X', sizeof(e));

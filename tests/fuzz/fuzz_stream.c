@@ -69,10 +69,11 @@ static void run(struct anthropic_stream *s, const char *body, size_t size, size_
     if (o->rc != 0)
         FUZZ_CHECK(o->msg_rc != 0);
     /* Usage: never negative (absent when the message carried none). */
-    int64_t in = -1, out = -1;
-    int u = anthropic_stream_usage(s, &in, &out);
+    struct llm_usage usage;
+    int u = anthropic_stream_usage(s, &usage);
     FUZZ_CHECK(u == 0 || u == -ENODATA || u == -ENOMEM);
-    FUZZ_CHECK(u != 0 || (in >= 0 && out >= 0));
+    FUZZ_CHECK(u != 0 || (usage.input_tokens >= 0 && usage.output_tokens >= 0 &&
+                          usage.cache_creation_tokens >= 0 && usage.cache_read_tokens >= 0));
 }
 
 static void clear(struct outcome *o)

@@ -86,6 +86,8 @@ void harness_replace_file(const char *path, const char *content);
 /* Files in the notes dir (not counting dot files). */
 size_t harness_count_notes(struct harness *h);
 int64_t harness_now_ms(void);
+/* Value of one sample line "name{labels} value" of a /metrics text, or -1 when absent. */
+double harness_metric_sample(const char *text, const char *series);
 
 /* Runs every test of s (one process per test), with libcurl set up around it; returns the exit
    status for main(). */

@@ -217,8 +217,36 @@ START_TEST(test_agent_request_id_is_echoed_or_generated)
     ck_assert_int_eq(http_do("POST", url, bad, "{\"input\":\"hi\"}", 14, false, &r), 0);
     ck_assert(http_header(&r, "X-Request-Id", rid, sizeof(rid)));
     ck_assert_str_ne(rid, "bad id!");
-    ck_assert_int_gt(strlen(rid), 0);
+    /* A generated id: "req_" and 24 lower-case hex digits, new for every request. */
+    ck_assert_uint_eq(strlen(rid), 28);
+    ck_assert_int_eq(strncmp(rid, "req_", 4), 0);
+    ck_assert_uint_eq(strspn(rid + 4, "0123456789abcdef"), 24);
     http_resp_free(&r);
+    char again[160];
+    ck_assert_int_eq(http_do("POST", url, bad, "{\"input\":\"hi\"}", 14, false, &r), 0);
+    ck_assert(http_header(&r, "X-Request-Id", again, sizeof(again)));
+    ck_assert_str_ne(again, rid);
+    http_resp_free(&r);
+}
+END_TEST
+
+/* Request headers: about 7 KiB in all are served (docs/API.md); far more gets libmicrohttpd's 431,
+   not a crash or a hang. */
+START_TEST(test_api_request_header_limit)
+{
+    char url[128], big[12 * 1024 + 16];
+    snprintf(url, sizeof(url), "%s/health/live", H.agentd_url);
+    struct http_resp r;
+    size_t sizes[] = {6 * 1024, 12 * 1024};
+    for (size_t i = 0; i < 2; i++) {
+        int n = snprintf(big, sizeof(big), "X-Big: ");
+        memset(big + n, 'a', sizes[i]);
+        big[(size_t)n + sizes[i]] = '\0';
+        const char *hdrs[] = {big, NULL};
+        ck_assert_int_eq(http_do("GET", url, hdrs, NULL, 0, false, &r), 0);
+        ck_assert_int_eq(r.status, i == 0 ? 200 : 431);
+        http_resp_free(&r);
+    }
 }
 END_TEST
 
@@ -704,6 +732,7 @@ int main(void)
     tcase_add_test(tc, test_agent_iteration_cap_ends_the_loop);
     tcase_add_test(tc, test_agent_deadline_answers_504_in_time);
     tcase_add_test(tc, test_agent_request_id_is_echoed_or_generated);
+    tcase_add_test(tc, test_api_request_header_limit);
     tcase_add_test(tc, test_every_request_body_sent_validates_against_openapi);
     tcase_add_test(tc, test_run_is_cancelled_when_the_client_goes_away);
     tcase_add_test(tc, test_get_routes_keep_the_connection_alive);

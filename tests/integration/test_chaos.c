@@ -326,9 +326,10 @@ static size_t read_transitions(struct transition *out, size_t cap)
 START_TEST(test_outage_opens_breaker_fails_fast_then_probes_and_closes)
 {
     enum { THRESHOLD = 3, OPEN_MS = 1500, PROBES = 2, FAST = 7, CONCURRENT = 8 };
-    static const char *env[] = {"AGENTD_BREAKER_FAILURES=3", "AGENTD_RETRY_MAX=0",
-                                "AGENTD_BREAKER_OPEN_MS=1500", "AGENTD_BREAKER_HALF_OPEN_PROBES=2",
-                                NULL};
+    /* A fixed open interval (first = longest), so every open state lasts OPEN_MS. */
+    static const char *env[] = {"AGENTD_BREAKER_FAILURES=3",         "AGENTD_RETRY_MAX=0",
+                                "AGENTD_BREAKER_FIRST_OPEN_MS=1500", "AGENTD_BREAKER_OPEN_MS=1500",
+                                "AGENTD_BREAKER_HALF_OPEN_PROBES=2", NULL};
     const char *hello = "{\"input\":\"hello\"}";
     struct reply r;
     start(env);

@@ -55,20 +55,6 @@ static char *fetch_metrics(void)
     return r.body;
 }
 
-/* Value of one sample line "name{labels} value", or -1 when absent. */
-static double sample(const char *text, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *p = text; p && *p;) {
-        if (strncmp(p, series, n) == 0 && p[n] == ' ')
-            return atof(p + n + 1);
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    return -1;
-}
-
 START_TEST(test_logs_are_json_and_share_the_request_id)
 {
     static const char *env[] = {"AGENTD_AUTH_TOKENS=other-token," AUTH_TOKEN, NULL};
@@ -144,7 +130,8 @@ END_TEST
 START_TEST(test_metrics_pass_promtool_and_move_through_retries_and_breaker)
 {
     static const char *env[] = {"AGENTD_BREAKER_FAILURES=3", "AGENTD_RETRY_MAX=1",
-                                "AGENTD_BREAKER_OPEN_MS=60000", NULL};
+                                "AGENTD_BREAKER_OPEN_MS=60000",
+                                "AGENTD_BREAKER_FIRST_OPEN_MS=60000", NULL};
     harness_start(&H, env);
     json_t *o = NULL;
     ck_assert_int_eq(agent_ask(&H, "What is 3 * 3?", &o), 200);
@@ -155,28 +142,37 @@ START_TEST(test_metrics_pass_promtool_and_move_through_retries_and_breaker)
         json_decref(o);
     }
     char *m = fetch_metrics();
-    ck_assert_double_eq(sample(m, "agentd_runs_total{outcome=\"ok\"}"), 1);
-    ck_assert_double_ge(sample(m, "agentd_runs_total{outcome=\"upstream_unavailable\"}"), 2);
+    ck_assert_double_eq(harness_metric_sample(m, "agentd_runs_total{outcome=\"ok\"}"), 1);
     ck_assert_double_ge(
-        sample(m, "agentd_retries_total{dependency=\"anthropic\",reason=\"http_5xx\"}"), 1);
-    ck_assert_double_ge(sample(m, "agentd_llm_attempts_total{outcome=\"http_error\",code=\"503\"}"),
-                        3);
-    ck_assert_double_eq(sample(m, "agentd_breaker_state{dependency=\"anthropic\"}"), 2);
-    ck_assert_double_ge(sample(m, "agentd_tool_calls_total{tool=\"calculator\",outcome=\"ok\"}"),
-                        1);
-    ck_assert_double_gt(sample(m, "agentd_llm_tokens_total{direction=\"input\"}"), 0);
-    ck_assert_double_eq(sample(m, "agentd_ready"), 1);
+        harness_metric_sample(m, "agentd_runs_total{outcome=\"upstream_unavailable\"}"), 2);
+    ck_assert_double_ge(
+        harness_metric_sample(m,
+                              "agentd_retries_total{dependency=\"anthropic\",reason=\"http_5xx\"}"),
+        1);
+    ck_assert_double_ge(
+        harness_metric_sample(m, "agentd_llm_attempts_total{outcome=\"http_error\",code=\"503\"}"),
+        3);
+    ck_assert_double_eq(harness_metric_sample(m, "agentd_breaker_state{dependency=\"anthropic\"}"),
+                        2);
+    ck_assert_double_ge(
+        harness_metric_sample(m, "agentd_tool_calls_total{tool=\"calculator\",outcome=\"ok\"}"), 1);
+    ck_assert_double_gt(harness_metric_sample(m, "agentd_llm_tokens_total{direction=\"input\"}"),
+                        0);
+    ck_assert_double_eq(harness_metric_sample(m, "agentd_ready"), 1);
     /* The GenAI families: the good run's two calls, then calls that failed (retries spent, or
        the circuit open once the breaker tripped), each one operation; tokens per answer. */
 #define CHAT "gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"anthropic\""
-    ck_assert_double_eq(sample(m, "gen_ai_client_operation_duration_seconds_count{" CHAT "}"), 2);
-    ck_assert_double_eq(sample(m, "gen_ai_client_operation_duration_seconds_count{" CHAT
-                                  ",error_type=\"retries_exhausted\"}") +
-                            sample(m, "gen_ai_client_operation_duration_seconds_count{" CHAT
-                                      ",error_type=\"circuit_open\"}"),
-                        3);
     ck_assert_double_eq(
-        sample(m, "gen_ai_client_token_usage_count{" CHAT ",gen_ai_token_type=\"input\"}"), 2);
+        harness_metric_sample(m, "gen_ai_client_operation_duration_seconds_count{" CHAT "}"), 2);
+    ck_assert_double_eq(
+        harness_metric_sample(m, "gen_ai_client_operation_duration_seconds_count{" CHAT
+                                 ",error_type=\"retries_exhausted\"}") +
+            harness_metric_sample(m, "gen_ai_client_operation_duration_seconds_count{" CHAT
+                                     ",error_type=\"circuit_open\"}"),
+        3);
+    ck_assert_double_eq(harness_metric_sample(m, "gen_ai_client_token_usage_count{" CHAT
+                                                 ",gen_ai_token_type=\"input\"}"),
+                        2);
 #undef CHAT
     free(m);
 
@@ -217,7 +213,7 @@ START_TEST(test_budget_refuses_new_runs_when_spent)
     ck_assert_int_gt(atoi(ra), 0);
     http_resp_free(&r);
     char *m = fetch_metrics();
-    ck_assert_double_eq(sample(m, "agentd_budget_exhausted{kind=\"tokens\"}"), 1);
+    ck_assert_double_eq(harness_metric_sample(m, "agentd_budget_exhausted{kind=\"tokens\"}"), 1);
     free(m);
     char *log = harness_read_log(&H);
     ck_assert_ptr_nonnull(strstr(log, "budget exhausted"));
@@ -250,7 +246,8 @@ START_TEST(test_tokens_of_a_rejected_answer_count_toward_the_budget)
     ck_assert_ptr_nonnull(strstr(r.body, "\"budget_exceeded\""));
     http_resp_free(&r);
     char *m = fetch_metrics();
-    ck_assert_double_ge(sample(m, "agentd_llm_tokens_total{direction=\"input\"}"), 1000);
+    ck_assert_double_ge(harness_metric_sample(m, "agentd_llm_tokens_total{direction=\"input\"}"),
+                        1000);
     free(m);
 }
 END_TEST

@@ -1023,6 +1023,150 @@ START_TEST(test_tool_round_trip_builds_a_valid_second_turn)
 }
 END_TEST
 
+/* ---- prompt caching ---------------------------------------------------- */
+
+static int count_breakpoints(const json_t *node)
+{
+    int n = 0;
+    if (json_is_object(node)) {
+        const char *k;
+        json_t *v;
+        if (json_object_get(node, "cache_control"))
+            n++;
+        json_object_foreach((json_t *)node, k, v) n += count_breakpoints(v);
+    } else if (json_is_array(node)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(node, i, v) n += count_breakpoints(v);
+    }
+    return n;
+}
+
+static void add_assistant(json_t *m, const char *content)
+{
+    json_t *c = load(content);
+    ck_assert_int_eq(anthropic_append_assistant(m, c), 0);
+    json_decref(c);
+}
+
+static bool is_ephemeral(const json_t *block)
+{
+    const char *t =
+        json_string_value(json_object_get(json_object_get(block, "cache_control"), "type"));
+    return t && strcmp(t, "ephemeral") == 0;
+}
+
+START_TEST(test_prompt_cache_marks_last_tool_system_and_last_two_user_messages)
+{
+    json_t *tools = load("[{\"name\":\"a\",\"input_schema\":{\"type\":\"object\"}},"
+                         "{\"name\":\"b\",\"input_schema\":{\"type\":\"object\"}}]");
+    struct llm_params p = base_params();
+    p.system = "Be brief.";
+    p.tools = tools;
+    p.prompt_cache = true;
+    json_t *m = one_user_message("first question");
+    add_assistant(m, "[{\"type\":\"text\",\"text\":\"x\"}]");
+    ck_assert_int_eq(anthropic_append_user_text(m, "second question"), 0);
+    add_assistant(m, "[{\"type\":\"text\",\"text\":\"y\"}]");
+    ck_assert_int_eq(anthropic_append_user_text(m, "third question"), 0);
+    char *before = json_dumps(m, JSON_COMPACT);
+
+    json_t *body = build_parsed(&p, m);
+    ck_assert_int_eq(count_breakpoints(body), ANTHROPIC_CACHE_BREAKPOINTS);
+    json_t *bt = json_object_get(body, "tools");
+    ck_assert(!json_object_get(json_array_get(bt, 0), "cache_control"));
+    ck_assert(is_ephemeral(json_array_get(bt, 1)));
+    json_t *sys = json_object_get(body, "system");
+    ck_assert(json_is_array(sys));
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(sys, 0), "text")),
+                     "Be brief.");
+    ck_assert(is_ephemeral(json_array_get(sys, 0)));
+    json_t *bm = json_object_get(body, "messages");
+    /* The first user message stays a plain string: only the last two carry breakpoints. */
+    ck_assert(json_is_string(json_object_get(json_array_get(bm, 0), "content")));
+    for (size_t i = 2; i <= 4; i += 2) {
+        json_t *c = json_object_get(json_array_get(bm, i), "content");
+        ck_assert_str_eq(json_string_value(json_object_get(json_array_get(c, 0), "type")), "text");
+        ck_assert(is_ephemeral(json_array_get(c, 0)));
+    }
+    /* The history and the shared tools are untouched. */
+    char *after = json_dumps(m, JSON_COMPACT);
+    ck_assert_str_eq(before, after);
+    ck_assert(!json_object_get(json_array_get(tools, 1), "cache_control"));
+    free(before);
+    free(after);
+    json_decref(body);
+    json_decref(m);
+    json_decref(tools);
+}
+END_TEST
+
+START_TEST(test_prompt_cache_marks_the_last_tool_result_block)
+{
+    struct llm_params p = base_params();
+    p.prompt_cache = true;
+    json_t *m = one_user_message("weather?");
+    add_assistant(m, "[{\"type\":\"tool_use\",\"id\":\"t1\",\"name\":\"w\",\"input\":{}},"
+                     "{\"type\":\"tool_use\",\"id\":\"t2\",\"name\":\"w\",\"input\":{}}]");
+    const struct llm_tool_result r[] = {{.tool_use_id = "t1", .text = "a"},
+                                        {.tool_use_id = "t2", .text = "b"}};
+    ck_assert_int_eq(anthropic_append_tool_results(m, r, 2), 0);
+    json_t *body = build_parsed(&p, m);
+    /* No system, no tools: the two user messages only. */
+    ck_assert_int_eq(count_breakpoints(body), 2);
+    json_t *c = json_object_get(json_array_get(json_object_get(body, "messages"), 2), "content");
+    ck_assert(!json_object_get(json_array_get(c, 0), "cache_control"));
+    ck_assert(is_ephemeral(json_array_get(c, 1)));
+    json_decref(body);
+    json_decref(m);
+}
+END_TEST
+
+START_TEST(test_prompt_cache_off_sends_no_cache_control_and_prefix_matches)
+{
+    json_t *tools = load("[{\"name\":\"a\",\"input_schema\":{\"type\":\"object\"}}]");
+    struct llm_params p = base_params();
+    p.system = "s";
+    p.tools = tools;
+    json_t *m = one_user_message("hi");
+    json_t *body = build_parsed(&p, m);
+    ck_assert_int_eq(count_breakpoints(body), 0);
+    json_decref(body);
+    p.prompt_cache = true;
+    char *prefix = anthropic_request_prefix(&p);
+    char *full = anthropic_build_request(&p, m);
+    char *fast = anthropic_build_request_from_prefix(&p, prefix, m);
+    ck_assert_str_eq(full, fast);
+    free(prefix);
+    free(full);
+    free(fast);
+    json_decref(m);
+    json_decref(tools);
+}
+END_TEST
+
+START_TEST(test_parse_usage_detail_keeps_the_cache_counts_apart)
+{
+    struct llm_usage u;
+    const char *body = "{\"usage\":{\"input_tokens\":100,\"output_tokens\":7,"
+                       "\"cache_creation_input_tokens\":20,\"cache_read_input_tokens\":3000}}";
+    ck_assert_int_eq(anthropic_parse_usage_detail(body, strlen(body), &u), 0);
+    ck_assert_int_eq(u.input_tokens, 3120);
+    ck_assert_int_eq(u.cache_creation_tokens, 20);
+    ck_assert_int_eq(u.cache_read_tokens, 3000);
+    ck_assert_int_eq(u.output_tokens, 7);
+    struct llm_response r;
+    const char *msg = "{\"type\":\"message\",\"content\":[],\"stop_reason\":\"end_turn\","
+                      "\"usage\":{\"input_tokens\":1,\"output_tokens\":2,"
+                      "\"cache_creation_input_tokens\":3,\"cache_read_input_tokens\":4}}";
+    ck_assert_int_eq(parse(msg, &r), 0);
+    ck_assert_int_eq(r.input_tokens, 8);
+    ck_assert_int_eq(r.cache_creation_tokens, 3);
+    ck_assert_int_eq(r.cache_read_tokens, 4);
+    llm_response_clear(&r);
+}
+END_TEST
+
 static Suite *anthropic_suite(void)
 {
     Suite *s = suite_create("anthropic");
@@ -1075,6 +1219,10 @@ static Suite *anthropic_suite(void)
     tcase_add_test(tc, test_append_tool_results_one_message_blocks_in_order);
     tcase_add_test(tc, test_append_tool_results_rejects_bad_input_and_leaves_history);
     tcase_add_test(tc, test_tool_round_trip_builds_a_valid_second_turn);
+    tcase_add_test(tc, test_prompt_cache_marks_last_tool_system_and_last_two_user_messages);
+    tcase_add_test(tc, test_prompt_cache_marks_the_last_tool_result_block);
+    tcase_add_test(tc, test_prompt_cache_off_sends_no_cache_control_and_prefix_matches);
+    tcase_add_test(tc, test_parse_usage_detail_keeps_the_cache_counts_apart);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -214,19 +214,19 @@ START_TEST(test_stream_error_event_after_the_200)
     ck_assert_int_eq(anthropic_stream_feed(s, s1, strlen(s1), NULL, NULL, &e, why, sizeof(why)),
                      -EPROTO);
     ck_assert_str_eq(e.type, "overloaded_error");
-    int64_t in = -1, out = -1;
-    ck_assert_int_eq(anthropic_stream_usage(s, &in, &out), -ENODATA); /* no usage in its start */
+    struct llm_usage u;
+    ck_assert_int_eq(anthropic_stream_usage(s, &u), -ENODATA); /* no usage in its start */
     ck_assert_ptr_nonnull(strstr(why, "overloaded_error"));
     /* Spent until reset. */
     ck_assert_int_eq(anthropic_stream_feed(s, "\n", 1, NULL, NULL, NULL, NULL, 0), -EPROTO);
     anthropic_stream_reset(s);
-    ck_assert_int_eq(anthropic_stream_usage(s, &in, &out), -ENODATA);
+    ck_assert_int_eq(anthropic_stream_usage(s, &u), -ENODATA);
     ck_assert_int_eq(
         anthropic_stream_feed(s, k_stream, strlen(k_stream), NULL, NULL, NULL, NULL, 0), 0);
     ck_assert(anthropic_stream_complete(s));
-    ck_assert_int_eq(anthropic_stream_usage(s, &in, &out), 0);
-    ck_assert_int_eq(in, 25);
-    ck_assert_int_eq(out, 40);
+    ck_assert_int_eq(anthropic_stream_usage(s, &u), 0);
+    ck_assert_int_eq(u.input_tokens, 25);
+    ck_assert_int_eq(u.output_tokens, 40);
     anthropic_stream_free(s);
 }
 END_TEST

@@ -11,6 +11,7 @@
 #include "agentd/breaker.h"
 #include "agentd/bucket.h"
 #include "agentd/budget.h"
+#include "agentd/ratelimit_headers.h"
 
 #define T0 1000000
 
@@ -35,8 +36,9 @@ static void setup_with(int retry_max, double rate, double burst, double budget_r
                                       .retry_after_cap_ms = 60000};
     struct breaker_config bc = {.failure_threshold = breaker_failures,
                                 .failure_rate = 0,
-                                .window = 20,
+                                .window_ms = 10000,
                                 .min_calls = 10,
+                                .first_open_ms = 30000,
                                 .open_ms = 30000,
                                 .half_open_probes = 1,
                                 .enabled = true};
@@ -593,6 +595,114 @@ START_TEST(test_policy_shared_cancel_while_asking_and_stale_answers)
 }
 END_TEST
 
+/* ---- model fallback and rate-limit headers ------------------------------------------------ */
+
+/* Epoch ms the fake wall clock reads (2026-11-30T03:00:00Z). */
+#define WALL0 1796007600000LL
+
+static struct call_verdict answered_with_limits(long status, const char *retry_after,
+                                                const struct ratelimit_headers *h)
+{
+    return ev(&(struct call_event){.kind = CALL_EV_ATTEMPT_END,
+                                   .transport = CALL_TRANSPORT_ANSWERED,
+                                   .status = status,
+                                   .retry_after_hdr = retry_after,
+                                   .ratelimit = h,
+                                   .ratelimit_output_tokens = 1024,
+                                   .now_wall_ms = WALL0});
+}
+
+/* requests-remaining: 0 until 1.5 s after WALL0. */
+static struct ratelimit_headers spent_requests(void)
+{
+    struct ratelimit_headers h;
+    ratelimit_headers_clear(&h);
+    const char a[] = "anthropic-ratelimit-requests-remaining: 0\r\n";
+    const char b[] = "anthropic-ratelimit-requests-reset: 2026-11-30T03:00:01.500Z\r\n";
+    ck_assert(ratelimit_headers_capture(&h, a, sizeof(a) - 1));
+    ck_assert(ratelimit_headers_capture(&h, b, sizeof(b) - 1));
+    return h;
+}
+
+START_TEST(test_policy_529_ends_the_call_at_once_when_another_model_waits)
+{
+    fx->st.overload_ends = true;
+    start_attempt();
+    struct call_verdict v = answered(529, NULL);
+    ck_assert_int_eq(v.action, CALL_ACT_FINISH);
+    ck_assert_int_eq(v.outcome, CALL_EXHAUSTED);
+    ck_assert_int_eq(v.note, CALL_NOTE_OVERLOADED);
+    ck_assert_int_eq(fx->st.attempts, 1);
+}
+END_TEST
+
+START_TEST(test_policy_529_is_retried_without_another_model)
+{
+    start_attempt();
+    struct call_verdict v = answered(529, NULL);
+    ck_assert_int_eq(v.action, CALL_ACT_WAIT);
+    ck_assert_int_eq(v.note, CALL_NOTE_RETRY);
+}
+END_TEST
+
+START_TEST(test_policy_spent_rate_limit_pauses_until_the_reset)
+{
+    struct ratelimit_headers h = spent_requests();
+    start_attempt();
+    struct call_verdict v = answered_with_limits(200, NULL, &h);
+    ck_assert_int_eq(v.outcome, CALL_OK);
+    ck_assert_int_eq(v.reset_wait_ms, 1500);
+    ck_assert_int_eq(bucket_paused_until(fx->g.bucket), T0 + 1500);
+    /* The next call waits for the reset instead of being sent. */
+    call_progress_init(&fx->st, T0 + 30000, false);
+    v = ready();
+    ck_assert_int_eq(v.action, CALL_ACT_WAIT);
+    ck_assert_int_eq(v.at_ms, T0 + 1500);
+    fx->now = T0 + 1500;
+    ck_assert_int_eq(ready().action, CALL_ACT_LAUNCH);
+}
+END_TEST
+
+START_TEST(test_policy_spent_rate_limit_is_shared_with_the_cluster)
+{
+    struct ratelimit_headers h = spent_requests();
+    fx->g.shared = true;
+    struct call_verdict v = ready();
+    ck_assert_int_eq(v.action, CALL_ACT_ASK_SHARED);
+    v = ev(&(struct call_event){.kind = CALL_EV_SHARED_ANSWER, .shared = CALL_SHARED_GRANTED});
+    ck_assert_int_eq(v.action, CALL_ACT_LAUNCH);
+    launched();
+    v = answered_with_limits(200, NULL, &h);
+    ck_assert_int_eq(v.shared_pause_ms, 1500);
+}
+END_TEST
+
+START_TEST(test_policy_rate_limit_with_budget_left_does_not_pause)
+{
+    struct ratelimit_headers h = spent_requests();
+    const char a[] = "anthropic-ratelimit-requests-remaining: 3\r\n";
+    ck_assert(ratelimit_headers_capture(&h, a, sizeof(a) - 1));
+    start_attempt();
+    answered_with_limits(200, NULL, &h);
+    ck_assert(bucket_paused_until(fx->g.bucket) <= T0);
+}
+END_TEST
+
+START_TEST(test_policy_429_waits_for_the_reset_but_retry_after_wins)
+{
+    struct ratelimit_headers h = spent_requests();
+    start_attempt();
+    struct call_verdict v = answered_with_limits(429, NULL, &h);
+    ck_assert_int_eq(v.action, CALL_ACT_WAIT);
+    ck_assert_int_eq(v.at_ms, T0 + 1500);
+    fx->now = T0 + 1500;
+    start_attempt();
+    v = answered_with_limits(429, "4", &h);
+    ck_assert_int_eq(v.action, CALL_ACT_WAIT);
+    ck_assert_int_eq(v.at_ms, T0 + 1500 + 4000);
+}
+END_TEST
+
 static Suite *call_policy_suite(void)
 {
     Suite *s = suite_create("call_policy");
@@ -627,6 +737,12 @@ static Suite *call_policy_suite(void)
     tcase_add_test(tc, test_policy_shared_probe_reports_how_it_ended);
     tcase_add_test(tc, test_policy_shared_429_with_retry_after_pauses_the_cluster_not_the_probe);
     tcase_add_test(tc, test_policy_shared_cancel_while_asking_and_stale_answers);
+    tcase_add_test(tc, test_policy_529_ends_the_call_at_once_when_another_model_waits);
+    tcase_add_test(tc, test_policy_529_is_retried_without_another_model);
+    tcase_add_test(tc, test_policy_spent_rate_limit_pauses_until_the_reset);
+    tcase_add_test(tc, test_policy_spent_rate_limit_is_shared_with_the_cluster);
+    tcase_add_test(tc, test_policy_rate_limit_with_budget_left_does_not_pause);
+    tcase_add_test(tc, test_policy_429_waits_for_the_reset_but_retry_after_wins);
     suite_add_tcase(s, tc);
     return s;
 }

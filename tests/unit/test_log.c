@@ -125,6 +125,24 @@ START_TEST(test_log_json_line_has_ts_level_msg_and_fields)
 }
 END_TEST
 
+START_TEST(test_log_optional_string_is_left_out_when_null)
+{
+    char buf[LOG_LINE_MAX_BYTES];
+    struct log_field f[] = {LF_S("request_id", "req_1"), LF_SO("trace_id", NULL),
+                            LF_SO("span", "abc"), LF_I("n", 1)};
+    log_format_line(buf, sizeof(buf), LOG_FORMAT_JSON, WALL_MS, LOG_INFO, "m", f, 4);
+    json_t *o = parse_line(buf);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_ptr_null(json_object_get(o, "trace_id"));
+    ck_assert_str_eq(json_string_value(json_object_get(o, "span")), "abc");
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "n")), 1);
+    json_decref(o);
+    log_format_line(buf, sizeof(buf), LOG_FORMAT_TEXT, WALL_MS, LOG_INFO, "m", f, 4);
+    ck_assert_ptr_null(strstr(buf, "trace_id"));
+    ck_assert_ptr_nonnull(strstr(buf, " request_id=req_1 span=abc n=1\n"));
+}
+END_TEST
+
 START_TEST(test_log_json_escapes_quotes_and_control_bytes)
 {
     char buf[LOG_LINE_MAX_BYTES];
@@ -384,6 +402,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_log_json_line_has_ts_level_msg_and_fields);
     tcase_add_test(tc, test_log_json_escapes_quotes_and_control_bytes);
+    tcase_add_test(tc, test_log_optional_string_is_left_out_when_null);
     tcase_add_test(tc, test_log_overlong_line_is_still_one_json_object);
     tcase_add_test(tc, test_log_text_format_quotes_values_with_spaces);
     tcase_add_test(tc, test_log_json_replaces_invalid_utf8_and_non_finite_numbers);

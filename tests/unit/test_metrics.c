@@ -156,6 +156,10 @@ static const char *const families[][2] = {
     {"agentd_degraded_tool_results_total", "counter"},
     {"agentd_llm_tokens_total", "counter"},
     {"agentd_llm_cost_usd_total", "counter"},
+    {"agentd_llm_model_calls_total", "counter"},
+    {"agentd_llm_fallbacks_total", "counter"},
+    {"agentd_llm_model_breaker_state", "gauge"},
+    {"agentd_llm_cache_tokens_total", "counter"},
     {"agentd_budget_exhausted", "gauge"},
     {"agentd_budget_limit_per_hour", "gauge"},
     {"agentd_budget_transitions_total", "counter"},
@@ -169,6 +173,8 @@ static const char *const families[][2] = {
     {"agentd_durable_runs_total", "counter"},
     {"agentd_redis_reconnects_total", "counter"},
     {"agentd_config_reloads_total", "counter"},
+    {"agentd_trace_spans_exported_total", "counter"},
+    {"agentd_trace_spans_dropped_total", "counter"},
     {"agentd_process_resident_memory_bytes", "gauge"},
     {"agentd_process_open_fds", "gauge"},
     {"agentd_process_start_time_seconds", "gauge"},
@@ -209,6 +215,33 @@ START_TEST(test_metrics_redis_mode_commands_and_latency)
     assert_line(text, "agentd_redis_command_duration_seconds_bucket{le=\"0.001\"} 1");
     assert_line(text, "agentd_redis_command_duration_seconds_count 1");
     assert_line(text, "agentd_redis_reconnects_total 1");
+    free(text);
+}
+END_TEST
+
+START_TEST(test_metrics_model_label_takes_only_the_configured_chain)
+{
+    metrics_init("x");
+    const char *names[] = {"claude-a", "claude-b"};
+    metrics_set_models(names, 2);
+    metrics_llm_model_call(0, false);
+    metrics_llm_model_call(1, true);
+    metrics_llm_model_call(2, true); /* no such model: dropped */
+    metrics_llm_fallback(0, METRICS_FALLBACK_OVERLOADED);
+    metrics_llm_fallback(-1, METRICS_FALLBACK_OVERLOADED);
+    metrics_llm_model_breaker_state(0, BREAKER_OPEN);
+    metrics_llm_cache_tokens(20, 3000);
+    metrics_llm_cache_tokens(-5, 0);
+
+    char *text = metrics_render();
+    assert_line(text, "agentd_llm_model_calls_total{model=\"claude-a\",outcome=\"error\"} 1");
+    assert_line(text, "agentd_llm_model_calls_total{model=\"claude-b\",outcome=\"ok\"} 1");
+    assert_line(text, "agentd_llm_fallbacks_total{model=\"claude-a\",reason=\"overloaded\"} 1");
+    assert_line(text, "agentd_llm_fallbacks_total{model=\"claude-b\",reason=\"circuit_open\"} 0");
+    assert_line(text, "agentd_llm_model_breaker_state{model=\"claude-a\"} 2");
+    assert_line(text, "agentd_llm_cache_tokens_total{kind=\"write\"} 20");
+    assert_line(text, "agentd_llm_cache_tokens_total{kind=\"read\"} 3000");
+    ck_assert_ptr_null(strstr(text, "outcome=\"ok\"} 2"));
     free(text);
 }
 END_TEST
@@ -550,6 +583,7 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_metrics_breaker_budget_and_ready_gauges);
     tcase_add_test(tc, test_metrics_process_metrics_track_the_process);
     tcase_add_test(tc, test_metrics_label_helpers_map_exact_names);
+    tcase_add_test(tc, test_metrics_model_label_takes_only_the_configured_chain);
     tcase_add_test(tc, test_metrics_gen_ai_histograms_follow_the_conventions);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);

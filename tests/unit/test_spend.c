@@ -384,6 +384,49 @@ START_TEST(test_spend_set_budgets_changes_the_limits_and_keeps_the_usage)
 }
 END_TEST
 
+START_TEST(test_spend_prices_cache_writes_and_reads_at_their_own_prices)
+{
+    /* $3 / Mtok input: writes default to 1.25 x, reads to 0.1 x. */
+    struct spend *s = spend_new(3, 15, 0, 0);
+    struct spend_usage u = {.input_tokens = 1000000 + 2000000 + 10000000,
+                            .cache_write_tokens = 2000000,
+                            .cache_read_tokens = 10000000,
+                            .output_tokens = 1000000};
+    ck_assert_double_eq_tol(spend_usage_cost_usd(s, &u), 3 + 2 * 3.75 + 10 * 0.3 + 15, 1e-9);
+    /* Without cache counts the old price holds. */
+    ck_assert_int_eq(
+        spend_usage_cost_nano(s, &(struct spend_usage){.input_tokens = 1000, .output_tokens = 10}),
+        spend_cost_nano(s, 1000, 10));
+    /* Set prices win over the multipliers; cache counts above the input are cut to it. */
+    spend_set_cache_prices(s, 10, 0);
+    ck_assert_double_eq_tol(
+        spend_usage_cost_usd(
+            s, &(struct spend_usage){.input_tokens = 1000000, .cache_write_tokens = 5000000}),
+        10, 1e-9);
+    ck_assert_double_eq_tol(
+        spend_usage_cost_usd(
+            s, &(struct spend_usage){.input_tokens = 1000000, .cache_read_tokens = 1000000}),
+        0, 1e-9);
+    spend_free(s);
+}
+END_TEST
+
+START_TEST(test_spend_settle_usage_counts_the_cached_cost_against_the_budget)
+{
+    struct spend *s = spend_new(3, 15, 1, 0);
+    double usd = 0;
+    int64_t tokens = 0;
+    /* 1M cache reads: $0.30 where the input price would have been $3 (over the $1 budget). */
+    spend_settle_usage(
+        s, 0, NULL, &(struct spend_usage){.input_tokens = 1000000, .cache_read_tokens = 1000000});
+    spend_window(s, 0, &usd, &tokens);
+    ck_assert_double_eq_tol(usd, 0.3, 1e-9);
+    ck_assert_int_eq(tokens, 1000000);
+    ck_assert(spend_allow(s, 0, NULL));
+    spend_free(s);
+}
+END_TEST
+
 static Suite *spend_suite(void)
 {
     Suite *s = suite_create("spend");
@@ -406,6 +449,8 @@ static Suite *spend_suite(void)
     tcase_add_test(tc, test_spend_share_divides_the_budgets_among_replicas);
     tcase_add_test(tc, test_spend_concurrent_records_all_count);
     tcase_add_test(tc, test_spend_set_budgets_changes_the_limits_and_keeps_the_usage);
+    tcase_add_test(tc, test_spend_prices_cache_writes_and_reads_at_their_own_prices);
+    tcase_add_test(tc, test_spend_settle_usage_counts_the_cached_cost_against_the_budget);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
