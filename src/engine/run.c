@@ -765,7 +765,7 @@ static void note_fallback(struct run *run, size_t from, size_t to, enum model_fa
     log_warn("llm fallback", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
              LF_S("run_id", run->id), LF_S("from", models->names[from]),
              LF_S("to", models->names[to]), LF_S("reason", reason));
-    /* event: llm.fallback {"from": models->names[from], "to": models->names[to], "reason"} */
+    run_note_fallback(run, models->names[from], models->names[to], reason);
 }
 
 /* The LLM call failed: when its model is overloaded or unavailable and the chain has another

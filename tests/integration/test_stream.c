@@ -48,6 +48,12 @@ static void setup_short_grace(void)
     harness_start(&H, env);
 }
 
+static void setup_fallback(void)
+{
+    const char *env[] = {"AGENTD_MODEL=model-a", "AGENTD_MODEL_FALLBACKS=model-b", NULL};
+    harness_start(&H, env);
+}
+
 static void setup_small_buffer(void)
 {
     const char *env[] = {"AGENTD_STREAM_MAX_BUFFERED_BYTES=4096", NULL};
@@ -534,6 +540,31 @@ static char *dechunk(const char *raw)
     return out;
 }
 
+/* The model is overloaded: the run moves to the next one of the chain and says so
+   (llm.fallback) before that model's text. */
+START_TEST(test_stream_fallback_is_an_event)
+{
+    fake_add_fault(&H, "{\"route\":\"messages\",\"model\":\"model-a\",\"status\":529}");
+    struct stream s;
+    stream_post("{\"input\":\"hello there\",\"stream\":true}", &s);
+    ck_assert_int_eq(s.status, 200);
+    ck_assert_uint_eq(count(&s, "llm.fallback"), 1);
+    size_t i = 0;
+    while (strcmp(s.ev[i].name, "llm.fallback") != 0)
+        i++;
+    const json_t *f = s.ev[i].data;
+    ck_assert_str_eq(json_string_value(json_object_get(f, "from")), "model-a");
+    ck_assert_str_eq(json_string_value(json_object_get(f, "to")), "model-b");
+    ck_assert(json_is_string(json_object_get(f, "reason")));
+    ck_assert_uint_eq(count(&s, "llm.retry"), 0); /* the 529 streamed no text */
+    ck_assert_str_eq(s.ev[i + 1].name, "text.delta");
+    const struct sse_event *end = last(&s);
+    ck_assert_str_eq(end->name, "run.completed");
+    ck_assert_str_eq(json_string_value(json_object_get(end->data, "model")), "model-b");
+    stream_free(&s);
+}
+END_TEST
+
 /* Reads a streamed answer on a raw connection to the chunked body's end (or the connection's);
    returns its body, malloc'd. */
 static char *read_stream_to_end(int fd)
@@ -661,6 +692,11 @@ static Suite *suite(void)
     tcase_set_timeout(shutdown, 60);
     tcase_add_test(shutdown, test_stream_shutdown_ends_the_stream_with_run_failed);
     suite_add_tcase(s, shutdown);
+    TCase *fallback = tcase_create("fallback");
+    tcase_add_checked_fixture(fallback, setup_fallback, teardown);
+    tcase_set_timeout(fallback, 60);
+    tcase_add_test(fallback, test_stream_fallback_is_an_event);
+    suite_add_tcase(s, fallback);
     TCase *slow = tcase_create("slow_reader");
     tcase_add_checked_fixture(slow, setup_small_buffer, teardown);
     tcase_set_timeout(slow, 200);
