@@ -93,6 +93,12 @@ static const struct config_row config_table[] = {
     {"AGENTD_MAX_CONNECTIONS_PER_IP", CONFIG_INT, "0", 0, 1000000, "connections",
      "connections one client address may hold at once; 0 = no limit (behind a proxy: keep 0)",
      CONFIG_FIELD(max_connections_per_ip), 0},
+    {"AGENTD_STREAM_PING_MS", CONFIG_MS, "15000", 100, 15000, "ms",
+     "a streamed run (\"stream\": true) sends \": ping\" this often, so proxies keep it open",
+     CONFIG_FIELD(stream_ping_ms), 0},
+    {"AGENTD_STREAM_MAX_BUFFERED_BYTES", CONFIG_BYTES, "1048576", 4096, 67108864, "bytes",
+     "events one streamed run may hold for a slow reader; past it the run is cancelled",
+     CONFIG_FIELD(stream_max_buffered_bytes), 0},
     {"AGENTD_AUTH_TOKENS", CONFIG_SECRET, NULL, 1, 4096, "tokens",
      "comma-separated bearer tokens accepted on /v1/agent; unset (and no AGENTD_AUTH_TOKENS_FILE) "
      "= no authentication",

@@ -13,6 +13,7 @@
 #ifndef AGENTD_AGENT_REQUEST_H
 #define AGENTD_AGENT_REQUEST_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "agentd/vocab.h" /* enum agent_priority */
@@ -24,6 +25,7 @@ struct agent_request {
     int max_iterations;    /* 0 = not given; else 1..max_iterations_cap */
     int64_t timeout_ms;    /* 0 = not given; else 100..timeout_cap_ms */
     enum agent_priority priority;
+    bool stream; /* the client reads the run as events (docs/API.md "Streaming") */
 };
 
 /* Frees r's strings and leaves *r zeroed; r may be NULL. */

@@ -52,6 +52,14 @@ struct call {
     /* Optional: judges a 2xx body as it arrives (c->resp holds it). false = unusable (why says
        why): the attempt is a transient failure, retried when the policies allow. */
     bool (*accept)(struct call *c, void *arg, char *why, size_t why_len);
+    /* Optional (streamed answers): takes the body of a 2xx answer as it arrives, in place of
+       resp (which then stays empty; accept still judges the attempt at its end). false = stop
+       the transfer now (an answer over its bounds): the attempt fails like a broken
+       connection, retried when the policies allow. */
+    bool (*stream)(struct call *c, void *arg, const char *data, size_t len);
+    /* Optional: an attempt ended without a usable answer (no answer, a non-2xx status, or
+       refused by accept); error says why. Told before the policy decides what comes next. */
+    void (*attempt_failed)(struct call *c, void *arg);
     /* The LLM API: a 529 ends the call at once (the owner moves to another model), and the
        answer's rate-limit headers are read with max_tokens = ratelimit_output_tokens. */
     bool overload_ends;
@@ -77,7 +85,8 @@ struct call {
     struct redis_req shared_req; /* the cluster limiter's answer, while asking */
     size_t resp_alloc;
     bool resp_overflow;
-    bool finishing; /* done() is due from the loop */
+    bool stream_refused; /* the stream hook stopped the transfer */
+    bool finishing;      /* done() is due from the loop */
     char hdr_retry_after[CALL_HDR_VALUE_MAX];
     char hdr_retry_after_ms[CALL_HDR_VALUE_MAX];
     char hdr_should_retry[16];

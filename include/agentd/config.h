@@ -69,17 +69,19 @@ struct config_policy {
 
 struct agentd_config {
     /* server */
-    char *listen_host;          /* AGENTD_LISTEN host part, e.g. "0.0.0.0" */
-    int listen_port;            /* AGENTD_LISTEN port part, 0..65535 (0 = ephemeral) */
-    int workers;                /* AGENTD_WORKERS, 0 in the table = number of CPUs (resolved
-                                   at load, so always 1..256 here) */
-    int max_inflight;           /* AGENTD_MAX_INFLIGHT */
-    int64_t header_timeout_ms;  /* AGENTD_HEADER_TIMEOUT_MS */
-    int max_connections_per_ip; /* AGENTD_MAX_CONNECTIONS_PER_IP, 0 = no limit */
-    size_t max_body_bytes;      /* AGENTD_MAX_BODY_BYTES */
-    size_t max_buffered_bytes;  /* AGENTD_MAX_BUFFERED_BYTES */
-    size_t runs_max_bytes;      /* AGENTD_RUNS_MAX_BYTES */
-    int io_threads;             /* AGENTD_IO_THREADS: blocking file I/O pool */
+    char *listen_host;                /* AGENTD_LISTEN host part, e.g. "0.0.0.0" */
+    int listen_port;                  /* AGENTD_LISTEN port part, 0..65535 (0 = ephemeral) */
+    int workers;                      /* AGENTD_WORKERS, 0 in the table = number of CPUs (resolved
+                                         at load, so always 1..256 here) */
+    int max_inflight;                 /* AGENTD_MAX_INFLIGHT */
+    int64_t header_timeout_ms;        /* AGENTD_HEADER_TIMEOUT_MS */
+    int max_connections_per_ip;       /* AGENTD_MAX_CONNECTIONS_PER_IP, 0 = no limit */
+    int64_t stream_ping_ms;           /* AGENTD_STREAM_PING_MS: ": ping" period of a streamed run */
+    size_t stream_max_buffered_bytes; /* AGENTD_STREAM_MAX_BUFFERED_BYTES, per streamed run */
+    size_t max_body_bytes;            /* AGENTD_MAX_BODY_BYTES */
+    size_t max_buffered_bytes;        /* AGENTD_MAX_BUFFERED_BYTES */
+    size_t runs_max_bytes;            /* AGENTD_RUNS_MAX_BYTES */
+    int io_threads;                   /* AGENTD_IO_THREADS: blocking file I/O pool */
 
     char *auth_tokens;      /* AGENTD_AUTH_TOKENS: comma-separated bearer tokens; secret */
     char *auth_tokens_file; /* AGENTD_AUTH_TOKENS_FILE path (not secret), read by auth.h; both

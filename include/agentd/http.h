@@ -38,11 +38,16 @@
 
 #define HTTP_JSON_CONTENT_TYPE "application/json; charset=utf-8"
 
+struct agent_stream;
 struct app;
 struct auth;
 struct conn;
 struct run;
+struct run_answer;
+struct run_owner;
+struct run_result;
 struct server;
+struct worker;
 
 /* A route: its path, the methods it takes, and its handlers. http.c calls them only through
    these pointers (the table comes from routes.c, through main), so the daemon knows no route by
@@ -98,6 +103,8 @@ struct conn {
     char caller[REQUEST_CALLER_ID_BYTES]; /* the bearer token's caller id; "" without tokens */
     /* The run a suspended connection waits for; the run holds the admission (run.h). */
     struct run *run;
+    /* A streamed run ("stream": true): its events on the way to the client (agent_stream.c). */
+    struct agent_stream *stream;
 };
 
 /* ---- http.c, for the route files ---- */
@@ -137,6 +144,31 @@ void http_suspend(struct conn *c);
 bool http_untrack_suspended(struct conn *c);
 /* Any thread: resumes c unless someone else already has. */
 void http_resume_if_suspended(struct conn *c);
+/* From the content reader of c's streamed answer, when it has nothing to send: suspends c and
+   tracks it like http_suspend (shutdown calls the route's abort() for it), but a resume goes back
+   to the content reader, not to the route's resumed(). */
+void http_suspend_writer(struct conn *c);
+/* Queues r (taken over: destroyed here) as c's 200 answer with X-Request-Id. */
+enum MHD_Result http_reply_response(struct conn *c, unsigned status, struct MHD_Response *r);
+
+/* ---- agent_stream.c: a run answered as events (POST /v1/agent with "stream": true) ---- */
+
+/* How the route renders a run's result (route_agent.c), used for the run's last event. */
+typedef void (*agent_render_fn)(const struct run_result *r, void *arg, struct run_answer *ret);
+
+/* A stream for c (NULL when out of memory); it holds a reference for c, dropped by
+   agent_stream_release(). c->stream is set. */
+struct agent_stream *agent_stream_new(struct conn *c, agent_render_fn render);
+/* The owner to admit the run with: events and its end go to the stream. */
+void agent_stream_owner(struct agent_stream *st, struct run_owner *ret);
+/* The run was admitted: answers c 200 text/event-stream and submits the run to w. */
+enum MHD_Result agent_stream_start(struct agent_stream *st, struct run *run, struct worker *w);
+/* Shutdown, workers stopped, c suspended: ends the run in the worker's place and queues its
+   last event (http.c resumes c afterwards). */
+void agent_stream_abort(struct agent_stream *st);
+/* c is over (completion, on every path): a run still going is cancelled; the stream goes once
+   the run and the response are done with it too. */
+void agent_stream_release(struct agent_stream *st);
 
 /* ---- the routes (route_*.c), listed by routes.c ---- */
 

@@ -87,11 +87,37 @@ struct run_answer {
     bool replayed; /* a stored Idempotency-Key answer (Idempotent-Replayed: true) */
 };
 
+/* What a streaming client hears while the run goes (docs/API.md "Streaming"); the run's end is
+   its answer, not an event. */
+enum run_event_kind {
+    RUN_EVENT_STARTED,       /* run.started {id, request_id, conversation_id?} */
+    RUN_EVENT_TEXT_DELTA,    /* text.delta: iteration, text */
+    RUN_EVENT_LLM_RETRY,     /* llm.retry {iteration, attempt, reason, discard_text: true} */
+    RUN_EVENT_LLM_FALLBACK,  /* llm.fallback {from, to, reason} */
+    RUN_EVENT_TOOL_STARTED,  /* tool.started {id, name} */
+    RUN_EVENT_TOOL_FINISHED, /* tool.finished {id, name, ok, duration_ms, degraded?} */
+    RUN_EVENT_KEEPALIVE,     /* nothing to say: every AGENTD_STREAM_PING_MS */
+};
+
+/* One event; everything borrowed for the call. */
+struct run_event {
+    enum run_event_kind kind;
+    const char *name; /* "run.started", ...; NULL for RUN_EVENT_KEEPALIVE */
+    int iteration;    /* RUN_EVENT_TEXT_DELTA: the LLM round trip (1 = the first) */
+    const char *text; /* RUN_EVENT_TEXT_DELTA: new text, text_len bytes of valid UTF-8 */
+    size_t text_len;
+    const char *data; /* the others: the event's data as compact JSON (NUL-terminated) */
+};
+
 struct run_owner {
     /* Fills *ret from r (ret->body malloc'd; NULL body = out of memory). */
     void (*render)(const struct run_result *r, void *arg, struct run_answer *ret);
     /* The run has its answer (worker thread); the owner takes it with run_take_answer(). */
     void (*finished)(struct run *run, void *arg);
+    /* Optional: the run's events, on its worker (NULL: a non-streaming run, which then also
+       calls the LLM without streaming). A streaming owner must take each event without
+       blocking. */
+    void (*event)(const struct run_event *ev, void *arg);
     void *arg;
 };
 
@@ -142,11 +168,22 @@ const char *run_trace_hex(const struct run *run);
    (RUN_INTERNAL_ERROR / RUN_SHUTTING_DOWN) and given back what it held: its answer is ready for
    run_take_answer(); owner->finished is not called. */
 int run_submit(struct run *run, struct worker *w);
-/* After the end: moves the answer out (*ret; body owned by the caller). */
+/* After the end (owner's thread, or inside owner->finished): moves the answer out (*ret; body
+   owned by the caller). */
 void run_take_answer(struct run *run, struct run_answer *ret);
 /* The owner is done with the run. A run that never ended (never submitted) gives back what it
    held first. Owner's thread, once the worker no longer runs it. */
 void run_release(struct run *run);
+
+/* The owner's client went away (a streamed run whose connection closed): the run is cancelled
+   as when its socket closes (see run_set_client_fd; a run with an Idempotency-Key goes on for its
+   retry). Owner's thread, after run_submit() succeeded and before owner->finished; returns at
+   once (the run ends on its worker, then owner->finished is called as usual). */
+void run_client_gone(struct run *run);
+
+/* The failing step moves to another model (the fallback chain): tells a streaming client
+   (llm.fallback). Worker thread, while the run goes. */
+void run_note_fallback(struct run *run, const char *from, const char *to, const char *reason);
 
 /* A run's answer with this retry_after_ms says "retry at once" (Retry-After: 0). */
 #define RUN_RETRY_AFTER_NOW (-1)

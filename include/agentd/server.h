@@ -34,7 +34,8 @@ size_t server_suspended_count(struct server *s);
 /* Requests in progress: from their headers to their completion, whether their body is still
    arriving, their run is going or their answer is being sent (any thread). */
 size_t server_requests_in_progress(struct server *s);
-/* Stops the daemon and frees it; NULL is fine. Returns NULL. */
+/* Stops the daemon and frees it (after the workers have stopped: requests still suspended are
+   answered first, as server_abort_suspended does); NULL is fine. Returns NULL. */
 struct server *server_stop(struct server *s);
 
 #endif

@@ -85,6 +85,16 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
     struct call *c = arg;
     size_t n = size * nmemb;
+    if (c->stream) {
+        long status = 0;
+        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200 && status < 300) {
+            if (c->stream(c, c->arg, data, n))
+                return n;
+            c->stream_refused = true;
+            return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+        }
+    }
     if (n > c->max_response_bytes - c->resp_len) {
         c->resp_overflow = true;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
@@ -146,6 +156,7 @@ static void clear_attempt_result(struct call *c)
     c->resp = NULL;
     c->resp_len = c->resp_alloc = 0;
     c->resp_overflow = false;
+    c->stream_refused = false;
     c->status = 0;
     c->hdr_retry_after[0] = c->hdr_retry_after_ms[0] = c->hdr_should_retry[0] = '\0';
     c->upstream_request_id[0] = '\0';
@@ -437,6 +448,8 @@ static void on_transfer_done(struct worker_transfer *x, CURL *easy, CURLcode res
         if (c->resp_overflow)
             snprintf(c->error, sizeof(c->error), "response larger than %zu bytes",
                      c->max_response_bytes);
+        else if (c->stream_refused)
+            snprintf(c->error, sizeof(c->error), "streamed answer over its bounds");
         else if (!c->error[0])
             snprintf(c->error, sizeof(c->error), "%s", curl_easy_strerror(result));
         log_warn("upstream attempt failed", LF_S("request_id", c->request_id), LF_TRACE_ID(c),
@@ -453,6 +466,8 @@ static void on_transfer_done(struct worker_transfer *x, CURL *easy, CURLcode res
                                     ? METRICS_ATTEMPT_TIMEOUT
                                     : METRICS_ATTEMPT_CONNECTION_ERROR,
                                 0);
+        if (c->attempt_failed)
+            c->attempt_failed(c, c->arg);
         step(c, &ev);
         return;
     }
@@ -473,6 +488,8 @@ static void on_transfer_done(struct worker_transfer *x, CURL *easy, CURLcode res
         ev.body_rejected = true;
     }
     trace_attempt(c, status, duration, ev.body_rejected || !ok ? c->error : NULL);
+    if ((!ok || ev.body_rejected) && c->attempt_failed)
+        c->attempt_failed(c, c->arg);
     ev.transport = CALL_TRANSPORT_ANSWERED;
     ev.status = status;
     ev.retry_after_ms_hdr = c->hdr_retry_after_ms[0] ? c->hdr_retry_after_ms : NULL;

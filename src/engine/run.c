@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "agentd/anthropic.h"
+#include "agentd/anthropic_stream.h"
 #include "agentd/app.h"
 #include "agentd/call.h"
 #include "agentd/checkpoint.h"
@@ -46,6 +47,7 @@
 struct run {
     struct app *app;
     struct worker *w;
+    struct worker *home; /* the worker it was submitted to (owner's thread: run_client_gone) */
     char id[40];
     char request_id[129];
     struct agent_request req;
@@ -111,6 +113,11 @@ struct run {
     int64_t call_cache_write_tokens, call_cache_read_tokens; /* parts of call_in_tokens */
     struct redis_req budget_req;
     struct llm_response resp; /* the last LLM answer, parsed as it arrived (accept_llm_answer) */
+    /* Streaming (owner.event set): the LLM answer put together as it streams, whether this
+       attempt has told the client some of its text, and the keep-alive timer. */
+    struct anthropic_stream *stream;
+    bool text_streamed;
+    struct timer ping_timer;
     struct tool_exec *tools;
     size_t n_tools, n_tools_done;
     struct timer deadline_timer;
@@ -136,6 +143,36 @@ static void settle_budget(struct run *run, int64_t now);
 static void checkpoint(struct run *run);
 static void on_tool_done(struct tool_exec *t, void *arg);
 static void tools_done(struct run *run);
+
+/* ---- events for a streaming owner ------------------------------------------------------- */
+
+/* Tells the owner event `name` with data (taken over); nothing when it does not listen (callers
+   with data to build check run->owner.event first, so a non-streaming run builds none), or when
+   the data cannot be serialised (out of memory: the event is lost, the run goes on). */
+static void emit(struct run *run, enum run_event_kind kind, const char *name, json_t *data)
+{
+    char *s = run->owner.event && data ? json_dumps(data, JSON_COMPACT) : NULL;
+    json_decref(data);
+    if (!s)
+        return;
+    run->owner.event(&(struct run_event){.kind = kind, .name = name, .data = s}, run->owner.arg);
+    free(s);
+}
+
+static void on_ping_timer(struct timer *t, void *arg)
+{
+    (void)t;
+    struct run *run = arg;
+    run->owner.event(&(struct run_event){.kind = RUN_EVENT_KEEPALIVE}, run->owner.arg);
+    timerheap_arm(worker_timers(run->w), &run->ping_timer,
+                  worker_now_ms(run->w) + run->app->cfg.stream_ping_ms);
+}
+
+void run_note_fallback(struct run *run, const char *from, const char *to, const char *reason)
+{
+    emit(run, RUN_EVENT_LLM_FALLBACK, "llm.fallback",
+         json_pack("{s:s, s:s, s:s}", "from", from, "to", to, "reason", reason));
+}
 
 /* ---- what the run holds ------------------------------------------------------------------ */
 
@@ -407,6 +444,7 @@ static void stop_everything(struct run *run)
     }
     timerheap_cancel(worker_timers(run->w), &run->deadline_timer);
     timerheap_cancel(worker_timers(run->w), &run->finish_timer);
+    timerheap_cancel(worker_timers(run->w), &run->ping_timer);
     call_cancel(&run->llm);
     for (size_t i = 0; i < run->n_tools; i++)
         tool_exec_cancel(&run->tools[i]);
@@ -553,6 +591,7 @@ static void run_free(struct run *run)
     free_tools(run);
     call_reset(&run->llm);
     llm_response_clear(&run->resp);
+    anthropic_stream_free(run->stream);
     agent_request_clear(&run->req);
     free(run->conv_key);
     json_decref(run->messages);
@@ -671,6 +710,9 @@ static void on_tool_done(struct tool_exec *t, void *arg);
 
 static void start_tool(struct run *run, struct tool_exec *t)
 {
+    if (run->owner.event)
+        emit(run, RUN_EVENT_TOOL_STARTED, "tool.started",
+             json_pack("{s:s, s:s}", "id", t->id, "name", t->name));
     run_trace_tool_start(run->trace, t);
     tool_exec_start(t, run->w, &run->app->tool_env, run->deadline_ms,
                     run->req.priority == AGENT_PRIORITY_LOW, run->request_id, on_tool_done, run);
@@ -723,7 +765,7 @@ static void note_fallback(struct run *run, size_t from, size_t to, enum model_fa
     log_warn("llm fallback", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
              LF_S("run_id", run->id), LF_S("from", models->names[from]),
              LF_S("to", models->names[to]), LF_S("reason", reason));
-    /* event: llm.fallback {"from": models->names[from], "to": models->names[to], "reason"} */
+    run_note_fallback(run, models->names[from], models->names[to], reason);
 }
 
 /* The LLM call failed: when its model is overloaded or unavailable and the chain has another
@@ -812,13 +854,73 @@ static bool accept_llm_answer(struct call *c, void *arg, char *why, size_t why_l
 {
     struct run *run = arg;
     llm_response_clear(&run->resp);
-    if (anthropic_parse_response(c->resp, c->resp_len, &run->resp, why, why_len) == 0)
-        return true;
+    const char *body = c->resp;
+    size_t len = c->resp_len;
+    char *streamed = NULL;
+    if (run->stream) {
+        /* A streamed answer is judged whole, as the message it puts together. */
+        int r = anthropic_stream_message(run->stream, &streamed, &len, why, why_len);
+        if (r < 0) {
+            if (r == -ENOMEM)
+                snprintf(why, why_len, "out of memory putting the streamed answer together");
+            /* Failed after message_start (an error event, say): its input may be billed. */
+            struct llm_usage u;
+            if (anthropic_stream_usage(run->stream, &u) == 0)
+                record_usage(run, &u);
+            return false;
+        }
+        body = streamed;
+    }
+    bool ok = anthropic_parse_response(body, len, &run->resp, why, why_len) == 0;
     /* Rejected, but possibly billed: its tokens count all the same. */
     struct llm_usage u;
-    if (anthropic_parse_usage_detail(c->resp, c->resp_len, &u) == 0)
+    if (!ok && anthropic_parse_usage_detail(body, len, &u) == 0)
         record_usage(run, &u);
-    return false;
+    free(streamed);
+    return ok;
+}
+
+/* A streamed answer's new text: to the client at once. */
+static int on_llm_text(void *arg, size_t index, const char *text, size_t len)
+{
+    (void)index;
+    struct run *run = arg;
+    run->text_streamed = true;
+    run->owner.event(&(struct run_event){.kind = RUN_EVENT_TEXT_DELTA,
+                                         .name = "text.delta",
+                                         .iteration = run->iterations + 1,
+                                         .text = text,
+                                         .text_len = len},
+                     run->owner.arg);
+    return 0;
+}
+
+/* The streamed answer's bytes as they arrive; false stops an answer over its bounds (the parser
+   is spent after any other failure and ignores the rest: accept_llm_answer says why). */
+static bool on_llm_bytes(struct call *c, void *arg, const char *data, size_t len)
+{
+    (void)c;
+    struct run *run = arg;
+    int r = anthropic_stream_feed(run->stream, data, len, on_llm_text, run, NULL, NULL, 0);
+    return r != -E2BIG && r != -ENOMEM;
+}
+
+/* An attempt failed: when the client saw some of its text, it is told to drop it (the retry's
+   text follows); the next attempt starts a fresh answer. */
+static void on_llm_attempt_failed(struct call *c, void *arg)
+{
+    struct run *run = arg;
+    if (run->text_streamed) {
+        /* The reason goes into JSON: up to its first byte that is not UTF-8 (never dropped, or
+           the client would keep the text it must discard). */
+        const char *why = c->error[0] ? c->error : "attempt failed";
+        size_t n = text_utf8_first_invalid(why, strlen(why));
+        emit(run, RUN_EVENT_LLM_RETRY, "llm.retry",
+             json_pack("{s:i, s:i, s:s%, s:b}", "iteration", run->iterations + 1, "attempt",
+                       c->attempts, "reason", why, n, "discard_text", 1));
+    }
+    run->text_streamed = false;
+    anthropic_stream_reset(run->stream);
 }
 
 static void on_llm_done(struct call *c, void *arg)
@@ -864,6 +966,26 @@ static void on_llm_done(struct call *c, void *arg)
         finish_ok(run, api_stop_reason(resp.stop));
     }
     llm_response_clear(&resp);
+}
+
+/* A streaming owner: the LLM call streams too ("stream": true), its text told as it comes. */
+static bool stream_llm_call(struct run *run, struct call *c)
+{
+    char *body = anthropic_stream_request(c->body);
+    if (!run->stream)
+        run->stream = anthropic_stream_new(LLM_MAX_RESPONSE_BYTES);
+    if (!body || !run->stream) {
+        free(body);
+        finish(run, RUN_INTERNAL_ERROR, 0, "out of memory building the LLM request");
+        return false;
+    }
+    free(c->body);
+    c->body = body;
+    anthropic_stream_reset(run->stream);
+    run->text_streamed = false;
+    c->stream = on_llm_bytes;
+    c->attempt_failed = on_llm_attempt_failed;
+    return true;
 }
 
 /* The LLM request for the history so far; false when the run ended instead. */
@@ -912,6 +1034,8 @@ static bool build_llm_call(struct run *run, struct call *c)
     c->read_ratelimit = true;
     c->ratelimit_output_tokens = cfg->max_tokens;
     c->arg = run;
+    if (run->owner.event && !stream_llm_call(run, c))
+        return false;
     run_trace_chat_start(run->trace, c, app->models.names[run->model_index]);
     return true;
 }
@@ -1064,11 +1188,18 @@ static void on_tool_done(struct tool_exec *t, void *arg)
     if (run->finished)
         return;
     record_tool_call(run, t);
-    run_trace_tool_end(run->trace, t,
-                       t->result.kind == TOOL_SYSTEM_ERROR && t->known &&
-                           run->app->criticality[t->tool] != TOOL_CRITICAL);
-    if (t->result.kind == TOOL_SYSTEM_ERROR) {
-        bool critical = !t->known || atomic_load(&run->app->criticality[t->tool]) == TOOL_CRITICAL;
+    bool failed = t->result.kind == TOOL_SYSTEM_ERROR;
+    bool critical = !t->known || atomic_load(&run->app->criticality[t->tool]) == TOOL_CRITICAL;
+    run_trace_tool_end(run->trace, t, failed && !critical);
+    if (run->owner.event) {
+        json_t *ev =
+            json_pack("{s:s, s:s, s:b, s:I}", "id", t->id, "name", t->name, "ok",
+                      t->result.kind == TOOL_OK, "duration_ms", (json_int_t)t->duration_ms);
+        if (ev && failed && !critical)
+            json_object_set_new(ev, "degraded", json_true());
+        emit(run, RUN_EVENT_TOOL_FINISHED, "tool.finished", ev);
+    }
+    if (failed) {
         if (critical) {
             finish(run, RUN_TOOL_UNAVAILABLE, 1000, "critical tool %s failed: %s", t->name,
                    t->result.text);
@@ -1093,13 +1224,25 @@ static void on_client_gone(struct worker *w, void *arg)
         log_info("client went away: run goes on for its Idempotency-Key",
                  LF_S("request_id", run->request_id), LF_RUN_TRACE(run), LF_S("run_id", run->id),
                  LF_I("iterations", run->iterations));
-        worker_unwatch_client(run->w, &run->client);
+        if (run->client_watched)
+            worker_unwatch_client(run->w, &run->client);
         run->client_watched = false;
         return;
     }
     log_info("client went away: run cancelled", LF_S("request_id", run->request_id),
              LF_RUN_TRACE(run), LF_S("run_id", run->id), LF_I("iterations", run->iterations));
     finish(run, RUN_CLIENT_CLOSED, 0, "the client closed the connection");
+}
+
+static void client_gone_task(struct worker *w, void *arg)
+{
+    on_client_gone(w, arg);
+}
+
+void run_client_gone(struct run *run)
+{
+    /* Nothing to do when the worker is stopping: shutdown ends the run. */
+    worker_post(run->home, client_gone_task, run);
 }
 
 void run_set_client_fd(struct run *run, int fd)
@@ -1512,6 +1655,13 @@ static void run_begin(struct worker *w, void *arg)
     if (run->client.fd >= 0)
         run->client_watched = worker_watch_client(w, &run->client) == 0;
     timerheap_arm(worker_timers(w), &run->deadline_timer, run->deadline_ms);
+    if (run->owner.event) {
+        emit(run, RUN_EVENT_STARTED, "run.started",
+             json_pack("{s:s, s:s, s:s*}", "id", run->id, "request_id", run->request_id,
+                       "conversation_id", run->req.conversation_id));
+        timerheap_arm(worker_timers(w), &run->ping_timer,
+                      worker_now_ms(w) + run->app->cfg.stream_ping_ms);
+    }
     run_trace_begin(run->trace, run->request_id, run->id, run->req.conversation_id,
                     run->app->cfg.model);
     log_info("run start", LF_S("request_id", run->request_id), LF_RUN_TRACE(run),
@@ -1538,6 +1688,7 @@ const char *run_trace_hex(const struct run *run)
 
 int run_submit(struct run *run, struct worker *w)
 {
+    run->home = w;
     int r = worker_post(w, run_begin, run);
     if (r < 0)
         end_off_worker(run, r == -ESHUTDOWN ? RUN_SHUTTING_DOWN : RUN_INTERNAL_ERROR,
@@ -1575,6 +1726,7 @@ static struct run *run_new(struct app *app, const struct run_spec *spec)
     timer_init(&run->deadline_timer, on_deadline, run);
     timer_init(&run->finish_timer, on_finish_timer, run);
     timer_init(&run->lease_timer, on_lease_timer, run);
+    timer_init(&run->ping_timer, on_ping_timer, run);
     if (app->redis)
         snprintf(run->claim_owner, sizeof(run->claim_owner), "%s/%s",
                  redis_pool_replica_id(app->redis), run->id);

@@ -324,6 +324,24 @@ void http_resume_if_suspended(struct conn *c)
         MHD_resume_connection(c->mhd);
 }
 
+void http_suspend_writer(struct conn *c)
+{
+    MHD_suspend_connection(c->mhd);
+    track_suspended(c);
+}
+
+enum MHD_Result http_reply_response(struct conn *c, unsigned status, struct MHD_Response *r)
+{
+    MHD_add_response_header(r, "X-Request-Id", c->request_id);
+    enum MHD_Result ret = MHD_queue_response(c->mhd, status, r);
+    MHD_destroy_response(r);
+    if (ret == MHD_YES) {
+        c->answered = true;
+        c->status = status;
+    }
+    return ret;
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------ */
 
 static const struct http_route *find_route(const struct server *s, const char *url)
@@ -707,6 +725,10 @@ struct server *server_stop(struct server *s)
     if (!s)
         return NULL;
     server_quiesce(s);
+    /* libmicrohttpd panics when stopped with a suspended connection. A streamed answer that was
+       being written when shutdown answered the suspended ones may have suspended since (its
+       queue ran dry): answer those too. */
+    server_abort_suspended(s);
     MHD_stop_daemon(s->mhd);
     peer_limit_free(s->peers);
     pthread_mutex_destroy(&s->lock);

@@ -26,7 +26,7 @@
 #define REQUEST_NAME_BUF_BYTES      (REQUEST_NAME_SHOW_MAX_BYTES + 8)
 
 static const char *const request_fields[] = {
-    "input", "conversation_id", "max_iterations", "timeout_ms", "priority",
+    "input", "conversation_id", "max_iterations", "timeout_ms", "priority", "stream",
 };
 
 /* Replaces, in place, every invalid UTF-8 byte with '?': used on messages that
@@ -246,7 +246,7 @@ static int check_unknown_fields(json_t *obj, char *err, size_t errlen)
             name_copy(name, key, strlen(key));
             return fail(err, errlen,
                         "%s: unknown field (allowed: input, conversation_id, "
-                        "max_iterations, timeout_ms, priority)",
+                        "max_iterations, timeout_ms, priority, stream)",
                         name);
         }
     }
@@ -362,6 +362,16 @@ static int check_priority(json_t *obj, enum agent_priority *ret_priority, char *
     return fail(err, errlen, "priority: expected %s, got \"%s\"", expected, name);
 }
 
+/* The optional boolean "stream" (false when absent). */
+static int check_stream(json_t *obj, bool *ret_stream, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(obj, "stream");
+    if (v && !json_is_boolean(v))
+        return fail(err, errlen, "stream: expected true or false");
+    *ret_stream = json_is_true(v);
+    return 0;
+}
+
 /* Validates every field of a parsed top-level object into *ret. */
 static int request_from_object(json_t *obj, int max_iterations_cap, int64_t timeout_cap_ms,
                                struct agent_request *ret, char *err, size_t errlen)
@@ -370,6 +380,7 @@ static int request_from_object(json_t *obj, int max_iterations_cap, int64_t time
     size_t input_len = 0;
     long long iters, timeout;
     enum agent_priority priority = AGENT_PRIORITY_HIGH;
+    bool stream = false;
     struct agent_request req = {0};
     int r;
 
@@ -379,7 +390,8 @@ static int request_from_object(json_t *obj, int max_iterations_cap, int64_t time
         (r = get_int(obj, "max_iterations", 1, max_iterations_cap, &iters, err, errlen)) < 0 ||
         (r = get_int(obj, "timeout_ms", AGENT_TIMEOUT_MIN_MS, timeout_cap_ms, &timeout, err,
                      errlen)) < 0 ||
-        (r = check_priority(obj, &priority, err, errlen)) < 0)
+        (r = check_priority(obj, &priority, err, errlen)) < 0 ||
+        (r = check_stream(obj, &stream, err, errlen)) < 0)
         return r;
 
     req.input = strndup(input, input_len);
@@ -392,6 +404,7 @@ static int request_from_object(json_t *obj, int max_iterations_cap, int64_t time
     req.max_iterations = (int)iters;
     req.timeout_ms = timeout;
     req.priority = priority;
+    req.stream = stream;
     *ret = req;
     return 0;
 }

@@ -11,7 +11,9 @@
  * the connection is suspended and the run handed to a worker. The engine
  * ends the run with a typed outcome; this file alone says which HTTP status
  * and JSON body each outcome is (render_answer, called where the run ends),
- * and answers when the worker resumes the connection.
+ * and answers when the worker resumes the connection. A request with
+ * "stream": true is admitted the same way and then answered as events by
+ * agent_stream.c.
  */
 #include "agentd/http.h"
 
@@ -315,6 +317,15 @@ static enum MHD_Result agent_run(struct conn *c)
         idem_fingerprint(c->body ? c->body : "", c->len, fp);
     }
     struct run_owner owner = {.render = render_answer, .finished = on_run_finished, .arg = c};
+    if (req.stream) {
+        /* Answered as events (agent_stream.c); refusals below stay JSON answers. */
+        if (!agent_stream_new(c, render_answer)) {
+            agent_request_clear(&req);
+            return http_reply_error(c, 500, "internal_error", 0, NULL,
+                                    "out of memory creating the event stream");
+        }
+        agent_stream_owner(c->stream, &owner);
+    }
     struct run_spec spec = {
         .req = &req,
         .request_id = c->request_id,
@@ -334,6 +345,8 @@ static enum MHD_Result agent_run(struct conn *c)
     }
     /* The body is the run's now (parsed into it): no need to hold the upload any longer. */
     drop_upload(c);
+    if (c->stream)
+        return agent_stream_start(c->stream, run, app_pick_worker(app));
     c->run = run;
     if (run_trace_hex(run))
         snprintf(c->trace_id, sizeof(c->trace_id), "%s", run_trace_hex(run));
@@ -367,12 +380,18 @@ static enum MHD_Result agent_resumed(struct conn *c)
 
 static void agent_abort(struct conn *c)
 {
-    if (c->run)
+    if (c->stream)
+        agent_stream_abort(c->stream);
+    else if (c->run)
         run_abort(c->run);
 }
 
 static void agent_release(struct conn *c)
 {
+    if (c->stream) {
+        agent_stream_release(c->stream);
+        c->stream = NULL;
+    }
     if (c->run) {
         run_release(c->run);
         c->run = NULL;

@@ -8,9 +8,13 @@
  * contract covers the parser's output as well as the builders, and the tools
  * are the real definitions from the registry.
  *
+ * Each body is printed a second time with "stream": true, as a streaming run
+ * sends it.
+ *
  * Usage: dump_requests > bodies.jsonl   (exit status 1 if any body could not be built)
  */
 #include "agentd/anthropic.h"
+#include "agentd/anthropic_stream.h"
 #include "agentd/tools.h"
 
 #include <errno.h>
@@ -28,7 +32,9 @@ static int dump_check(const char *what, int rc)
     return rc;
 }
 
-/* Prints the body twice: without prompt caching, then with its cache breakpoints. */
+/* Prints the body four times: without prompt caching, then with its cache breakpoints, each as
+   a non-streaming run sends it and with "stream": true as a streaming run (a client that asked
+   for "stream": true) sends the same request. */
 static int dump_body(const char *what, const struct llm_params *p, const json_t *messages)
 {
     struct llm_params cached = *p;
@@ -39,7 +45,12 @@ static int dump_body(const char *what, const struct llm_params *p, const json_t 
         if (!body)
             return dump_check(what, -errno);
         puts(body);
+        char *streamed = anthropic_stream_request(body);
         free(body);
+        if (!streamed)
+            return dump_check(what, -errno);
+        puts(streamed);
+        free(streamed);
     }
     return 0;
 }

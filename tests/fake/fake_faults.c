@@ -31,7 +31,8 @@ struct fault {
     char model[FAKE_MAX_MODEL_BYTES + 1];     /* "" = any model; else messages with this model */
     char message[FAKE_MAX_MESSAGE_BYTES + 1]; /* "" = the default error message */
     json_t *headers;                          /* object or NULL */
-    json_t *body; /* object answered in place of the normal one, or NULL */
+    json_t *body;   /* object answered in place of the normal one, or NULL */
+    json_t *stream; /* stream faults (fake_stream.c), or NULL */
     int64_t delay_ms;
     bool hang, reset, malformed;
     int64_t remaining;   /* uses left; -1 = unlimited */
@@ -63,6 +64,7 @@ size_t fake_faults_clear(struct fake_faults *f)
     for (size_t i = 0; i < f->len; i++) {
         json_decref(f->items[i].headers);
         json_decref(f->items[i].body);
+        json_decref(f->items[i].stream);
     }
     f->len = 0;
     pthread_mutex_unlock(&f->lock);
@@ -88,6 +90,7 @@ static void remove_at(struct fake_faults *f, size_t i)
 {
     json_decref(f->items[i].headers);
     json_decref(f->items[i].body);
+    json_decref(f->items[i].stream);
     memmove(&f->items[i], &f->items[i + 1], (f->len - i - 1) * sizeof(f->items[0]));
     f->len--;
 }
@@ -200,7 +203,7 @@ static int check_keys(const json_t *spec, char *err, size_t err_bytes)
 {
     static const char *const known[] = {"route", "status", "error_type", "headers", "delay_ms",
                                         "hang",  "reset",  "malformed",  "count",   "duration_ms",
-                                        "body",  "model",  "message"};
+                                        "body",  "model",  "message",    "stream"};
     const char *key;
     json_t *value;
     json_object_foreach((json_t *)spec, key, value)
@@ -306,6 +309,15 @@ static int parse_fault(const json_t *spec, uint64_t now_ms, struct fault *x, cha
             return -ENOMEM;
         }
     }
+    const json_t *stream = json_object_get(spec, "stream");
+    if (stream) {
+        if ((rc = fake_stream_spec_check(stream, err, err_bytes)) < 0)
+            return rc;
+        if (!(x->stream = json_deep_copy(stream))) {
+            snprintf(err, err_bytes, "out of memory");
+            return -ENOMEM;
+        }
+    }
     const json_t *headers = json_object_get(spec, "headers");
     if (headers)
         return parse_headers(headers, &x->headers, err, err_bytes);
@@ -320,6 +332,7 @@ int fake_faults_add(struct fake_faults *f, const json_t *spec, uint64_t now_ms, 
     if (rc < 0) {
         json_decref(x.headers);
         json_decref(x.body);
+        json_decref(x.stream);
         return rc;
     }
     pthread_mutex_lock(&f->lock);
@@ -333,6 +346,7 @@ int fake_faults_add(struct fake_faults *f, const json_t *spec, uint64_t now_ms, 
         pthread_mutex_unlock(&f->lock);
         json_decref(x.headers);
         json_decref(x.body);
+        json_decref(x.stream);
         snprintf(err, err_bytes, "too many active faults (%d); DELETE /_admin/faults",
                  FAKE_MAX_FAULTS);
         return -ENOSPC;
@@ -364,8 +378,10 @@ int fake_faults_take(struct fake_faults *f, enum fake_route route, const char *m
         snprintf(hit.error_type, sizeof(hit.error_type), "%s", x->error_type);
         snprintf(hit.message, sizeof(hit.message), "%s", x->message);
         if ((x->headers && !(hit.headers = json_deep_copy(x->headers))) ||
-            (x->body && !(hit.body = json_deep_copy(x->body)))) {
+            (x->body && !(hit.body = json_deep_copy(x->body))) ||
+            (x->stream && !(hit.stream = json_deep_copy(x->stream)))) {
             json_decref(hit.headers);
+            json_decref(hit.body);
             rc = -ENOMEM;
             break;
         }
@@ -386,6 +402,7 @@ void fake_fault_hit_clear(struct fake_fault_hit *hit)
         return;
     json_decref(hit->headers);
     json_decref(hit->body);
+    json_decref(hit->stream);
     memset(hit, 0, sizeof(*hit));
     hit->delay_ms = -1;
 }
@@ -406,6 +423,7 @@ static json_t *fault_json(const struct fault *x, uint64_t now_ms)
     json_object_set_new(o, "hang", json_boolean(x->hang));
     json_object_set_new(o, "reset", json_boolean(x->reset));
     json_object_set_new(o, "malformed", json_boolean(x->malformed));
+    json_object_set_new(o, "stream", x->stream ? json_deep_copy(x->stream) : json_null());
     json_object_set_new(o, "remaining",
                         x->remaining >= 0 ? json_integer(x->remaining) : json_null());
     json_object_set_new(o, "expires_in_ms",

@@ -67,6 +67,8 @@ struct fake_req {
     int64_t delay_ms;
     bool malformed;
     json_t *extra_headers; /* from the fault, or NULL */
+    bool stream;           /* the body asked for "stream": true */
+    json_t *stream_faults; /* the fault's "stream" object, or NULL */
     struct fake_reply reply;
     struct fake_parked parked;
 };
@@ -92,6 +94,7 @@ static void req_free(struct fake_req *req)
         return;
     free(req->body);
     json_decref(req->extra_headers);
+    json_decref(req->stream_faults);
     fake_reply_clear(&req->reply);
     free(req);
 }
@@ -181,6 +184,32 @@ static enum MHD_Result add_extra_headers(struct MHD_Response *resp, const json_t
     return MHD_YES;
 }
 
+/* A 200 message asked for with "stream": true goes out as streaming events (fake_stream.c). */
+static bool streams(const struct fake_req *req)
+{
+    const struct fake_reply *r = &req->reply;
+    const char *type = json_string_value(json_object_get(r->json, "type"));
+    return req->stream && !req->malformed && r->status == 200 && type &&
+           strcmp(type, "message") == 0;
+}
+
+static struct MHD_Response *stream_response(struct fake_server *s, struct MHD_Connection *conn,
+                                            struct fake_req *req)
+{
+    struct fake_stream *st = fake_stream_new(req->reply.json, req->stream_faults, s->timer, conn);
+    if (!st)
+        return NULL;
+    struct MHD_Response *resp = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, 4096, fake_stream_read, st, fake_stream_free);
+    if (!resp) {
+        fake_stream_free(st);
+        return NULL;
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    return resp;
+}
+
 /* Queues req->reply; the body is dumped here so a delayed answer holds only the tree. */
 static enum MHD_Result send_reply(struct fake_server *s, struct MHD_Connection *conn,
                                   struct fake_req *req, const char *url)
@@ -188,6 +217,14 @@ static enum MHD_Result send_reply(struct fake_server *s, struct MHD_Connection *
     struct fake_reply *r = &req->reply;
     char *body = NULL;
     size_t len = 0;
+    struct MHD_Response *resp = NULL;
+    int status = r->status;
+    if (streams(req)) {
+        resp = stream_response(s, conn, req);
+        if (!resp)
+            return MHD_NO;
+        goto headers;
+    }
     if (r->json)
         body = json_dumps(r->json, FAKE_JSON_DUMP_FLAGS);
     else if (r->text)
@@ -199,19 +236,19 @@ static enum MHD_Result send_reply(struct fake_server *s, struct MHD_Connection *
             return MHD_NO;
     }
     len = strlen(body);
-    int status = r->status;
     if (req->malformed) {
         /* Half an object is never valid JSON: the closing brace is missing. */
         len /= 2;
         status = 200;
     }
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(body);
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type",
                             r->content_type ? r->content_type : "application/json");
+headers:
     if (req->route != FAKE_ROUTE_ADMIN && req->seq) {
         char rid[48];
         snprintf(rid, sizeof(rid), "req_fake_%" PRIu64, req->seq);
@@ -411,6 +448,8 @@ static void plan(struct fake_server *s, struct MHD_Connection *conn, struct fake
             req->delay_ms = req->reply.delay_ms;
         req->malformed = hit && hit->malformed;
     }
+    req->stream =
+        req->route == FAKE_ROUTE_MESSAGES && json_is_true(json_object_get(body, "stream"));
     if (hit) {
         req->fault_id = hit->id;
         if (req->extra_headers && hit->headers)
@@ -419,6 +458,8 @@ static void plan(struct fake_server *s, struct MHD_Connection *conn, struct fake
             req->extra_headers = json_incref(hit->headers);
         json_decref(hit->headers);
         hit->headers = NULL;
+        req->stream_faults = hit->stream;
+        hit->stream = NULL;
     }
 }
 

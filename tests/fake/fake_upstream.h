@@ -14,6 +14,7 @@
  *   fake_faults.c  the fault table (thread-safe)
  *   fake_log.c     the bounded request log (thread-safe)
  *   fake_timer.c   parks suspended connections and resumes them when due
+ *   fake_stream.c  a 200 message as the Messages streaming events, with stream faults
  *   fake_util.c    routes, reply and error helpers, UTF-8 clean-up
  *
  * Conventions: 0/positive on success, -errno on failure; ret_* written only
@@ -146,7 +147,8 @@ struct fake_fault_hit {
     bool hang;                                /* never answer */
     bool reset;                               /* close without an answer */
     bool malformed;                           /* 200 with a truncated JSON body */
-    json_t *body; /* this object as the answer (with status, or 200), or NULL */
+    json_t *body;   /* this object as the answer (with status, or 200), or NULL */
+    json_t *stream; /* {"error_after","cut_after","delta_ms"} for a streamed answer, or NULL */
 };
 
 /* Returns a new empty table, or NULL on OOM. */
@@ -242,6 +244,22 @@ size_t fake_timer_parked(struct fake_timer *timer);
 void fake_timer_stop(struct fake_timer *timer);
 /* Stops if needed and frees. */
 struct fake_timer *fake_timer_free(struct fake_timer *timer);
+
+/* ---- streamed answers (fake_stream.c) ------------------------------- */
+
+struct fake_stream;
+
+/* Checks a fault's "stream" object: 0, or -EINVAL with a message in err. */
+int fake_stream_spec_check(const json_t *spec, char *err, size_t err_bytes);
+/*
+ * The events of message (a 200 Messages body, borrowed) under the stream faults of spec (NULL =
+ * none); pauses park conn on timer. NULL on OOM. Used as the cls of an MHD callback response:
+ * fake_stream_read is its reader, fake_stream_free its free callback.
+ */
+struct fake_stream *fake_stream_new(const json_t *message, const json_t *spec,
+                                    struct fake_timer *timer, struct MHD_Connection *conn);
+ssize_t fake_stream_read(void *cls, uint64_t pos, char *buf, size_t max);
+void fake_stream_free(void *cls);
 
 /* ---- rate limit and prompt cache (fake_limits.c, thread-safe) ------- */
 

@@ -24,6 +24,7 @@ srcs_for() {
     tools) echo "src/tools/web_search.c src/tools/weather.c src/tools/tool_input.c
         src/tools/tool_result.c src/tools/urlenc.c src/resilience/backoff.c src/core/text.c" ;;
     log) echo "src/obs/log.c src/core/text.c" ;;
+    stream) echo "src/llm/anthropic_stream.c src/llm/sse.c src/llm/anthropic.c src/core/text.c" ;;
     esac
 }
 
@@ -32,7 +33,7 @@ cflags="-std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -fno-omit-frame-poin
   $(pkg-config --cflags jansson)"
 libs="$(pkg-config --libs jansson libcrypto) -lm"
 
-for t in request anthropic calculator tools log; do
+for t in ${FUZZ_TARGETS:-request anthropic calculator tools log stream}; do
     paths=""
     for s in $(srcs_for "$t"); do
         paths="$paths $root/$s"

@@ -21,7 +21,7 @@ case $secs in
     ;;
 esac
 if [ $# -gt 0 ]; then shift; fi
-targets=${*:-request anthropic calculator tools log}
+targets=${*:-request anthropic calculator tools log stream}
 
 # Longest input the fuzzer may generate: enough to cross every length cap the
 # parser has (calculator: 1000 bytes; web_search: 1000-byte URLs; log: its
@@ -34,13 +34,14 @@ max_len() {
     calculator) echo 1200 ;;
     tools) echo 8192 ;;
     log) echo 8192 ;;
+    stream) echo 8192 ;;
     *) return 1 ;;
     esac
 }
 
 for t in $targets; do
     if ! max_len "$t" >/dev/null; then
-        echo "run: unknown target '$t' (request anthropic calculator tools log)" >&2
+        echo "run: unknown target '$t' (request anthropic calculator tools log stream)" >&2
         exit 2
     fi
     [ -x "$here/.build/fuzz_$t" ] || "$here/build.sh"

@@ -51,7 +51,10 @@ static const struct bad_case bad_cases[] = {
     {"body is a string", "\"a\"", "body: expected a JSON object, got a string"},
     {"body is null", "null", "body: expected a JSON object, got null"},
     {"unknown field", "{\"input\":\"a\",\"model\":\"x\"}", "model: unknown field"},
-    {"unknown field first", "{\"stream\":true,\"input\":\"a\"}", "stream: unknown field"},
+    {"unknown field first", "{\"model\":true,\"input\":\"a\"}", "model: unknown field"},
+    {"stream is a string", "{\"input\":\"a\",\"stream\":\"yes\"}",
+     "stream: expected true or false"},
+    {"stream is null", "{\"input\":\"a\",\"stream\":null}", "stream: expected true or false"},
     {"input is a number", "{\"input\":5}",
      "input: expected a string of 1..100000 bytes, got an integer"},
     {"input is null", "{\"input\":null}", "input: expected a string of 1..100000 bytes, got null"},
@@ -177,6 +180,7 @@ START_TEST(test_request_minimal_body_gets_defaults)
     ck_assert_int_eq(req.max_iterations, 0);
     ck_assert_int_eq(req.timeout_ms, 0);
     ck_assert_int_eq(req.priority, AGENT_PRIORITY_HIGH);
+    ck_assert(!req.stream);
     agent_request_clear(&req);
 }
 END_TEST
@@ -184,7 +188,7 @@ END_TEST
 START_TEST(test_request_accepts_every_field_at_its_lower_bound)
 {
     const char body[] = "{\"input\":\"x\",\"conversation_id\":\"c-1.a_b:Z\",\"max_iterations\":1,"
-                        "\"timeout_ms\":100,\"priority\":\"low\"}";
+                        "\"timeout_ms\":100,\"priority\":\"low\",\"stream\":true}";
     struct agent_request req;
     char err[128] = "";
 
@@ -193,6 +197,7 @@ START_TEST(test_request_accepts_every_field_at_its_lower_bound)
     ck_assert_int_eq(req.max_iterations, 1);
     ck_assert_int_eq(req.timeout_ms, 100);
     ck_assert_int_eq(req.priority, AGENT_PRIORITY_LOW);
+    ck_assert(req.stream);
     agent_request_clear(&req);
 }
 END_TEST
