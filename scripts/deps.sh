@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev
       libssl-dev libhiredis-dev check curl python3 python3-jsonschema python3-yaml)
-[ "${1:-}" = "--test" ] && pkgs+=(redis-server wrk prometheus)
+[ "${1:-}" = "--test" ] && pkgs+=(redis-server wrk prometheus nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
