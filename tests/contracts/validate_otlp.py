@@ -2,16 +2,14 @@
 """validate_otlp.py — checks the OTLP/HTTP JSON bodies agentd exported against the
 OpenTelemetry protocol's trace messages, then the trace they hold.
 
-1. Schema. Every body must decode as opentelemetry.proto.collector.trace.v1.
-   ExportTraceServiceRequest under the protobuf JSON mapping with OTLP's JSON
-   exceptions (https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding):
-   lowerCamelCase field names, no unknown field, traceId/spanId/parentSpanId as
-   hex (not base64), 64-bit integers as decimal strings (numbers accepted), enums
-   as integers. MESSAGES below is the field list (field name -> type) of
-   github.com/open-telemetry/opentelemetry-proto's trace/v1/trace.proto (checked
-   against commit 05e412fb), common/v1/common.proto, resource/v1/resource.proto
-   and collector/trace/v1/trace_service.proto, written out by hand because no
-   protobuf runtime is installed here.
+1. Decoding. Every body must decode as opentelemetry.proto.collector.trace.v1.
+   ExportTraceServiceRequest with the official opentelemetry-proto definitions under the
+   protobuf JSON mapping with OTLP's JSON exceptions
+   (https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding): otlp-decode.sh, next to
+   this file, runs otlp_decode.js on them with the protobufjs code generated from the published
+   .proto files that @opentelemetry/otlp-transformer ships (both pinned, installed under
+   .cache/otlp-proto/ on first use). It refuses unknown fields, wrong types, out-of-range enums,
+   non-hex ids.
 2. The trace (with --trace-id): one invoke_agent SERVER span, child of --parent
    when given (else a root); every chat and execute_tool span its child, in the
    same trace; the GenAI attributes on each; every traceparent the fake upstream
@@ -26,100 +24,24 @@ Exit 0 when valid, 1 with the problems on stderr.
 """
 import argparse
 import json
+import os
 import re
+import subprocess
 import sys
+import tempfile
 
-# message -> {jsonName: type}; "[]T" = repeated T; scalars: string, bool, uint32, int64,
-# fixed64, fixed32, double, bytes (base64), hexid16 / hexid8 (OTLP's hex ids), enum:NAME.
-MESSAGES = {
-    "ExportTraceServiceRequest": {"resourceSpans": "[]ResourceSpans"},
-    "ResourceSpans": {"resource": "Resource", "scopeSpans": "[]ScopeSpans", "schemaUrl": "string"},
-    "Resource": {"attributes": "[]KeyValue", "droppedAttributesCount": "uint32",
-                 "entityRefs": "[]EntityRef"},
-    "EntityRef": {"schemaUrl": "string", "type": "string", "idKeys": "[]string",
-                  "descriptionKeys": "[]string"},
-    "ScopeSpans": {"scope": "InstrumentationScope", "spans": "[]Span", "schemaUrl": "string"},
-    "InstrumentationScope": {"name": "string", "version": "string", "attributes": "[]KeyValue",
-                             "droppedAttributesCount": "uint32"},
-    "Span": {"traceId": "hexid16", "spanId": "hexid8", "traceState": "string",
-             "parentSpanId": "hexid8", "flags": "fixed32", "name": "string",
-             "kind": "enum:SpanKind", "startTimeUnixNano": "fixed64",
-             "endTimeUnixNano": "fixed64", "attributes": "[]KeyValue",
-             "droppedAttributesCount": "uint32", "events": "[]Event",
-             "droppedEventsCount": "uint32", "links": "[]Link", "droppedLinksCount": "uint32",
-             "status": "Status"},
-    "Event": {"timeUnixNano": "fixed64", "name": "string", "attributes": "[]KeyValue",
-              "droppedAttributesCount": "uint32"},
-    "Link": {"traceId": "hexid16", "spanId": "hexid8", "traceState": "string",
-             "attributes": "[]KeyValue", "droppedAttributesCount": "uint32", "flags": "fixed32"},
-    "Status": {"message": "string", "code": "enum:StatusCode"},
-    "KeyValue": {"key": "string", "value": "AnyValue"},
-    "AnyValue": {"stringValue": "string", "boolValue": "bool", "intValue": "int64",
-                 "doubleValue": "double", "arrayValue": "ArrayValue",
-                 "kvlistValue": "KeyValueList", "bytesValue": "bytes"},
-    "ArrayValue": {"values": "[]AnyValue"},
-    "KeyValueList": {"values": "[]KeyValue"},
-}
-ONEOF = {"AnyValue"}  # exactly one field set
-ENUMS = {"SpanKind": range(0, 6), "StatusCode": range(0, 3)}
-HEX = {"hexid16": 32, "hexid8": 16}
-INT64 = re.compile(r"^-?[0-9]+$")
+DECODER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "otlp-decode.sh")
 
 
-def check_scalar(t, v, path, errs):
-    if t == "string":
-        ok = isinstance(v, str)
-    elif t == "bool":
-        ok = isinstance(v, bool)
-    elif t in ("uint32", "fixed32"):
-        ok = isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32
-    elif t in ("int64", "fixed64"):
-        ok = (isinstance(v, str) and INT64.match(v) is not None) or (
-            isinstance(v, int) and not isinstance(v, bool))
-        if ok and t == "fixed64":
-            ok = int(v) >= 0
-    elif t == "double":
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-    elif t == "bytes":
-        ok = isinstance(v, str) and re.match(r"^[A-Za-z0-9+/=_-]*$", v) is not None
-    elif t in HEX:
-        ok = isinstance(v, str) and re.match("^[0-9a-f]{%d}$" % HEX[t], v) is not None \
-            and set(v) != {"0"}
-    elif t.startswith("enum:"):
-        ok = isinstance(v, int) and not isinstance(v, bool) and v in ENUMS[t[5:]]
+def decode(path, errs):
+    """Runs the official-definitions decoder on the bodies in PATH; its problems go to errs."""
+    r = subprocess.run([DECODER, path], capture_output=True, text=True)
+    if r.returncode != 0:
+        errs.extend(l for l in r.stderr.splitlines() if l.strip())
+        if not r.stderr.strip():
+            errs.append(f"{DECODER} exited {r.returncode}")
     else:
-        raise ValueError(t)
-    if not ok:
-        errs.append(f"{path}: {json.dumps(v)[:60]} is not a valid {t}")
-
-
-def check_message(name, obj, path, errs):
-    if not isinstance(obj, dict):
-        errs.append(f"{path}: expected a {name} object")
-        return
-    fields = MESSAGES[name]
-    for k, v in obj.items():
-        if k not in fields:
-            errs.append(f"{path}.{k}: no such field in {name}")
-            continue
-        t = fields[k]
-        if t.startswith("[]"):
-            if not isinstance(v, list):
-                errs.append(f"{path}.{k}: expected an array")
-                continue
-            for i, item in enumerate(v):
-                check_value(t[2:], item, f"{path}.{k}[{i}]", errs)
-        else:
-            check_value(t, v, f"{path}.{k}", errs)
-    if name in ONEOF and len(obj) != 1:
-        errs.append(f"{path}: {name} must set exactly one field, has {sorted(obj)}")
-
-
-def check_value(t, v, path, errs):
-    if t in MESSAGES:
-        check_message(t, v, path, errs)
-    else:
-        check_scalar(t, v, path, errs)
+        print(r.stdout.strip())
 
 
 def attrs(kvs):
@@ -228,18 +150,18 @@ def check_trace(spans, a, errs):
             errs.append("the upstreams saw no traceparent")
 
 
-def validate(lines, a):
+def validate(path, a):
     errs, spans = [], []
+    decode(path, errs)
+    if errs:
+        return errs
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            body = json.loads(line)
-        except ValueError as e:
-            errs.append(f"body {n}: not JSON: {e}")
-            continue
-        check_message("ExportTraceServiceRequest", body, f"body{n}", errs)
-        for rs in body.get("resourceSpans", []) if isinstance(body, dict) else []:
+        body = json.loads(line)
+        for rs in body.get("resourceSpans", []):
             ra = attrs(rs.get("resource", {}).get("attributes"))
             if not isinstance(ra.get("service.name"), str):
                 errs.append(f"body {n}: resource without service.name")
@@ -254,7 +176,19 @@ def validate(lines, a):
     return errs
 
 
+def validate_bodies(bodies, a):
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", encoding="utf-8") as f:
+        f.write("".join(json.dumps(b) + "\n" for b in bodies))
+        f.flush()
+        return validate(f.name, a)
+
+
 def self_test():
+    # The decoder's own cases: wrong types, unknown fields, bad ids and enums are refused.
+    r = subprocess.run([DECODER, "--self-test"])
+    assert r.returncode == 0, "otlp_decode.js --self-test failed"
+    # And here, through validate(): a good body passes, a wrong type, an unknown field and a
+    # resource without service.name do not.
     good = {"resourceSpans": [{"resource": {"attributes": [
         {"key": "service.name", "value": {"stringValue": "agentd"}}]},
         "scopeSpans": [{"scope": {"name": "agentd"}, "spans": [{
@@ -264,20 +198,16 @@ def self_test():
                 {"key": "n", "value": {"intValue": "3"}},
                 {"key": "r", "value": {"arrayValue": {"values": [{"stringValue": "x"}]}}}]}]}]}]}
     a = argparse.Namespace(trace_id=None)
-    assert validate([json.dumps(good)], a) == [], validate([json.dumps(good)], a)
-    span = good["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
-    broken = [("traceId", "4BF92F3577B34DA6A3CE929D0E0E4736"), ("spanId", "AA=="),
-              ("kind", "SPAN_KIND_SERVER_X"), ("kind", 9), ("startTimeUnixNano", "1.5"),
-              ("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"), ("status", {"code": 7}),
-              ("attributes", [{"key": "n", "value": {"intValue": "x"}}]),
-              ("attributes", [{"key": "n", "value": {"intValue": "1", "stringValue": "1"}}]),
-              ("droppedAttributesCount", -1), ("traceId", "0" * 32)]
-    for k, v in broken:
+    assert validate_bodies([good], a) == [], validate_bodies([good], a)
+    for k, v in (("kind", "SPAN_KIND_SERVER"), ("name", 7), ("trace_id", "4bf9"),
+                 ("startTimeUnixNano", "1.5")):
         bad = json.loads(json.dumps(good))
         bad["resourceSpans"][0]["scopeSpans"][0]["spans"][0][k] = v
-        assert validate([json.dumps(bad)], a), f"accepted {k}={v!r}"
-    assert validate([json.dumps({"resourceSpans": [{"scopeSpans": [], "resources": {}}]})], a)
-    assert span  # the good span stayed intact
+        assert validate_bodies([bad], a), f"accepted {k}={v!r}"
+    bad = json.loads(json.dumps(good))
+    bad["resourceSpans"][0]["resource"]["attributes"] = []
+    assert validate_bodies([bad], a) == ["body 1: resource without service.name"]
+    assert validate_bodies([good, {"resourceSpans": [{"resources": {}}]}], a)
     print("validate_otlp self-test: ok")
 
 
@@ -295,8 +225,7 @@ def main():
     if a.self_test:
         self_test()
         return 0
-    with open(a.bodies, encoding="utf-8") as f:
-        errs = validate(f.readlines(), a)
+    errs = validate(a.bodies, a)
     for e in errs[:50]:
         print("validate_otlp: " + e, file=sys.stderr)
     if not errs:

@@ -1,7 +1,8 @@
 /*
  * test_trace.c — traces end to end: agentd exports OTLP/HTTP JSON to a
  * receiver in this test, and tests/contracts/validate_otlp.py checks what it
- * got against the OpenTelemetry trace messages, the parent/child links
+ * got: decoded with the official opentelemetry-proto definitions
+ * (tests/contracts/otlp-decode.sh, protobufjs), then the parent/child links
  * (client span -> invoke_agent -> chat / execute_tool), the GenAI attributes
  * and the traceparent every upstream call carried. An invalid traceparent
  * starts a new trace; a collector that fails costs the run nothing and its
