@@ -18,7 +18,12 @@
 #include "agentd/trace.h"
 
 #define CALL_CONNECT_TIMEOUT_MS 5000
-#define CALL_RECV_BUFFER_BYTES  4096
+/* libcurl's minimum receive buffer: each transfer in flight holds one (curl keeps it per easy
+   handle), and an answer of a few KiB takes a few more reads — see bench/README.md. */
+#define CALL_RECV_BUFFER_BYTES 1024
+/* libcurl's minimum upload buffer (default 64 KiB), allocated when a body is sent in pieces
+   rather than with the request head (HTTP/2 streams, bodies over 64 KiB). */
+#define CALL_UPLOAD_BUFFER_BYTES (16L * 1024)
 /* First allocation of a response body; it then doubles up to max_response_bytes. */
 #define CALL_RESP_INITIAL_BYTES 4096
 /* A traced call's log lines carry its trace id beside the request id. */
@@ -187,6 +192,7 @@ static CURL *configure(struct call *c, int64_t now)
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     /* Thousands of transfers wait at once; answers arrive in a few reads anyway. */
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)CALL_RECV_BUFFER_BYTES);
+    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, CALL_UPLOAD_BUFFER_BYTES);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "agentd/" AGENTD_VERSION);
