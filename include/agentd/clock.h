@@ -20,5 +20,8 @@ int64_t clock_wall_ms(void);
 int64_t clock_now_ns(void);
 /* Wall-clock nanoseconds since the epoch: for span timestamps (trace.h). */
 int64_t clock_wall_ns(void);
+/* Days since 1970-01-01 of the proleptic Gregorian date y-m-d (m 1..12, d 1..31; not checked),
+   exact for any year (Howard Hinnant's days_from_civil). Pure arithmetic: reads no clock. */
+int64_t clock_days_from_civil(int64_t y, int m, int d);
 
 #endif

@@ -3,6 +3,8 @@
  */
 #include "agentd/ratelimit_headers.h"
 
+#include "agentd/clock.h"
+
 #include <string.h>
 #include <strings.h>
 
@@ -87,17 +89,6 @@ static bool expect(const char **p, const char *any_of)
     return true;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 int64_t ratelimit_parse_rfc3339_ms(const char *s)
 {
     int y, mo, d, h, mi, sec, oh = 0, om = 0;
@@ -132,7 +123,7 @@ int64_t ratelimit_parse_rfc3339_ms(const char *s)
     }
     if (*p)
         return -1;
-    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+    int64_t t = clock_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
     t -= sign * (oh * 3600 + om * 60);
     /* A reset is never before 1970: -1 stays the one "not a time" answer. */
     return t < 0 ? -1 : t * 1000 + ms;

@@ -7,6 +7,8 @@
  */
 #include "agentd/backoff.h"
 
+#include "agentd/clock.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
@@ -189,17 +191,6 @@ static bool is_leap(int64_t y)
     return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (m 1..12), exact for any year. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 /* IMF-fixdate (RFC 9110 5.6.7): "Sun, 06 Nov 1994 08:49:37 GMT", exactly 29 bytes. */
 static bool parse_imf_fixdate(const char *s, size_t len, int64_t *ret_epoch_ms)
 {
@@ -225,7 +216,7 @@ static bool parse_imf_fixdate(const char *s, size_t len, int64_t *ret_epoch_ms)
     /* sec 60 is a leap second; it simply lands on the next minute. */
     if (day < 1 || day > mdays || hour > 23 || min > 59 || sec > 60)
         return false;
-    int64_t secs = days_from_civil(year, month, day) * 86400 + hour * 3600 + min * 60 + sec;
+    int64_t secs = clock_days_from_civil(year, month, day) * 86400 + hour * 3600 + min * 60 + sec;
     *ret_epoch_ms = secs * 1000;
     return true;
 }

@@ -19,10 +19,11 @@ mkdir -p "$out"
 srcs_for() {
     case $1 in
     request) echo "src/server/request.c src/engine/agent_request.c src/core/text.c" ;;
-    anthropic) echo "src/llm/anthropic.c src/llm/ratelimit_headers.c src/core/text.c" ;;
+    anthropic) echo "src/llm/anthropic.c src/llm/ratelimit_headers.c src/core/text.c src/core/clock.c" ;;
     calculator) echo "src/tools/calculator.c src/tools/tool_result.c" ;;
     tools) echo "src/tools/web_search.c src/tools/weather.c src/tools/tool_input.c
-        src/tools/tool_result.c src/tools/urlenc.c src/resilience/backoff.c src/core/text.c" ;;
+        src/tools/tool_result.c src/tools/urlenc.c src/resilience/backoff.c src/core/text.c
+        src/core/clock.c" ;;
     log) echo "src/obs/log.c src/core/text.c" ;;
     stream) echo "src/llm/anthropic_stream.c src/llm/sse.c src/llm/anthropic.c src/core/text.c" ;;
     esac
