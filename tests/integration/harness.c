@@ -58,6 +58,18 @@ double harness_metric_sample(const char *text, const char *series)
     return -1;
 }
 
+double harness_metric(struct harness *h, const char *series)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s/metrics", h->agentd_url);
+    struct http_resp r;
+    ck_assert_int_eq(http_do("GET", url, NULL, NULL, 0, false, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    double v = harness_metric_sample(r.body, series);
+    http_resp_free(&r);
+    return v;
+}
+
 static void sleep_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};

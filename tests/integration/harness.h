@@ -88,6 +88,8 @@ size_t harness_count_notes(struct harness *h);
 int64_t harness_now_ms(void);
 /* Value of one sample line "name{labels} value" of a /metrics text, or -1 when absent. */
 double harness_metric_sample(const char *text, const char *series);
+/* GET h's /metrics (asserting 200) and return one sample's value, or -1 when absent. */
+double harness_metric(struct harness *h, const char *series);
 /* A free 127.0.0.1 TCP port (bound to 0, read, closed): for a server a test starts itself. */
 int harness_free_port(void);
 

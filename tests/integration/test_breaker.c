@@ -225,26 +225,6 @@ static int load_drive(struct load *l, int64_t until_ms, int64_t post_until_ms)
 
 /* ---- metrics and the fake's log ---------------------------------------------------- */
 
-/* A sample's value from agentd's /metrics (-1 when absent). */
-static double metric(const char *name_labels)
-{
-    char url[128];
-    snprintf(url, sizeof(url), "%s/metrics", H.agentd_url);
-    struct http_resp r;
-    ck_assert_int_eq(http_do("GET", url, NULL, NULL, 0, false, &r), 0);
-    ck_assert_int_eq(r.status, 200);
-    double v = -1;
-    size_t len = strlen(name_labels);
-    for (char *line = r.body; line && *line;) {
-        char *nl = strchr(line, '\n');
-        if (strncmp(line, name_labels, len) == 0 && line[len] == ' ')
-            v = strtod(line + len + 1, NULL);
-        line = nl ? nl + 1 : NULL;
-    }
-    http_resp_free(&r);
-    return v;
-}
-
 /* LLM requests that reached the fake: arrival times (fake clock), and the span of those that
    the fault hit. */
 struct upstream_log {
@@ -349,9 +329,11 @@ START_TEST(test_blip_under_load_is_covered_by_retries_and_the_breaker_stays_clos
     ck_assert_msg(u.fault_hits >= 10, "the blip reset only %zu LLM requests", u.fault_hits);
     ck_assert_msg(ok * 1000 >= l.nruns * 995, "%zu of %zu runs succeeded (< 99.5%%)", ok, l.nruns);
     ck_assert_uint_eq(circuit, 0);
-    ck_assert_double_eq(metric("agentd_breaker_state{dependency=\"anthropic\"}"), 0);
+    ck_assert_double_eq(harness_metric(&H, "agentd_breaker_state{dependency=\"anthropic\"}"), 0);
     ck_assert_double_eq(
-        metric("agentd_breaker_transitions_total{dependency=\"anthropic\",to=\"open\"}"), 0);
+        harness_metric(&H,
+                       "agentd_breaker_transitions_total{dependency=\"anthropic\",to=\"open\"}"),
+        0);
 
     /* A second after the blip the upstream sees (at least) its rate from before the blip. */
     int64_t before = upstream_in(&u, u.fault_first - 2000, u.fault_first - 1000);
@@ -382,7 +364,9 @@ START_TEST(test_outage_under_load_opens_the_breaker_and_runs_fail_fast_with_503)
 
     /* The breaker opened, and from then on most runs were answered at once from it. */
     ck_assert_double_ge(
-        metric("agentd_breaker_transitions_total{dependency=\"anthropic\",to=\"open\"}"), 1);
+        harness_metric(&H,
+                       "agentd_breaker_transitions_total{dependency=\"anthropic\",to=\"open\"}"),
+        1);
     size_t circuit = 0, fast = 0, first_circuit = 0;
     for (size_t i = warm_runs; i < l.nruns; i++) {
         const struct run_result *r = &l.runs[i];
@@ -433,7 +417,7 @@ START_TEST(test_outage_under_load_opens_the_breaker_and_runs_fail_fast_with_503)
         sleep_ms(200);
     }
     ck_assert_int_eq(status, 200);
-    ck_assert_double_eq(metric("agentd_breaker_state{dependency=\"anthropic\"}"), 0);
+    ck_assert_double_eq(harness_metric(&H, "agentd_breaker_state{dependency=\"anthropic\"}"), 0);
     load_free(&l);
 }
 END_TEST

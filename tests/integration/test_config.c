@@ -84,18 +84,6 @@ static json_int_t policy_value(const char *dep, const char *key)
     return n;
 }
 
-static unsigned long long metric(const char *line_start)
-{
-    char url[128];
-    struct http_resp r;
-    snprintf(url, sizeof(url), "%s/metrics", H.agentd_url);
-    ck_assert_int_eq(http_do("GET", url, NULL, NULL, 0, false, &r), 0);
-    const char *p = strstr(r.body, line_start);
-    unsigned long long v = p ? strtoull(p + strlen(line_start), NULL, 10) : 0;
-    http_resp_free(&r);
-    return v;
-}
-
 /* The one tool call of an answer: whether it succeeded. */
 static bool tool_ok(json_t *o)
 {
@@ -236,8 +224,8 @@ START_TEST(test_invalid_reload_keeps_the_running_policy)
     ck_assert(wait_log("AGENTD_TOOL_WEB_SEARCH_TIMEOUT_MS: expected an integer 100..600000 (ms), "
                        "got 'abc'",
                        0));
-    ck_assert_uint_eq(metric("agentd_config_reloads_total{result=\"invalid\"} "), 1);
-    ck_assert_uint_eq(metric("agentd_config_reloads_total{result=\"applied\"} "), 0);
+    ck_assert_double_eq(harness_metric(&H, "agentd_config_reloads_total{result=\"invalid\"}"), 1);
+    ck_assert_double_eq(harness_metric(&H, "agentd_config_reloads_total{result=\"applied\"}"), 0);
     ck_assert_int_eq(policy_value("web_search", "retry_max"), 0);
     ck_assert_int_eq(ready_status(), 200); /* readiness stays as it was */
     fake_add_fault(&H, "{\"route\":\"search\",\"status\":503,\"count\":1}");
@@ -252,7 +240,7 @@ START_TEST(test_invalid_reload_keeps_the_running_policy)
                        "\"settings\":\"AGENTD_MAX_INFLIGHT\"",
                        0));
     ck_assert_int_eq(policy_value("web_search", "retry_max"), 2);
-    ck_assert_uint_eq(metric("agentd_config_reloads_total{result=\"applied\"} "), 1);
+    ck_assert_double_eq(harness_metric(&H, "agentd_config_reloads_total{result=\"applied\"}"), 1);
     fake_clear_requests(&H);
     fake_add_fault(&H, "{\"route\":\"search\",\"status\":503,\"count\":1}");
     ck_assert_int_eq(agent_ask(&H, "search for policies", &o), 200);

@@ -217,32 +217,13 @@ static int validate(const char *args)
     return system(cmd);
 }
 
-static double metric(const char *series)
-{
-    char url[128];
-    snprintf(url, sizeof(url), "%s/metrics", H.agentd_url);
-    struct http_resp r;
-    ck_assert_int_eq(http_do("GET", url, NULL, NULL, 0, false, &r), 0);
-    double v = -1;
-    size_t n = strlen(series);
-    for (const char *p = r.body; p && *p;) {
-        if (strncmp(p, series, n) == 0 && p[n] == ' ')
-            v = atof(p + n + 1);
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    http_resp_free(&r);
-    return v;
-}
-
 /* The series' value once it is above 0, or its last value after 10 s (the exporter's thread
    counts on its own schedule). */
 static double metric_when_positive(const char *series)
 {
     int64_t end = harness_now_ms() + 10000;
     double v;
-    while ((v = metric(series)) <= 0 && harness_now_ms() < end)
+    while ((v = harness_metric(&H, series)) <= 0 && harness_now_ms() < end)
         usleep(50000);
     return v;
 }
@@ -263,7 +244,7 @@ START_TEST(test_trace_links_client_run_chat_and_tools_with_genai_attributes)
     ck_assert_int_eq(validate("--trace-id " TRACE_ID " --parent " PARENT_ID " --tracestate '" STATE
                               "' --expect-tools 2 --expect-retry"),
                      0);
-    ck_assert_double_gt(metric("agentd_trace_spans_exported_total"), 3);
+    ck_assert_double_gt(harness_metric(&H, "agentd_trace_spans_exported_total"), 3);
 
     /* The run's log lines carry its trace id beside its request id. */
     ck_assert_int_eq(kill(H.agentd_pid, SIGTERM), 0);
@@ -353,7 +334,7 @@ START_TEST(test_trace_failing_collector_costs_the_run_nothing_and_counts_drops)
         metric_when_positive("agentd_trace_spans_dropped_total{reason=\"export_failed\"}"), 0);
     ck_assert_double_gt(
         metric_when_positive("agentd_trace_spans_dropped_total{reason=\"breaker_open\"}"), 0);
-    ck_assert_double_eq(metric("agentd_trace_spans_exported_total"), 0);
+    ck_assert_double_eq(harness_metric(&H, "agentd_trace_spans_exported_total"), 0);
     pthread_mutex_lock(&R.mu);
     ck_assert_int_eq(R.posts, 2); /* then the circuit stayed open (AGENTD_BREAKER_OPEN_MS) */
     pthread_mutex_unlock(&R.mu);
@@ -397,7 +378,7 @@ START_TEST(test_trace_without_exporter_passes_the_client_context_on)
     }
     json_decref(reqs);
     ck_assert_uint_ge(traced, 4); /* two LLM calls, geocoding, forecast */
-    ck_assert_double_eq(metric("agentd_trace_spans_exported_total"), 0);
+    ck_assert_double_eq(harness_metric(&H, "agentd_trace_spans_exported_total"), 0);
     char *log = harness_read_log(&H);
     ck_assert_ptr_nonnull(
         strstr(log, "\"request_id\":\"trace-off\",\"trace_id\":\"" TRACE_ID "\""));
